@@ -1,0 +1,263 @@
+//! The `Check` trait, the per-probe recorder and the deadline rules.
+//!
+//! Every check kind lives in its own file under `check/` and implements
+//! [`Check`]: a pure async function of (spec, context) → finding. [`execute`]
+//! owns the deadline, records phases and turns the finding into an
+//! [`Outcome`], the same way for every kind.
+
+pub mod dkim;
+pub mod dmarc;
+pub mod dns;
+pub mod dnsbl;
+pub mod domain;
+pub mod mx;
+pub mod ptr;
+pub mod smtp;
+pub mod spf;
+pub mod tcp;
+pub mod tls;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::time::Instant;
+use vantage_common::{FailureClass, Outcome, Phases, Status};
+
+use crate::context::ProbeContext;
+use crate::resolver::Resolver;
+
+/// The verdict a check reaches (or the reason it stopped early).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// pass / warn / fail / error.
+    pub status: Status,
+    /// Why it did not pass.
+    pub class: Option<FailureClass>,
+    /// One line for a human.
+    pub message: String,
+}
+
+impl Finding {
+    /// The target is fine.
+    pub fn pass(message: impl Into<String>) -> Self {
+        Finding {
+            status: Status::Pass,
+            class: None,
+            message: message.into(),
+        }
+    }
+    /// The target works but is degraded.
+    pub fn warn(class: FailureClass, message: impl Into<String>) -> Self {
+        Finding {
+            status: Status::Warn,
+            class: Some(class),
+            message: message.into(),
+        }
+    }
+    /// The target is broken.
+    pub fn fail(class: FailureClass, message: impl Into<String>) -> Self {
+        Finding {
+            status: Status::Fail,
+            class: Some(class),
+            message: message.into(),
+        }
+    }
+    /// This vantage could not tell.
+    pub fn error(class: FailureClass, message: impl Into<String>) -> Self {
+        Finding {
+            status: Status::Error,
+            class: Some(class),
+            message: message.into(),
+        }
+    }
+    /// Prefixes the message with the step it happened in.
+    pub fn during(mut self, step: &str) -> Self {
+        self.message = format!("{step}: {}", self.message);
+        self
+    }
+}
+
+/// What a check's body returns: `Err` ends the check early with that finding.
+pub type CheckResult = Result<Finding, Finding>;
+
+/// One check kind. Implementations hold their parameters and do no I/O
+/// outside [`Probe::step`], which enforces the deadline.
+pub trait Check {
+    /// Kind name as used on the command line and in outcomes.
+    const KIND: &'static str;
+    /// Deadline used when the caller sets none.
+    const DEFAULT_TIMEOUT: Duration;
+    /// What is probed, for the outcome's `target` field.
+    fn target(&self) -> String;
+    /// Runs the check.
+    fn run(&self, probe: &mut Probe<'_>) -> impl Future<Output = CheckResult> + Send;
+}
+
+/// Records phases and details of one running probe and enforces its deadline.
+#[derive(Debug)]
+pub struct Probe<'a> {
+    /// Shared resolver, TLS configs and source address.
+    pub ctx: &'a ProbeContext,
+    deadline: Instant,
+    phases: Phases,
+    details: BTreeMap<String, Value>,
+}
+
+impl<'a> Probe<'a> {
+    fn new(ctx: &'a ProbeContext, deadline: Instant) -> Self {
+        Probe {
+            ctx,
+            deadline,
+            phases: Phases::default(),
+            details: BTreeMap::new(),
+        }
+    }
+
+    /// When the whole probe must be over.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Runs one timed step under the probe's deadline. A step that is still
+    /// running at the deadline fails with class `timeout`, naming the step.
+    pub async fn step<T>(
+        &mut self,
+        name: &str,
+        fut: impl Future<Output = Result<T, Finding>>,
+    ) -> Result<T, Finding> {
+        let start = Instant::now();
+        let result = tokio::time::timeout_at(self.deadline, fut).await;
+        self.phases.record(name, start.elapsed());
+        match result {
+            Ok(inner) => inner.map_err(|f| f.during(name)),
+            Err(_) => Err(Finding::fail(
+                FailureClass::Timeout,
+                format!("{name}: no answer before the deadline"),
+            )),
+        }
+    }
+
+    /// Adds a detail (banner, extensions, records seen...).
+    pub fn detail(&mut self, key: &str, value: impl Into<Value>) {
+        self.details.insert(key.to_owned(), value.into());
+    }
+
+    /// A string detail recorded earlier.
+    pub fn detail_str(&self, key: &str) -> Option<String> {
+        self.details
+            .get(key)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    }
+
+    /// The shared resolver.
+    pub fn resolver(&self) -> Result<Resolver, Finding> {
+        self.ctx.resolver().cloned()
+    }
+
+    /// The address to connect to for `host` (an IP literal, or a name looked
+    /// up as step `resolve`). With a source address, an address of the same
+    /// family is preferred.
+    pub async fn endpoint(&mut self, host: &str, port: u16) -> Result<SocketAddr, Finding> {
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = bare.parse::<IpAddr>() {
+            return Ok(SocketAddr::new(ip, port));
+        }
+        let resolver = self.resolver()?;
+        let addrs = self
+            .step("resolve", async {
+                resolver.addresses(bare).await.map_err(|e| e.finding())
+            })
+            .await?;
+        let source_v4 = self.ctx.source_address.map(|s| s.is_ipv4());
+        let ip = addrs
+            .iter()
+            .find(|a| Some(a.is_ipv4()) == source_v4)
+            .or_else(|| addrs.first())
+            .copied()
+            .ok_or_else(|| Finding::fail(FailureClass::Dns, format!("{bare} has no address")))?;
+        self.detail("address", ip.to_string());
+        Ok(SocketAddr::new(ip, port))
+    }
+}
+
+/// `host:port`, bracketing IPv6 literals.
+pub fn host_port(host: &str, port: u16) -> String {
+    match host.parse::<IpAddr>() {
+        Ok(IpAddr::V6(v6)) => format!("[{v6}]:{port}"),
+        _ => format!("{host}:{port}"),
+    }
+}
+
+/// Runs `check` with the context's timeout (or the kind's default) as a hard
+/// deadline and returns its outcome. Never panics on target behaviour.
+pub async fn execute<C: Check + Sync>(check: &C, ctx: &ProbeContext) -> Outcome {
+    let started = Instant::now();
+    let deadline = started + ctx.timeout.unwrap_or(C::DEFAULT_TIMEOUT);
+    let mut probe = Probe::new(ctx, deadline);
+    // Steps enforce the deadline themselves; this outer bound only catches
+    // work done outside a step.
+    let finding = match tokio::time::timeout_at(deadline, check.run(&mut probe)).await {
+        Ok(Ok(f)) | Ok(Err(f)) => f,
+        Err(_) => Finding::fail(FailureClass::Timeout, "no result before the deadline"),
+    };
+    let mut outcome = Outcome::new(
+        C::KIND,
+        &check.target(),
+        finding.status,
+        finding.class,
+        finding.message,
+    );
+    outcome.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    outcome.phases = probe.phases;
+    outcome.details = probe.details;
+    outcome
+}
+
+/// Every check kind, as the CLI and (later) the coordinator name them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum CheckSpec {
+    /// SMTP dialogue.
+    Smtp(smtp::SmtpCheck),
+    /// Certificate of a TLS or STARTTLS endpoint.
+    Tls(tls::TlsCheck),
+    /// One DNS query with expectations.
+    Dns(dns::DnsCheck),
+    /// MX hosts and their addresses.
+    Mx(mx::MxCheck),
+    /// Reverse DNS, forward-confirmed.
+    Ptr(ptr::PtrCheck),
+    /// TCP connect.
+    Tcp(tcp::TcpCheck),
+    /// SPF record.
+    Spf(spf::SpfCheck),
+    /// DKIM key.
+    Dkim(dkim::DkimCheck),
+    /// DMARC record.
+    Dmarc(dmarc::DmarcCheck),
+    /// Blocklists.
+    Dnsbl(dnsbl::DnsblCheck),
+}
+
+impl CheckSpec {
+    /// Runs the check under its deadline.
+    pub async fn run(&self, ctx: &ProbeContext) -> Outcome {
+        match self {
+            CheckSpec::Smtp(c) => execute(c, ctx).await,
+            CheckSpec::Tls(c) => execute(c, ctx).await,
+            CheckSpec::Dns(c) => execute(c, ctx).await,
+            CheckSpec::Mx(c) => execute(c, ctx).await,
+            CheckSpec::Ptr(c) => execute(c, ctx).await,
+            CheckSpec::Tcp(c) => execute(c, ctx).await,
+            CheckSpec::Spf(c) => execute(c, ctx).await,
+            CheckSpec::Dkim(c) => execute(c, ctx).await,
+            CheckSpec::Dmarc(c) => execute(c, ctx).await,
+            CheckSpec::Dnsbl(c) => execute(c, ctx).await,
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! `dmarc`: the policy at `_dmarc.<domain>`, or, when the domain has none,
+//! the one it inherits from its organisational domain (found by walking up
+//! the name, as DMARCbis does), reported as inherited. Parsed by mail-auth.
+
+use std::time::Duration;
+
+use mail_auth::common::parse::TxtRecordParser;
+use mail_auth::dmarc::{Alignment, Dmarc, Policy};
+use serde::{Deserialize, Serialize};
+use vantage_common::FailureClass;
+
+use super::{Check, CheckResult, Finding, Probe};
+use crate::resolver::Resolver;
+
+/// Most names tried while walking up to the organisational domain.
+const MAX_WALK: usize = 8;
+
+/// Policy strength an operator can require.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RequiredPolicy {
+    /// `p=none` suffices (a record must exist).
+    None,
+    /// `quarantine` or `reject`.
+    Quarantine,
+    /// `reject` only.
+    Reject,
+}
+
+impl RequiredPolicy {
+    /// Parses `none`, `quarantine`, `reject`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "none" => Some(RequiredPolicy::None),
+            "quarantine" => Some(RequiredPolicy::Quarantine),
+            "reject" => Some(RequiredPolicy::Reject),
+            _ => None,
+        }
+    }
+}
+
+/// Parameters of a `dmarc` check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DmarcCheck {
+    /// Author domain.
+    pub domain: String,
+    /// Fail when the effective policy is weaker than this.
+    #[serde(default)]
+    pub require_policy: Option<RequiredPolicy>,
+}
+
+fn policy_name(p: &Policy) -> &'static str {
+    match p {
+        Policy::None => "none",
+        Policy::Quarantine => "quarantine",
+        Policy::Reject => "reject",
+        Policy::Unspecified => "unspecified",
+    }
+}
+
+fn strength(p: &Policy) -> RequiredPolicy {
+    match p {
+        Policy::Reject => RequiredPolicy::Reject,
+        Policy::Quarantine => RequiredPolicy::Quarantine,
+        Policy::None | Policy::Unspecified => RequiredPolicy::None,
+    }
+}
+
+fn alignment(a: &Alignment) -> &'static str {
+    match a {
+        Alignment::Relaxed => "relaxed",
+        Alignment::Strict => "strict",
+    }
+}
+
+/// Where the policy was found and its DMARC records there.
+struct Found {
+    at: String,
+    records: Vec<String>,
+}
+
+/// `_dmarc.<domain>`, then each parent domain above it (not the TLD).
+async fn discover(resolver: &Resolver, domain: &str) -> Result<Option<Found>, Finding> {
+    let labels: Vec<&str> = domain.trim_end_matches('.').split('.').collect();
+    let candidates = (0..labels.len().saturating_sub(1))
+        .map(|i| labels[i..].join("."))
+        .take(MAX_WALK);
+    for at in candidates {
+        let records = match resolver.txt(&format!("_dmarc.{at}")).await {
+            Ok(txt) => txt,
+            Err(e) if e.is_absent() => continue,
+            Err(e) => return Err(e.finding()),
+        };
+        let records: Vec<String> = records
+            .into_iter()
+            .filter(|t| {
+                t.trim_start()
+                    .get(..8)
+                    .is_some_and(|v| v.eq_ignore_ascii_case("v=DMARC1"))
+            })
+            .collect();
+        if !records.is_empty() {
+            return Ok(Some(Found { at, records }));
+        }
+    }
+    Ok(None)
+}
+
+impl Check for DmarcCheck {
+    const KIND: &'static str = "dmarc";
+    const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+    fn target(&self) -> String {
+        self.domain.clone()
+    }
+
+    async fn run(&self, probe: &mut Probe<'_>) -> CheckResult {
+        let resolver = probe.resolver()?;
+        let domain = self.domain.trim_end_matches('.').to_ascii_lowercase();
+        let found = probe.step("txt", discover(&resolver, &domain)).await?;
+        let Some(Found { at, records }) = found else {
+            return Ok(Finding::fail(
+                FailureClass::Policy,
+                format!("{domain} has no DMARC record"),
+            ));
+        };
+        let inherited = at != domain;
+        probe.detail("found_at", format!("_dmarc.{at}"));
+        probe.detail("inherited", inherited);
+        let [record] = records.as_slice() else {
+            probe.detail("records", records.clone());
+            return Ok(Finding::fail(
+                FailureClass::Policy,
+                format!(
+                    "_dmarc.{at} has {} DMARC records (one allowed)",
+                    records.len()
+                ),
+            ));
+        };
+        probe.detail("record", record.clone());
+        let dmarc = Dmarc::parse(record.as_bytes()).map_err(|e| {
+            Finding::fail(
+                FailureClass::Policy,
+                format!("DMARC syntax error at _dmarc.{at} ({e}): {record}"),
+            )
+        })?;
+        // A subdomain without its own record gets the organisational domain's
+        // subdomain policy (sp=, defaulting to p=).
+        let effective = match (&dmarc.sp, inherited) {
+            (Policy::Unspecified, _) | (_, false) => &dmarc.p,
+            (sp, true) => sp,
+        };
+        probe.detail("p", policy_name(&dmarc.p));
+        probe.detail("sp", policy_name(&dmarc.sp));
+        probe.detail("policy", policy_name(effective));
+        probe.detail("adkim", alignment(&dmarc.adkim));
+        probe.detail("aspf", alignment(&dmarc.aspf));
+        probe.detail(
+            "rua",
+            dmarc
+                .rua
+                .iter()
+                .map(|u| u.uri().to_owned())
+                .collect::<Vec<_>>(),
+        );
+
+        let source = if inherited {
+            format!("inherited from organisational domain {at}")
+        } else {
+            format!("at _dmarc.{domain}")
+        };
+        let summary = format!("policy {} {source}", policy_name(effective));
+        if let Some(required) = self.require_policy
+            && strength(effective) < required
+        {
+            return Ok(Finding::fail(
+                FailureClass::Policy,
+                format!("{summary}, weaker than the required {required:?}").to_lowercase(),
+            ));
+        }
+        Ok(Finding::pass(summary))
+    }
+}

@@ -1,0 +1,141 @@
+//! One SMTP connection: plain or TLS, replies read with bounds, STARTTLS
+//! upgrade with a guard against pipelined (injected) plaintext.
+
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use vantage_common::FailureClass;
+
+use super::reply::{Reply, ReplyError, read_reply};
+use crate::check::Finding;
+use crate::net;
+
+/// Anything a session can run over.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// What the TLS handshake established.
+#[derive(Debug, Clone)]
+pub struct TlsInfo {
+    /// `TLSv1_3`, `TLSv1_2`.
+    pub version: String,
+    /// Negotiated cipher suite.
+    pub cipher: String,
+    /// Certificates as presented, leaf first.
+    pub chain: Vec<CertificateDer<'static>>,
+}
+
+/// An SMTP client connection.
+pub struct Session {
+    io: BufReader<Box<dyn Io>>,
+    tls: Option<TlsInfo>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// A session over an established plaintext connection.
+    pub fn plain(io: impl Io + 'static) -> Self {
+        Session {
+            io: BufReader::new(Box::new(io)),
+            tls: None,
+        }
+    }
+
+    /// A session that starts with a TLS handshake (port 465).
+    pub async fn implicit_tls(
+        io: impl Io + 'static,
+        sni: &ServerName<'static>,
+    ) -> Result<Self, Finding> {
+        let (io, info) = upgrade(Box::new(io), sni).await?;
+        Ok(Session {
+            io: BufReader::new(io),
+            tls: Some(info),
+        })
+    }
+
+    /// The TLS state, once TLS is up.
+    pub fn tls(&self) -> Option<&TlsInfo> {
+        self.tls.as_ref()
+    }
+
+    /// Reads one reply.
+    pub async fn read_reply(&mut self) -> Result<Reply, Finding> {
+        read_reply(&mut self.io).await.map_err(reply_error)
+    }
+
+    /// Sends one command line and reads its reply.
+    pub async fn command(&mut self, line: &str) -> Result<Reply, Finding> {
+        let io = self.io.get_mut();
+        let send = async {
+            io.write_all(line.as_bytes()).await?;
+            io.write_all(b"\r\n").await?;
+            io.flush().await
+        };
+        send.await.map_err(|e| {
+            Finding::fail(
+                FailureClass::Protocol,
+                format!("sending {}: {e}", verb(line)),
+            )
+        })?;
+        self.read_reply().await
+    }
+
+    /// Upgrades to TLS after a positive reply to STARTTLS. Fails if the server
+    /// sent anything beyond that reply: such bytes would be read as if they
+    /// had come over TLS (the STARTTLS command-injection flaw).
+    pub async fn start_tls(self, sni: &ServerName<'static>) -> Result<Self, Finding> {
+        if !self.io.buffer().is_empty() {
+            return Err(Finding::fail(
+                FailureClass::Protocol,
+                "server sent data after its STARTTLS reply (plaintext injection)",
+            ));
+        }
+        let (io, info) = upgrade(self.io.into_inner(), sni).await?;
+        Ok(Session {
+            io: BufReader::new(io),
+            tls: Some(info),
+        })
+    }
+}
+
+async fn upgrade(
+    io: Box<dyn Io>,
+    sni: &ServerName<'static>,
+) -> Result<(Box<dyn Io>, TlsInfo), Finding> {
+    let stream = net::handshake(io, sni).await?;
+    let conn = stream.get_ref().1;
+    let info = TlsInfo {
+        version: conn
+            .protocol_version()
+            .map(|v| format!("{v:?}"))
+            .unwrap_or_default(),
+        cipher: conn
+            .negotiated_cipher_suite()
+            .map(|c| format!("{:?}", c.suite()))
+            .unwrap_or_default(),
+        chain: conn
+            .peer_certificates()
+            .map(|certs| certs.iter().map(|c| c.clone().into_owned()).collect())
+            .unwrap_or_default(),
+    };
+    Ok((Box::new(stream), info))
+}
+
+fn verb(line: &str) -> &str {
+    line.split_whitespace().next().unwrap_or(line)
+}
+
+fn reply_error(e: ReplyError) -> Finding {
+    match e {
+        ReplyError::Io(io) if io.kind() == std::io::ErrorKind::ConnectionReset => {
+            Finding::fail(FailureClass::Protocol, "connection reset by server")
+        }
+        other => Finding::fail(FailureClass::Protocol, other.to_string()),
+    }
+}

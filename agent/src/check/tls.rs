@@ -1,0 +1,215 @@
+//! `tls`: the certificate of an SMTP (STARTTLS or implicit) or plain TLS
+//! endpoint: chain to trusted roots, name match, days to expiry.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rustls::pki_types::CertificateDer;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use vantage_common::FailureClass;
+use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+
+use super::smtp::{self, DEFAULT_HELO, TlsMode, Transport};
+use super::{Check, CheckResult, Finding, Probe};
+use crate::net;
+
+/// Parameters of a `tls` check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsCheck {
+    /// Host name or IP address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// `auto`: STARTTLS on 25/587/2525, TLS from the first byte elsewhere.
+    #[serde(default)]
+    pub tls: TlsMode,
+    /// Name the certificate must match; defaults to `host`.
+    #[serde(default)]
+    pub tls_name: Option<String>,
+    /// Trust anchors (PEM); system roots when absent.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Fewer days left than this is `warn`.
+    #[serde(default = "default_warn_days")]
+    pub warn_days: u32,
+    /// Fewer days left than this is `fail`.
+    #[serde(default = "default_crit_days")]
+    pub crit_days: u32,
+}
+
+fn default_warn_days() -> u32 {
+    30
+}
+fn default_crit_days() -> u32 {
+    7
+}
+
+impl TlsCheck {
+    /// A check of `host:port` with defaults.
+    pub fn new(host: impl Into<String>, port: u16) -> Self {
+        TlsCheck {
+            host: host.into(),
+            port,
+            tls: TlsMode::Auto,
+            tls_name: None,
+            ca_file: None,
+            warn_days: default_warn_days(),
+            crit_days: default_crit_days(),
+        }
+    }
+
+    fn uses_starttls(&self) -> bool {
+        match self.tls {
+            TlsMode::Starttls => true,
+            TlsMode::Auto => matches!(self.port, 25 | 587 | 2525),
+            TlsMode::Implicit | TlsMode::None => false,
+        }
+    }
+}
+
+impl Check for TlsCheck {
+    const KIND: &'static str = "tls";
+    const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+
+    fn target(&self) -> String {
+        super::host_port(&self.host, self.port)
+    }
+
+    async fn run(&self, probe: &mut Probe<'_>) -> CheckResult {
+        if self.tls == TlsMode::None {
+            return Err(Finding::error(
+                FailureClass::Tls,
+                "a tls check needs TLS (mode none given)",
+            ));
+        }
+        let sni = smtp::tls_server_name(&self.host, self.tls_name.as_deref())?;
+        let roots = net::trust_roots(self.ca_file.as_deref())?;
+
+        let (chain, version) = if self.uses_starttls() {
+            let mut d = smtp::open(
+                probe,
+                &self.host,
+                self.port,
+                Transport::Required,
+                DEFAULT_HELO,
+                &sni,
+            )
+            .await
+            .map_err(|f| match f.class {
+                // Without STARTTLS there is no certificate to judge.
+                Some(FailureClass::Policy) => Finding::fail(FailureClass::Tls, f.message),
+                _ => f,
+            })?;
+            smtp::quit(probe, &mut d).await;
+            let tls = d
+                .session
+                .tls()
+                .cloned()
+                .ok_or_else(|| Finding::fail(FailureClass::Tls, "TLS was not established"))?;
+            (tls.chain, tls.version)
+        } else {
+            let addr = probe.endpoint(&self.host, self.port).await?;
+            let source = probe.ctx.source_address;
+            let tcp = probe.step("connect", net::connect(addr, source)).await?;
+            let stream = probe.step("tls", net::handshake(tcp, &sni)).await?;
+            let conn = stream.get_ref().1;
+            let version = conn
+                .protocol_version()
+                .map(|v| format!("{v:?}"))
+                .unwrap_or_default();
+            probe.detail("tls_version", version.clone());
+            let chain: Vec<CertificateDer<'static>> = conn
+                .peer_certificates()
+                .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+                .unwrap_or_default();
+            (chain, version)
+        };
+
+        let leaf = describe_leaf(probe, &chain)?;
+        probe.detail("chain_length", chain.len());
+        net::verify_chain(&chain, &sni, roots)?;
+
+        let days = leaf.days_left;
+        let expiry = format!("expires in {days} days ({})", leaf.not_after);
+        if days < i64::from(self.crit_days) {
+            return Ok(Finding::fail(FailureClass::Expiring, expiry));
+        }
+        if days < i64::from(self.warn_days) {
+            return Ok(Finding::warn(FailureClass::Expiring, expiry));
+        }
+        Ok(Finding::pass(format!(
+            "valid for {}, {expiry}, {version}",
+            sni.to_str()
+        )))
+    }
+}
+
+struct Leaf {
+    days_left: i64,
+    not_after: String,
+}
+
+/// Records subject, issuer, names and expiry of the leaf certificate.
+fn describe_leaf(
+    probe: &mut Probe<'_>,
+    chain: &[CertificateDer<'static>],
+) -> Result<Leaf, Finding> {
+    let der = chain
+        .first()
+        .ok_or_else(|| Finding::fail(FailureClass::Tls, "server presented no certificate"))?;
+    let (_, cert) = X509Certificate::from_der(der.as_ref())
+        .map_err(|e| Finding::fail(FailureClass::Tls, format!("unparseable certificate: {e}")))?;
+    let not_after_ts = cert.validity().not_after.timestamp();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let days_left = (not_after_ts - now).div_euclid(86_400);
+    let not_after = cert.validity().not_after.to_rfc2822().unwrap_or_else(|e| e);
+    let names: Vec<String> = cert
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .map(|san| {
+            san.value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    GeneralName::DNSName(d) => Some((*d).to_owned()),
+                    GeneralName::IPAddress(b) => ip_from_bytes(b),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    probe.detail("subject", cert.subject().to_string());
+    probe.detail("issuer", cert.issuer().to_string());
+    probe.detail("names", json!(names));
+    probe.detail(
+        "not_before",
+        cert.validity()
+            .not_before
+            .to_rfc2822()
+            .unwrap_or_else(|e| e),
+    );
+    probe.detail("not_after", not_after.clone());
+    probe.detail("days_left", days_left);
+    Ok(Leaf {
+        days_left,
+        not_after,
+    })
+}
+
+fn ip_from_bytes(b: &[u8]) -> Option<String> {
+    match b.len() {
+        4 => <[u8; 4]>::try_from(b)
+            .ok()
+            .map(|o| std::net::Ipv4Addr::from(o).to_string()),
+        16 => <[u8; 16]>::try_from(b)
+            .ok()
+            .map(|o| std::net::Ipv6Addr::from(o).to_string()),
+        _ => None,
+    }
+}

@@ -1,0 +1,21 @@
+//! # vantage-agent
+//!
+//! The probe engine and the `vantage-agent` binary.
+//!
+//! ## Layout
+//! - [`check`] — the [`check::Check`] trait, the deadline-enforcing
+//!   [`check::execute`], and one file per kind under `check/`: `smtp`
+//!   (with `smtp/reply.rs`, the bounded reply reader, and `smtp/session.rs`,
+//!   the connection with STARTTLS), `tls`, `dns`, `mx`, `ptr`, `tcp`, `spf`,
+//!   `dkim`, `dmarc`, `dnsbl`, and `domain` (the whole audit).
+//! - [`context`] — what probes share: timeout, source address, resolver.
+//! - [`resolver`] — hickory lookups and their mapping to findings.
+//! - [`net`] — TCP with a source address, the TLS client, chain verification.
+//! - [`cli`] — the `vantage-agent probe` command line (parsing, validation,
+//!   output, exit codes); `main.rs` only calls it.
+
+pub mod check;
+pub mod cli;
+pub mod context;
+pub mod net;
+pub mod resolver;

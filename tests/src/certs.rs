@@ -1,0 +1,135 @@
+//! Test PKI made with rcgen: a CA, and leaf certificates that are valid,
+//! expired, expiring, for the wrong name, or from an untrusted CA.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rustls::ServerConfig;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use time::{Duration, OffsetDateTime};
+
+/// Errors building test certificates.
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    /// rcgen refused the parameters.
+    #[error("rcgen: {0}")]
+    Rcgen(#[from] rcgen::Error),
+    /// rustls refused the certificate or key.
+    #[error("rustls: {0}")]
+    Rustls(#[from] rustls::Error),
+    /// Writing a PEM file failed.
+    #[error("writing {0}: {1}")]
+    Io(PathBuf, std::io::Error),
+}
+
+/// A certificate authority for tests.
+#[derive(Debug)]
+pub struct TestCa {
+    issuer: Issuer<'static, KeyPair>,
+    cert: CertificateDer<'static>,
+    pem: String,
+}
+
+/// A leaf certificate with its chain and key.
+#[derive(Debug)]
+pub struct TestCert {
+    /// Leaf first, then the issuing CA.
+    pub chain: Vec<CertificateDer<'static>>,
+    key: Vec<u8>,
+}
+
+/// Validity window relative to now, in days (negative = in the past).
+#[derive(Debug, Clone, Copy)]
+pub struct Validity {
+    /// Start, days from now.
+    pub from_days: i64,
+    /// End, days from now.
+    pub until_days: i64,
+}
+
+impl Validity {
+    /// Valid for a year from yesterday.
+    pub const GOOD: Validity = Validity {
+        from_days: -1,
+        until_days: 365,
+    };
+    /// Expired yesterday.
+    pub const EXPIRED: Validity = Validity {
+        from_days: -90,
+        until_days: -1,
+    };
+
+    /// Valid from yesterday until `days` from now.
+    pub fn expiring_in(days: i64) -> Validity {
+        Validity {
+            from_days: -1,
+            until_days: days,
+        }
+    }
+}
+
+impl TestCa {
+    /// A new self-signed CA named `name`.
+    pub fn new(name: &str) -> Result<Self, CertError> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.not_before = OffsetDateTime::now_utc() - Duration::days(30);
+        params.not_after = OffsetDateTime::now_utc() + Duration::days(3650);
+        let cert = params.self_signed(&key)?;
+        let pem = cert.pem();
+        Ok(TestCa {
+            issuer: Issuer::new(params, key),
+            cert: cert.der().clone(),
+            pem,
+        })
+    }
+
+    /// The CA certificate in PEM.
+    pub fn pem(&self) -> &str {
+        &self.pem
+    }
+
+    /// Writes the CA certificate as `ca.pem` into `dir`.
+    pub fn write_pem(&self, dir: &Path) -> Result<PathBuf, CertError> {
+        let path = dir.join("ca.pem");
+        std::fs::write(&path, &self.pem).map_err(|e| CertError::Io(path.clone(), e))?;
+        Ok(path)
+    }
+
+    /// A server certificate for `names` (DNS names or IP addresses).
+    pub fn issue(&self, names: &[&str], validity: Validity) -> Result<TestCert, CertError> {
+        let key = KeyPair::generate()?;
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let mut params = CertificateParams::new(names.clone())?;
+        if let Some(first) = names.first() {
+            params
+                .distinguished_name
+                .push(DnType::CommonName, first.as_str());
+        }
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now + Duration::days(validity.from_days);
+        params.not_after = now + Duration::days(validity.until_days);
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(TestCert {
+            chain: vec![cert.der().clone(), self.cert.clone()],
+            key: key.serialize_der(),
+        })
+    }
+}
+
+impl TestCert {
+    /// A rustls server configuration presenting this certificate.
+    pub fn server_config(&self) -> Result<Arc<ServerConfig>, CertError> {
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key.clone()));
+        let config =
+            ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()?
+                .with_no_client_auth()
+                .with_single_cert(self.chain.clone(), key)?;
+        Ok(Arc::new(config))
+    }
+}

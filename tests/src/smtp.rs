@@ -1,0 +1,355 @@
+//! An in-process SMTP server with scripted behaviour: banner, EHLO
+//! extensions, STARTTLS or implicit TLS with test certificates, delays, and
+//! the hostile behaviours a probe must survive (endless lines, huge banners,
+//! slow drips, garbage instead of TLS, early close, endless continuations).
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rustls::ServerConfig;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+/// Misbehaviour of a scripted server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// Close the connection as soon as it is accepted.
+    CloseOnConnect,
+    /// Accept and never say anything.
+    Silent,
+    /// Send `220 ` and then `x` forever, never a line end.
+    EndlessLine,
+    /// A banner line of this many octets.
+    HugeBanner(usize),
+    /// Send the banner one octet per interval.
+    Drip(Duration),
+    /// Send this instead of a TLS handshake (implicit TLS or after STARTTLS).
+    GarbageInsteadOfTls,
+    /// Close in the middle of the EHLO reply.
+    CloseMidReply,
+    /// Answer EHLO with this many continuation lines.
+    ContinuationLines(usize),
+    /// Pipeline a plaintext reply right behind the STARTTLS reply.
+    InjectAfterStarttls,
+}
+
+/// How the server behaves.
+#[derive(Debug, Clone)]
+pub struct SmtpScript {
+    /// Full first reply, e.g. `220 mx.test ESMTP`.
+    pub banner: String,
+    /// Wait this long before the banner.
+    pub banner_delay: Duration,
+    /// Extensions after the EHLO greeting line (`STARTTLS` is added when
+    /// [`Self::starttls`] is set and TLS is not up yet).
+    pub extensions: Vec<String>,
+    /// Offer STARTTLS with this certificate.
+    pub starttls: Option<Arc<ServerConfig>>,
+    /// Reply to STARTTLS; a non-220 reply refuses it.
+    pub starttls_reply: String,
+    /// Speak TLS from the first byte with this certificate.
+    pub implicit_tls: Option<Arc<ServerConfig>>,
+    /// Reply to EHLO when not 250 (e.g. `550 go away`).
+    pub ehlo_reply: Option<String>,
+    /// Misbehaviour.
+    pub fault: Option<Fault>,
+}
+
+impl Default for SmtpScript {
+    fn default() -> Self {
+        SmtpScript {
+            banner: "220 mx.test ESMTP vantage-testkit".into(),
+            banner_delay: Duration::ZERO,
+            extensions: vec![
+                "PIPELINING".into(),
+                "SIZE 10240000".into(),
+                "AUTH PLAIN LOGIN".into(),
+                "8BITMIME".into(),
+            ],
+            starttls: None,
+            starttls_reply: "220 2.0.0 Ready to start TLS".into(),
+            implicit_tls: None,
+            ehlo_reply: None,
+            fault: None,
+        }
+    }
+}
+
+impl SmtpScript {
+    /// The default script offering STARTTLS with `tls`.
+    pub fn with_starttls(tls: Arc<ServerConfig>) -> Self {
+        SmtpScript {
+            starttls: Some(tls),
+            ..Default::default()
+        }
+    }
+
+    /// The default script speaking TLS from the first byte.
+    pub fn with_implicit_tls(tls: Arc<ServerConfig>) -> Self {
+        SmtpScript {
+            implicit_tls: Some(tls),
+            ..Default::default()
+        }
+    }
+
+    /// The default script with a fault.
+    pub fn faulty(fault: Fault) -> Self {
+        SmtpScript {
+            fault: Some(fault),
+            ..Default::default()
+        }
+    }
+}
+
+/// What a server saw.
+#[derive(Debug, Default)]
+pub struct Seen {
+    /// Connections accepted.
+    pub connections: AtomicUsize,
+    /// Command lines received, in order, across connections.
+    pub commands: Mutex<Vec<String>>,
+    /// Client addresses, in order of connection.
+    pub peers: Mutex<Vec<SocketAddr>>,
+}
+
+/// A running scripted SMTP server on loopback; stops when dropped.
+#[derive(Debug)]
+pub struct SmtpServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// What it saw.
+    pub seen: Arc<Seen>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl SmtpServer {
+    /// Starts a server on 127.0.0.1, port chosen by the OS.
+    pub async fn start(script: SmtpScript) -> io::Result<Self> {
+        Self::start_on("127.0.0.1:0".parse().map_err(io::Error::other)?, script).await
+    }
+
+    /// Starts a server on `addr`.
+    pub async fn start_on(addr: SocketAddr, script: SmtpScript) -> io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let seen = Arc::new(Seen::default());
+        let script = Arc::new(script);
+        let task = tokio::spawn({
+            let seen = seen.clone();
+            async move {
+                while let Ok((stream, peer)) = listener.accept().await {
+                    seen.connections.fetch_add(1, Ordering::Relaxed);
+                    if let Ok(mut peers) = seen.peers.lock() {
+                        peers.push(peer);
+                    }
+                    let (script, seen) = (script.clone(), seen.clone());
+                    tokio::spawn(async move {
+                        // A client that goes away mid-dialogue is normal here.
+                        let _ = serve(stream, &script, &seen).await;
+                    });
+                }
+            }
+        });
+        Ok(SmtpServer { addr, seen, task })
+    }
+
+    /// Client addresses so far.
+    pub fn peers(&self) -> Vec<SocketAddr> {
+        self.seen
+            .peers
+            .lock()
+            .map(|p| p.clone())
+            .unwrap_or_default()
+    }
+
+    /// Commands received so far.
+    pub fn commands(&self) -> Vec<String> {
+        self.seen
+            .commands
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default()
+    }
+}
+
+const GARBAGE: &[u8] = b"HTTP/1.1 400 Bad Request\r\nThis is not TLS at all.\r\n\r\n";
+
+async fn serve(mut tcp: TcpStream, script: &SmtpScript, seen: &Seen) -> io::Result<()> {
+    match &script.fault {
+        Some(Fault::CloseOnConnect) => return Ok(()),
+        Some(Fault::Silent) => {
+            // Hold the connection open until the client gives up.
+            let mut sink = tokio::io::sink();
+            let _ = tokio::io::copy(&mut tcp, &mut sink).await;
+            return Ok(());
+        }
+        _ => {}
+    }
+    if let Some(tls) = &script.implicit_tls {
+        if script.fault == Some(Fault::GarbageInsteadOfTls) {
+            tcp.write_all(GARBAGE).await?;
+            return drain(tcp).await;
+        }
+        let stream = TlsAcceptor::from(tls.clone()).accept(tcp).await?;
+        greet(stream, script, seen, true).await?;
+        return Ok(());
+    }
+    if let Some(tcp) = greet(tcp, script, seen, false).await? {
+        let Some(tls) = &script.starttls else {
+            return Ok(());
+        };
+        if script.fault == Some(Fault::GarbageInsteadOfTls) {
+            let mut tcp = tcp;
+            tcp.write_all(GARBAGE).await?;
+            return drain(tcp).await;
+        }
+        let stream = TlsAcceptor::from(tls.clone()).accept(tcp).await?;
+        dialogue(BufReader::new(stream), script, seen, true).await?;
+    }
+    Ok(())
+}
+
+/// Reads until the client closes, so the client sees our bytes before EOF.
+async fn drain<S: AsyncRead + Unpin>(mut s: S) -> io::Result<()> {
+    let mut sink = tokio::io::sink();
+    tokio::io::copy(&mut s, &mut sink).await.map(|_| ())
+}
+
+/// Sends the banner (or its faulty version), then runs the dialogue.
+/// Returns the raw stream when the client asked for STARTTLS.
+async fn greet<S: AsyncRead + AsyncWrite + Unpin>(
+    mut io: S,
+    script: &SmtpScript,
+    seen: &Seen,
+    tls: bool,
+) -> io::Result<Option<S>> {
+    tokio::time::sleep(script.banner_delay).await;
+    match &script.fault {
+        Some(Fault::EndlessLine) => {
+            io.write_all(b"220 ").await?;
+            let chunk = [b'x'; 4096];
+            // Bounded so a client that never stops reading cannot keep us busy forever.
+            for _ in 0..25_600 {
+                io.write_all(&chunk).await?;
+            }
+            return Ok(None);
+        }
+        Some(Fault::HugeBanner(size)) => {
+            io.write_all(b"220 ").await?;
+            let chunk = vec![b'x'; 64 * 1024];
+            let mut left = *size;
+            while left > 0 {
+                let n = left.min(chunk.len());
+                io.write_all(&chunk[..n]).await?;
+                left -= n;
+            }
+            io.write_all(b"\r\n").await?;
+            return drain(io).await.map(|_| None);
+        }
+        Some(Fault::Drip(every)) => {
+            for b in format!("{}\r\n", script.banner).bytes() {
+                io.write_all(&[b]).await?;
+                io.flush().await?;
+                tokio::time::sleep(*every).await;
+            }
+        }
+        _ => {
+            io.write_all(format!("{}\r\n", script.banner).as_bytes())
+                .await?;
+        }
+    }
+    dialogue(BufReader::new(io), script, seen, tls).await
+}
+
+async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
+    mut io: BufReader<S>,
+    script: &SmtpScript,
+    seen: &Seen,
+    tls: bool,
+) -> io::Result<Option<S>> {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        // Commands from the probe under test are short; cap what we keep.
+        let n = AsyncReadExt::take(&mut io, 4096)
+            .read_line(&mut line)
+            .await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        let cmd = line.trim_end().to_owned();
+        if let Ok(mut c) = seen.commands.lock() {
+            c.push(cmd.clone());
+        }
+        let verb = cmd
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_uppercase();
+        let reply = match verb.as_str() {
+            "EHLO" => match (&script.ehlo_reply, &script.fault) {
+                (Some(r), _) => format!("{r}\r\n"),
+                (None, Some(Fault::CloseMidReply)) => {
+                    io.write_all(b"250-mx.test\r\n250-PIPEL").await?;
+                    return Ok(None);
+                }
+                (None, Some(Fault::ContinuationLines(n))) => {
+                    let mut r = String::from("250-mx.test\r\n");
+                    for i in 0..*n {
+                        r.push_str(&format!("250-X-FILLER-{i}\r\n"));
+                    }
+                    r.push_str("250 OK\r\n");
+                    r
+                }
+                _ => {
+                    let mut exts = script.extensions.clone();
+                    if script.starttls.is_some() && !tls {
+                        exts.push("STARTTLS".into());
+                    }
+                    let mut r = String::from("250");
+                    r.push_str(if exts.is_empty() { " " } else { "-" });
+                    r.push_str("mx.test greets you\r\n");
+                    for (i, e) in exts.iter().enumerate() {
+                        let sep = if i + 1 == exts.len() { ' ' } else { '-' };
+                        r.push_str(&format!("250{sep}{e}\r\n"));
+                    }
+                    r
+                }
+            },
+            "HELO" => "250 mx.test\r\n".into(),
+            "STARTTLS" if script.starttls.is_some() && !tls => {
+                let accepted = script.starttls_reply.starts_with("220");
+                let mut reply = format!("{}\r\n", script.starttls_reply);
+                if script.fault == Some(Fault::InjectAfterStarttls) {
+                    reply.push_str("250 injected before TLS\r\n");
+                }
+                io.write_all(reply.as_bytes()).await?;
+                io.flush().await?;
+                if accepted {
+                    return Ok(Some(io.into_inner()));
+                }
+                continue;
+            }
+            "NOOP" | "RSET" => "250 2.0.0 OK\r\n".into(),
+            "QUIT" => {
+                io.write_all(b"221 2.0.0 Bye\r\n").await?;
+                io.flush().await?;
+                return Ok(None);
+            }
+            _ => "502 5.5.2 Command not recognised\r\n".into(),
+        };
+        io.write_all(reply.as_bytes()).await?;
+        io.flush().await?;
+    }
+}

@@ -3,6 +3,8 @@
 //! Exit codes follow the Nagios/Icinga plugin convention: 0 pass, 1 warn,
 //! 2 fail, 3 error/unknown, bad arguments included.
 
+pub mod entry;
+
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;

@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::OnceLock;
 
 use serde_json::Value;
 
@@ -31,42 +30,14 @@ impl Run {
     }
 }
 
-/// Path of the `vantage-agent` binary of this build, built on first use
-/// (a workspace `cargo test` does not build other packages' binaries).
-pub fn agent_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().unwrap_or_default();
-        // target/<profile>/deps/<test-binary>
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
-        let release = profile_dir.file_name().is_some_and(|n| n == "release");
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .unwrap_or(Path::new("."));
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = std::process::Command::new(cargo);
-        build.current_dir(workspace).args([
-            "build",
-            "--quiet",
-            "-p",
-            "vantage-agent",
-            "--bin",
-            "vantage-agent",
-        ]);
-        if release {
-            build.arg("--release");
-        }
-        let status = build.status();
-        assert!(
-            status.as_ref().is_ok_and(|s| s.success()),
-            "building vantage-agent failed: {status:?}"
-        );
-        profile_dir.join("vantage-agent")
-    })
+/// Path of the agent binary built for these tests: cargo builds
+/// `vantage-agent-under-test` for this package's integration tests into
+/// `target/<profile>/`, and the tests run from `target/<profile>/deps/`.
+pub fn agent_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let dir = exe.parent().unwrap_or(Path::new("."));
+    let profile_dir = if dir.ends_with("deps") { dir.parent().unwrap_or(dir) } else { dir };
+    profile_dir.join("vantage-agent-under-test")
 }
 
 /// Runs `vantage-agent probe <args>`.

@@ -40,7 +40,7 @@ pub enum LookupError {
         rtype: RecordType,
     },
     /// The server answered with an error code (SERVFAIL, REFUSED...).
-    #[error("{name} {rtype}: server answered {code}")]
+    #[error("{name} {rtype}: server answered {}", format!("{code:?}").to_uppercase())]
     Rcode {
         /// Queried name.
         name: String,

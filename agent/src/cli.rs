@@ -102,7 +102,7 @@ pub struct ProbeArgs {
     pub kind: Kind,
     /// Host, IP address or domain, as the kind needs.
     pub target: String,
-    /// TCP port (smtp 25, tls 25; required for tcp).
+    /// TCP port (smtp, tls, mx --probe and domain: 25; required for tcp).
     #[arg(long)]
     pub port: Option<u16>,
     /// TLS use for smtp and tls.
@@ -341,6 +341,7 @@ impl ProbeArgs {
                     selectors: self.selector.clone(),
                     zones: self.zones()?,
                     ca_file: self.ca_file.clone(),
+                    smtp_port: self.port.unwrap_or(25),
                     warn_days: self.warn_days,
                     crit_days: self.crit_days,
                 }));

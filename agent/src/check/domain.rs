@@ -13,7 +13,7 @@ use super::dmarc::DmarcCheck;
 use super::dnsbl::DnsblCheck;
 use super::mx::MxCheck;
 use super::ptr::PtrCheck;
-use super::smtp::SmtpCheck;
+use super::smtp::{SmtpCheck, TlsMode};
 use super::spf::SpfCheck;
 use super::tls::TlsCheck;
 use super::{CheckSpec, execute};
@@ -43,6 +43,8 @@ pub struct DomainAudit {
     pub zones: Vec<String>,
     /// Trust anchors for the `tls` findings (system roots when `None`).
     pub ca_file: Option<std::path::PathBuf>,
+    /// SMTP port of the MX hosts (25 unless testing).
+    pub smtp_port: u16,
     /// Certificate thresholds.
     pub warn_days: u32,
     /// Certificate thresholds.
@@ -57,6 +59,7 @@ impl DomainAudit {
             selectors: Vec::new(),
             zones: Vec::new(),
             ca_file: None,
+            smtp_port: 25,
             warn_days: 30,
             crit_days: 7,
         }
@@ -81,8 +84,12 @@ impl DomainAudit {
 
         let mut specs = Vec::new();
         for host in &hosts {
-            specs.push(CheckSpec::Smtp(SmtpCheck::new(host.clone(), 25)));
-            let mut tls = TlsCheck::new(host.clone(), 25);
+            specs.push(CheckSpec::Smtp(SmtpCheck::new(
+                host.clone(),
+                self.smtp_port,
+            )));
+            let mut tls = TlsCheck::new(host.clone(), self.smtp_port);
+            tls.tls = TlsMode::Starttls;
             tls.ca_file = self.ca_file.clone();
             tls.warn_days = self.warn_days;
             tls.crit_days = self.crit_days;

@@ -45,6 +45,35 @@ fn is_spf(txt: &str) -> bool {
     t.len() >= 6 && t[..6].eq_ignore_ascii_case(b"v=spf1") && t.get(6).is_none_or(|c| *c == b' ')
 }
 
+/// RFC 7208 §4.6/§5 checks that mail-auth's (deliberately lenient) parser
+/// lets through: unknown mechanisms are a permerror, and `ip4:`/`ip6:` must
+/// hold real networks. Returns the first offending term.
+fn strict_terms(record: &str) -> Result<(), String> {
+    for term in record.split_whitespace().skip(1) {
+        let body = term.trim_start_matches(['+', '-', '~', '?']);
+        let split = body.find([':', '/', '=']).unwrap_or(body.len());
+        let (name, rest) = body.split_at(split);
+        if rest.starts_with('=') {
+            continue; // a modifier; unknown ones are allowed
+        }
+        let network = |max: u8, ok: fn(&str) -> bool| {
+            let value = rest.strip_prefix(':').unwrap_or("");
+            let (addr, len) = value.split_once('/').unwrap_or((value, "0"));
+            ok(addr) && len.parse::<u8>().is_ok_and(|l| l <= max)
+        };
+        let valid = match name.to_ascii_lowercase().as_str() {
+            "all" | "include" | "a" | "mx" | "ptr" | "exists" => true,
+            "ip4" => network(32, |a| a.parse::<std::net::Ipv4Addr>().is_ok()),
+            "ip6" => network(128, |a| a.parse::<std::net::Ipv6Addr>().is_ok()),
+            _ => return Err(format!("unknown mechanism in {term:?}")),
+        };
+        if !valid {
+            return Err(format!("invalid network in {term:?}"));
+        }
+    }
+    Ok(())
+}
+
 fn literal(m: &Macro) -> Option<String> {
     match m {
         Macro::Literal(bytes) => Some(
@@ -153,12 +182,14 @@ impl Check for SpfCheck {
             }
         };
         probe.detail("record", record.clone());
-        let spf = Spf::parse(record.as_bytes()).map_err(|e| {
-            Finding::fail(
-                FailureClass::Policy,
-                format!("SPF syntax error ({e}): {record}"),
-            )
-        })?;
+        let spf = strict_terms(&record)
+            .and_then(|()| Spf::parse(record.as_bytes()).map_err(|e| e.to_string()))
+            .map_err(|e| {
+                Finding::fail(
+                    FailureClass::Policy,
+                    format!("SPF syntax error ({e}): {record}"),
+                )
+            })?;
         let all = spf
             .directives
             .iter()

@@ -1,5 +1,8 @@
 //! `dns`, `mx`, `ptr` and `tcp` probes against the testkit DNS server.
 
+// Test helpers panic on broken fixtures: that is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use vantage_tests::agent::{Run, probe};
 use vantage_tests::dns::{BlackHole, DnsServer};
 use vantage_tests::smtp::{SmtpScript, SmtpServer};

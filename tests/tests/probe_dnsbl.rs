@@ -1,5 +1,8 @@
 //! `dnsbl` against a blocklist zone served by the testkit.
 
+// Test helpers panic on broken fixtures: that is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use vantage_tests::agent::{Run, probe};
 use vantage_tests::dns::DnsServer;
 

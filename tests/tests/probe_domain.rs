@@ -1,5 +1,8 @@
 //! `vantage-agent probe domain`: the whole audit, one outcome per finding.
 
+// Test helpers panic on broken fixtures: that is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use vantage_tests::agent::probe;
 use vantage_tests::certs::{TestCa, Validity};
 use vantage_tests::dns::DnsServer;

@@ -1,5 +1,8 @@
 //! `vantage-agent probe smtp` against the scripted SMTP server.
 
+// Test helpers panic on broken fixtures: that is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
 use vantage_tests::agent::probe;

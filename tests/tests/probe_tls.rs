@@ -1,5 +1,8 @@
 //! `vantage-agent probe tls`: chain, name and expiry of SMTP and TLS endpoints.
 
+// Test helpers panic on broken fixtures: that is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use vantage_tests::agent::{Run, probe};
 use vantage_tests::certs::{TestCa, Validity};
 use vantage_tests::smtp::{SmtpScript, SmtpServer};

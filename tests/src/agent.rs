@@ -64,23 +64,25 @@ pub async fn probe(args: &[&str]) -> Run {
 /// resident memory in KiB (from `wait4`'s rusage).
 pub async fn probe_measured(args: &[&str]) -> (Run, u64) {
     let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-    tokio::task::spawn_blocking(move || run_measured(&args))
+    tokio::task::spawn_blocking(move || run_measured(&agent_bin(), &args))
         .await
         .unwrap_or_else(|e| panic!("measuring thread failed: {e}"))
 }
 
+/// Runs `<bin> probe <args>` (blocking) and returns the run and the child's
+/// peak RSS in KiB.
 // The child is reaped by wait4 in `wait_with_rusage`, which std cannot see.
 #[allow(clippy::zombie_processes)]
-fn run_measured(args: &[String]) -> (Run, u64) {
+pub fn run_measured(bin: &Path, args: &[String]) -> (Run, u64) {
     use std::io::Read;
-    let mut child = std::process::Command::new(agent_bin())
+    let mut child = std::process::Command::new(bin)
         .arg("probe")
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("running {}: {e}", agent_bin().display()));
+        .unwrap_or_else(|e| panic!("running {}: {e}", bin.display()));
     let (mut stdout, mut stderr) = (String::new(), String::new());
     let mut err_pipe = child.stderr.take();
     let err_reader = std::thread::spawn(move || {
@@ -96,7 +98,8 @@ fn run_measured(args: &[String]) -> (Run, u64) {
     if let Ok(s) = err_reader.join() {
         stderr = s;
     }
-    let (code, max_rss_kib) = wait_with_rusage(child.id());
+    let (code, usage) = crate::measure::wait_with_rusage(child.id());
+    let max_rss_kib = usage.max_rss_kib;
     (
         Run {
             code,
@@ -105,21 +108,4 @@ fn run_measured(args: &[String]) -> (Run, u64) {
         },
         max_rss_kib,
     )
-}
-
-/// Reaps `pid` and returns (exit code, peak RSS in KiB).
-#[allow(unsafe_code)]
-fn wait_with_rusage(pid: u32) -> (i32, u64) {
-    let mut status: libc::c_int = 0;
-    // SAFETY: rusage is plain old data; wait4 fills it and `status` for our
-    // own child, which std::process::Child never reaps by itself.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut usage) };
-    assert!(rc > 0, "wait4 failed: {}", std::io::Error::last_os_error());
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        -1
-    };
-    (code, u64::try_from(usage.ru_maxrss).unwrap_or(0))
 }

@@ -9,6 +9,7 @@
 //! - [`dns`] — an authoritative hickory DNS server loaded with zone text,
 //!   SERVFAIL names, and a black-hole resolver address.
 //! - [`agent`] — runs the real `vantage-agent` binary and parses its output.
+//! - [`measure`] — CPU and peak memory of this process and of children.
 //! - `tests/` — integration tests, one file per area (`probe_smtp.rs`,
 //!   `probe_dns.rs`, `hostile.rs`, ...).
 //! - `src/bin/vantage-bench.rs` — benchmark programs that print figures.
@@ -16,4 +17,5 @@
 pub mod agent;
 pub mod certs;
 pub mod dns;
+pub mod measure;
 pub mod smtp;

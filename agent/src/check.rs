@@ -185,6 +185,35 @@ impl<'a> Probe<'a> {
     }
 }
 
+/// The one policy record (SPF, DKIM, DMARC) published at `name`: none, or
+/// more than one, is a policy failure. Records the record (or all of them)
+/// as details.
+pub fn single_record(
+    probe: &mut Probe<'_>,
+    records: Vec<String>,
+    kind: &str,
+    name: &str,
+) -> Result<String, Finding> {
+    match <[String; 1]>::try_from(records) {
+        Ok([record]) => {
+            probe.detail("record", record.clone());
+            Ok(record)
+        }
+        Err(records) if records.is_empty() => Err(Finding::fail(
+            FailureClass::Policy,
+            format!("no {kind} record at {name}"),
+        )),
+        Err(records) => {
+            let n = records.len();
+            probe.detail("records", records);
+            Err(Finding::fail(
+                FailureClass::Policy,
+                format!("{n} {kind} records at {name}; exactly one is allowed"),
+            ))
+        }
+    }
+}
+
 /// `host:port`, bracketing IPv6 literals.
 pub fn host_port(host: &str, port: u16) -> String {
     match host.parse::<IpAddr>() {

@@ -180,7 +180,7 @@ async fn dkim_key_strength() {
 async fn dkim_missing_revoked_and_garbled_keys_fail() {
     let dns = dns().await;
     for (selector, needle) in [
-        ("nothere", "no DKIM key"),
+        ("nothere", "no DKIM record"),
         ("revoked", "revoked"),
         ("garbled", ""),
     ] {

@@ -14,7 +14,7 @@ use x509_parser::prelude::FromDer;
 use x509_parser::public_key::{PublicKey, RSAPublicKey};
 use x509_parser::x509::SubjectPublicKeyInfo;
 
-use super::{Check, CheckResult, Finding, Probe};
+use super::{Check, CheckResult, Finding, Probe, single_record};
 
 /// Parameters of a `dkim` check.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -83,26 +83,7 @@ impl Check for DkimCheck {
             .into_iter()
             .filter(|t| t.contains("p=") || t.trim_start().starts_with("v=DKIM1"))
             .collect();
-        let record = match records.as_slice() {
-            [] => {
-                return Ok(Finding::fail(
-                    FailureClass::Policy,
-                    format!("no DKIM key at {name}"),
-                ));
-            }
-            [one] => one.clone(),
-            many => {
-                probe.detail("records", many.to_vec());
-                return Ok(Finding::fail(
-                    FailureClass::Policy,
-                    format!(
-                        "{} DKIM records at {name}; verifiers expect one",
-                        many.len()
-                    ),
-                ));
-            }
-        };
-        probe.detail("record", record.clone());
+        let record = single_record(probe, records, "DKIM", &name)?;
         if let Err(e) = DomainKey::parse(record.as_bytes()) {
             let msg = match e {
                 mail_auth::Error::Dkim(DkimError::RevokedPublicKey) => {

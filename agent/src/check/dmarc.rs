@@ -9,7 +9,7 @@ use mail_auth::dmarc::{Alignment, Dmarc, Policy};
 use serde::{Deserialize, Serialize};
 use vantage_common::FailureClass;
 
-use super::{Check, CheckResult, Finding, Probe};
+use super::{Check, CheckResult, Finding, Probe, single_record};
 use crate::resolver::Resolver;
 
 /// Most names tried while walking up to the organisational domain.
@@ -128,17 +128,7 @@ impl Check for DmarcCheck {
         let inherited = at != domain;
         probe.detail("found_at", format!("_dmarc.{at}"));
         probe.detail("inherited", inherited);
-        let [record] = records.as_slice() else {
-            probe.detail("records", records.clone());
-            return Ok(Finding::fail(
-                FailureClass::Policy,
-                format!(
-                    "_dmarc.{at} has {} DMARC records (one allowed)",
-                    records.len()
-                ),
-            ));
-        };
-        probe.detail("record", record.clone());
+        let record = single_record(probe, records, "DMARC", &format!("_dmarc.{at}"))?;
         let dmarc = Dmarc::parse(record.as_bytes()).map_err(|e| {
             Finding::fail(
                 FailureClass::Policy,

@@ -148,7 +148,7 @@ impl DomainAudit {
         // "no key at this selector" is the expected answer for most guesses.
         let found: Vec<Outcome> = outcomes
             .into_iter()
-            .filter(|o| !o.message.starts_with("no DKIM key at"))
+            .filter(|o| !o.message.starts_with("no DKIM record at"))
             .collect();
         if found.is_empty() {
             let mut o = Outcome::new(

@@ -13,7 +13,7 @@ use mail_auth::spf::{Macro, Mechanism, Qualifier, Spf};
 use serde::{Deserialize, Serialize};
 use vantage_common::FailureClass;
 
-use super::{Check, CheckResult, Finding, Probe};
+use super::{Check, CheckResult, Finding, Probe, single_record};
 use crate::resolver::{LookupError, Resolver};
 
 /// RFC 7208 §4.6.4: at most 10 mechanisms and modifiers that query DNS.
@@ -162,26 +162,7 @@ impl Check for SpfCheck {
                     .map_err(|e| e.finding())
             })
             .await?;
-        let record = match records.as_slice() {
-            [] => {
-                return Ok(Finding::fail(
-                    FailureClass::Policy,
-                    format!("{domain} has no SPF record"),
-                ));
-            }
-            [one] => one.clone(),
-            many => {
-                probe.detail("records", many.to_vec());
-                return Ok(Finding::fail(
-                    FailureClass::Policy,
-                    format!(
-                        "{domain} has {} SPF records (RFC 7208 allows one)",
-                        many.len()
-                    ),
-                ));
-            }
-        };
-        probe.detail("record", record.clone());
+        let record = single_record(probe, records, "SPF", domain)?;
         let spf = strict_terms(&record)
             .and_then(|()| Spf::parse(record.as_bytes()).map_err(|e| e.to_string()))
             .map_err(|e| {

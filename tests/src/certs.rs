@@ -133,3 +133,11 @@ impl TestCert {
         Ok(Arc::new(config))
     }
 }
+
+/// A server configuration for `names`, valid for a year, issued by a fresh
+/// CA that nothing trusts: for tests that need TLS but not verification.
+pub fn server_tls(names: &[&str]) -> Result<Arc<ServerConfig>, CertError> {
+    TestCa::new("vantage testkit CA")?
+        .issue(names, Validity::GOOD)?
+        .server_config()
+}

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use vantage_tests::agent::{Run, probe_measured};
-use vantage_tests::certs::{TestCa, Validity};
+use vantage_tests::certs::server_tls;
 use vantage_tests::smtp::{Fault, SmtpScript, SmtpServer};
 
 /// Runs an smtp probe with a 3 s deadline against `script`; returns the run,
@@ -99,12 +99,7 @@ async fn silent_server_times_out() {
 
 #[tokio::test]
 async fn garbage_instead_of_tls_handshake() {
-    let ca = TestCa::new("test CA").unwrap();
-    let tls = ca
-        .issue(&["mx.test"], Validity::GOOD)
-        .unwrap()
-        .server_config()
-        .unwrap();
+    let tls = server_tls(&["mx.test"]).unwrap();
     let implicit = SmtpScript {
         fault: Some(Fault::GarbageInsteadOfTls),
         ..SmtpScript::with_implicit_tls(tls.clone())
@@ -149,12 +144,7 @@ async fn thousand_continuation_lines() {
 
 #[tokio::test]
 async fn plaintext_injected_after_starttls_is_refused() {
-    let ca = TestCa::new("test CA").unwrap();
-    let tls = ca
-        .issue(&["mx.test"], Validity::GOOD)
-        .unwrap()
-        .server_config()
-        .unwrap();
+    let tls = server_tls(&["mx.test"]).unwrap();
     let script = SmtpScript {
         fault: Some(Fault::InjectAfterStarttls),
         ..SmtpScript::with_starttls(tls)

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use vantage_tests::agent::probe;
-use vantage_tests::certs::{TestCa, Validity};
+use vantage_tests::certs::server_tls;
 use vantage_tests::dns::DnsServer;
 use vantage_tests::smtp::{SmtpScript, SmtpServer};
 
@@ -51,12 +51,7 @@ async fn plain_dialogue_passes_with_extensions_and_phases() {
 
 #[tokio::test]
 async fn opportunistic_starttls_upgrades_and_says_ehlo_again() {
-    let ca = TestCa::new("test CA").unwrap();
-    let tls = ca
-        .issue(&["mx.test"], Validity::GOOD)
-        .unwrap()
-        .server_config()
-        .unwrap();
+    let tls = server_tls(&["mx.test"]).unwrap();
     let server = SmtpServer::start(SmtpScript::with_starttls(tls))
         .await
         .unwrap();
@@ -100,12 +95,7 @@ async fn starttls_required_but_missing_or_refused_is_policy_failure() {
     );
     assert!(j["message"].as_str().unwrap().contains("not offered"));
 
-    let ca = TestCa::new("test CA").unwrap();
-    let tls = ca
-        .issue(&["mx.test"], Validity::GOOD)
-        .unwrap()
-        .server_config()
-        .unwrap();
+    let tls = server_tls(&["mx.test"]).unwrap();
     let script = SmtpScript {
         starttls_reply: "454 4.7.0 TLS not available".into(),
         ..SmtpScript::with_starttls(tls)
@@ -135,12 +125,7 @@ async fn starttls_required_but_missing_or_refused_is_policy_failure() {
 
 #[tokio::test]
 async fn implicit_tls_passes() {
-    let ca = TestCa::new("test CA").unwrap();
-    let tls = ca
-        .issue(&["mx.test"], Validity::GOOD)
-        .unwrap()
-        .server_config()
-        .unwrap();
+    let tls = server_tls(&["mx.test"]).unwrap();
     let server = SmtpServer::start(SmtpScript::with_implicit_tls(tls))
         .await
         .unwrap();

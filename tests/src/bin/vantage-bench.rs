@@ -22,7 +22,7 @@ use vantage_agent::check::CheckSpec;
 use vantage_agent::check::smtp::SmtpCheck;
 use vantage_agent::context::ProbeContext;
 use vantage_common::Status;
-use vantage_tests::certs::{TestCa, Validity};
+use vantage_tests::certs::server_tls;
 use vantage_tests::measure::{self_usage, wait_with_rusage};
 use vantage_tests::smtp::{SmtpScript, SmtpServer};
 
@@ -66,10 +66,7 @@ fn main() -> Result<()> {
 }
 
 async fn starttls_server() -> Result<SmtpServer> {
-    let ca = TestCa::new("bench CA")?;
-    let tls = ca
-        .issue(&["mx.bench.test"], Validity::GOOD)?
-        .server_config()?;
+    let tls = server_tls(&["mx.bench.test"])?;
     Ok(SmtpServer::start(SmtpScript::with_starttls(tls)).await?)
 }
 

@@ -11,8 +11,10 @@
 //! - [`context`] — what probes share: timeout, source address, resolver.
 //! - [`resolver`] — hickory lookups and their mapping to findings.
 //! - [`net`] — TCP with a source address, the TLS client, chain verification.
-//! - [`cli`] — the `vantage-agent probe` command line (parsing, validation,
-//!   output, exit codes); `main.rs` only calls it.
+//! - [`cli`] — the `vantage-agent` command line: arguments (`cli.rs`),
+//!   per-kind validation into check specs (`cli/plan.rs`), output and exit
+//!   codes (`cli/output.rs`), the process entry point (`cli/entry.rs`,
+//!   which `main.rs` calls).
 
 pub mod check;
 pub mod cli;

@@ -1,0 +1,178 @@
+//! From command-line arguments to what to run: per-kind target validation
+//! and the check specifications.
+
+use std::net::IpAddr;
+
+use super::{Kind, ProbeArgs, TlsArg, is_domain_name};
+use crate::check::CheckSpec;
+use crate::check::dkim::DkimCheck;
+use crate::check::dmarc::DmarcCheck;
+use crate::check::dns::{DnsCheck, RecordType};
+use crate::check::dnsbl::DnsblCheck;
+use crate::check::domain::DomainAudit;
+use crate::check::mx::MxCheck;
+use crate::check::ptr::PtrCheck;
+use crate::check::smtp::{SmtpCheck, TlsMode};
+use crate::check::spf::SpfCheck;
+use crate::check::tcp::TcpCheck;
+use crate::check::tls::TlsCheck;
+use crate::context::ProbeContext;
+
+/// What the arguments ask to run.
+#[derive(Debug)]
+pub enum Plan {
+    /// One check.
+    Single(CheckSpec),
+    /// The domain audit.
+    Audit(DomainAudit),
+}
+
+impl ProbeArgs {
+    /// Validates the target and options for the kind and builds the plan.
+    /// The error is one line naming the bad value.
+    pub fn plan(&self) -> Result<Plan, String> {
+        let t = self.target.trim();
+        let kind = format!("{:?}", self.kind).to_lowercase();
+        let bad = |want: &str| format!("invalid target '{t}' for {kind}: expected {want}");
+        let host = || -> Result<String, String> {
+            let bare = t.trim_start_matches('[').trim_end_matches(']');
+            if bare.parse::<IpAddr>().is_ok() || is_domain_name(t, false) {
+                Ok(bare.to_owned())
+            } else {
+                Err(bad("an IP address or host name"))
+            }
+        };
+        let domain = || -> Result<String, String> {
+            if is_domain_name(t, false) && t.parse::<IpAddr>().is_err() {
+                Ok(t.trim_end_matches('.').to_owned())
+            } else {
+                Err(bad("a domain name"))
+            }
+        };
+        let ip = || t.parse::<IpAddr>().map_err(|_| bad("an IP address"));
+        let tls = match self.tls {
+            TlsArg::Auto => TlsMode::Auto,
+            TlsArg::None => TlsMode::None,
+            TlsArg::Starttls => TlsMode::Starttls,
+            TlsArg::Implicit => TlsMode::Implicit,
+        };
+        let spec = match self.kind {
+            Kind::Smtp => CheckSpec::Smtp(SmtpCheck {
+                host: host()?,
+                port: self.port.unwrap_or(25),
+                tls,
+                tls_name: self.tls_name.clone(),
+                helo: self.helo.clone(),
+                degraded_ms: self.degraded_ms,
+            }),
+            Kind::Tls => {
+                if tls == TlsMode::None {
+                    return Err("invalid value 'none' for --tls: a tls check needs TLS".into());
+                }
+                CheckSpec::Tls(TlsCheck {
+                    host: host()?,
+                    port: self.port.unwrap_or(25),
+                    tls,
+                    tls_name: self.tls_name.clone(),
+                    ca_file: self.ca_file.clone(),
+                    warn_days: self.warn_days,
+                    crit_days: self.crit_days,
+                })
+            }
+            Kind::Dns => {
+                let name_ok =
+                    is_domain_name(t, true) || (self.rtype == RecordType::Ptr && ip().is_ok());
+                if !name_ok {
+                    return Err(bad("a DNS name (or an IP address with --type PTR)"));
+                }
+                CheckSpec::Dns(DnsCheck {
+                    name: t.to_owned(),
+                    rtype: self.rtype,
+                    expect: self.expect.clone(),
+                })
+            }
+            Kind::Mx => CheckSpec::Mx(MxCheck {
+                domain: domain()?,
+                probe: self.probe,
+                port: self.port.unwrap_or(25),
+            }),
+            Kind::Ptr => CheckSpec::Ptr(PtrCheck { ip: ip()? }),
+            Kind::Tcp => {
+                let port = self.port.ok_or("tcp needs --port")?;
+                CheckSpec::Tcp(TcpCheck {
+                    host: host()?,
+                    port,
+                    expect: self.expect.clone(),
+                })
+            }
+            Kind::Spf => CheckSpec::Spf(SpfCheck {
+                domain: domain()?,
+                ip: self.ip,
+            }),
+            Kind::Dkim => {
+                let selector = match self.selector.as_slice() {
+                    [one] if is_domain_name(one, true) => one.clone(),
+                    [one] => return Err(format!("invalid value '{one}' for --selector")),
+                    [] => return Err("dkim needs --selector".into()),
+                    _ => return Err("dkim takes one --selector".into()),
+                };
+                CheckSpec::Dkim(DkimCheck {
+                    domain: domain()?,
+                    selector,
+                })
+            }
+            Kind::Dmarc => CheckSpec::Dmarc(DmarcCheck {
+                domain: domain()?,
+                require_policy: self.require_policy,
+            }),
+            Kind::Dnsbl => {
+                let target = if ip().is_ok() {
+                    t.to_owned()
+                } else {
+                    domain().map_err(|_| bad("an IP address or domain name"))?
+                };
+                CheckSpec::Dnsbl(DnsblCheck {
+                    target,
+                    zones: self.zones()?,
+                })
+            }
+            Kind::Domain => {
+                for s in &self.selector {
+                    if !is_domain_name(s, true) {
+                        return Err(format!("invalid value '{s}' for --selector"));
+                    }
+                }
+                return Ok(Plan::Audit(DomainAudit {
+                    domain: domain()?,
+                    selectors: self.selector.clone(),
+                    zones: self.zones()?,
+                    ca_file: self.ca_file.clone(),
+                    smtp_port: self.port.unwrap_or(25),
+                    warn_days: self.warn_days,
+                    crit_days: self.crit_days,
+                }));
+            }
+        };
+        Ok(Plan::Single(spec))
+    }
+
+    fn zones(&self) -> Result<Vec<String>, String> {
+        for z in &self.zone {
+            if !is_domain_name(z, false) {
+                return Err(format!(
+                    "invalid value '{z}' for --zone: expected a DNS zone"
+                ));
+            }
+        }
+        Ok(self
+            .zone
+            .iter()
+            .map(|z| z.trim_end_matches('.').to_owned())
+            .collect())
+    }
+
+    /// The context these options describe.
+    pub fn context(&self) -> ProbeContext {
+        ProbeContext::new(self.timeout, self.source_address, self.resolver)
+    }
+}

@@ -2,7 +2,10 @@
 //! vantage needs no system `protoc`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/vantage/v1/probe.proto"];
+    let files = [
+        "proto/vantage/v1/probe.proto",
+        "proto/vantage/v1/coordinator.proto",
+    ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");
     }

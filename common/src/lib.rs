@@ -7,9 +7,19 @@
 //!   per-phase timings: the result of one probe.
 //! - [`wire`] — conversion of outcomes to and from their protobuf form.
 //! - [`logging`] — the one tracing subscriber setup of every binary.
+//! - [`identity`] — roles from certificates (`spiffe://vantage/...` URI SANs).
+//! - [`pki`] — the deployment CA: create, issue, inspect (rcgen, x509-parser).
+//! - [`tls`] — rustls server/client configs for mTLS, reloaded when the
+//!   certificate files change.
+//! - [`transport`] — gRPC over mTLS: the accepting side tags every request
+//!   with the peer's identity; the dialing side presents ours.
 
+pub mod identity;
 pub mod logging;
 pub mod outcome;
+pub mod pki;
+pub mod tls;
+pub mod transport;
 pub mod wire;
 
 pub use outcome::{FailureClass, Outcome, Phases, Status};

@@ -6,6 +6,8 @@
 //! - [`outcome`] — `Outcome`, `Status` (pass/warn/fail/error), `FailureClass`,
 //!   per-phase timings: the result of one probe.
 //! - [`wire`] — conversion of outcomes to and from their protobuf form.
+//! - [`config`] — the one TOML loader: unknown fields rejected, errors name
+//!   file, line and field.
 //! - [`logging`] — the one tracing subscriber setup of every binary.
 //! - [`identity`] — roles from certificates (`spiffe://vantage/...` URI SANs).
 //! - [`pki`] — the deployment CA: create, issue, inspect (rcgen, x509-parser).
@@ -14,6 +16,7 @@
 //! - [`transport`] — gRPC over mTLS: the accepting side tags every request
 //!   with the peer's identity; the dialing side presents ours.
 
+pub mod config;
 pub mod identity;
 pub mod logging;
 pub mod outcome;

@@ -3,9 +3,20 @@
 //! The Raft-replicated control plane and the `vantagectl` operator CLI.
 //!
 //! ## Layout
+//! - [`config`] — `coordinator.toml`.
+//! - [`node`] — one coordinator: Raft start-up, serving, writes forwarded
+//!   to the leader.
+//! - [`daemon`] — the `vantage-coordinator` process (`run`, `dev`).
+//! - [`ctl`] — the `vantagectl` CLI (certs, cluster, agents).
+//! - [`grpc`] — `RaftService` and `OperatorService` with role checks.
 //! - [`state`] — the replicated state and the commands that change it (pure).
 //! - [`raft`] — openraft adapters: `types`, `log_store` and `state_machine`
 //!   over sled, `network` over the mTLS gRPC `RaftService`.
 
+pub mod config;
+pub mod ctl;
+pub mod daemon;
+pub mod grpc;
+pub mod node;
 pub mod raft;
 pub mod state;

@@ -1,1 +1,5 @@
-fn main() {}
+//! `vantagectl`: see [`vantage_coordinator::ctl`].
+
+fn main() -> std::process::ExitCode {
+    vantage_coordinator::ctl::main()
+}

@@ -1,0 +1,128 @@
+//! `coordinator.toml`: node id, listen addresses, data directory, TLS files
+//! and Raft timers. Unknown fields are errors; every error names file, line
+//! and field.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use vantage_common::config::{self, ConfigError};
+use vantage_common::tls::TlsFiles;
+
+/// The whole file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoordinatorConfig {
+    /// Raft node id; must match the id in this node's certificate.
+    pub node_id: u64,
+    /// gRPC listener (agents, operators, peers).
+    pub listen: SocketAddr,
+    /// `host:port` the other nodes and clients dial; defaults to `listen`.
+    #[serde(default)]
+    pub advertise: Option<String>,
+    /// Where Raft keeps its log, vote, state and snapshots.
+    pub data_dir: PathBuf,
+    /// This node's mTLS identity.
+    pub tls: TlsFiles,
+    /// Raft timers and compaction.
+    #[serde(default)]
+    pub raft: RaftSettings,
+}
+
+/// Raft tuning. Defaults suit nodes in different regions (WAN latencies).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftSettings {
+    /// Leader heartbeat interval.
+    pub heartbeat_ms: u64,
+    /// Election timeout range, lower bound.
+    pub election_min_ms: u64,
+    /// Election timeout range, upper bound.
+    pub election_max_ms: u64,
+    /// Build a snapshot (and purge the log before it) after this many entries.
+    pub snapshot_every: u64,
+}
+
+impl Default for RaftSettings {
+    fn default() -> Self {
+        RaftSettings {
+            heartbeat_ms: 500,
+            election_min_ms: 3000,
+            election_max_ms: 6000,
+            snapshot_every: 5000,
+        }
+    }
+}
+
+impl RaftSettings {
+    /// The openraft configuration, validated.
+    pub fn openraft(&self) -> Result<openraft::Config, Box<openraft::ConfigError>> {
+        openraft::Config {
+            cluster_name: "vantage".into(),
+            heartbeat_interval: self.heartbeat_ms,
+            election_timeout_min: self.election_min_ms,
+            election_timeout_max: self.election_max_ms,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_every),
+            max_in_snapshot_log_to_keep: 0,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(Box::new)
+    }
+}
+
+impl CoordinatorConfig {
+    /// Loads and validates `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let (config, text): (CoordinatorConfig, String) = config::load(path)?;
+        config.validate(path, &text)?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: &Path, text: &str) -> Result<(), ConfigError> {
+        if self.node_id == 0 {
+            return Err(config::invalid(path, text, "node_id", "must be 1 or more"));
+        }
+        let r = &self.raft;
+        if r.heartbeat_ms == 0 {
+            return Err(config::invalid(
+                path,
+                text,
+                "raft.heartbeat_ms",
+                "must be more than 0",
+            ));
+        }
+        if r.election_min_ms <= r.heartbeat_ms {
+            return Err(config::invalid(
+                path,
+                text,
+                "raft.election_min_ms",
+                "must be larger than raft.heartbeat_ms",
+            ));
+        }
+        if r.election_max_ms <= r.election_min_ms {
+            return Err(config::invalid(
+                path,
+                text,
+                "raft.election_max_ms",
+                "must be larger than raft.election_min_ms",
+            ));
+        }
+        if r.snapshot_every == 0 {
+            return Err(config::invalid(
+                path,
+                text,
+                "raft.snapshot_every",
+                "must be more than 0",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The address others dial.
+    pub fn advertised(&self) -> String {
+        self.advertise
+            .clone()
+            .unwrap_or_else(|| self.listen.to_string())
+    }
+}

@@ -1,0 +1,240 @@
+//! `vantagectl`: the operator CLI. Talks gRPC over mTLS to any coordinator
+//! (writes reach the leader through it).
+//!
+//! - `ctl.rs` — arguments, where endpoints and credentials come from, the
+//!   connection with a clear error per endpoint.
+//! - `ctl/certs.rs` — `certs init|issue|inspect` (local files, no server).
+//! - `ctl/cluster.rs` — `cluster init|status|add|remove`, `agents revoke`.
+
+pub mod certs;
+pub mod cluster;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+use tonic::transport::Channel;
+use vantage_common::tls::{ReloadingTls, TlsFiles};
+use vantage_common::transport;
+use vantage_proto::v1::ClusterStatusRequest;
+use vantage_proto::v1::operator_service_client::OperatorServiceClient;
+
+/// vantagectl: operate a vantage deployment.
+#[derive(Debug, Parser)]
+#[command(name = "vantagectl", version, about)]
+pub struct Cli {
+    /// Connection settings.
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "text", global = true)]
+    pub output: Format,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Readable tables.
+    Text,
+    /// JSON for scripts.
+    Json,
+}
+
+/// Where the coordinators are and who we are. Flags override `VANTAGE_*`
+/// variables, which override the config file.
+#[derive(Debug, Clone, Args)]
+pub struct ConnArgs {
+    /// Coordinator address (host:port); repeat or comma-separate for several.
+    #[arg(
+        long = "endpoint",
+        env = "VANTAGE_ENDPOINTS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub endpoints: Vec<String>,
+    /// Deployment CA certificate.
+    #[arg(long, env = "VANTAGE_CA", global = true)]
+    pub ca: Option<PathBuf>,
+    /// Operator certificate.
+    #[arg(long, env = "VANTAGE_CERT", global = true)]
+    pub cert: Option<PathBuf>,
+    /// Operator key.
+    #[arg(long, env = "VANTAGE_KEY", global = true)]
+    pub key: Option<PathBuf>,
+    /// Config file with `endpoints = [...]` and a `[tls]` table (ca, cert, key).
+    #[arg(long, env = "VANTAGE_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CtlFile {
+    #[serde(default)]
+    endpoints: Vec<String>,
+    tls: Option<TlsFiles>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the deployment CA and issue certificates.
+    #[command(subcommand)]
+    Certs(certs::CertsCommand),
+    /// Bootstrap the cluster, show its state, change its membership.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
+    /// Manage agents' access.
+    #[command(subcommand)]
+    Agents(cluster::AgentsCommand),
+}
+
+/// A connected operator client.
+#[derive(Debug, Clone)]
+pub struct Client {
+    /// The gRPC client.
+    pub operator: OperatorServiceClient<Channel>,
+    /// Which endpoint answered.
+    pub endpoint: String,
+}
+
+impl ConnArgs {
+    fn resolve(&self) -> Result<(Vec<String>, TlsFiles)> {
+        let file = match &self.config {
+            Some(path) => Some(vantage_common::config::load::<CtlFile>(path).map(|(f, _)| f)?),
+            None => None,
+        };
+        let endpoints = if self.endpoints.is_empty() {
+            file.as_ref()
+                .map(|f| f.endpoints.clone())
+                .unwrap_or_default()
+        } else {
+            self.endpoints.clone()
+        };
+        if endpoints.is_empty() {
+            bail!(
+                "no coordinator endpoint: pass --endpoint, set VANTAGE_ENDPOINTS or a config file"
+            );
+        }
+        let from_file = file.and_then(|f| f.tls);
+        let pick = |flag: &Option<PathBuf>, file: Option<PathBuf>, what: &str, var: &str| {
+            flag.clone()
+                .or(file)
+                .with_context(|| format!("no {what}: pass --{what}, set {var} or a config file"))
+        };
+        let tls = TlsFiles {
+            ca: pick(
+                &self.ca,
+                from_file.as_ref().map(|t| t.ca.clone()),
+                "ca",
+                "VANTAGE_CA",
+            )?,
+            cert: pick(
+                &self.cert,
+                from_file.as_ref().map(|t| t.cert.clone()),
+                "cert",
+                "VANTAGE_CERT",
+            )?,
+            key: pick(
+                &self.key,
+                from_file.as_ref().map(|t| t.key.clone()),
+                "key",
+                "VANTAGE_KEY",
+            )?,
+        };
+        Ok((endpoints, tls))
+    }
+
+    /// Connects to the first endpoint that answers; the error lists every
+    /// endpoint and why it failed.
+    pub async fn connect(&self) -> Result<Client> {
+        let (endpoints, files) = self.resolve()?;
+        let tls: Arc<ReloadingTls> = ReloadingTls::load(files)?;
+        let mut failures = Vec::new();
+        for endpoint in &endpoints {
+            let channel = match transport::channel(endpoint, tls.clone()) {
+                Ok(c) => c,
+                Err(e) => {
+                    failures.push(format!("{endpoint}: invalid address ({e})"));
+                    continue;
+                }
+            };
+            let mut operator = OperatorServiceClient::new(channel);
+            // A cheap call proves the connection, the TLS handshake and our role.
+            match operator.cluster_status(ClusterStatusRequest {}).await {
+                Ok(_) => {
+                    return Ok(Client {
+                        operator,
+                        endpoint: endpoint.clone(),
+                    });
+                }
+                Err(status) => failures.push(format!("{endpoint}: {}", explain(&status))),
+            }
+        }
+        bail!("no coordinator reachable:\n  {}", failures.join("\n  "))
+    }
+}
+
+/// A gRPC failure in words: refused, TLS, permission.
+pub fn explain(status: &tonic::Status) -> String {
+    let mut text = format!("{status}");
+    let mut source = std::error::Error::source(status);
+    while let Some(s) = source {
+        text = s.to_string();
+        source = s.source();
+    }
+    match status.code() {
+        tonic::Code::PermissionDenied => format!("permission denied: {}", status.message()),
+        tonic::Code::Unauthenticated => format!("not authenticated: {}", status.message()),
+        tonic::Code::Unavailable if text.contains("refused") => {
+            format!("connection refused ({text})")
+        }
+        tonic::Code::Unavailable
+            if text.to_lowercase().contains("certificate")
+                || text.contains("tls")
+                || text.contains("TLS") =>
+        {
+            format!("TLS failure: {text}")
+        }
+        tonic::Code::Unavailable => format!("unavailable: {text}"),
+        _ => format!("{:?}: {}", status.code(), status.message()),
+    }
+}
+
+/// Entry point of `vantagectl`.
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Certs(c) => certs::run(c, cli.output),
+        Command::Cluster(c) => cluster::run_cluster(c, &cli.conn, cli.output).await,
+        Command::Agents(c) => cluster::run_agents(c, &cli.conn, cli.output).await,
+    }
+}
+
+/// Entry point of `vantagectl`.
+pub fn main() -> std::process::ExitCode {
+    use clap::Parser;
+    use std::process::ExitCode;
+    let cli = Cli::parse();
+    vantage_common::logging::init(vantage_common::logging::LogFormat::Text, "warn");
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("vantagectl: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vantagectl: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! The `vantage-coordinator` process: `run --config` and `dev`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use crate::config::CoordinatorConfig;
+use crate::node::Coordinator;
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio::net::TcpListener;
+use vantage_common::identity::Identity;
+use vantage_common::logging::{self, LogFormat};
+use vantage_common::pki::{self, CA_DAYS, Ca, LEAF_DAYS};
+
+/// vantage coordinator node.
+#[derive(Debug, Parser)]
+#[command(name = "vantage-coordinator", version, about)]
+struct Cli {
+    /// Log line format.
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    log_format: LogArg,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogArg {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a node from its config file.
+    Run {
+        /// coordinator.toml
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// A single-node cluster on this machine with a self-made PKI in DIR
+    /// (operator and agent certificates included): the quickest way to try vantage.
+    Dev {
+        /// Where the PKI, config and data live (created if missing).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// gRPC listener.
+        #[arg(long, default_value = "127.0.0.1:7400")]
+        listen: String,
+    },
+}
+
+/// Entry point of `vantage-coordinator`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let format = match cli.log_format {
+        LogArg::Text => LogFormat::Text,
+        LogArg::Json => LogFormat::Json,
+    };
+    logging::init(format, "info,openraft=warn,sled=warn,h2=warn,tower=warn");
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("vantage-coordinator: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Run { config } => run(CoordinatorConfig::load(&config)?, false).await,
+            Command::Dev { data_dir, listen } => dev(&data_dir, &listen).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vantage-coordinator: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: CoordinatorConfig, init_alone: bool) -> Result<()> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let bound = listener.local_addr()?;
+    let mut config = config;
+    if config.advertise.is_none() {
+        config.advertise = Some(bound.to_string());
+    }
+    let node = Coordinator::start(&config).await?;
+    // Scripts and the test harness read this line to learn the bound port.
+    println!(
+        "vantage-coordinator node {} listening on {}",
+        node.id, bound
+    );
+    if init_alone
+        && node
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .next()
+            .is_none()
+    {
+        node.initialize(Default::default()).await?;
+    }
+    tokio::select! {
+        r = node.serve(listener) => r,
+        _ = tokio::signal::ctrl_c() => {
+            tracing::info!("interrupted; shutting down");
+            node.raft.shutdown().await.ok();
+            Ok(())
+        }
+    }
+}
+
+async fn dev(dir: &Path, listen: &str) -> Result<()> {
+    let pki_dir = dir.join("pki");
+    let ca = if pki_dir.join("ca.pem").exists() {
+        Ca::load(&pki_dir)?
+    } else {
+        Ca::create(&pki_dir, CA_DAYS)?
+    };
+    let ids = [
+        (
+            Identity::Coordinator { id: 1 },
+            vec!["localhost".to_owned()],
+            vec!["127.0.0.1".parse()?, "::1".parse()?],
+        ),
+        (Identity::Operator { name: "dev".into() }, vec![], vec![]),
+        (
+            Identity::Agent {
+                region: "local".into(),
+                name: "dev-1".into(),
+            },
+            vec![],
+            vec![],
+        ),
+    ];
+    for (identity, dns, ips) in &ids {
+        let stem = pki::file_stem(identity);
+        if !pki_dir.join(format!("{stem}.pem")).exists() {
+            ca.issue(identity, dns, ips, LEAF_DAYS)?
+                .write(&pki_dir, &stem)?;
+        }
+    }
+    let config_path = dir.join("coordinator.toml");
+    if !config_path.exists() {
+        let p = |name: &str| pki_dir.join(name).display().to_string();
+        let text = format!(
+            "# Written by `vantage-coordinator dev`.\nnode_id = 1\nlisten = \"{listen}\"\ndata_dir = \"{}\"\n\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\n[raft]\n# One node on one machine: no WAN timers needed.\nheartbeat_ms = 100\nelection_min_ms = 300\nelection_max_ms = 600\n",
+            dir.join("data").display(),
+            p("ca.pem"),
+            p("coordinator-1.pem"),
+            p("coordinator-1.key"),
+        );
+        std::fs::write(&config_path, text).with_context(|| config_path.display().to_string())?;
+    }
+    let config = CoordinatorConfig::load(&config_path)?;
+    let p = |name: &str| pki_dir.join(name).display().to_string();
+    println!("vantage dev coordinator: config {}", config_path.display());
+    println!("point vantagectl at it:");
+    println!(
+        "  export VANTAGE_ENDPOINTS={listen} VANTAGE_CA={} VANTAGE_CERT={} VANTAGE_KEY={}",
+        p("ca.pem"),
+        p("operator-dev.pem"),
+        p("operator-dev.key")
+    );
+    println!("  vantagectl cluster status");
+    println!(
+        "agent certificate (region local): {} {}",
+        p("agent-dev-1.pem"),
+        p("agent-dev-1.key")
+    );
+    run(config, true).await
+}

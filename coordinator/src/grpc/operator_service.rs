@@ -1,0 +1,203 @@
+//! `OperatorService`: cluster membership and status, revocation. Writes go
+//! through Raft from whichever node the operator reached.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+use vantage_common::identity::valid_label;
+use vantage_proto::v1::operator_service_server::OperatorService;
+use vantage_proto::v1::{
+    AddMemberRequest, ClusterStatusReply, ClusterStatusRequest, InitClusterReply,
+    InitClusterRequest, ListRevokedReply, ListRevokedRequest, MembershipReply, NodeStatus,
+    RemoveMemberRequest, RevokeReply, RevokeRequest,
+};
+
+use super::auth::{Role, authorize};
+use crate::node::{Coordinator, Outcome, Proposal, ProposeError};
+use crate::raft::types::Node;
+use crate::state::{Command, CommandResult};
+
+/// The service.
+#[derive(Debug, Clone)]
+pub struct OperatorApi {
+    coordinator: Arc<Coordinator>,
+}
+
+impl OperatorApi {
+    /// Serves `coordinator`.
+    pub fn new(coordinator: Arc<Coordinator>) -> Self {
+        OperatorApi { coordinator }
+    }
+
+    async fn caller<T>(&self, request: &Request<T>, method: &str) -> Result<(), Status> {
+        let peer = authorize(&self.coordinator, request, Role::Operator, method).await?;
+        tracing::info!(method, operator = %peer.identity, "operator call");
+        Ok(())
+    }
+}
+
+fn status(e: ProposeError) -> Status {
+    match e {
+        ProposeError::NoLeader(m) => Status::unavailable(m),
+        ProposeError::Refused(m) => Status::failed_precondition(m),
+        ProposeError::Fatal(m) => Status::internal(m),
+    }
+}
+
+fn membership(outcome: Outcome) -> Result<Response<MembershipReply>, Status> {
+    match outcome {
+        Outcome::Membership(voters, learners) => {
+            Ok(Response::new(MembershipReply { voters, learners }))
+        }
+        Outcome::Written(_) => Err(Status::internal("unexpected reply to a membership change")),
+    }
+}
+
+#[tonic::async_trait]
+impl OperatorService for OperatorApi {
+    async fn init_cluster(
+        &self,
+        request: Request<InitClusterRequest>,
+    ) -> Result<Response<InitClusterReply>, Status> {
+        self.caller(&request, "InitCluster").await?;
+        let members: BTreeMap<u64, Node> = request
+            .into_inner()
+            .members
+            .into_iter()
+            .map(|m| (m.id, Node { addr: m.addr }))
+            .collect();
+        self.coordinator.initialize(members).await.map_err(status)?;
+        Ok(Response::new(InitClusterReply {}))
+    }
+
+    async fn add_member(
+        &self,
+        request: Request<AddMemberRequest>,
+    ) -> Result<Response<MembershipReply>, Status> {
+        self.caller(&request, "AddMember").await?;
+        let req = request.into_inner();
+        let member = req
+            .member
+            .ok_or_else(|| Status::invalid_argument("member is required"))?;
+        if member.id == 0 || member.addr.is_empty() {
+            return Err(Status::invalid_argument(
+                "member needs an id > 0 and an address",
+            ));
+        }
+        let proposal = Proposal::AddMember {
+            id: member.id,
+            addr: member.addr,
+            learner_only: req.learner_only,
+        };
+        membership(self.coordinator.propose(proposal).await.map_err(status)?)
+    }
+
+    async fn remove_member(
+        &self,
+        request: Request<RemoveMemberRequest>,
+    ) -> Result<Response<MembershipReply>, Status> {
+        self.caller(&request, "RemoveMember").await?;
+        let id = request.into_inner().id;
+        membership(
+            self.coordinator
+                .propose(Proposal::RemoveMember { id })
+                .await
+                .map_err(status)?,
+        )
+    }
+
+    async fn cluster_status(
+        &self,
+        request: Request<ClusterStatusRequest>,
+    ) -> Result<Response<ClusterStatusReply>, Status> {
+        self.caller(&request, "ClusterStatus").await?;
+        let m = self.coordinator.raft.metrics().borrow().clone();
+        let contacts = self
+            .coordinator
+            .last_contact
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default();
+        let membership = m.membership_config.membership();
+        let voters: Vec<u64> = membership.voter_ids().collect();
+        let nodes = membership
+            .nodes()
+            .map(|(id, node)| {
+                let matched = m
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(id).cloned().flatten())
+                    .map(|l| l.index);
+                let is_self = *id == m.id;
+                NodeStatus {
+                    id: *id,
+                    addr: node.addr.clone(),
+                    voter: voters.contains(id),
+                    matched_index: if is_self { m.last_log_index } else { matched },
+                    lag: match (
+                        m.last_log_index,
+                        if is_self { m.last_log_index } else { matched },
+                    ) {
+                        (Some(last), Some(at)) => Some(last.saturating_sub(at)),
+                        (Some(last), None) if m.replication.is_some() => Some(last),
+                        _ => None,
+                    },
+                    last_contact_ms: if is_self {
+                        Some(0)
+                    } else {
+                        contacts.get(id).map(|t| t.elapsed().as_millis() as u64)
+                    },
+                }
+            })
+            .collect();
+        Ok(Response::new(ClusterStatusReply {
+            node_id: m.id,
+            leader_id: m.current_leader,
+            term: m.current_term,
+            last_log_index: m.last_log_index,
+            commit_index: m.last_applied.map(|l| l.index),
+            applied_index: m.last_applied.map(|l| l.index),
+            snapshot_index: m.snapshot.map(|l| l.index),
+            state: format!("{:?}", m.state),
+            nodes,
+        }))
+    }
+
+    async fn revoke(
+        &self,
+        request: Request<RevokeRequest>,
+    ) -> Result<Response<RevokeReply>, Status> {
+        self.caller(&request, "Revoke").await?;
+        let name = request.into_inner().name;
+        if !valid_label(&name) && !name.starts_with("coordinator-") {
+            return Err(Status::invalid_argument(format!("invalid name {name:?}")));
+        }
+        let result = self
+            .coordinator
+            .write(Command::Revoke { name })
+            .await
+            .map_err(status)?;
+        Ok(Response::new(RevokeReply {
+            newly_revoked: result == CommandResult::Changed,
+        }))
+    }
+
+    async fn list_revoked(
+        &self,
+        request: Request<ListRevokedRequest>,
+    ) -> Result<Response<ListRevokedReply>, Status> {
+        self.caller(&request, "ListRevoked").await?;
+        let names = self
+            .coordinator
+            .applied
+            .read()
+            .await
+            .state
+            .revoked
+            .iter()
+            .cloned()
+            .collect();
+        Ok(Response::new(ListRevokedReply { names }))
+    }
+}

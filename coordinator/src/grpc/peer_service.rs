@@ -1,0 +1,86 @@
+//! `RaftService`: openraft RPCs between coordinators, and writes forwarded
+//! by followers to the leader.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tonic::{Request, Response, Status};
+use vantage_proto::v1::RaftPayload;
+use vantage_proto::v1::raft_service_server::RaftService;
+
+use super::auth::{Role, authorize};
+use crate::node::{Coordinator, Proposal, ProposeError, Redirect};
+use crate::raft::network::{decode, encode};
+
+/// The service.
+#[derive(Debug, Clone)]
+pub struct PeerApi {
+    coordinator: Arc<Coordinator>,
+}
+
+impl PeerApi {
+    /// Serves `coordinator`.
+    pub fn new(coordinator: Arc<Coordinator>) -> Self {
+        PeerApi { coordinator }
+    }
+
+    async fn args<T: DeserializeOwned>(
+        &self,
+        request: &Request<RaftPayload>,
+        method: &str,
+    ) -> Result<T, Status> {
+        authorize(&self.coordinator, request, Role::Coordinator, method).await?;
+        decode(request.get_ref())
+            .map_err(|e| Status::invalid_argument(format!("{method}: undecodable payload: {e}")))
+    }
+}
+
+fn reply<T: Serialize>(value: &T) -> Result<Response<RaftPayload>, Status> {
+    encode(value)
+        .map(Response::new)
+        .map_err(|e| Status::internal(e.to_string()))
+}
+
+#[tonic::async_trait]
+impl RaftService for PeerApi {
+    async fn append_entries(
+        &self,
+        request: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        let rpc = self.args(&request, "AppendEntries").await?;
+        reply(&self.coordinator.raft.append_entries(rpc).await)
+    }
+
+    async fn vote(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let rpc = self.args(&request, "Vote").await?;
+        reply(&self.coordinator.raft.vote(rpc).await)
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        let rpc = self.args(&request, "InstallSnapshot").await?;
+        reply(&self.coordinator.raft.install_snapshot(rpc).await)
+    }
+
+    async fn forward(
+        &self,
+        request: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        let proposal: Proposal = self.args(&request, "Forward").await?;
+        // Only this node is tried: if it no longer leads, the follower
+        // looks for the leader again.
+        let result = match self.coordinator.propose_here(&proposal).await {
+            Ok(outcome) => Ok(outcome),
+            Err(Redirect::Leader(node)) => Err(ProposeError::NoLeader(format!(
+                "leadership moved to {}",
+                node.addr
+            ))),
+            Err(Redirect::Unknown) => Err(ProposeError::NoLeader("no leader elected yet".into())),
+            Err(Redirect::Failed(e)) => Err(e),
+        };
+        reply(&result)
+    }
+}

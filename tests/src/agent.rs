@@ -2,6 +2,7 @@
 //! system would, and captures exit code and output.
 
 use std::path::{Path, PathBuf};
+
 use std::process::Stdio;
 
 use serde_json::Value;
@@ -30,18 +31,9 @@ impl Run {
     }
 }
 
-/// Path of the agent binary built for these tests: cargo builds
-/// `vantage-agent-under-test` for this package's integration tests into
-/// `target/<profile>/`, and the tests run from `target/<profile>/deps/`.
+/// Path of the agent binary built for these tests.
 pub fn agent_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap_or_default();
-    let dir = exe.parent().unwrap_or(Path::new("."));
-    let profile_dir = if dir.ends_with("deps") {
-        dir.parent().unwrap_or(dir)
-    } else {
-        dir
-    };
-    profile_dir.join("vantage-agent-under-test")
+    crate::built_bin("vantage-agent-under-test")
 }
 
 /// Runs `vantage-agent probe <args>`.

@@ -9,6 +9,8 @@
 //! - [`dns`] — an authoritative hickory DNS server loaded with zone text,
 //!   SERVFAIL names, and a black-hole resolver address.
 //! - [`agent`] — runs the real `vantage-agent` binary and parses its output.
+//! - [`cluster`] — N real coordinator processes on loopback: start, kill -9,
+//!   restart, operator clients, polling waits.
 //! - [`measure`] — CPU and peak memory of this process and of children.
 //! - `tests/` — integration tests, one file per area (`probe_smtp.rs`,
 //!   `probe_dns.rs`, `hostile.rs`, ...).
@@ -16,6 +18,21 @@
 
 pub mod agent;
 pub mod certs;
+pub mod cluster;
 pub mod dns;
 pub mod measure;
 pub mod smtp;
+
+/// Path of one of this package's binaries: cargo builds them for the
+/// integration tests into `target/<profile>/`, and the tests run from
+/// `target/<profile>/deps/` (benchmarks from `target/<profile>/`).
+pub fn built_bin(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let dir = exe.parent().unwrap_or(std::path::Path::new("."));
+    let profile_dir = if dir.ends_with("deps") {
+        dir.parent().unwrap_or(dir)
+    } else {
+        dir
+    };
+    profile_dir.join(name)
+}

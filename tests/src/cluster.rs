@@ -1,0 +1,306 @@
+//! Cluster harness: N real `vantage-coordinator` processes on loopback
+//! (OS-chosen ports), a test PKI, an operator client, and kill -9 /
+//! restart. Every wait polls a condition under a generous deadline.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tonic::transport::Channel;
+use vantage_common::identity::Identity;
+use vantage_common::pki::{self, Ca};
+use vantage_common::tls::{ReloadingTls, TlsFiles};
+use vantage_common::transport;
+use vantage_proto::v1::operator_service_client::OperatorServiceClient;
+use vantage_proto::v1::{
+    ClusterMember, ClusterStatusReply, ClusterStatusRequest, InitClusterRequest,
+};
+
+/// Generous deadline for cluster conditions (elections, catch-up).
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Raft settings for tests: fast timers on loopback.
+#[derive(Debug, Clone, Copy)]
+pub struct Timers {
+    /// Heartbeat interval.
+    pub heartbeat_ms: u64,
+    /// Election timeout range.
+    pub election_ms: (u64, u64),
+    /// Snapshot after this many entries.
+    pub snapshot_every: u64,
+}
+
+impl Default for Timers {
+    fn default() -> Self {
+        Timers {
+            heartbeat_ms: 100,
+            election_ms: (1000, 2000),
+            snapshot_every: 5000,
+        }
+    }
+}
+
+/// One coordinator process.
+#[derive(Debug)]
+pub struct NodeProc {
+    /// Node id.
+    pub id: u64,
+    /// Bound address (kept across restarts).
+    pub addr: SocketAddr,
+    child: Option<Child>,
+}
+
+/// A cluster of coordinator processes; killed when dropped.
+#[derive(Debug)]
+pub struct Cluster {
+    dir: tempfile::TempDir,
+    ca: Ca,
+    timers: Timers,
+    /// The nodes by id.
+    pub nodes: BTreeMap<u64, NodeProc>,
+    operator: Arc<ReloadingTls>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in self.nodes.values_mut() {
+            if let Some(child) = node.child.as_mut() {
+                let _ = child.start_kill();
+            }
+        }
+    }
+}
+
+/// Polls `check` until it yields a value or `DEADLINE` passes.
+pub async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if let Some(v) = check().await {
+            return Ok(v);
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("timed out after {DEADLINE:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+impl Cluster {
+    /// A PKI and an empty cluster directory.
+    pub fn new(timers: Timers) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let ca = Ca::create(&dir.path().join("pki"), 30)?;
+        let operator = Identity::Operator {
+            name: "tester".into(),
+        };
+        let files = Self::issue_in(&ca, &dir.path().join("pki"), &operator)?;
+        Ok(Cluster {
+            operator: ReloadingTls::load(files)?,
+            dir,
+            ca,
+            timers,
+            nodes: BTreeMap::new(),
+        })
+    }
+
+    fn issue_in(ca: &Ca, pki_dir: &std::path::Path, identity: &Identity) -> Result<TlsFiles> {
+        let stem = pki::file_stem(identity);
+        let (cert, key) = (
+            pki_dir.join(format!("{stem}.pem")),
+            pki_dir.join(format!("{stem}.key")),
+        );
+        if !cert.exists() {
+            ca.issue(identity, &["localhost".into()], &["127.0.0.1".parse()?], 30)?
+                .write(pki_dir, &stem)?;
+        }
+        Ok(TlsFiles {
+            ca: pki_dir.join("ca.pem"),
+            cert,
+            key,
+        })
+    }
+
+    /// Issues (once) a certificate for `identity` in the cluster's PKI.
+    pub fn issue(&self, identity: &Identity) -> Result<TlsFiles> {
+        Self::issue_in(&self.ca, &self.pki_dir(), identity)
+    }
+
+    /// The PKI directory (ca.pem, ca.key and issued pairs).
+    pub fn pki_dir(&self) -> PathBuf {
+        self.dir.path().join("pki")
+    }
+
+    /// Starts `n` nodes (ids 1..=n), initialises them as one cluster and
+    /// waits for a leader.
+    pub async fn start(n: u64, timers: Timers) -> Result<Self> {
+        let mut cluster = Self::new(timers)?;
+        for id in 1..=n {
+            cluster.spawn(id).await?;
+        }
+        let members = cluster
+            .nodes
+            .values()
+            .map(|n| ClusterMember {
+                id: n.id,
+                addr: n.addr.to_string(),
+            })
+            .collect();
+        cluster
+            .operator(1)?
+            .init_cluster(InitClusterRequest { members })
+            .await?;
+        cluster.wait_for_leader(&cluster.ids()).await?;
+        Ok(cluster)
+    }
+
+    /// Ids of nodes currently running.
+    pub fn ids(&self) -> Vec<u64> {
+        self.nodes
+            .values()
+            .filter(|n| n.child.is_some())
+            .map(|n| n.id)
+            .collect()
+    }
+
+    /// Starts node `id` (again, on its previous address if it ran before).
+    pub async fn spawn(&mut self, id: u64) -> Result<SocketAddr> {
+        let tls = self.issue(&Identity::Coordinator { id })?;
+        let listen = self
+            .nodes
+            .get(&id)
+            .map_or("127.0.0.1:0".to_owned(), |n| n.addr.to_string());
+        let node_dir = self.dir.path().join(format!("node-{id}"));
+        std::fs::create_dir_all(&node_dir)?;
+        let t = self.timers;
+        let config = format!(
+            "node_id = {id}\nlisten = \"{listen}\"\ndata_dir = \"{}\"\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n[raft]\nheartbeat_ms = {}\nelection_min_ms = {}\nelection_max_ms = {}\nsnapshot_every = {}\n",
+            node_dir.join("data").display(),
+            tls.ca.display(),
+            tls.cert.display(),
+            tls.key.display(),
+            t.heartbeat_ms,
+            t.election_ms.0,
+            t.election_ms.1,
+            t.snapshot_every,
+        );
+        let config_path = node_dir.join("coordinator.toml");
+        std::fs::write(&config_path, config)?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(node_dir.join("stderr.log"))?;
+        let mut child = Command::new(crate::built_bin("vantage-coordinator-under-test"))
+            .args(["run", "--config"])
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting vantage-coordinator")?;
+        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(DEADLINE, lines.next_line())
+            .await
+            .map_err(|_| anyhow!("node {id} did not start in time"))??
+            .ok_or_else(|| {
+                anyhow!(
+                    "node {id} exited at start-up; see {}",
+                    node_dir.join("stderr.log").display()
+                )
+            })?;
+        let addr: SocketAddr = line
+            .rsplit(' ')
+            .next()
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| anyhow!("unexpected start-up line {line:?}"))?;
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        self.nodes.insert(
+            id,
+            NodeProc {
+                id,
+                addr,
+                child: Some(child),
+            },
+        );
+        Ok(addr)
+    }
+
+    /// Kills node `id` with SIGKILL (no graceful shutdown) and reaps it.
+    pub async fn kill(&mut self, id: u64) -> Result<()> {
+        let node = self
+            .nodes
+            .get_mut(&id)
+            .ok_or_else(|| anyhow!("no node {id}"))?;
+        if let Some(mut child) = node.child.take() {
+            child.start_kill()?;
+            child.wait().await?;
+        }
+        Ok(())
+    }
+
+    /// An operator client for node `id`.
+    pub fn operator(&self, id: u64) -> Result<OperatorServiceClient<Channel>> {
+        self.client_as(id, self.operator.clone())
+    }
+
+    /// An operator-service client for node `id` using other credentials.
+    pub fn client_as(
+        &self,
+        id: u64,
+        tls: Arc<ReloadingTls>,
+    ) -> Result<OperatorServiceClient<Channel>> {
+        let node = self.nodes.get(&id).ok_or_else(|| anyhow!("no node {id}"))?;
+        Ok(OperatorServiceClient::new(transport::channel(
+            &node.addr.to_string(),
+            tls,
+        )?))
+    }
+
+    /// Node `id`'s view of the cluster, if it answers.
+    pub async fn status(&self, id: u64) -> Option<ClusterStatusReply> {
+        let mut client = self.operator(id).ok()?;
+        let fut = client.cluster_status(ClusterStatusRequest {});
+        tokio::time::timeout(Duration::from_secs(2), fut)
+            .await
+            .ok()?
+            .ok()
+            .map(|r| r.into_inner())
+    }
+
+    /// Waits until every node in `ids` names the same leader, itself among
+    /// `ids`; returns it.
+    pub async fn wait_for_leader(&self, ids: &[u64]) -> Result<u64> {
+        wait_for("a leader all nodes agree on", || async {
+            let mut leader = None;
+            for id in ids {
+                let l = self.status(*id).await?.leader_id?;
+                if leader.is_some_and(|x| x != l) || !ids.contains(&l) {
+                    return None;
+                }
+                leader = Some(l);
+            }
+            leader
+        })
+        .await
+    }
+
+    /// Waits until node `id` has applied at least `index`.
+    pub async fn wait_applied(&self, id: u64, index: u64) -> Result<()> {
+        wait_for(&format!("node {id} to apply index {index}"), || async {
+            (self.status(id).await?.applied_index? >= index).then_some(())
+        })
+        .await
+    }
+}

@@ -5,8 +5,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
-use vantage_proto::v1::{ListRevokedRequest, RevokeRequest};
+use vantage_proto::v1::{
+    AddMemberRequest, ClusterMember, ListRevokedRequest, RemoveMemberRequest, RevokeRequest,
+};
 use vantage_tests::cluster::{Cluster, Timers, wait_for};
 
 /// Revokes `name` through node `via`.
@@ -72,4 +76,125 @@ async fn leader_killed_new_leader_then_old_node_catches_up() {
     wait_revoked(&cluster, old_leader, &expected).await;
     let status = cluster.status(old_leader).await.unwrap();
     assert_eq!(status.leader_id, Some(new_leader));
+}
+
+#[tokio::test]
+async fn membership_three_to_five_to_three_while_writing() {
+    let mut cluster = Cluster::start(3, Timers::default()).await.unwrap();
+    let writer_names = Arc::new(Mutex::new(BTreeSet::new()));
+
+    // A writer keeps writing through node 1 during every change.
+    let client = cluster.operator(1).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let names = writer_names.clone();
+        let stop = stop.clone();
+        let mut client = client.clone();
+        tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let name = format!("during-{i}");
+                client
+                    .revoke(RevokeRequest { name: name.clone() })
+                    .await
+                    .expect("write during membership change");
+                names.lock().unwrap().insert(name);
+                i += 1;
+            }
+        })
+    };
+
+    for id in [4, 5] {
+        let addr = cluster.spawn(id).await.unwrap();
+        let reply = cluster
+            .operator(2)
+            .unwrap()
+            .add_member(AddMemberRequest {
+                member: Some(ClusterMember {
+                    id,
+                    addr: addr.to_string(),
+                }),
+                learner_only: false,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(reply.voters.contains(&id), "{reply:?}");
+    }
+    let status = cluster.status(3).await.unwrap();
+    assert_eq!(
+        status.nodes.iter().filter(|n| n.voter).count(),
+        5,
+        "{status:?}"
+    );
+
+    for id in [4, 5] {
+        let reply = cluster
+            .operator(3)
+            .unwrap()
+            .remove_member(RemoveMemberRequest { id })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(
+            !reply.voters.contains(&id) && !reply.learners.contains(&id),
+            "{reply:?}"
+        );
+        cluster.kill(id).await.unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.await.unwrap();
+
+    let expected = writer_names.lock().unwrap().clone();
+    assert!(
+        expected.len() >= 5,
+        "the writer made too little progress: {}",
+        expected.len()
+    );
+    for id in [1, 2, 3] {
+        wait_revoked(&cluster, id, &expected).await;
+    }
+    let status = cluster.status(1).await.unwrap();
+    let voters: BTreeSet<u64> = status
+        .nodes
+        .iter()
+        .filter(|n| n.voter)
+        .map(|n| n.id)
+        .collect();
+    assert_eq!(voters, BTreeSet::from([1, 2, 3]));
+}
+
+#[tokio::test]
+async fn node_down_during_compaction_catches_up_by_snapshot() {
+    let timers = Timers {
+        snapshot_every: 20,
+        ..Timers::default()
+    };
+    let mut cluster = Cluster::start(3, timers).await.unwrap();
+    let leader = cluster.wait_for_leader(&[1, 2, 3]).await.unwrap();
+    let down = if leader == 3 { 2 } else { 3 };
+    cluster.kill(down).await.unwrap();
+
+    let mut expected = BTreeSet::new();
+    for i in 0..120 {
+        let name = format!("compacted-{i}");
+        write(&cluster, leader, &name).await;
+        expected.insert(name);
+    }
+    // The log the stopped node would need is gone from the leader.
+    let status = wait_for("a snapshot past the stopped node's log", || async {
+        let s = cluster.status(leader).await?;
+        (s.snapshot_index? > 60).then_some(s)
+    })
+    .await
+    .unwrap();
+    assert!(status.snapshot_index.unwrap() > 60, "{status:?}");
+
+    cluster.spawn(down).await.unwrap();
+    wait_revoked(&cluster, down, &expected).await;
+    let caught_up = cluster.status(down).await.unwrap();
+    assert!(
+        caught_up.snapshot_index.is_some(),
+        "node {down} should hold the installed snapshot: {caught_up:?}"
+    );
 }

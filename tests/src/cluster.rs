@@ -250,6 +250,27 @@ impl Cluster {
         Ok(())
     }
 
+    /// What node `id` logged (stderr), across restarts.
+    pub fn log(&self, id: u64) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("node-{id}/stderr.log")))
+            .unwrap_or_default()
+    }
+
+    /// A Raft-service client for node `id` with the given credentials.
+    pub fn raft_client_as(
+        &self,
+        id: u64,
+        tls: Arc<ReloadingTls>,
+    ) -> Result<vantage_proto::v1::raft_service_client::RaftServiceClient<Channel>> {
+        let node = self.nodes.get(&id).ok_or_else(|| anyhow!("no node {id}"))?;
+        Ok(
+            vantage_proto::v1::raft_service_client::RaftServiceClient::new(transport::channel(
+                &node.addr.to_string(),
+                tls,
+            )?),
+        )
+    }
+
     /// An operator client for node `id`.
     pub fn operator(&self, id: u64) -> Result<OperatorServiceClient<Channel>> {
         self.client_as(id, self.operator.clone())

@@ -1,0 +1,175 @@
+//! mTLS and roles: who may call what is decided by the caller's certificate
+//! (and the replicated deny-list), and every refusal is logged.
+
+// Test helpers panic on broken fixtures: that is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use rustls_pki_types::pem::PemObject;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use vantage_common::identity::Identity;
+use vantage_common::pki::{Ca, file_stem};
+use vantage_common::tls::{ReloadingTls, TlsFiles};
+use vantage_proto::v1::{ClusterStatusRequest, RaftPayload, RevokeRequest};
+use vantage_tests::cluster::{Cluster, Timers, wait_for};
+
+async fn single_node() -> Cluster {
+    Cluster::start(1, Timers::default()).await.unwrap()
+}
+
+fn tls_for(cluster: &Cluster, identity: Identity) -> Arc<ReloadingTls> {
+    ReloadingTls::load(cluster.issue(&identity).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn client_without_certificate_is_refused_and_logged() {
+    let cluster = single_node().await;
+    let addr = cluster.nodes[&1].addr;
+    let mut roots = rustls::RootCertStore::empty();
+    let ca_pem = std::fs::read(cluster.pki_dir().join("ca.pem")).unwrap();
+    for c in rustls_pki_types::CertificateDer::pem_slice_iter(&ca_pem) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let answered = match tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+    {
+        Err(_) => false,
+        Ok(mut tls) => {
+            let _ = tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await;
+            let mut buf = [0u8; 64];
+            matches!(tls.read(&mut buf).await, Ok(n) if n > 0)
+        }
+    };
+    assert!(!answered, "a client without certificate got an answer");
+    wait_for("the refusal in the log", || async {
+        cluster.log(1).contains("refused connection").then_some(())
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn certificate_from_another_ca_is_refused() {
+    let cluster = single_node().await;
+    let other = tempfile::tempdir().unwrap();
+    let ca = Ca::create(other.path(), 30).unwrap();
+    let id = Identity::Operator {
+        name: "tester".into(),
+    };
+    let (cert, key) = ca
+        .issue(&id, &[], &[], 30)
+        .unwrap()
+        .write(other.path(), &file_stem(&id))
+        .unwrap();
+    // Trust the real CA for the server, but present the foreign certificate.
+    let tls = ReloadingTls::load(TlsFiles {
+        ca: cluster.pki_dir().join("ca.pem"),
+        cert,
+        key,
+    })
+    .unwrap();
+    let mut client = cluster.client_as(1, tls).unwrap();
+    let err = client
+        .cluster_status(ClusterStatusRequest {})
+        .await
+        .unwrap_err();
+    // Refused at the TLS layer, before any service saw the call.
+    // (hyper reports the closed connection as unavailable, unknown or
+    // cancelled, depending on timing.)
+    assert!(
+        !matches!(err.code(), tonic::Code::PermissionDenied | tonic::Code::Ok),
+        "{err}"
+    );
+    wait_for("the refusal in the log", || async {
+        cluster
+            .log(1)
+            .contains("refused connection: TLS handshake failed")
+            .then_some(())
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn roles_are_enforced_per_service_and_logged_with_identity() {
+    let cluster = single_node().await;
+    let agent = tls_for(
+        &cluster,
+        Identity::Agent {
+            region: "ru".into(),
+            name: "msk-1".into(),
+        },
+    );
+    let err = cluster
+        .client_as(1, agent)
+        .unwrap()
+        .cluster_status(ClusterStatusRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err}");
+    assert!(err.message().contains("agent msk-1"), "{err}");
+
+    let operator = tls_for(
+        &cluster,
+        Identity::Operator {
+            name: "tester".into(),
+        },
+    );
+    let err = cluster
+        .raft_client_as(1, operator)
+        .unwrap()
+        .vote(RaftPayload {
+            json: b"{}".to_vec(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err}");
+
+    let log = cluster.log(1);
+    assert!(log.contains("refused: wrong role"), "{log}");
+    assert!(log.contains("agent msk-1 (region ru)"), "{log}");
+    assert!(log.contains("operator tester"), "{log}");
+}
+
+#[tokio::test]
+async fn revoked_names_are_refused() {
+    let cluster = single_node().await;
+    let mallory = tls_for(
+        &cluster,
+        Identity::Operator {
+            name: "mallory".into(),
+        },
+    );
+    let mut as_mallory = cluster.client_as(1, mallory).unwrap();
+    as_mallory
+        .cluster_status(ClusterStatusRequest {})
+        .await
+        .unwrap();
+
+    cluster
+        .operator(1)
+        .unwrap()
+        .revoke(RevokeRequest {
+            name: "mallory".into(),
+        })
+        .await
+        .unwrap();
+    let err = as_mallory
+        .cluster_status(ClusterStatusRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err}");
+    assert!(err.message().contains("revoked"), "{err}");
+    assert!(cluster.log(1).contains("refused: revoked"));
+}

@@ -5,8 +5,10 @@
 //!   connection with a clear error per endpoint.
 //! - `ctl/certs.rs` — `certs init|issue|inspect` (local files, no server).
 //! - `ctl/cluster.rs` — `cluster init|status|add|remove`, `agents revoke`.
+//! - `ctl/checks.rs` — `apply -f checks.toml [--dry-run]`, `checks list|get`.
 
 pub mod certs;
+pub mod checks;
 pub mod cluster;
 
 use std::path::PathBuf;
@@ -91,6 +93,19 @@ pub enum Command {
     /// Manage agents' access.
     #[command(subcommand)]
     Agents(cluster::AgentsCommand),
+    /// Declare the full set of checks, channels and routes from a TOML file
+    /// (validated first, applied atomically; prints created/changed/deleted).
+    Apply {
+        /// checks.toml
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// Validate and show the diff; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Show declared checks.
+    #[command(subcommand)]
+    Checks(checks::ChecksCommand),
 }
 
 /// A connected operator client.
@@ -211,6 +226,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Certs(c) => certs::run(c, cli.output),
         Command::Cluster(c) => cluster::run_cluster(c, &cli.conn, cli.output).await,
         Command::Agents(c) => cluster::run_agents(c, &cli.conn, cli.output).await,
+        Command::Apply { file, dry_run } => {
+            checks::apply(file, dry_run, &cli.conn, cli.output).await
+        }
+        Command::Checks(c) => checks::run(c, &cli.conn, cli.output).await,
     }
 }
 

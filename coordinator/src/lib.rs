@@ -9,6 +9,8 @@
 //! - [`daemon`] — the `vantage-coordinator` process (`run`, `dev`).
 //! - [`ctl`] — the `vantagectl` CLI (certs, cluster, agents).
 //! - [`grpc`] — `RaftService` and `OperatorService` with role checks.
+//! - [`declared`] — checks, channels and routes from `checks.toml`:
+//!   parsing, validation, diff (pure).
 //! - [`state`] — the replicated state and the commands that change it (pure).
 //! - [`raft`] — openraft adapters: `types`, `log_store` and `state_machine`
 //!   over sled, `network` over the mTLS gRPC `RaftService`.
@@ -16,6 +18,7 @@
 pub mod config;
 pub mod ctl;
 pub mod daemon;
+pub mod declared;
 pub mod grpc;
 pub mod node;
 pub mod raft;

@@ -10,15 +10,19 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
+use crate::declared::{Declared, Diff};
+
 /// Version of the serialised [`State`] layout; a snapshot of another
 /// version is refused rather than misread.
 pub const STATE_VERSION: u32 = 1;
 
 /// Everything the cluster agrees on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct State {
     /// Layout version ([`STATE_VERSION`]).
     pub version: u32,
+    /// Checks, channels and routes as last applied.
+    pub declared: Declared,
     /// Names (agents, operators) whose certificates are refused.
     pub revoked: BTreeSet<String>,
     /// Commands applied (including no-ops).
@@ -29,6 +33,7 @@ impl Default for State {
     fn default() -> Self {
         State {
             version: STATE_VERSION,
+            declared: Declared::default(),
             revoked: BTreeSet::new(),
             applied_commands: 0,
         }
@@ -36,8 +41,14 @@ impl Default for State {
 }
 
 /// A change to the state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
+    /// Replace checks, channels and routes as a whole (validated before
+    /// it is proposed).
+    ApplyConfig {
+        /// The new declaration.
+        declared: Box<Declared>,
+    },
     /// Refuse this name's certificates from now on.
     Revoke {
         /// Agent or operator name.
@@ -62,6 +73,8 @@ pub enum CommandResult {
     Changed,
     /// The state already was as asked.
     Unchanged,
+    /// A declaration was applied; what it changed.
+    Applied(Diff),
 }
 
 impl State {
@@ -69,6 +82,11 @@ impl State {
     pub fn apply(&mut self, command: &Command) -> CommandResult {
         self.applied_commands += 1;
         let changed = match command {
+            Command::ApplyConfig { declared } => {
+                let diff = Diff::between(&self.declared, declared);
+                self.declared = (**declared).clone();
+                return CommandResult::Applied(diff);
+            }
             Command::Revoke { name } => self.revoked.insert(name.clone()),
             Command::Unrevoke { name } => self.revoked.remove(name),
             Command::Noop { .. } => false,

@@ -250,6 +250,34 @@ impl Cluster {
         Ok(())
     }
 
+    /// Runs `vantagectl <args>` as the test operator against `endpoints`;
+    /// returns (exit code, stdout, stderr).
+    pub async fn vantagectl(&self, endpoints: &[u64], args: &[&str]) -> (i32, String, String) {
+        let endpoints: Vec<String> = endpoints
+            .iter()
+            .filter_map(|id| self.nodes.get(id))
+            .map(|n| n.addr.to_string())
+            .collect();
+        let pki = self.pki_dir();
+        let output = Command::new(crate::built_bin("vantagectl-under-test"))
+            .args(args)
+            .env("VANTAGE_ENDPOINTS", endpoints.join(","))
+            .env("VANTAGE_CA", pki.join("ca.pem"))
+            .env("VANTAGE_CERT", pki.join("operator-tester.pem"))
+            .env("VANTAGE_KEY", pki.join("operator-tester.key"))
+            .stdin(Stdio::null())
+            .output()
+            .await;
+        match output {
+            Ok(o) => (
+                o.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&o.stdout).into_owned(),
+                String::from_utf8_lossy(&o.stderr).into_owned(),
+            ),
+            Err(e) => (-1, String::new(), e.to_string()),
+        }
+    }
+
     /// What node `id` logged (stderr), across restarts.
     pub fn log(&self, id: u64) -> String {
         std::fs::read_to_string(self.dir.path().join(format!("node-{id}/stderr.log")))

@@ -8,12 +8,14 @@ use tonic::{Request, Response, Status};
 use vantage_common::identity::valid_label;
 use vantage_proto::v1::operator_service_server::OperatorService;
 use vantage_proto::v1::{
-    AddMemberRequest, ClusterStatusReply, ClusterStatusRequest, InitClusterReply,
-    InitClusterRequest, ListRevokedReply, ListRevokedRequest, MembershipReply, NodeStatus,
+    AddMemberRequest, ApplyReply, ApplyRequest, CheckInfo, ClusterStatusReply,
+    ClusterStatusRequest, GetCheckRequest, InitClusterReply, InitClusterRequest, ListChecksReply,
+    ListChecksRequest, ListRevokedReply, ListRevokedRequest, MembershipReply, NodeStatus,
     RemoveMemberRequest, RevokeReply, RevokeRequest,
 };
 
 use super::auth::{Role, authorize};
+use crate::declared::{CheckDecl, Declared, Diff, Quorum};
 use crate::node::{Coordinator, Outcome, Proposal, ProposeError};
 use crate::raft::types::Node;
 use crate::state::{Command, CommandResult};
@@ -54,8 +56,98 @@ fn membership(outcome: Outcome) -> Result<Response<MembershipReply>, Status> {
     }
 }
 
+fn check_info(c: &CheckDecl) -> CheckInfo {
+    CheckInfo {
+        name: c.name.clone(),
+        kind: c.kind.clone(),
+        target: c.target.clone(),
+        interval: c.interval.clone(),
+        timeout: c.timeout.clone(),
+        regions: c.regions.clone(),
+        labels: c.labels.clone().into_iter().collect(),
+        fail_after: c.fail_after,
+        recover_after: c.recover_after,
+        quorum: match &c.quorum {
+            Quorum::Count(n) => n.to_string(),
+            Quorum::Named(q) => q.clone(),
+        },
+        severity: c.severity.clone(),
+        routes: c.routes.clone(),
+        params_json: serde_json::to_string(&c.params).unwrap_or_else(|_| "{}".into()),
+    }
+}
+
+fn apply_reply(diff: Diff, applied: bool) -> Response<ApplyReply> {
+    Response::new(ApplyReply {
+        created: diff.created,
+        changed: diff.changed,
+        deleted: diff.deleted,
+        routing_changed: diff.routing_changed,
+        applied,
+    })
+}
+
 #[tonic::async_trait]
 impl OperatorService for OperatorApi {
+    async fn apply(&self, request: Request<ApplyRequest>) -> Result<Response<ApplyReply>, Status> {
+        self.caller(&request, "Apply").await?;
+        let req = request.into_inner();
+        let source = if req.source_name.is_empty() {
+            "checks.toml".to_owned()
+        } else {
+            req.source_name
+        };
+        // Everything is validated before anything is proposed: a bad file
+        // writes nothing.
+        let declared = Declared::parse(std::path::Path::new(&source), &req.toml)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if req.dry_run {
+            let current = self.coordinator.applied.read().await.state.declared.clone();
+            return Ok(apply_reply(Diff::between(&current, &declared), false));
+        }
+        let command = Command::ApplyConfig {
+            declared: Box::new(declared),
+        };
+        match self.coordinator.write(command).await.map_err(status)? {
+            CommandResult::Applied(diff) => Ok(apply_reply(diff, true)),
+            other => Err(Status::internal(format!("unexpected result {other:?}"))),
+        }
+    }
+
+    async fn list_checks(
+        &self,
+        request: Request<ListChecksRequest>,
+    ) -> Result<Response<ListChecksReply>, Status> {
+        self.caller(&request, "ListChecks").await?;
+        let applied = self.coordinator.applied.read().await;
+        let checks = applied
+            .state
+            .declared
+            .checks
+            .iter()
+            .map(check_info)
+            .collect();
+        Ok(Response::new(ListChecksReply { checks }))
+    }
+
+    async fn get_check(
+        &self,
+        request: Request<GetCheckRequest>,
+    ) -> Result<Response<CheckInfo>, Status> {
+        self.caller(&request, "GetCheck").await?;
+        let name = request.into_inner().name;
+        let applied = self.coordinator.applied.read().await;
+        let check = applied
+            .state
+            .declared
+            .checks
+            .iter()
+            .find(|c| c.name == name);
+        check
+            .map(|c| Response::new(check_info(c)))
+            .ok_or_else(|| Status::not_found(format!("no check named {name:?}")))
+    }
+
     async fn init_cluster(
         &self,
         request: Request<InitClusterRequest>,

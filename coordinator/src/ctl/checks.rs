@@ -1,0 +1,142 @@
+//! `vantagectl apply` and `vantagectl checks`: the declared configuration.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use vantage_proto::v1::{ApplyRequest, CheckInfo, GetCheckRequest, ListChecksRequest};
+
+use super::{ConnArgs, Format, explain};
+
+/// Check listing commands.
+#[derive(Debug, Subcommand)]
+pub enum ChecksCommand {
+    /// All declared checks.
+    List,
+    /// One check in full.
+    Get {
+        /// Check name.
+        name: String,
+    },
+}
+
+/// `vantagectl apply -f FILE [--dry-run]`.
+pub async fn apply(file: PathBuf, dry_run: bool, conn: &ConnArgs, format: Format) -> Result<()> {
+    let text =
+        std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+    let mut client = conn.connect().await?;
+    let request = ApplyRequest {
+        source_name: file.display().to_string(),
+        toml: text,
+        dry_run,
+    };
+    let reply = match client.operator.apply(request).await {
+        Ok(r) => r.into_inner(),
+        // Validation errors already name file, line and field.
+        Err(s) if s.code() == tonic::Code::InvalidArgument => anyhow::bail!("{}", s.message()),
+        Err(s) => anyhow::bail!("{}: {}", client.endpoint, explain(&s)),
+    };
+    match format {
+        Format::Json => println!(
+            "{}",
+            serde_json::json!({"created": reply.created, "changed": reply.changed, "deleted": reply.deleted,
+                "routing_changed": reply.routing_changed, "applied": reply.applied})
+        ),
+        Format::Text => {
+            for (sign, names) in [
+                ("+", &reply.created),
+                ("~", &reply.changed),
+                ("-", &reply.deleted),
+            ] {
+                for n in names {
+                    println!("{sign} check {n}");
+                }
+            }
+            if reply.routing_changed {
+                println!("~ channels/routes");
+            }
+            let total = reply.created.len() + reply.changed.len() + reply.deleted.len();
+            let verb = if reply.applied {
+                "applied"
+            } else {
+                "dry run, nothing written"
+            };
+            println!(
+                "{} created, {} changed, {} deleted ({verb}; {total} check changes)",
+                reply.created.len(),
+                reply.changed.len(),
+                reply.deleted.len()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn json(c: &CheckInfo) -> serde_json::Value {
+    let params: serde_json::Value = serde_json::from_str(&c.params_json).unwrap_or_default();
+    serde_json::json!({"name": c.name, "kind": c.kind, "target": c.target, "interval": c.interval,
+        "timeout": c.timeout, "regions": c.regions, "labels": c.labels, "fail_after": c.fail_after,
+        "recover_after": c.recover_after, "quorum": c.quorum, "severity": c.severity, "routes": c.routes,
+        "params": params})
+}
+
+/// Runs a checks command.
+pub async fn run(command: ChecksCommand, conn: &ConnArgs, format: Format) -> Result<()> {
+    let mut client = conn.connect().await?;
+    let at = client.endpoint.clone();
+    let fail = |s: tonic::Status| anyhow::anyhow!("{at}: {}", explain(&s));
+    match command {
+        ChecksCommand::List => {
+            let checks = client
+                .operator
+                .list_checks(ListChecksRequest {})
+                .await
+                .map_err(fail)?
+                .into_inner()
+                .checks;
+            match format {
+                Format::Json => println!(
+                    "{}",
+                    serde_json::Value::Array(checks.iter().map(json).collect())
+                ),
+                Format::Text => {
+                    println!(
+                        "{:<24} {:<6} {:<32} {:>8} {:<16} {:<9}",
+                        "NAME", "KIND", "TARGET", "INTERVAL", "REGIONS", "SEVERITY"
+                    );
+                    for c in &checks {
+                        println!(
+                            "{:<24} {:<6} {:<32} {:>8} {:<16} {:<9}",
+                            c.name,
+                            c.kind,
+                            c.target,
+                            c.interval,
+                            c.regions.join(","),
+                            c.severity
+                        );
+                    }
+                }
+            }
+        }
+        ChecksCommand::Get { name } => {
+            let c = client
+                .operator
+                .get_check(GetCheckRequest { name })
+                .await
+                .map_err(fail)?
+                .into_inner();
+            match format {
+                Format::Json => println!("{}", json(&c)),
+                Format::Text => {
+                    let j = json(&c);
+                    if let Some(map) = j.as_object() {
+                        for (k, v) in map {
+                            println!("{k:<14} {v}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,532 @@
+//! The declared configuration: checks, alert channels and routes, applied
+//! as a whole from a TOML file (`vantagectl apply -f checks.toml`).
+//! Parsing and validation are pure; every error names file, line and field.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use vantage_agent::check::CheckSpec;
+use vantage_common::config::{self, ConfigError};
+use vantage_common::identity::valid_label;
+
+/// Shortest interval a check may run at.
+pub const MIN_INTERVAL_S: u64 = 5;
+
+/// Channel kinds the alert fan-out knows.
+pub const CHANNEL_KINDS: &[&str] = &[
+    "webhook",
+    "slack",
+    "telegram",
+    "email",
+    "pagerduty",
+    "alertmanager",
+];
+
+/// How many regions must see a failure for an outage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Quorum {
+    /// A fixed number of regions.
+    Count(u32),
+    /// `majority`, `all` or `any`.
+    Named(String),
+}
+
+impl Default for Quorum {
+    fn default() -> Self {
+        Quorum::Named("majority".into())
+    }
+}
+
+/// One check as written in the file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckDecl {
+    /// Unique name.
+    pub name: String,
+    /// Check kind (`smtp`, `tls`, `dns`, ...).
+    pub kind: String,
+    /// Host, domain or address, as the kind needs.
+    pub target: String,
+    /// How often, e.g. `60s`, `5m`.
+    #[serde(default = "default_interval")]
+    pub interval: String,
+    /// Deadline per probe; the kind's default when absent.
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// Regions that run it.
+    pub regions: Vec<String>,
+    /// Free labels for routing.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Failing results before a region is down.
+    #[serde(default = "two")]
+    pub fail_after: u32,
+    /// Passing results before a region is up again.
+    #[serde(default = "two")]
+    pub recover_after: u32,
+    /// Regions that must agree on an outage.
+    #[serde(default)]
+    pub quorum: Quorum,
+    /// `critical`, `warning` or `info`.
+    #[serde(default = "default_severity")]
+    pub severity: String,
+    /// Routes to notify (names of `[[route]]`); all matching routes when empty.
+    #[serde(default)]
+    pub routes: Vec<String>,
+    /// Kind-specific parameters (`port`, `tls`, `expect`, `zones`...).
+    #[serde(default)]
+    pub params: toml::Table,
+}
+
+fn default_interval() -> String {
+    "60s".into()
+}
+fn two() -> u32 {
+    2
+}
+fn default_severity() -> String {
+    "critical".into()
+}
+
+/// An alert channel; its settings are validated by its sink.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelDecl {
+    /// Unique name.
+    pub name: String,
+    /// Sink kind.
+    pub kind: String,
+    /// Sink settings (URLs, secret references...).
+    #[serde(default)]
+    pub settings: toml::Table,
+}
+
+/// A route: which incidents go to which channels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteDecl {
+    /// Unique name.
+    pub name: String,
+    /// Labels an incident must carry.
+    #[serde(default, rename = "match")]
+    pub matches: BTreeMap<String, String>,
+    /// Severities routed (all when empty).
+    #[serde(default)]
+    pub severities: Vec<String>,
+    /// Channels notified.
+    pub channels: Vec<String>,
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Declared {
+    /// Checks.
+    #[serde(default, rename = "check")]
+    pub checks: Vec<CheckDecl>,
+    /// Alert channels.
+    #[serde(default, rename = "channel")]
+    pub channels: Vec<ChannelDecl>,
+    /// Routes.
+    #[serde(default, rename = "route")]
+    pub routes: Vec<RouteDecl>,
+}
+
+/// Which spec field the `target` of a kind fills.
+fn target_field(kind: &str) -> Option<&'static str> {
+    Some(match kind {
+        "smtp" | "tls" | "tcp" => "host",
+        "dns" => "name",
+        "mx" | "spf" | "dkim" | "dmarc" => "domain",
+        "ptr" => "ip",
+        "dnsbl" => "target",
+        _ => return None,
+    })
+}
+
+/// Seconds in `60s`, `5m`, `1h`, or a bare number of seconds.
+pub fn parse_seconds(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last()? {
+        (i, 's') => (&s[..i], 1),
+        (i, 'm') => (&s[..i], 60),
+        (i, 'h') => (&s[..i], 3600),
+        _ => (s, 1),
+    };
+    num.parse::<u64>().ok()?.checked_mul(mult)
+}
+
+impl CheckDecl {
+    /// The probe this declaration describes, built and checked by the
+    /// agent's own spec types.
+    pub fn spec(&self) -> Result<CheckSpec, String> {
+        let field = target_field(&self.kind).ok_or_else(|| {
+            format!(
+                "unknown kind `{}` (smtp, tls, dns, mx, ptr, tcp, spf, dkim, dmarc, dnsbl)",
+                self.kind
+            )
+        })?;
+        let mut table = self.params.clone();
+        for reserved in ["kind", field] {
+            if table.contains_key(reserved) {
+                return Err(format!(
+                    "params may not set `{reserved}` (use the check's kind/target)"
+                ));
+            }
+        }
+        table.insert("kind".into(), self.kind.clone().into());
+        table.insert(field.into(), self.target.clone().into());
+        toml::Value::Table(table)
+            .try_into::<CheckSpec>()
+            .map_err(|e| format!("params: {}", e.message().trim()))
+    }
+}
+
+impl Declared {
+    /// Parses and validates `text` read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let declared: Declared = config::parse(path, text)?;
+        declared.validate(path, text)?;
+        Ok(declared)
+    }
+
+    fn validate(&self, path: &Path, text: &str) -> Result<(), ConfigError> {
+        let err = |field: &str, name: &str, msg: String| {
+            let mut e = config::invalid(path, text, field, msg);
+            // Point at the entry's `name = "..."` line when the field is not set there.
+            if let Some(line) = name_line(text, name) {
+                e.line = e.line.filter(|l| *l >= line).or(Some(line));
+            }
+            e
+        };
+        let mut names = BTreeSet::new();
+        let routes: BTreeSet<&str> = self.routes.iter().map(|r| r.name.as_str()).collect();
+        for c in &self.checks {
+            if !valid_label(&c.name) {
+                return Err(err(
+                    "check.name",
+                    &c.name,
+                    format!("invalid check name {:?} (a-z, 0-9, '-')", c.name),
+                ));
+            }
+            if !names.insert(c.name.as_str()) {
+                return Err(err(
+                    "check.name",
+                    &c.name,
+                    format!("duplicate check name {:?}", c.name),
+                ));
+            }
+            c.spec().map_err(|m| {
+                err(
+                    if m.starts_with("unknown kind") {
+                        "check.kind"
+                    } else {
+                        "check.params"
+                    },
+                    &c.name,
+                    format!("check {}: {m}", c.name),
+                )
+            })?;
+            let interval = parse_seconds(&c.interval).ok_or_else(|| {
+                err(
+                    "check.interval",
+                    &c.name,
+                    format!("check {}: {:?} is not a duration", c.name, c.interval),
+                )
+            })?;
+            if interval < MIN_INTERVAL_S {
+                return Err(err(
+                    "check.interval",
+                    &c.name,
+                    format!(
+                        "check {}: interval {}s is below the {MIN_INTERVAL_S}s minimum",
+                        c.name, interval
+                    ),
+                ));
+            }
+            if let Some(t) = &c.timeout {
+                match parse_seconds(t) {
+                    Some(t) if t > 0 && t <= interval => {}
+                    _ => {
+                        return Err(err(
+                            "check.timeout",
+                            &c.name,
+                            format!(
+                                "check {}: timeout {t:?} must be between 1s and the interval",
+                                c.name
+                            ),
+                        ));
+                    }
+                }
+            }
+            if c.regions.is_empty() || c.regions.iter().any(|r| !valid_label(r)) {
+                return Err(err(
+                    "check.regions",
+                    &c.name,
+                    format!(
+                        "check {}: regions must be a non-empty list of region names",
+                        c.name
+                    ),
+                ));
+            }
+            if c.fail_after == 0 || c.recover_after == 0 {
+                return Err(err(
+                    "check.fail_after",
+                    &c.name,
+                    format!(
+                        "check {}: fail_after and recover_after must be 1 or more",
+                        c.name
+                    ),
+                ));
+            }
+            match &c.quorum {
+                Quorum::Count(n) if *n >= 1 && (*n as usize) <= c.regions.len() => {}
+                Quorum::Named(q) if ["majority", "all", "any"].contains(&q.as_str()) => {}
+                q => {
+                    return Err(err(
+                        "check.quorum",
+                        &c.name,
+                        format!(
+                            "check {}: quorum {q:?} must be majority, all, any or 1..={}",
+                            c.name,
+                            c.regions.len()
+                        ),
+                    ));
+                }
+            }
+            if !["critical", "warning", "info"].contains(&c.severity.as_str()) {
+                return Err(err(
+                    "check.severity",
+                    &c.name,
+                    format!(
+                        "check {}: severity must be critical, warning or info",
+                        c.name
+                    ),
+                ));
+            }
+            if let Some(r) = c.routes.iter().find(|r| !routes.contains(r.as_str())) {
+                return Err(err(
+                    "check.routes",
+                    &c.name,
+                    format!("check {}: no route named {r:?}", c.name),
+                ));
+            }
+        }
+        let mut channel_names = BTreeSet::new();
+        for ch in &self.channels {
+            if !valid_label(&ch.name) || !channel_names.insert(ch.name.as_str()) {
+                return Err(err(
+                    "channel.name",
+                    &ch.name,
+                    format!("channel name {:?} is invalid or repeated", ch.name),
+                ));
+            }
+            if !CHANNEL_KINDS.contains(&ch.kind.as_str()) {
+                return Err(err(
+                    "channel.kind",
+                    &ch.name,
+                    format!(
+                        "channel {}: unknown kind `{}` ({})",
+                        ch.name,
+                        ch.kind,
+                        CHANNEL_KINDS.join(", ")
+                    ),
+                ));
+            }
+        }
+        let mut route_names = BTreeSet::new();
+        for r in &self.routes {
+            if !valid_label(&r.name) || !route_names.insert(r.name.as_str()) {
+                return Err(err(
+                    "route.name",
+                    &r.name,
+                    format!("route name {:?} is invalid or repeated", r.name),
+                ));
+            }
+            if let Some(c) = r
+                .channels
+                .iter()
+                .find(|c| !channel_names.contains(c.as_str()))
+            {
+                return Err(err(
+                    "route.channels",
+                    &r.name,
+                    format!("route {}: no channel named {c:?}", r.name),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks by name.
+    pub fn checks_by_name(&self) -> BTreeMap<&str, &CheckDecl> {
+        self.checks.iter().map(|c| (c.name.as_str(), c)).collect()
+    }
+}
+
+/// Line of the `name = "<name>"` entry, if any.
+fn name_line(text: &str, name: &str) -> Option<usize> {
+    let quoted = format!("\"{name}\"");
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start();
+            l.starts_with("name") && l.contains(&quoted)
+        })
+        .map(|i| i + 1)
+}
+
+/// What applying `new` over `old` changes, by check name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Diff {
+    /// New checks.
+    pub created: Vec<String>,
+    /// Checks whose declaration changed.
+    pub changed: Vec<String>,
+    /// Checks no longer declared.
+    pub deleted: Vec<String>,
+    /// Whether channels or routes changed.
+    pub routing_changed: bool,
+}
+
+impl Diff {
+    /// Compares two declarations.
+    pub fn between(old: &Declared, new: &Declared) -> Diff {
+        let (o, n) = (old.checks_by_name(), new.checks_by_name());
+        Diff {
+            created: n
+                .keys()
+                .filter(|k| !o.contains_key(*k))
+                .map(|k| (*k).to_owned())
+                .collect(),
+            changed: n
+                .iter()
+                .filter(|(k, v)| o.get(*k).is_some_and(|ov| ov != *v))
+                .map(|(k, _)| (*k).to_owned())
+                .collect(),
+            deleted: o
+                .keys()
+                .filter(|k| !n.contains_key(*k))
+                .map(|k| (*k).to_owned())
+                .collect(),
+            routing_changed: old.channels != new.channels || old.routes != new.routes,
+        }
+    }
+
+    /// Nothing changes.
+    pub fn is_empty(&self) -> bool {
+        self.created.is_empty()
+            && self.changed.is_empty()
+            && self.deleted.is_empty()
+            && !self.routing_changed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[[check]]
+name = "mx1"
+kind = "smtp"
+target = "mx1.example.org"
+regions = ["ru", "eu", "us"]
+params = { port = 587 }
+"#;
+
+    fn parse(text: &str) -> Result<Declared, ConfigError> {
+        Declared::parse(Path::new("checks.toml"), text)
+    }
+
+    #[test]
+    fn example_file_in_deploy_is_valid() {
+        let text = include_str!("../../deploy/examples/checks.toml");
+        let d = parse(text).unwrap();
+        assert_eq!(d.checks.len(), 5);
+        assert!(matches!(d.checks[0].spec(), Ok(CheckSpec::Smtp(_))));
+    }
+
+    #[test]
+    fn bad_files_name_line_and_field() {
+        let cases: &[(&str, usize, &str, &str)] = &[
+            (
+                "[[check]]\nname = \"a\"\nkind = \"smtp\"\n",
+                1,
+                "target",
+                "missing field",
+            ),
+            (
+                &GOOD.replace("regions =", "regoins ="),
+                6,
+                "regoins",
+                "unknown field",
+            ),
+            (
+                &GOOD.replace("\"smtp\"", "\"smtpx\""),
+                4,
+                "check.kind",
+                "unknown kind",
+            ),
+            (
+                &GOOD.replace("params = {", "interval = \"2s\"\nparams = {"),
+                7,
+                "check.interval",
+                "below the 5s",
+            ),
+            (&format!("{GOOD}{GOOD}"), 3, "check.name", "duplicate"),
+            (
+                &GOOD.replace("port = 587", "prot = 587"),
+                7,
+                "check.params",
+                "unknown field `prot`",
+            ),
+            (
+                &GOOD.replace("port = 587", "port = 70000"),
+                7,
+                "check.params",
+                "",
+            ),
+            (
+                &GOOD.replace("params = {", "routes = [\"nope\"]\nparams = {"),
+                7,
+                "check.routes",
+                "no route",
+            ),
+            (
+                &GOOD.replace("params = {", "quorum = 4\nparams = {"),
+                7,
+                "check.quorum",
+                "quorum",
+            ),
+            ("[[check]\nname = 1", 1, "", ""),
+        ];
+        for (text, line, field, needle) in cases {
+            let e = parse(text).unwrap_err();
+            assert_eq!(e.line, Some(*line), "{text}\n=> {e}");
+            if !field.is_empty() {
+                assert_eq!(e.field.as_deref(), Some(*field), "{e}");
+            }
+            assert!(e.message.contains(needle), "{e} lacks {needle:?}");
+            assert!(e.to_string().starts_with("checks.toml:"), "{e}");
+        }
+    }
+
+    #[test]
+    fn diff_names_created_changed_deleted() {
+        let old = parse(&format!("{GOOD}{}", GOOD.replace("\"mx1\"", "\"mx2\""))).unwrap();
+        let new = parse(&format!(
+            "{}{}",
+            GOOD.replace("587", "465"),
+            GOOD.replace("\"mx1\"", "\"mx3\"")
+        ))
+        .unwrap();
+        let d = Diff::between(&old, &new);
+        assert_eq!(
+            (d.created, d.changed, d.deleted),
+            (vec!["mx3".into()], vec!["mx1".into()], vec!["mx2".into()])
+        );
+        assert!(Diff::between(&new, &new).is_empty());
+    }
+}

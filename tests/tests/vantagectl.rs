@@ -1,0 +1,227 @@
+//! `vantagectl` against a real cluster: apply/checks, cluster status,
+//! certificates, and its errors.
+
+// Test helpers panic on broken fixtures: that is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use vantage_tests::cluster::{Cluster, Timers};
+
+fn example() -> String {
+    format!(
+        "{}/../deploy/examples/checks.toml",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+#[tokio::test]
+async fn apply_diff_list_get_and_refusal_of_bad_files() {
+    let cluster = Cluster::start(3, Timers::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+
+    // Dry run: the diff, nothing written.
+    let (code, out, err) = cluster
+        .vantagectl(&[2], &["apply", "-f", &example(), "--dry-run"])
+        .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("+ check mx1-smtp") && out.contains("dry run"),
+        "{out}"
+    );
+    let (_, out, _) = cluster
+        .vantagectl(&[2], &["checks", "list", "-o", "json"])
+        .await;
+    assert_eq!(out.trim(), "[]");
+
+    // Applied through a follower or the leader alike.
+    let (code, out, err) = cluster.vantagectl(&[3], &["apply", "-f", &example()]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("5 created, 0 changed, 0 deleted (applied"),
+        "{out}"
+    );
+    let (_, out, _) = cluster
+        .vantagectl(&[1], &["checks", "list", "-o", "json"])
+        .await;
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 5);
+    let (code, out, _) = cluster
+        .vantagectl(&[1], &["checks", "get", "mx1-cert", "-o", "json"])
+        .await;
+    assert_eq!(code, 0);
+    let check: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(check["params"]["warn_days"], 21);
+    assert_eq!(check["regions"], serde_json::json!(["eu", "us"]));
+
+    // A changed file: one changed, one deleted.
+    let text = std::fs::read_to_string(example()).unwrap();
+    let changed = text
+        .replace("warn_days = 21", "warn_days = 30")
+        .replace("name = \"mx1-blocklists\"", "name = \"mx1-rbl\"");
+    let path = dir.path().join("checks.toml");
+    std::fs::write(&path, &changed).unwrap();
+    let (code, out, err) = cluster
+        .vantagectl(&[1], &["apply", "-f", path.to_str().unwrap()])
+        .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("1 created, 1 changed, 1 deleted"), "{out}");
+
+    // Bad files: a clear error with file, line and field; nothing written.
+    for (bad, needle) in [
+        (
+            changed.replace("interval = \"1h\"", "interval = \"2s\""),
+            "field `check.interval`",
+        ),
+        (
+            changed.replace("kind = \"dmarc\"", "kind = \"dmarcx\""),
+            "unknown kind",
+        ),
+        (
+            changed.replace("name = \"mx1-rbl\"", "name = \"mx1-cert\""),
+            "duplicate check name",
+        ),
+        (
+            changed.replace("fail_after = 2", "fial_after = 2"),
+            "unknown field `fial_after`",
+        ),
+        (changed.replace("[[route]]", "[[route]"), "checks.toml:"),
+    ] {
+        std::fs::write(&path, &bad).unwrap();
+        let (code, out, err) = cluster
+            .vantagectl(&[2], &["apply", "-f", path.to_str().unwrap()])
+            .await;
+        assert_ne!(code, 0, "{out}");
+        assert!(err.contains(needle), "{err} lacks {needle}");
+        assert!(err.contains(&path.display().to_string()), "{err}");
+    }
+    let (_, out, _) = cluster
+        .vantagectl(&[3], &["checks", "list", "-o", "json"])
+        .await;
+    let names: Vec<String> = serde_json::from_str::<serde_json::Value>(&out)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        names.contains(&"mx1-rbl".to_owned()) && names.len() == 5,
+        "{names:?}"
+    );
+}
+
+#[tokio::test]
+async fn cluster_status_and_connection_errors() {
+    let mut cluster = Cluster::start(3, Timers::default()).await.unwrap();
+    let (code, out, err) = cluster
+        .vantagectl(&[1], &["cluster", "status", "-o", "json"])
+        .await;
+    assert_eq!(code, 0, "{err}");
+    let s: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(s["leader_id"].as_u64().is_some());
+    assert_eq!(s["nodes"].as_array().unwrap().len(), 3);
+    let (_, out, _) = cluster.vantagectl(&[1], &["cluster", "status"]).await;
+    assert!(out.contains("ADDRESS") && out.contains("voter"), "{out}");
+
+    // A dead endpoint first: vantagectl says why and moves on to the next.
+    cluster.kill(1).await.unwrap();
+    let (code, out, err) = cluster.vantagectl(&[1, 2], &["cluster", "status"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("node 2"), "{out}");
+    let (code, _, err) = cluster.vantagectl(&[1], &["cluster", "status"]).await;
+    assert_ne!(code, 0);
+    let addr = cluster.nodes[&1].addr.to_string();
+    assert!(err.contains(&addr) && err.contains("refused"), "{err}");
+}
+
+#[tokio::test]
+async fn certs_init_issue_inspect() {
+    let cluster = Cluster::new(Timers::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (code, _, err) = cluster
+        .vantagectl(&[], &["certs", "init", "--dir", d])
+        .await;
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = cluster
+        .vantagectl(&[], &["certs", "init", "--dir", d])
+        .await;
+    assert_ne!(code, 0, "a second init must not overwrite the CA");
+    assert!(err.contains("exists"), "{err}");
+    let (code, _, err) = cluster
+        .vantagectl(
+            &[],
+            &[
+                "certs", "issue", "agent", "--region", "ru", "--name", "msk-1", "--dir", d,
+            ],
+        )
+        .await;
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = cluster
+        .vantagectl(
+            &[],
+            &[
+                "certs",
+                "issue",
+                "coordinator",
+                "--id",
+                "2",
+                "--dns",
+                "c2.example.org",
+                "--ip",
+                "127.0.0.1",
+                "--dir",
+                d,
+                "--days",
+                "30",
+            ],
+        )
+        .await;
+    assert_eq!(code, 0, "{err}");
+    let (code, out, _) = cluster
+        .vantagectl(
+            &[],
+            &[
+                "certs",
+                "inspect",
+                &format!("{d}/agent-msk-1.pem"),
+                "-o",
+                "json",
+            ],
+        )
+        .await;
+    assert_eq!(code, 0);
+    let info: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (
+            info["role"].as_str(),
+            info["region"].as_str(),
+            info["name"].as_str()
+        ),
+        (Some("agent"), Some("ru"), Some("msk-1"))
+    );
+    assert!(
+        (88..=90).contains(&info["days_left"].as_i64().unwrap()),
+        "{info}"
+    );
+    let (_, out, _) = cluster
+        .vantagectl(
+            &[],
+            &["certs", "inspect", &format!("{d}/coordinator-2.pem")],
+        )
+        .await;
+    assert!(
+        out.contains("coordinator")
+            && (out.contains("(29 days left)") || out.contains("(30 days left)")),
+        "{out}"
+    );
+    let (code, _, err) = cluster
+        .vantagectl(
+            &[],
+            &[
+                "certs", "issue", "agent", "--region", "RU", "--name", "x", "--dir", d,
+            ],
+        )
+        .await;
+    assert_ne!(code, 0);
+    assert!(err.contains("'RU'"), "{err}");
+}

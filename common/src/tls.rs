@@ -94,7 +94,7 @@ fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
 /// Configurations built from one reading of the files.
 #[derive(Debug)]
 struct Loaded {
-    stamps: Vec<Option<SystemTime>>,
+    stamps: Vec<Stamp>,
     identity: Identity,
     server: Arc<ServerConfig>,
     client: Arc<ClientConfig>,
@@ -149,10 +149,19 @@ impl Loaded {
     }
 }
 
-fn stamps(files: &TlsFiles) -> Vec<Option<SystemTime>> {
+/// What identifies a version of a file: modification time, size and inode
+/// (a replaced file changes at least one, even within one clock tick).
+type Stamp = Option<(SystemTime, u64, u64)>;
+
+fn stamps(files: &TlsFiles) -> Vec<Stamp> {
+    use std::os::unix::fs::MetadataExt;
     [&files.ca, &files.cert, &files.key]
         .iter()
-        .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .map(|p| {
+            std::fs::metadata(p)
+                .ok()
+                .and_then(|m| Some((m.modified().ok()?, m.len(), m.ino())))
+        })
         .collect()
 }
 
@@ -213,5 +222,52 @@ impl ReloadingTls {
     /// The identity in our own certificate.
     pub fn identity(&self) -> Identity {
         self.current().identity.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::{Ca, file_stem};
+
+    #[test]
+    fn replaced_files_are_picked_up_and_broken_ones_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::create(dir.path(), 30).unwrap();
+        let issue = |name: &str| {
+            let id = Identity::Operator { name: name.into() };
+            ca.issue(&id, &[], &[], 30)
+                .unwrap()
+                .write(dir.path(), &file_stem(&id))
+                .unwrap()
+        };
+        let (alice_cert, alice_key) = issue("alice");
+        let (bob_cert, bob_key) = issue("bob");
+        let files = TlsFiles {
+            ca: dir.path().join("ca.pem"),
+            cert: dir.path().join("live.pem"),
+            key: dir.path().join("live.key"),
+        };
+        std::fs::copy(&alice_cert, &files.cert).unwrap();
+        std::fs::copy(&alice_key, &files.key).unwrap();
+        let tls = ReloadingTls::load(files.clone()).unwrap();
+        assert_eq!(
+            tls.identity(),
+            Identity::Operator {
+                name: "alice".into()
+            }
+        );
+
+        // Rotation as an operator does it: new files moved into place.
+        std::fs::copy(&bob_cert, dir.path().join("new.pem")).unwrap();
+        std::fs::copy(&bob_key, dir.path().join("new.key")).unwrap();
+        std::fs::rename(dir.path().join("new.pem"), &files.cert).unwrap();
+        std::fs::rename(dir.path().join("new.key"), &files.key).unwrap();
+        assert_eq!(tls.identity(), Identity::Operator { name: "bob".into() });
+
+        // A half-written rotation (garbage key) keeps the working identity.
+        std::fs::write(&files.key, "not a key").unwrap();
+        assert_eq!(tls.identity(), Identity::Operator { name: "bob".into() });
+        assert!(ReloadingTls::load(files).is_err());
     }
 }

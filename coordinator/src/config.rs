@@ -126,3 +126,63 @@ impl CoordinatorConfig {
             .unwrap_or_else(|| self.listen.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("coordinator.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn example_config_loads() {
+        let text = include_str!("../../deploy/examples/coordinator.toml");
+        let (_d, path) = write(text);
+        let c = CoordinatorConfig::load(&path).unwrap();
+        assert_eq!((c.node_id, c.raft.heartbeat_ms), (1, 500));
+        assert_eq!(c.advertised(), "coord-eu.example.org:7400");
+        assert!(c.raft.openraft().is_ok());
+    }
+
+    #[test]
+    fn bad_configs_name_file_line_and_field() {
+        let good = include_str!("../../deploy/examples/coordinator.toml");
+        let cases = [
+            (good.replace("node_id = 1 ", "nod_id = 1 "), "nod_id"),
+            (good.replace("node_id = 1 ", "node_id = 0 "), "node_id"),
+            (
+                good.replace("listen = \"0.0.0.0:7400\"", "listen = \"nowhere\""),
+                "listen",
+            ),
+            (
+                good.replace("heartbeat_ms = 500", "heartbeat_ms = 5000"),
+                "raft.election_min_ms",
+            ),
+            (
+                good.replace("election_max_ms = 6000", "election_max_ms = 2000"),
+                "raft.election_max_ms",
+            ),
+            (good.replace("key = ", "kee = "), "kee"),
+        ];
+        for (text, field) in cases {
+            let (_d, path) = write(&text);
+            let e = CoordinatorConfig::load(&path).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some(field), "{e}");
+            let line = e.line.unwrap_or(0);
+            assert!(
+                text.lines()
+                    .nth(line.saturating_sub(1))
+                    .is_some_and(|l| l.contains(field.rsplit('.').next().unwrap())),
+                "{e}"
+            );
+            assert!(
+                e.to_string().starts_with(&path.display().to_string()),
+                "{e}"
+            );
+        }
+    }
+}

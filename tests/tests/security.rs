@@ -173,3 +173,61 @@ async fn revoked_names_are_refused() {
     assert!(err.message().contains("revoked"), "{err}");
     assert!(cluster.log(1).contains("refused: revoked"));
 }
+
+/// The first certificate a TLS server at `addr` presents to the operator.
+async fn presented_cert(cluster: &Cluster, addr: std::net::SocketAddr) -> Vec<u8> {
+    let tls = tls_for(
+        cluster,
+        Identity::Operator {
+            name: "tester".into(),
+        },
+    );
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let stream = tokio_rustls::TlsConnector::from(tls.client_config())
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    stream.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+#[tokio::test]
+async fn rotated_server_certificate_is_served_without_restart() {
+    let cluster = single_node().await;
+    let addr = cluster.nodes[&1].addr;
+    let before = presented_cert(&cluster, addr).await;
+
+    // Issue a fresh certificate for the same node and move it into place.
+    let id = Identity::Coordinator { id: 1 };
+    let ca = Ca::load(&cluster.pki_dir()).unwrap();
+    let fresh = tempfile::tempdir().unwrap();
+    let (cert, key) = ca
+        .issue(
+            &id,
+            &["localhost".into()],
+            &["127.0.0.1".parse().unwrap()],
+            30,
+        )
+        .unwrap()
+        .write(fresh.path(), &file_stem(&id))
+        .unwrap();
+    let live = cluster.issue(&id).unwrap();
+    std::fs::rename(&key, &live.key).unwrap();
+    std::fs::rename(&cert, &live.cert).unwrap();
+
+    let after = presented_cert(&cluster, addr).await;
+    assert_ne!(before, after, "the node still presents the old certificate");
+    let expected = std::fs::read(&live.cert).unwrap();
+    let expected = rustls_pki_types::CertificateDer::pem_slice_iter(&expected)
+        .next()
+        .unwrap()
+        .unwrap();
+    assert_eq!(after, expected.to_vec());
+    // And it still serves operators.
+    cluster
+        .operator(1)
+        .unwrap()
+        .cluster_status(ClusterStatusRequest {})
+        .await
+        .unwrap();
+}

@@ -64,6 +64,9 @@ pub enum Command {
         /// Opaque payload, replicated like real data.
         payload: String,
     },
+    /// Several commands in one log entry, applied in order (one Raft round
+    /// trip for many small writes).
+    Batch(Vec<Command>),
 }
 
 /// What applying a command did.
@@ -90,6 +93,11 @@ impl State {
             Command::Revoke { name } => self.revoked.insert(name.clone()),
             Command::Unrevoke { name } => self.revoked.remove(name),
             Command::Noop { .. } => false,
+            Command::Batch(commands) => {
+                self.applied_commands -= 1; // counted per inner command
+                let results: Vec<_> = commands.iter().map(|c| self.apply(c)).collect();
+                results.iter().any(|r| *r != CommandResult::Unchanged)
+            }
         };
         if changed {
             CommandResult::Changed
@@ -125,5 +133,25 @@ mod tests {
         );
         assert!(!s.is_revoked("msk-1"));
         assert_eq!(s.applied_commands, 3);
+    }
+
+    #[test]
+    fn batches_apply_every_command_in_order() {
+        let mut s = State::default();
+        let batch = Command::Batch(vec![
+            Command::Revoke { name: "a".into() },
+            Command::Noop {
+                payload: "x".into(),
+            },
+            Command::Unrevoke { name: "a".into() },
+            Command::Revoke { name: "b".into() },
+        ]);
+        assert_eq!(s.apply(&batch), CommandResult::Changed);
+        assert_eq!(s.revoked.iter().collect::<Vec<_>>(), ["b"]);
+        assert_eq!(s.applied_commands, 4);
+        let noops = Command::Batch(vec![Command::Noop {
+            payload: "y".into(),
+        }]);
+        assert_eq!(s.apply(&noops), CommandResult::Unchanged);
     }
 }

@@ -66,7 +66,7 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run { config } => run(CoordinatorConfig::load(&config)?, false).await,
+            Command::Run { config } => run(CoordinatorConfig::load(&config)?, false, |_| {}).await,
             Command::Dev { data_dir, listen } => dev(&data_dir, &listen).await,
         }
     });
@@ -79,7 +79,14 @@ pub fn main() -> ExitCode {
     }
 }
 
-async fn run(config: CoordinatorConfig, init_alone: bool) -> Result<()> {
+/// Binds, starts the node, calls `announce` with the bound address, and
+/// serves until interrupted. `init_alone` bootstraps a one-node cluster on
+/// first start.
+async fn run(
+    config: CoordinatorConfig,
+    init_alone: bool,
+    announce: impl FnOnce(std::net::SocketAddr),
+) -> Result<()> {
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
@@ -107,6 +114,14 @@ async fn run(config: CoordinatorConfig, init_alone: bool) -> Result<()> {
     {
         node.initialize(Default::default()).await?;
     }
+    if init_alone {
+        // Announce only once writes can be served.
+        node.raft
+            .wait(Some(std::time::Duration::from_secs(30)))
+            .current_leader(node.id, "single-node cluster elects itself")
+            .await?;
+    }
+    announce(bound);
     tokio::select! {
         r = node.serve(listener) => r,
         _ = tokio::signal::ctrl_c() => {
@@ -161,19 +176,20 @@ async fn dev(dir: &Path, listen: &str) -> Result<()> {
     }
     let config = CoordinatorConfig::load(&config_path)?;
     let p = |name: &str| pki_dir.join(name).display().to_string();
-    println!("vantage dev coordinator: config {}", config_path.display());
-    println!("point vantagectl at it:");
-    println!(
-        "  export VANTAGE_ENDPOINTS={listen} VANTAGE_CA={} VANTAGE_CERT={} VANTAGE_KEY={}",
+    let (ca, cert, key, agent_cert, agent_key) = (
         p("ca.pem"),
         p("operator-dev.pem"),
-        p("operator-dev.key")
-    );
-    println!("  vantagectl cluster status");
-    println!(
-        "agent certificate (region local): {} {}",
+        p("operator-dev.key"),
         p("agent-dev-1.pem"),
-        p("agent-dev-1.key")
+        p("agent-dev-1.key"),
     );
-    run(config, true).await
+    let config_shown = config_path.display().to_string();
+    run(config, true, move |bound| {
+        println!("vantage dev coordinator ready: config {config_shown}");
+        println!("point vantagectl at it:");
+        println!("  export VANTAGE_ENDPOINTS={bound} VANTAGE_CA={ca} VANTAGE_CERT={cert} VANTAGE_KEY={key}");
+        println!("  vantagectl cluster status");
+        println!("agent certificate (region local): {agent_cert} {agent_key}");
+    })
+    .await
 }

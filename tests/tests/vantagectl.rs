@@ -225,3 +225,52 @@ async fn certs_init_issue_inspect() {
     assert_ne!(code, 0);
     assert!(err.contains("'RU'"), "{err}");
 }
+
+#[tokio::test]
+async fn dev_mode_serves_a_single_node_cluster_with_its_own_pki() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child =
+        tokio::process::Command::new(vantage_tests::built_bin("vantage-coordinator-under-test"))
+            .args([
+                "dev",
+                "--data-dir",
+                dir.path().to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let export = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.trim().strip_prefix("export ") {
+                return rest.to_owned();
+            }
+        }
+        panic!("dev mode printed no export line");
+    })
+    .await
+    .unwrap();
+    let mut cmd = tokio::process::Command::new(vantage_tests::built_bin("vantagectl-under-test"));
+    for pair in export.split_whitespace() {
+        let (k, v) = pair.split_once('=').unwrap();
+        cmd.env(k, v);
+    }
+    let out = cmd
+        .args(["cluster", "status", "-o", "json"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["leader_id"], 1);
+    assert!(dir.path().join("pki/agent-dev-1.pem").exists());
+}

@@ -274,3 +274,66 @@ async fn dev_mode_serves_a_single_node_cluster_with_its_own_pki() {
     assert_eq!(status["leader_id"], 1);
     assert!(dir.path().join("pki/agent-dev-1.pem").exists());
 }
+
+#[tokio::test]
+async fn endpoints_and_credentials_from_a_config_file() {
+    let cluster = Cluster::start(1, Timers::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = cluster.pki_dir();
+    let config = dir.path().join("vantagectl.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "endpoints = [\"{}\"]\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+            cluster.nodes[&1].addr,
+            pki.join("ca.pem").display(),
+            pki.join("operator-tester.pem").display(),
+            pki.join("operator-tester.key").display()
+        ),
+    )
+    .unwrap();
+    let run = |args: Vec<String>| async move {
+        tokio::process::Command::new(vantage_tests::built_bin("vantagectl-under-test"))
+            .args(args)
+            .env_remove("VANTAGE_ENDPOINTS")
+            .env_remove("VANTAGE_CA")
+            .env_remove("VANTAGE_CERT")
+            .env_remove("VANTAGE_KEY")
+            .output()
+            .await
+            .unwrap()
+    };
+    let c = config.display().to_string();
+    let out = run(vec![
+        "--config".into(),
+        c.clone(),
+        "cluster".into(),
+        "status".into(),
+    ])
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A typo in the file is reported with file, line and field.
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("cert =", "crt =");
+    std::fs::write(&config, text).unwrap();
+    let out = run(vec![
+        "--config".into(),
+        c.clone(),
+        "cluster".into(),
+        "status".into(),
+    ])
+    .await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains(&format!("{c}:4: field `crt`")), "{err}");
+
+    // Without any source, the error says where endpoints come from.
+    let out = run(vec!["cluster".into(), "status".into()]).await;
+    assert!(String::from_utf8_lossy(&out.stderr).contains("VANTAGE_ENDPOINTS"));
+}

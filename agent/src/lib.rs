@@ -10,6 +10,7 @@
 //!   `dkim`, `dmarc`, `dnsbl`, and `domain` (the whole audit).
 //! - [`context`] — what probes share: timeout, source address, resolver.
 //! - [`resolver`] — hickory lookups and their mapping to findings.
+//! - [`spool`] — the durable, bounded queue of unacknowledged results.
 //! - [`net`] — TCP with a source address, the TLS client, chain verification.
 //! - [`cli`] — the `vantage-agent` command line: arguments (`cli.rs`),
 //!   per-kind validation into check specs (`cli/plan.rs`), output and exit
@@ -21,3 +22,4 @@ pub mod cli;
 pub mod context;
 pub mod net;
 pub mod resolver;
+pub mod spool;

@@ -1,0 +1,412 @@
+//! The durable, bounded queue of results not yet acknowledged by the
+//! coordinator.
+//!
+//! Results are appended to segment files (`<first-seq>.seg`) and synced to
+//! disk before `append` returns, so a crash at any instant loses nothing that
+//! was spooled; a torn record at the tail of the last segment (a crash
+//! mid-write) is detected by its checksum and cut off on open. The
+//! acknowledged watermark lives in `acked` (replaced atomically); segments
+//! wholly at or below it are deleted. When the spool exceeds its size
+//! limit, the oldest segments are dropped and counted.
+//!
+//! Sequence numbers never repeat for a spool: `id` (random, created with the
+//! spool) plus `seq` name a result uniquely, so the coordinator can apply
+//! resent results once.
+//!
+//! Record layout: `len: u32 LE | crc32(seq ‖ payload): u32 LE | seq: u64 LE | payload`.
+
+use std::collections::VecDeque;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Segment files are rolled at this size by default.
+pub const SEGMENT_BYTES: u64 = 1 << 20;
+/// Largest record accepted (a result is a few hundred bytes).
+pub const MAX_RECORD: usize = 1 << 20;
+const HEADER: usize = 16;
+
+/// Spool failures.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SpoolError {
+    /// A file operation failed.
+    #[error("spool {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What went wrong.
+        source: io::Error,
+    },
+    /// A payload is larger than [`MAX_RECORD`].
+    #[error("record of {0} bytes exceeds the {MAX_RECORD}-byte limit")]
+    TooLarge(usize),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SpoolError + '_ {
+    move |source| SpoolError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// One spooled result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Sequence number (1, 2, ...), unique within the spool.
+    pub seq: u64,
+    /// The encoded result.
+    pub payload: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+struct Segment {
+    path: PathBuf,
+    bytes: u64,
+    first_seq: u64,
+    last_seq: u64,
+    records: u64,
+}
+
+/// The spool.
+#[derive(Debug)]
+pub struct Spool {
+    dir: PathBuf,
+    max_bytes: u64,
+    segment_bytes: u64,
+    id: u64,
+    segments: VecDeque<Segment>,
+    current: Option<File>,
+    next_seq: u64,
+    acked: u64,
+    dropped: u64,
+}
+
+fn crc(seq: u64, payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&seq.to_le_bytes());
+    h.update(payload);
+    h.finalize()
+}
+
+/// Reads the valid records of a segment; returns them and the length of the
+/// valid prefix (a torn or corrupt tail ends the segment).
+fn read_segment(path: &Path) -> Result<(Vec<Record>, u64), SpoolError> {
+    let mut bytes = Vec::new();
+    File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .map_err(io_err(path))?;
+    let mut records = Vec::new();
+    let mut at = 0usize;
+    while bytes.len() - at >= HEADER {
+        let word = |o: usize, n: usize| &bytes[at + o..at + o + n];
+        let len = u32::from_le_bytes(word(0, 4).try_into().unwrap_or_default()) as usize;
+        let sum = u32::from_le_bytes(word(4, 4).try_into().unwrap_or_default());
+        let seq = u64::from_le_bytes(word(8, 8).try_into().unwrap_or_default());
+        if len > MAX_RECORD || bytes.len() - at - HEADER < len {
+            break;
+        }
+        let payload = &bytes[at + HEADER..at + HEADER + len];
+        if crc(seq, payload) != sum {
+            break;
+        }
+        records.push(Record {
+            seq,
+            payload: payload.to_vec(),
+        });
+        at += HEADER + len;
+    }
+    Ok((records, at as u64))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}
+
+impl Spool {
+    /// Opens (or creates) the spool in `dir`, at most `max_bytes` on disk.
+    pub fn open(dir: &Path, max_bytes: u64) -> Result<Self, SpoolError> {
+        Self::open_with_segments(dir, max_bytes, SEGMENT_BYTES)
+    }
+
+    /// Like [`Spool::open`] with segments of `segment_bytes`: the granularity
+    /// at which acknowledged results are deleted and old ones dropped.
+    pub fn open_with_segments(
+        dir: &Path,
+        max_bytes: u64,
+        segment_bytes: u64,
+    ) -> Result<Self, SpoolError> {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let id_path = dir.join("id");
+        let id = match fs::read_to_string(&id_path) {
+            Ok(s) => s.trim().parse::<u64>().ok(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io_err(&id_path)(e)),
+        };
+        let id = match id {
+            Some(id) => id,
+            None => {
+                let id = new_id();
+                write_atomic(dir, "id", &id.to_string())?;
+                id
+            }
+        };
+        let acked_path = dir.join("acked");
+        let acked = fs::read_to_string(&acked_path)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+
+        let mut paths: Vec<(u64, PathBuf)> = fs::read_dir(dir)
+            .map_err(io_err(dir))?
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let p = e.path();
+                let first = p
+                    .file_name()?
+                    .to_str()?
+                    .strip_suffix(".seg")?
+                    .parse()
+                    .ok()?;
+                Some((first, p))
+            })
+            .collect();
+        paths.sort();
+        let mut segments = VecDeque::new();
+        let mut last_seen = acked;
+        let count = paths.len();
+        for (i, (first, path)) in paths.into_iter().enumerate() {
+            let (records, valid) = read_segment(&path)?;
+            let on_disk = fs::metadata(&path).map_err(io_err(&path))?.len();
+            if valid < on_disk {
+                // Only the newest segment can be torn by a crash; cut it back.
+                tracing::warn!(path = %path.display(), valid, on_disk, last = i + 1 == count, "spool: discarding a torn tail");
+                OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .and_then(|f| f.set_len(valid))
+                    .map_err(io_err(&path))?;
+            }
+            let last_seq = records.last().map_or(first.saturating_sub(1), |r| r.seq);
+            if last_seq <= acked {
+                fs::remove_file(&path).map_err(io_err(&path))?;
+                continue;
+            }
+            last_seen = last_seen.max(last_seq);
+            segments.push_back(Segment {
+                path,
+                bytes: valid,
+                first_seq: first,
+                last_seq,
+                records: records.len() as u64,
+            });
+        }
+        Ok(Spool {
+            dir: dir.to_owned(),
+            max_bytes,
+            segment_bytes: segment_bytes.max(4096),
+            id,
+            segments,
+            current: None,
+            next_seq: last_seen + 1,
+            acked,
+            dropped: 0,
+        })
+    }
+
+    /// The spool's identity (random, fixed at creation).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Appends a result durably; returns its sequence number.
+    pub fn append(&mut self, payload: &[u8]) -> Result<u64, SpoolError> {
+        if payload.len() > MAX_RECORD {
+            return Err(SpoolError::TooLarge(payload.len()));
+        }
+        let seq = self.next_seq;
+        let needs_new = self
+            .segments
+            .back()
+            .is_none_or(|s| s.bytes >= self.segment_bytes)
+            || self.current.is_none();
+        if needs_new {
+            self.roll(seq)?;
+        }
+        let mut record = Vec::with_capacity(HEADER + payload.len());
+        record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        record.extend_from_slice(&crc(seq, payload).to_le_bytes());
+        record.extend_from_slice(&seq.to_le_bytes());
+        record.extend_from_slice(payload);
+        let seg = self
+            .segments
+            .back_mut()
+            .ok_or_else(|| io_err(&self.dir)(io::Error::other("no segment")))?;
+        let file = self
+            .current
+            .as_mut()
+            .ok_or_else(|| io_err(&seg.path)(io::Error::other("segment not open")))?;
+        file.write_all(&record)
+            .and_then(|()| file.sync_data())
+            .map_err(io_err(&seg.path))?;
+        seg.bytes += record.len() as u64;
+        seg.last_seq = seq;
+        seg.records += 1;
+        self.next_seq += 1;
+        self.enforce_limit()?;
+        Ok(seq)
+    }
+
+    /// Continues the newest segment, or starts `<seq>.seg`.
+    fn roll(&mut self, seq: u64) -> Result<(), SpoolError> {
+        if let Some(last) = self
+            .segments
+            .back()
+            .filter(|s| s.bytes < self.segment_bytes)
+        {
+            let file = OpenOptions::new()
+                .append(true)
+                .open(&last.path)
+                .map_err(io_err(&last.path))?;
+            self.current = Some(file);
+            return Ok(());
+        }
+        let path = self.dir.join(format!("{seq:020}.seg"));
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        sync_dir(&self.dir)?;
+        self.current = Some(file);
+        self.segments.push_back(Segment {
+            path,
+            bytes: 0,
+            first_seq: seq,
+            last_seq: seq - 1,
+            records: 0,
+        });
+        Ok(())
+    }
+
+    /// Drops the oldest segments while over the size limit (never the one
+    /// being written).
+    fn enforce_limit(&mut self) -> Result<(), SpoolError> {
+        while self.bytes() > self.max_bytes && self.segments.len() > 1 {
+            if let Some(old) = self.segments.pop_front() {
+                let lost = old
+                    .last_seq
+                    .saturating_sub(old.first_seq.max(self.acked + 1))
+                    + 1;
+                fs::remove_file(&old.path).map_err(io_err(&old.path))?;
+                self.dropped += lost;
+                tracing::warn!(
+                    lost,
+                    total_dropped = self.dropped,
+                    "spool full: dropped the oldest unacknowledged results"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks everything up to `seq` as acknowledged (durably) and deletes
+    /// segments no longer needed.
+    pub fn ack(&mut self, seq: u64) -> Result<(), SpoolError> {
+        if seq <= self.acked {
+            return Ok(());
+        }
+        let seq = seq.min(self.next_seq - 1);
+        write_atomic(&self.dir, "acked", &seq.to_string())?;
+        self.acked = seq;
+        while let Some(front) = self.segments.front() {
+            let is_current = self.segments.len() == 1;
+            if front.last_seq > seq || is_current {
+                break;
+            }
+            if let Some(old) = self.segments.pop_front() {
+                fs::remove_file(&old.path).map_err(io_err(&old.path))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Up to `limit` unacknowledged records with `seq > after`, in order.
+    pub fn unacked(&self, after: u64, limit: usize) -> Result<Vec<Record>, SpoolError> {
+        let from = after.max(self.acked);
+        let mut out = Vec::new();
+        for seg in self.segments.iter().filter(|s| s.last_seq > from) {
+            let (records, _) = read_segment(&seg.path)?;
+            out.extend(
+                records
+                    .into_iter()
+                    .filter(|r| r.seq > from)
+                    .take(limit - out.len()),
+            );
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Highest acknowledged sequence number.
+    pub fn acked(&self) -> u64 {
+        self.acked
+    }
+
+    /// Highest sequence number written.
+    pub fn last_seq(&self) -> u64 {
+        self.next_seq - 1
+    }
+
+    /// Results waiting for an acknowledgement.
+    pub fn pending(&self) -> u64 {
+        let first = self
+            .segments
+            .front()
+            .map_or(self.next_seq, |s| s.first_seq)
+            .max(self.acked + 1);
+        self.next_seq.saturating_sub(first)
+    }
+
+    /// Bytes on disk.
+    pub fn bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.bytes).sum()
+    }
+
+    /// Results dropped because the spool was full, since open.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+}
+
+/// Writes `name` in `dir` atomically (temporary file, sync, rename, sync dir).
+fn write_atomic(dir: &Path, name: &str, contents: &str) -> Result<(), SpoolError> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let path = dir.join(name);
+    let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+    f.write_all(contents.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(io_err(&tmp))?;
+    fs::rename(&tmp, &path).map_err(io_err(&path))?;
+    sync_dir(dir)
+}
+
+/// A random spool id from the OS's randomness (time and pid as fallback).
+fn new_id() -> u64 {
+    let mut buf = [0u8; 8];
+    if File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .is_ok()
+    {
+        return u64::from_le_bytes(buf) | 1;
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    (nanos as u64) ^ (u64::from(std::process::id()) << 32) | 1
+}

@@ -5,6 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "proto/vantage/v1/probe.proto",
         "proto/vantage/v1/coordinator.proto",
+        "proto/vantage/v1/agent.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");

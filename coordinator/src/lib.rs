@@ -3,6 +3,7 @@
 //! The Raft-replicated control plane and the `vantagectl` operator CLI.
 //!
 //! ## Layout
+//! - [`assignment`] — which agent runs which check (rendezvous hashing, pure).
 //! - [`config`] — `coordinator.toml`.
 //! - [`node`] — one coordinator: Raft start-up, serving, writes forwarded
 //!   to the leader.
@@ -15,6 +16,7 @@
 //! - [`raft`] — openraft adapters: `types`, `log_store` and `state_machine`
 //!   over sled, `network` over the mTLS gRPC `RaftService`.
 
+pub mod assignment;
 pub mod config;
 pub mod ctl;
 pub mod daemon;

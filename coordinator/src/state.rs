@@ -3,13 +3,20 @@
 //! the same state.
 //!
 //! The state is versioned and serialisable as a whole (snapshots). It grows
-//! with the next issues: agent registry, result batches, verdicts,
-//! incidents, the alert outbox.
+//! with the next issues (verdicts, incidents, the alert outbox).
+//!
+//! - `state/agents.rs` — the agent registry.
+//! - `state/results.rs` — latest results, recent history, roll-ups.
 
-use std::collections::BTreeSet;
+pub mod agents;
+pub mod results;
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use self::agents::AgentRecord;
+use self::results::{CheckResults, StoredResult};
 use crate::declared::{Declared, Diff};
 
 /// Version of the serialised [`State`] layout; a snapshot of another
@@ -25,6 +32,10 @@ pub struct State {
     pub declared: Declared,
     /// Names (agents, operators) whose certificates are refused.
     pub revoked: BTreeSet<String>,
+    /// Agents by name.
+    pub agents: BTreeMap<String, AgentRecord>,
+    /// Results by check name.
+    pub results: BTreeMap<String, CheckResults>,
     /// Commands applied (including no-ops).
     pub applied_commands: u64,
 }
@@ -35,6 +46,8 @@ impl Default for State {
             version: STATE_VERSION,
             declared: Declared::default(),
             revoked: BTreeSet::new(),
+            agents: BTreeMap::new(),
+            results: BTreeMap::new(),
             applied_commands: 0,
         }
     }
@@ -67,6 +80,58 @@ pub enum Command {
     /// Several commands in one log entry, applied in order (one Raft round
     /// trip for many small writes).
     Batch(Vec<Command>),
+    /// An agent opened a session with the leader.
+    AgentHello {
+        /// Name from its certificate.
+        name: String,
+        /// Region from its certificate.
+        region: String,
+        /// Reported version.
+        version: String,
+        /// Remote address.
+        address: String,
+        /// Its spool's identity.
+        spool_id: u64,
+        /// Leader clock.
+        at_ms: i64,
+    },
+    /// Agents whose sessions are alive (periodic refresh of last seen).
+    AgentsSeen {
+        /// Names.
+        names: Vec<String>,
+        /// Leader clock.
+        at_ms: i64,
+    },
+    /// An agent's session ended or missed its heartbeats.
+    AgentGone {
+        /// Name.
+        name: String,
+        /// Leader clock.
+        at_ms: i64,
+    },
+    /// A batch of results from one agent; those at or below the agent's
+    /// applied seq (resent after a failover) are skipped.
+    Results {
+        /// Agent name (from its certificate).
+        agent: String,
+        /// Its spool's identity.
+        spool_id: u64,
+        /// Leader clock.
+        at_ms: i64,
+        /// The results, in increasing seq order.
+        results: Vec<IncomingResult>,
+    },
+}
+
+/// One result as received from an agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncomingResult {
+    /// Spool sequence number.
+    pub seq: u64,
+    /// Check name.
+    pub check: String,
+    /// The stored form.
+    pub result: StoredResult,
 }
 
 /// What applying a command did.
@@ -78,6 +143,8 @@ pub enum CommandResult {
     Unchanged,
     /// A declaration was applied; what it changed.
     Applied(Diff),
+    /// Results are applied up to this seq (of the agent's current spool).
+    Acked(u64),
 }
 
 impl State {
@@ -93,6 +160,46 @@ impl State {
             Command::Revoke { name } => self.revoked.insert(name.clone()),
             Command::Unrevoke { name } => self.revoked.remove(name),
             Command::Noop { .. } => false,
+            Command::AgentHello {
+                name,
+                region,
+                version,
+                address,
+                spool_id,
+                at_ms,
+            } => {
+                let existing = self.agents.get_mut(name);
+                if let Some(new) =
+                    agents::hello(existing, region, version, address, *spool_id, *at_ms)
+                {
+                    self.agents.insert(name.clone(), new);
+                }
+                true
+            }
+            Command::AgentsSeen { names, at_ms } => {
+                for name in names {
+                    if let Some(a) = self.agents.get_mut(name) {
+                        a.last_seen_ms = a.last_seen_ms.max(*at_ms);
+                    }
+                }
+                !names.is_empty()
+            }
+            Command::AgentGone { name, at_ms } => match self.agents.get_mut(name) {
+                Some(a) if a.connected => {
+                    a.connected = false;
+                    a.last_seen_ms = a.last_seen_ms.max(*at_ms);
+                    true
+                }
+                _ => false,
+            },
+            Command::Results {
+                agent,
+                spool_id,
+                at_ms,
+                results,
+            } => {
+                return CommandResult::Acked(self.apply_results(agent, *spool_id, *at_ms, results));
+            }
             Command::Batch(commands) => {
                 self.applied_commands -= 1; // counted per inner command
                 let results: Vec<_> = commands.iter().map(|c| self.apply(c)).collect();
@@ -104,6 +211,36 @@ impl State {
         } else {
             CommandResult::Unchanged
         }
+    }
+
+    fn apply_results(
+        &mut self,
+        agent: &str,
+        spool_id: u64,
+        at_ms: i64,
+        results: &[IncomingResult],
+    ) -> u64 {
+        let Some(record) = self.agents.get_mut(agent) else {
+            return 0; // results are only accepted after a hello
+        };
+        if record.spool_id != spool_id {
+            return 0; // a stale batch from a previous spool
+        }
+        record.last_seen_ms = record.last_seen_ms.max(at_ms);
+        for r in results {
+            if r.seq <= record.applied_seq {
+                continue; // already applied (resent after a failover)
+            }
+            record.applied_seq = r.seq;
+            // Results of checks deleted meanwhile are acknowledged, not kept.
+            if self.declared.checks.iter().any(|c| c.name == r.check) {
+                self.results
+                    .entry(r.check.clone())
+                    .or_default()
+                    .record(r.result.clone());
+            }
+        }
+        record.applied_seq
     }
 
     /// Is this name refused?

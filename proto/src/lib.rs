@@ -5,7 +5,7 @@
 //! ## Layout
 //! - `proto/vantage/v1/*.proto` — the source of truth, one file per concern
 //!   (`probe.proto`: outcomes of checks; `coordinator.proto`: the Raft and
-//!   operator services).
+//!   operator services; `agent.proto`: the agent session).
 //! - `build.rs` — compiles them with protox + tonic-prost-build; no system
 //!   `protoc` is needed.
 //! - [`v1`] — the generated prost messages (and tonic services, as they are

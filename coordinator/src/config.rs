@@ -27,6 +27,24 @@ pub struct CoordinatorConfig {
     /// Raft timers and compaction.
     #[serde(default)]
     pub raft: RaftSettings,
+    /// Agent sessions.
+    #[serde(default)]
+    pub agents: AgentSettings,
+}
+
+/// Agent session settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentSettings {
+    /// Agents send a heartbeat this often; after 3 missed ones their checks
+    /// move to another agent of the region.
+    pub heartbeat_ms: u64,
+}
+
+impl Default for AgentSettings {
+    fn default() -> Self {
+        AgentSettings { heartbeat_ms: 5000 }
+    }
 }
 
 /// Raft tuning. Defaults suit nodes in different regions (WAN latencies).
@@ -106,6 +124,14 @@ impl CoordinatorConfig {
                 text,
                 "raft.election_max_ms",
                 "must be larger than raft.election_min_ms",
+            ));
+        }
+        if self.agents.heartbeat_ms < 100 {
+            return Err(config::invalid(
+                path,
+                text,
+                "agents.heartbeat_ms",
+                "must be 100 or more",
             ));
         }
         if r.snapshot_every == 0 {

@@ -4,8 +4,9 @@
 //! - `ctl.rs` — arguments, where endpoints and credentials come from, the
 //!   connection with a clear error per endpoint.
 //! - `ctl/certs.rs` — `certs init|issue|inspect` (local files, no server).
-//! - `ctl/cluster.rs` — `cluster init|status|add|remove`, `agents revoke`.
-//! - `ctl/checks.rs` — `apply -f checks.toml [--dry-run]`, `checks list|get`.
+//! - `ctl/cluster.rs` — `cluster init|status|add|remove`, `agents list|revoke|revoked`.
+//! - `ctl/checks.rs` — `apply -f checks.toml [--dry-run]`, `checks list|get`,
+//!   `results CHECK`.
 
 pub mod certs;
 pub mod checks;
@@ -106,6 +107,17 @@ pub enum Command {
     /// Show declared checks.
     #[command(subcommand)]
     Checks(checks::ChecksCommand),
+    /// Latest result of a check per region (status, class, message, age).
+    Results {
+        /// Check name.
+        check: String,
+        /// Only this region.
+        #[arg(long)]
+        region: Option<String>,
+        /// Also show this many recent results.
+        #[arg(long, default_value_t = 0)]
+        recent: u32,
+    },
 }
 
 /// A connected operator client.
@@ -230,6 +242,11 @@ pub async fn run(cli: Cli) -> Result<()> {
             checks::apply(file, dry_run, &cli.conn, cli.output).await
         }
         Command::Checks(c) => checks::run(c, &cli.conn, cli.output).await,
+        Command::Results {
+            check,
+            region,
+            recent,
+        } => checks::results(check, region, recent, &cli.conn, cli.output).await,
     }
 }
 

@@ -4,10 +4,13 @@
 //! - `auth.rs` — who may call what; refusals are logged with the caller.
 //! - `peer_service.rs` — `RaftService`, coordinators only.
 //! - `operator_service.rs` — `OperatorService`, operators only.
+//! - `agent_service.rs` — `AgentService` sessions, agents only.
 
+pub mod agent_service;
 pub mod auth;
 pub mod operator_service;
 pub mod peer_service;
 
+pub use agent_service::AgentApi;
 pub use operator_service::OperatorApi;
 pub use peer_service::PeerApi;

@@ -9,7 +9,9 @@
 //!   to the leader.
 //! - [`daemon`] — the `vantage-coordinator` process (`run`, `dev`).
 //! - [`ctl`] — the `vantagectl` CLI (certs, cluster, agents).
-//! - [`grpc`] — `RaftService` and `OperatorService` with role checks.
+//! - [`grpc`] — `RaftService`, `OperatorService` and `AgentService` with
+//!   role checks.
+//! - [`sessions`] — agent sessions on the leader and its housekeeping loop.
 //! - [`declared`] — checks, channels and routes from `checks.toml`:
 //!   parsing, validation, diff (pure).
 //! - [`state`] — the replicated state and the commands that change it (pure).
@@ -24,4 +26,5 @@ pub mod declared;
 pub mod grpc;
 pub mod node;
 pub mod raft;
+pub mod sessions;
 pub mod state;

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use openraft::ChangeMembers;
 use openraft::error::{ClientWriteError, RaftError};
@@ -14,16 +14,18 @@ use tonic::transport::Channel;
 use vantage_common::identity::Identity;
 use vantage_common::tls::ReloadingTls;
 use vantage_common::transport;
+use vantage_proto::v1::agent_service_server::AgentServiceServer;
 use vantage_proto::v1::operator_service_server::OperatorServiceServer;
 use vantage_proto::v1::raft_service_client::RaftServiceClient;
 use vantage_proto::v1::raft_service_server::RaftServiceServer;
 
 use crate::config::CoordinatorConfig;
-use crate::grpc::{OperatorApi, PeerApi};
+use crate::grpc::{AgentApi, OperatorApi, PeerApi};
 use crate::raft::log_store::LogStore;
 use crate::raft::network::{LastContact, Network, decode, encode};
 use crate::raft::state_machine::{Applied, StateMachineStore};
 use crate::raft::types::{Node, NodeId, Raft};
+use crate::sessions::Sessions;
 use crate::state::{Command, CommandResult};
 
 /// How long a write may wait for a leader (elections take seconds on WAN
@@ -88,6 +90,10 @@ pub struct Coordinator {
     pub tls: Arc<ReloadingTls>,
     /// Last contact per peer (leader's view).
     pub last_contact: LastContact,
+    /// Agent sessions (on the leader).
+    pub sessions: Sessions,
+    /// Agent heartbeat interval.
+    pub heartbeat: Duration,
     leaders: Mutex<HashMap<String, RaftServiceClient<Channel>>>,
     _db: sled::Db,
 }
@@ -132,20 +138,107 @@ impl Coordinator {
             applied,
             tls,
             last_contact,
+            sessions: Sessions::default(),
+            heartbeat: Duration::from_millis(config.agents.heartbeat_ms),
             leaders: Mutex::new(HashMap::new()),
             _db: db,
         }))
     }
 
+    /// The leader's housekeeping, run on every node (it acts only while the
+    /// node leads): expire silent sessions, mark absent agents gone, refresh
+    /// last-seen times, push changed assignments.
+    pub async fn housekeeping(self: Arc<Self>) {
+        let tick = (self.heartbeat / 2).max(Duration::from_millis(50));
+        let timeout = self.heartbeat * 3;
+        let refresh_every =
+            (Duration::from_secs(30).as_millis() / tick.as_millis().max(1)).max(1) as u64;
+        let mut leading_since: Option<tokio::time::Instant> = None;
+        let mut ticks = 0u64;
+        loop {
+            tokio::time::sleep(tick).await;
+            ticks += 1;
+            if self.raft.current_leader().await != Some(self.id) {
+                if leading_since.take().is_some() {
+                    tracing::info!("no longer leading: closing agent sessions");
+                }
+                self.sessions.close_all();
+                continue;
+            }
+            let since = *leading_since.get_or_insert_with(tokio::time::Instant::now);
+            let now_ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0);
+            let mut gone = self.sessions.expire(timeout);
+            for name in &gone {
+                tracing::warn!(agent = %name, "agent missed 3 heartbeats: its checks move");
+            }
+            let live = self.sessions.names();
+            let mut repair = Vec::new();
+            {
+                let applied = self.applied.read().await;
+                let timeout_ms = timeout.as_millis() as i64;
+                for (name, a) in &applied.state.agents {
+                    let has_session = live.contains(name);
+                    if a.connected
+                        && !has_session
+                        && since.elapsed() > timeout
+                        && now_ms - a.last_seen_ms > timeout_ms
+                    {
+                        // Connected to a previous leader, never came here.
+                        gone.push(name.clone());
+                    }
+                    if !a.connected && has_session {
+                        // A stale close raced with a reconnect.
+                        repair.push(name.clone());
+                    }
+                }
+            }
+            gone.sort();
+            gone.dedup();
+            let mut commands: Vec<Command> = gone
+                .into_iter()
+                .map(|name| Command::AgentGone {
+                    name,
+                    at_ms: now_ms,
+                })
+                .collect();
+            if ticks.is_multiple_of(refresh_every) && !live.is_empty() {
+                commands.push(Command::AgentsSeen {
+                    names: live,
+                    at_ms: now_ms,
+                });
+            } else if !repair.is_empty() {
+                commands.push(Command::AgentsSeen {
+                    names: repair,
+                    at_ms: now_ms,
+                });
+            }
+            if !commands.is_empty()
+                && let Err(e) = self.write(Command::Batch(commands)).await
+            {
+                tracing::warn!(error = %e, "could not record agent liveness");
+            }
+            self.sessions
+                .push_assignments(&self.applied.read().await.state);
+        }
+    }
+
     /// Serves the gRPC services on `listener` until the process ends.
     pub async fn serve(self: &Arc<Self>, listener: TcpListener) -> anyhow::Result<()> {
         let incoming = transport::incoming(listener, self.tls.clone());
+        tokio::spawn(self.clone().housekeeping());
         tonic::transport::Server::builder()
             .add_service(
                 RaftServiceServer::new(PeerApi::new(self.clone()))
                     .max_decoding_message_size(64 << 20),
             )
             .add_service(OperatorServiceServer::new(OperatorApi::new(self.clone())))
+            .add_service(
+                AgentServiceServer::new(AgentApi::new(self.clone()))
+                    .max_decoding_message_size(crate::grpc::agent_service::MAX_FRAME),
+            )
             .serve_with_incoming(incoming)
             .await?;
         Ok(())

@@ -95,7 +95,8 @@ pub enum Command {
         /// Leader clock.
         at_ms: i64,
     },
-    /// Agents whose sessions are alive (periodic refresh of last seen).
+    /// Agents whose sessions are alive on the leader: connected, and seen
+    /// now (periodic refresh, and repair after a racing close).
     AgentsSeen {
         /// Names.
         names: Vec<String>,
@@ -180,6 +181,7 @@ impl State {
                 for name in names {
                     if let Some(a) = self.agents.get_mut(name) {
                         a.last_seen_ms = a.last_seen_ms.max(*at_ms);
+                        a.connected = true;
                     }
                 }
                 !names.is_empty()

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use vantage_proto::v1::{ApplyRequest, CheckInfo, GetCheckRequest, ListChecksRequest};
+use vantage_proto::v1::{
+    ApplyRequest, CheckInfo, GetCheckRequest, GetResultsRequest, ListChecksRequest, ResultInfo,
+};
 
 use super::{ConnArgs, Format, explain};
 
@@ -135,6 +137,63 @@ pub async fn run(command: ChecksCommand, conn: &ConnArgs, format: Format) -> Res
                         }
                     }
                 }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `vantagectl results CHECK [--region R] [--recent N]`.
+pub async fn results(
+    check: String,
+    region: Option<String>,
+    recent: u32,
+    conn: &ConnArgs,
+    format: Format,
+) -> Result<()> {
+    let mut client = conn.connect().await?;
+    let at = client.endpoint.clone();
+    let request = GetResultsRequest {
+        check,
+        region: region.unwrap_or_default(),
+        recent,
+    };
+    let reply = client
+        .operator
+        .get_results(request)
+        .await
+        .map_err(|s| anyhow::anyhow!("{at}: {}", explain(&s)))?
+        .into_inner();
+    let now = reply.now_ms;
+    let row = |r: &ResultInfo| {
+        serde_json::json!({"region": r.region, "agent": r.agent, "status": r.status,
+            "class": if r.class.is_empty() { None } else { Some(&r.class) }, "message": r.message,
+            "duration_ms": r.duration_ms, "started_at_ms": r.started_at_ms, "age_s": (now - r.started_at_ms).max(0) / 1000})
+    };
+    match format {
+        Format::Json => println!(
+            "{}",
+            serde_json::json!({"latest": reply.latest.iter().map(row).collect::<Vec<_>>(),
+                "recent": reply.recent.iter().map(row).collect::<Vec<_>>()})
+        ),
+        Format::Text => {
+            println!(
+                "{:<8} {:<16} {:<6} {:<12} {:>6}  MESSAGE",
+                "REGION", "AGENT", "STATUS", "CLASS", "AGE"
+            );
+            for r in reply.latest.iter().chain(reply.recent.iter()) {
+                println!(
+                    "{:<8} {:<16} {:<6} {:<12} {:>5}s  {}",
+                    r.region,
+                    r.agent,
+                    r.status,
+                    if r.class.is_empty() { "-" } else { &r.class },
+                    (now - r.started_at_ms).max(0) / 1000,
+                    r.message
+                );
+            }
+            if reply.latest.is_empty() {
+                println!("(no results yet)");
             }
         }
     }

@@ -4,8 +4,8 @@
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use vantage_proto::v1::{
-    AddMemberRequest, ClusterMember, ClusterStatusRequest, InitClusterRequest, ListRevokedRequest,
-    MembershipReply, RemoveMemberRequest, RevokeRequest,
+    AddMemberRequest, ClusterMember, ClusterStatusRequest, InitClusterRequest, ListAgentsRequest,
+    ListRevokedRequest, MembershipReply, RemoveMemberRequest, RevokeRequest,
 };
 
 use super::{ConnArgs, Format, explain};
@@ -41,9 +41,11 @@ pub enum ClusterCommand {
     },
 }
 
-/// Agent access commands.
+/// Agent commands.
 #[derive(Debug, Subcommand)]
 pub enum AgentsCommand {
+    /// Agents with region, version, last seen and assigned check count.
+    List,
     /// Refuse an agent's (or operator's) certificate from now on.
     Revoke {
         /// Agent or operator name.
@@ -171,6 +173,46 @@ pub async fn run_agents(command: AgentsCommand, conn: &ConnArgs, format: Format)
     let at = client.endpoint.clone();
     let fail = |s: tonic::Status| anyhow::anyhow!("{at}: {}", explain(&s));
     match command {
+        AgentsCommand::List => {
+            let reply = client
+                .operator
+                .list_agents(ListAgentsRequest {})
+                .await
+                .map_err(fail)?
+                .into_inner();
+            match format {
+                Format::Json => {
+                    let agents: Vec<_> = reply
+                        .agents
+                        .iter()
+                        .map(|a| {
+                            serde_json::json!({"name": a.name, "region": a.region, "version": a.version,
+                                "address": a.address, "connected": a.connected, "last_seen_ms": a.last_seen_ms,
+                                "age_s": (reply.now_ms - a.last_seen_ms) / 1000, "assigned_checks": a.assigned_checks,
+                                "applied_seq": a.applied_seq})
+                        })
+                        .collect();
+                    println!("{}", serde_json::Value::Array(agents));
+                }
+                Format::Text => {
+                    println!(
+                        "{:<20} {:<8} {:<10} {:<10} {:>10} {:>8}",
+                        "NAME", "REGION", "VERSION", "STATE", "LAST SEEN", "CHECKS"
+                    );
+                    for a in &reply.agents {
+                        println!(
+                            "{:<20} {:<8} {:<10} {:<10} {:>9}s {:>8}",
+                            a.name,
+                            a.region,
+                            a.version,
+                            if a.connected { "connected" } else { "gone" },
+                            (reply.now_ms - a.last_seen_ms).max(0) / 1000,
+                            a.assigned_checks
+                        );
+                    }
+                }
+            }
+        }
         AgentsCommand::Revoke { name } => {
             if name.is_empty() {
                 bail!("a name is required");

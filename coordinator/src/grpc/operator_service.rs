@@ -1,5 +1,7 @@
-//! `OperatorService`: cluster membership and status, revocation. Writes go
-//! through Raft from whichever node the operator reached.
+//! `OperatorService`: cluster membership and status, declared checks,
+//! agents and their results, revocation. Writes go through Raft from
+//! whichever node the operator reached; reads answer from the node's
+//! applied state.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,10 +10,11 @@ use tonic::{Request, Response, Status};
 use vantage_common::identity::valid_label;
 use vantage_proto::v1::operator_service_server::OperatorService;
 use vantage_proto::v1::{
-    AddMemberRequest, ApplyReply, ApplyRequest, CheckInfo, ClusterStatusReply,
-    ClusterStatusRequest, GetCheckRequest, InitClusterReply, InitClusterRequest, ListChecksReply,
-    ListChecksRequest, ListRevokedReply, ListRevokedRequest, MembershipReply, NodeStatus,
-    RemoveMemberRequest, RevokeReply, RevokeRequest,
+    AddMemberRequest, AgentInfo, ApplyReply, ApplyRequest, CheckInfo, ClusterStatusReply,
+    ClusterStatusRequest, GetCheckRequest, GetResultsReply, GetResultsRequest, InitClusterReply,
+    InitClusterRequest, ListAgentsReply, ListAgentsRequest, ListChecksReply, ListChecksRequest,
+    ListRevokedReply, ListRevokedRequest, MembershipReply, NodeStatus, RemoveMemberRequest,
+    ResultInfo, RevokeReply, RevokeRequest,
 };
 
 use super::auth::{Role, authorize};
@@ -77,6 +80,25 @@ fn check_info(c: &CheckDecl) -> CheckInfo {
     }
 }
 
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn result_info(r: &crate::state::results::StoredResult) -> ResultInfo {
+    ResultInfo {
+        region: r.region.clone(),
+        agent: r.agent.clone(),
+        started_at_ms: r.started_at_ms,
+        status: r.status.to_string(),
+        class: r.class.map(|c| c.to_string()).unwrap_or_default(),
+        message: r.message.clone(),
+        duration_ms: r.duration_ms,
+    }
+}
+
 fn apply_reply(diff: Diff, applied: bool) -> Response<ApplyReply> {
     Response::new(ApplyReply {
         created: diff.created,
@@ -89,6 +111,71 @@ fn apply_reply(diff: Diff, applied: bool) -> Response<ApplyReply> {
 
 #[tonic::async_trait]
 impl OperatorService for OperatorApi {
+    async fn list_agents(
+        &self,
+        request: Request<ListAgentsRequest>,
+    ) -> Result<Response<ListAgentsReply>, Status> {
+        self.caller(&request, "ListAgents").await?;
+        let applied = self.coordinator.applied.read().await;
+        let state = &applied.state;
+        let plan = crate::assignment::assign(&state.declared, &state.agents);
+        let agents = state
+            .agents
+            .iter()
+            .map(|(name, a)| AgentInfo {
+                name: name.clone(),
+                region: a.region.clone(),
+                version: a.version.clone(),
+                address: a.address.clone(),
+                connected: a.connected,
+                first_seen_ms: a.first_seen_ms,
+                last_seen_ms: a.last_seen_ms,
+                assigned_checks: plan.get(name).map_or(0, |c| c.len() as u32),
+                applied_seq: a.applied_seq,
+            })
+            .collect();
+        Ok(Response::new(ListAgentsReply {
+            agents,
+            now_ms: now_ms(),
+        }))
+    }
+
+    async fn get_results(
+        &self,
+        request: Request<GetResultsRequest>,
+    ) -> Result<Response<GetResultsReply>, Status> {
+        self.caller(&request, "GetResults").await?;
+        let req = request.into_inner();
+        let applied = self.coordinator.applied.read().await;
+        let state = &applied.state;
+        if !state.declared.checks.iter().any(|c| c.name == req.check) {
+            return Err(Status::not_found(format!("no check named {:?}", req.check)));
+        }
+        let wanted = |region: &str| req.region.is_empty() || req.region == region;
+        let (latest, recent) = match state.results.get(&req.check) {
+            Some(r) => (
+                r.latest
+                    .values()
+                    .filter(|x| wanted(&x.region))
+                    .map(result_info)
+                    .collect(),
+                r.recent
+                    .iter()
+                    .rev()
+                    .filter(|x| wanted(&x.region))
+                    .take(req.recent as usize)
+                    .map(result_info)
+                    .collect(),
+            ),
+            None => (Vec::new(), Vec::new()),
+        };
+        Ok(Response::new(GetResultsReply {
+            latest,
+            recent,
+            now_ms: now_ms(),
+        }))
+    }
+
     async fn apply(&self, request: Request<ApplyRequest>) -> Result<Response<ApplyReply>, Status> {
         self.caller(&request, "Apply").await?;
         let req = request.into_inner();

@@ -1,0 +1,295 @@
+//! `AgentService`: one session stream per agent, on the leader. Hello →
+//! Welcome (with the agent's applied watermark) and Assignment; result
+//! batches are acknowledged only once committed in Raft; followers answer
+//! with a Redirect to the leader.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use vantage_common::Outcome;
+use vantage_common::identity::Identity;
+use vantage_proto::v1::agent_message::Msg as In;
+use vantage_proto::v1::agent_service_server::AgentService;
+use vantage_proto::v1::coordinator_message::Msg as Out;
+use vantage_proto::v1::{
+    Ack, AgentMessage, CoordinatorMessage, Heartbeat, Redirect, ResultBatch, Welcome,
+};
+
+use super::auth::{Role, authorize};
+use crate::node::Coordinator;
+use crate::state::results::StoredResult;
+use crate::state::{Command, CommandResult, IncomingResult};
+
+/// Most results in one batch.
+pub const MAX_BATCH: usize = 1000;
+/// Longest message of one result.
+pub const MAX_MESSAGE: usize = 2048;
+/// Largest details object of one result (JSON bytes).
+pub const MAX_DETAILS: usize = 16 * 1024;
+/// Largest encoded session message.
+pub const MAX_FRAME: usize = 4 << 20;
+
+/// The service.
+#[derive(Debug, Clone)]
+pub struct AgentApi {
+    coordinator: Arc<Coordinator>,
+}
+
+impl AgentApi {
+    /// Serves `coordinator`.
+    pub fn new(coordinator: Arc<Coordinator>) -> Self {
+        AgentApi { coordinator }
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn msg(m: Out) -> CoordinatorMessage {
+    CoordinatorMessage { msg: Some(m) }
+}
+
+/// Checks a batch and turns it into stored results. Errors say what is wrong.
+pub fn validate(
+    batch: ResultBatch,
+    region: &str,
+    agent: &str,
+) -> Result<Vec<IncomingResult>, Status> {
+    if batch.results.len() > MAX_BATCH {
+        return Err(Status::invalid_argument(format!(
+            "batch of {} results exceeds {MAX_BATCH}",
+            batch.results.len()
+        )));
+    }
+    let mut last = 0;
+    let mut out = Vec::with_capacity(batch.results.len());
+    for r in batch.results {
+        if r.seq <= last {
+            return Err(Status::invalid_argument(format!(
+                "result seq {} does not increase (after {last})",
+                r.seq
+            )));
+        }
+        last = r.seq;
+        if r.check.is_empty() || r.check.len() > 128 {
+            return Err(Status::invalid_argument(format!(
+                "result {}: invalid check name",
+                r.seq
+            )));
+        }
+        let outcome = r
+            .outcome
+            .ok_or_else(|| Status::invalid_argument(format!("result {}: no outcome", r.seq)))?;
+        if outcome.message.len() > MAX_MESSAGE || outcome.details_json.len() > MAX_DETAILS {
+            return Err(Status::invalid_argument(format!(
+                "result {}: message or details too large",
+                r.seq
+            )));
+        }
+        let o = Outcome::try_from(outcome)
+            .map_err(|e| Status::invalid_argument(format!("result {}: {e}", r.seq)))?;
+        let details_json = serde_json::to_string(&o.details).unwrap_or_else(|_| "{}".into());
+        out.push(IncomingResult {
+            seq: r.seq,
+            check: r.check,
+            result: StoredResult {
+                region: region.to_owned(),
+                agent: agent.to_owned(),
+                started_at_ms: r.started_at_ms,
+                status: o.status,
+                class: o.class,
+                message: o.message,
+                duration_ms: o.duration_ms,
+                details_json,
+            },
+        });
+    }
+    Ok(out)
+}
+
+type SessionStream = Pin<Box<dyn Stream<Item = Result<CoordinatorMessage, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl AgentService for AgentApi {
+    type SessionStream = SessionStream;
+
+    async fn session(
+        &self,
+        request: Request<Streaming<AgentMessage>>,
+    ) -> Result<Response<SessionStream>, Status> {
+        let peer = authorize(&self.coordinator, &request, Role::Agent, "Session").await?;
+        let Identity::Agent { region, name } = peer.identity.clone() else {
+            return Err(Status::permission_denied("agents only"));
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let coordinator = self.coordinator.clone();
+        let leader = coordinator.raft.current_leader().await;
+        if leader != Some(coordinator.id) {
+            let leader_addr = match leader {
+                Some(l) => coordinator
+                    .raft
+                    .metrics()
+                    .borrow()
+                    .membership_config
+                    .membership()
+                    .get_node(&l)
+                    .map(|n| n.addr.clone()),
+                None => None,
+            };
+            let redirect = Redirect {
+                leader_id: leader.unwrap_or(0),
+                leader_addr: leader_addr.unwrap_or_default(),
+            };
+            let _ = tx.send(Ok(msg(Out::Redirect(redirect)))).await;
+            return Ok(Response::new(Box::pin(ReceiverStream::new(rx))));
+        }
+        let inbound = request.into_inner();
+        tokio::spawn(async move {
+            let result = run_session(
+                &coordinator,
+                inbound,
+                &tx,
+                &region,
+                &name,
+                &peer.addr.to_string(),
+            )
+            .await;
+            if let Err(status) = result {
+                tracing::warn!(agent = %name, region = %region, error = %status.message(), "agent session ended with an error");
+                let _ = tx.send(Err(status)).await;
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+async fn run_session(
+    coordinator: &Arc<Coordinator>,
+    mut inbound: Streaming<AgentMessage>,
+    tx: &crate::sessions::Outbox,
+    region: &str,
+    name: &str,
+    address: &str,
+) -> Result<(), Status> {
+    let hello = match tokio::time::timeout(Duration::from_secs(10), inbound.message()).await {
+        Ok(Ok(Some(AgentMessage {
+            msg: Some(In::Hello(h)),
+        }))) => h,
+        Ok(Ok(_)) => return Err(Status::invalid_argument("a session starts with Hello")),
+        Ok(Err(e)) => return Err(e),
+        Err(_) => return Err(Status::deadline_exceeded("no Hello within 10s")),
+    };
+    let spool_id = hello.spool_id;
+    let command = Command::AgentHello {
+        name: name.to_owned(),
+        region: region.to_owned(),
+        version: hello.version.chars().take(64).collect(),
+        address: address.to_owned(),
+        spool_id,
+        at_ms: now_ms(),
+    };
+    coordinator
+        .write(command)
+        .await
+        .map_err(|e| Status::unavailable(e.to_string()))?;
+    let acked_seq = coordinator
+        .applied
+        .read()
+        .await
+        .state
+        .agents
+        .get(name)
+        .map_or(0, |a| a.applied_seq);
+    let welcome = Welcome {
+        node_id: coordinator.id,
+        acked_seq,
+        heartbeat_interval_ms: u32::try_from(coordinator.heartbeat.as_millis()).unwrap_or(u32::MAX),
+    };
+    tx.send(Ok(msg(Out::Welcome(welcome))))
+        .await
+        .map_err(|_| Status::cancelled("agent went away"))?;
+    let session = coordinator.sessions.open(name, tx.clone());
+    tracing::info!(agent = %name, region = %region, %address, version = %hello.version, "agent session opened");
+    coordinator
+        .sessions
+        .push_assignments(&coordinator.applied.read().await.state);
+
+    let result = serve(
+        coordinator,
+        &mut inbound,
+        tx,
+        (region, name),
+        spool_id,
+        session,
+    )
+    .await;
+    if coordinator.sessions.close(name, session) {
+        tracing::info!(agent = %name, region = %region, "agent session closed");
+        let gone = Command::AgentGone {
+            name: name.to_owned(),
+            at_ms: now_ms(),
+        };
+        if let Err(e) = coordinator.write(gone).await {
+            tracing::warn!(agent = %name, error = %e, "could not record the agent as gone");
+        }
+    }
+    result
+}
+
+async fn serve(
+    coordinator: &Arc<Coordinator>,
+    inbound: &mut Streaming<AgentMessage>,
+    tx: &crate::sessions::Outbox,
+    (region, name): (&str, &str),
+    spool_id: u64,
+    session: u64,
+) -> Result<(), Status> {
+    while let Some(message) = inbound.message().await? {
+        match message.msg {
+            Some(In::Heartbeat(h)) => {
+                coordinator.sessions.heartbeat(name, session);
+                let beat = Heartbeat {
+                    sent_at_ms: now_ms(),
+                    pending: h.pending,
+                };
+                if tx.send(Ok(msg(Out::Heartbeat(beat)))).await.is_err() {
+                    return Ok(());
+                }
+            }
+            Some(In::Batch(batch)) => {
+                coordinator.sessions.heartbeat(name, session);
+                let results = validate(batch, region, name)?;
+                let command = Command::Results {
+                    agent: name.to_owned(),
+                    spool_id,
+                    at_ms: now_ms(),
+                    results,
+                };
+                match coordinator.write(command).await {
+                    Ok(CommandResult::Acked(seq)) => {
+                        if tx.send(Ok(msg(Out::Ack(Ack { seq })))).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                    Ok(other) => {
+                        return Err(Status::internal(format!("unexpected result {other:?}")));
+                    }
+                    Err(e) => return Err(Status::unavailable(e.to_string())),
+                }
+            }
+            Some(In::Hello(_)) => {
+                return Err(Status::invalid_argument("Hello may only open a session"));
+            }
+            None => return Err(Status::invalid_argument("empty message")),
+        }
+    }
+    Ok(())
+}

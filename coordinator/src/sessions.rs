@@ -1,0 +1,151 @@
+//! Agent sessions held by the leader, and the leader's housekeeping loop:
+//! expire sessions that miss 3 heartbeats, mark agents gone, refresh their
+//! last-seen time, and push each agent its assignment whenever it changes.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tonic::Status;
+use vantage_proto::v1::coordinator_message::Msg;
+use vantage_proto::v1::{AssignedCheck, Assignment, CoordinatorMessage};
+
+use crate::assignment::assign;
+use crate::declared::{Declared, parse_seconds};
+use crate::state::State;
+
+/// Messages to one agent.
+pub type Outbox = mpsc::Sender<Result<CoordinatorMessage, Status>>;
+
+#[derive(Debug)]
+struct Session {
+    id: u64,
+    tx: Outbox,
+    last_heartbeat: Instant,
+    assigned: Option<Vec<String>>,
+}
+
+/// Live sessions by agent name.
+#[derive(Debug, Default)]
+pub struct Sessions {
+    inner: Mutex<HashMap<String, Session>>,
+    next_id: AtomicU64,
+    assignment_version: AtomicU64,
+}
+
+impl Sessions {
+    /// Registers a session for `agent`, replacing an older one; returns its id.
+    pub fn open(&self, agent: &str, tx: Outbox) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Ok(mut s) = self.inner.lock() {
+            s.insert(
+                agent.to_owned(),
+                Session {
+                    id,
+                    tx,
+                    last_heartbeat: Instant::now(),
+                    assigned: None,
+                },
+            );
+        }
+        id
+    }
+
+    /// Removes session `id` of `agent`; false if a newer one replaced it.
+    pub fn close(&self, agent: &str, id: u64) -> bool {
+        let Ok(mut s) = self.inner.lock() else {
+            return false;
+        };
+        if s.get(agent).is_some_and(|x| x.id == id) {
+            s.remove(agent);
+            return true;
+        }
+        false
+    }
+
+    /// Notes a heartbeat.
+    pub fn heartbeat(&self, agent: &str, id: u64) {
+        if let Ok(mut s) = self.inner.lock()
+            && let Some(x) = s.get_mut(agent).filter(|x| x.id == id)
+        {
+            x.last_heartbeat = Instant::now();
+        }
+    }
+
+    /// Names with a live session.
+    pub fn names(&self) -> Vec<String> {
+        self.inner
+            .lock()
+            .map(|s| s.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Drops sessions silent for longer than `timeout`; returns their names.
+    pub fn expire(&self, timeout: Duration) -> Vec<String> {
+        let Ok(mut s) = self.inner.lock() else {
+            return vec![];
+        };
+        let dead: Vec<String> = s
+            .iter()
+            .filter(|(_, x)| x.last_heartbeat.elapsed() > timeout)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in &dead {
+            s.remove(name);
+        }
+        dead
+    }
+
+    /// Ends every session (this node stopped leading).
+    pub fn close_all(&self) {
+        if let Ok(mut s) = self.inner.lock() {
+            s.clear();
+        }
+    }
+
+    /// Sends each session its assignment if it changed since last sent.
+    pub fn push_assignments(&self, state: &State) {
+        let plan = assign(&state.declared, &state.agents);
+        let Ok(mut s) = self.inner.lock() else { return };
+        for (name, session) in s.iter_mut() {
+            let checks = plan.get(name).cloned().unwrap_or_default();
+            if session.assigned.as_ref() == Some(&checks) {
+                continue;
+            }
+            let version = self.assignment_version.fetch_add(1, Ordering::Relaxed) + 1;
+            let message = assignment(version, &state.declared, &checks);
+            // A full outbox means a stuck agent; the heartbeat expiry ends it.
+            if session.tx.try_send(Ok(message)).is_ok() {
+                session.assigned = Some(checks);
+            }
+        }
+    }
+}
+
+/// The Assignment message for `names`.
+pub fn assignment(version: u64, declared: &Declared, names: &[String]) -> CoordinatorMessage {
+    let checks = declared
+        .checks
+        .iter()
+        .filter(|c| names.contains(&c.name))
+        .filter_map(|c| {
+            let spec = c.spec().ok()?;
+            Some(AssignedCheck {
+                name: c.name.clone(),
+                spec_json: serde_json::to_string(&spec).ok()?,
+                interval_s: u32::try_from(parse_seconds(&c.interval)?).unwrap_or(u32::MAX),
+                timeout_s: c
+                    .timeout
+                    .as_deref()
+                    .and_then(parse_seconds)
+                    .and_then(|t| u32::try_from(t).ok())
+                    .unwrap_or(0),
+            })
+        })
+        .collect();
+    CoordinatorMessage {
+        msg: Some(Msg::Assignment(Assignment { version, checks })),
+    }
+}

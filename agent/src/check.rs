@@ -225,8 +225,17 @@ pub fn host_port(host: &str, port: u16) -> String {
 /// Runs `check` with the context's timeout (or the kind's default) as a hard
 /// deadline and returns its outcome. Never panics on target behaviour.
 pub async fn execute<C: Check + Sync>(check: &C, ctx: &ProbeContext) -> Outcome {
+    execute_within(check, ctx, ctx.timeout).await
+}
+
+/// Like [`execute`] with an explicit deadline (`None`: the kind's default).
+pub async fn execute_within<C: Check + Sync>(
+    check: &C,
+    ctx: &ProbeContext,
+    timeout: Option<Duration>,
+) -> Outcome {
     let started = Instant::now();
-    let deadline = started + ctx.timeout.unwrap_or(C::DEFAULT_TIMEOUT);
+    let deadline = started + timeout.unwrap_or(C::DEFAULT_TIMEOUT);
     let mut probe = Probe::new(ctx, deadline);
     // Steps enforce the deadline themselves; this outer bound only catches
     // work done outside a step.
@@ -274,19 +283,24 @@ pub enum CheckSpec {
 }
 
 impl CheckSpec {
-    /// Runs the check under its deadline.
+    /// Runs the check under the context's deadline.
     pub async fn run(&self, ctx: &ProbeContext) -> Outcome {
+        self.run_within(ctx, ctx.timeout).await
+    }
+
+    /// Runs the check under `timeout` (`None`: the kind's default).
+    pub async fn run_within(&self, ctx: &ProbeContext, timeout: Option<Duration>) -> Outcome {
         match self {
-            CheckSpec::Smtp(c) => execute(c, ctx).await,
-            CheckSpec::Tls(c) => execute(c, ctx).await,
-            CheckSpec::Dns(c) => execute(c, ctx).await,
-            CheckSpec::Mx(c) => execute(c, ctx).await,
-            CheckSpec::Ptr(c) => execute(c, ctx).await,
-            CheckSpec::Tcp(c) => execute(c, ctx).await,
-            CheckSpec::Spf(c) => execute(c, ctx).await,
-            CheckSpec::Dkim(c) => execute(c, ctx).await,
-            CheckSpec::Dmarc(c) => execute(c, ctx).await,
-            CheckSpec::Dnsbl(c) => execute(c, ctx).await,
+            CheckSpec::Smtp(c) => execute_within(c, ctx, timeout).await,
+            CheckSpec::Tls(c) => execute_within(c, ctx, timeout).await,
+            CheckSpec::Dns(c) => execute_within(c, ctx, timeout).await,
+            CheckSpec::Mx(c) => execute_within(c, ctx, timeout).await,
+            CheckSpec::Ptr(c) => execute_within(c, ctx, timeout).await,
+            CheckSpec::Tcp(c) => execute_within(c, ctx, timeout).await,
+            CheckSpec::Spf(c) => execute_within(c, ctx, timeout).await,
+            CheckSpec::Dkim(c) => execute_within(c, ctx, timeout).await,
+            CheckSpec::Dmarc(c) => execute_within(c, ctx, timeout).await,
+            CheckSpec::Dnsbl(c) => execute_within(c, ctx, timeout).await,
         }
     }
 }

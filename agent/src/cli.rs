@@ -37,6 +37,25 @@ pub struct Cli {
 pub enum Command {
     /// Run one check now and print its outcome (exit 0 pass, 1 warn, 2 fail, 3 error).
     Probe(ProbeArgs),
+    /// Run as a long-lived agent: take assignments from the coordinators,
+    /// probe on schedule, stream results (spooled until acknowledged).
+    Run {
+        /// agent.toml
+        #[arg(long)]
+        config: std::path::PathBuf,
+        /// Log line format.
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: LogFormatArg,
+    },
+}
+
+/// Log format on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormatArg {
+    /// Human-readable lines.
+    Text,
+    /// JSON lines.
+    Json,
 }
 
 /// Check kinds on the command line.

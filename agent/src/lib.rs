@@ -10,6 +10,8 @@
 //!   `dkim`, `dmarc`, `dnsbl`, and `domain` (the whole audit).
 //! - [`context`] — what probes share: timeout, source address, resolver.
 //! - [`resolver`] — hickory lookups and their mapping to findings.
+//! - [`runtime`] — `vantage-agent run`: scheduler, spool writer, coordinator
+//!   session.
 //! - [`spool`] — the durable, bounded queue of unacknowledged results.
 //! - [`net`] — TCP with a source address, the TLS client, chain verification.
 //! - [`cli`] — the `vantage-agent` command line: arguments (`cli.rs`),
@@ -22,4 +24,5 @@ pub mod cli;
 pub mod context;
 pub mod net;
 pub mod resolver;
+pub mod runtime;
 pub mod spool;

@@ -35,6 +35,8 @@ pub struct Timers {
     pub election_ms: (u64, u64),
     /// Snapshot after this many entries.
     pub snapshot_every: u64,
+    /// Agent heartbeat interval.
+    pub agent_heartbeat_ms: u64,
 }
 
 impl Default for Timers {
@@ -43,6 +45,7 @@ impl Default for Timers {
             heartbeat_ms: 100,
             election_ms: (1000, 2000),
             snapshot_every: 5000,
+            agent_heartbeat_ms: 300,
         }
     }
 }
@@ -57,7 +60,19 @@ pub struct NodeProc {
     child: Option<Child>,
 }
 
-/// A cluster of coordinator processes; killed when dropped.
+/// One agent process.
+#[derive(Debug)]
+pub struct AgentProc {
+    /// Agent name.
+    pub name: String,
+    /// Region.
+    pub region: String,
+    /// Address its probes come from.
+    pub source: String,
+    child: Option<Child>,
+}
+
+/// A cluster of coordinator processes (and agents); killed when dropped.
 #[derive(Debug)]
 pub struct Cluster {
     dir: tempfile::TempDir,
@@ -65,15 +80,17 @@ pub struct Cluster {
     timers: Timers,
     /// The nodes by id.
     pub nodes: BTreeMap<u64, NodeProc>,
+    /// Agents by name.
+    pub agents: BTreeMap<String, AgentProc>,
     operator: Arc<ReloadingTls>,
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        for node in self.nodes.values_mut() {
-            if let Some(child) = node.child.as_mut() {
-                let _ = child.start_kill();
-            }
+        let nodes = self.nodes.values_mut().filter_map(|n| n.child.as_mut());
+        let agents = self.agents.values_mut().filter_map(|a| a.child.as_mut());
+        for child in nodes.chain(agents) {
+            let _ = child.start_kill();
         }
     }
 }
@@ -111,6 +128,7 @@ impl Cluster {
             ca,
             timers,
             nodes: BTreeMap::new(),
+            agents: BTreeMap::new(),
         })
     }
 
@@ -184,7 +202,7 @@ impl Cluster {
         std::fs::create_dir_all(&node_dir)?;
         let t = self.timers;
         let config = format!(
-            "node_id = {id}\nlisten = \"{listen}\"\ndata_dir = \"{}\"\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n[raft]\nheartbeat_ms = {}\nelection_min_ms = {}\nelection_max_ms = {}\nsnapshot_every = {}\n",
+            "node_id = {id}\nlisten = \"{listen}\"\ndata_dir = \"{}\"\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n[raft]\nheartbeat_ms = {}\nelection_min_ms = {}\nelection_max_ms = {}\nsnapshot_every = {}\n[agents]\nheartbeat_ms = {}\n",
             node_dir.join("data").display(),
             tls.ca.display(),
             tls.cert.display(),
@@ -193,6 +211,7 @@ impl Cluster {
             t.election_ms.0,
             t.election_ms.1,
             t.snapshot_every,
+            t.agent_heartbeat_ms,
         );
         let config_path = node_dir.join("coordinator.toml");
         std::fs::write(&config_path, config)?;
@@ -235,6 +254,86 @@ impl Cluster {
             },
         );
         Ok(addr)
+    }
+
+    /// Starts (or restarts, keeping its spool) agent `name` in `region`,
+    /// probing from `source` (a loopback address), talking to `endpoints`
+    /// (all nodes when empty).
+    pub async fn spawn_agent(
+        &mut self,
+        name: &str,
+        region: &str,
+        source: &str,
+        endpoints: &[u64],
+    ) -> Result<()> {
+        let tls = self.issue(&Identity::Agent {
+            region: region.into(),
+            name: name.into(),
+        })?;
+        let dir = self.dir.path().join(format!("agent-{name}"));
+        std::fs::create_dir_all(&dir)?;
+        let ids: Vec<u64> = if endpoints.is_empty() {
+            self.nodes.keys().copied().collect()
+        } else {
+            endpoints.to_vec()
+        };
+        let coordinators: Vec<String> = ids
+            .iter()
+            .filter_map(|id| self.nodes.get(id))
+            .map(|n| format!("\"{}\"", n.addr))
+            .collect();
+        let config = format!(
+            "coordinators = [{}]\nspool_dir = \"{}\"\nsource_address = \"{source}\"\nbatch_size = 50\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+            coordinators.join(", "),
+            dir.join("spool").display(),
+            tls.ca.display(),
+            tls.cert.display(),
+            tls.key.display()
+        );
+        let config_path = dir.join("agent.toml");
+        std::fs::write(&config_path, config)?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("stderr.log"))?;
+        let child = Command::new(crate::built_bin("vantage-agent-under-test"))
+            .args(["run", "--config"])
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting vantage-agent")?;
+        self.agents.insert(
+            name.to_owned(),
+            AgentProc {
+                name: name.into(),
+                region: region.into(),
+                source: source.into(),
+                child: Some(child),
+            },
+        );
+        Ok(())
+    }
+
+    /// Kills agent `name` with SIGKILL and reaps it.
+    pub async fn kill_agent(&mut self, name: &str) -> Result<()> {
+        let agent = self
+            .agents
+            .get_mut(name)
+            .ok_or_else(|| anyhow!("no agent {name}"))?;
+        if let Some(mut child) = agent.child.take() {
+            child.start_kill()?;
+            child.wait().await?;
+        }
+        Ok(())
+    }
+
+    /// What agent `name` logged.
+    pub fn agent_log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("agent-{name}/stderr.log")))
+            .unwrap_or_default()
     }
 
     /// Kills node `id` with SIGKILL (no graceful shutdown) and reaps it.

@@ -6,7 +6,9 @@ use clap::Parser;
 use clap::error::ErrorKind;
 use vantage_common::logging::{self, LogFormat};
 
-use crate::cli::{Cli, Command, EXIT_UNKNOWN, Plan, ProbeArgs, exit_code, render, run};
+use crate::cli::{
+    Cli, Command, EXIT_UNKNOWN, LogFormatArg, Plan, ProbeArgs, exit_code, render, run,
+};
 
 /// Entry point of `vantage-agent`: parses the command line and runs it.
 pub fn main() -> ExitCode {
@@ -24,9 +26,51 @@ pub fn main() -> ExitCode {
             return ExitCode::from(EXIT_UNKNOWN);
         }
     };
-    logging::init(LogFormat::Text, "warn");
     match cli.command {
-        Command::Probe(args) => probe(&args),
+        Command::Probe(args) => {
+            logging::init(LogFormat::Text, "warn");
+            probe(&args)
+        }
+        Command::Run { config, log_format } => {
+            let format = match log_format {
+                LogFormatArg::Text => LogFormat::Text,
+                LogFormatArg::Json => LogFormat::Json,
+            };
+            logging::init(
+                format,
+                "info,h2=warn,tower=warn,hickory_proto=warn,hickory_resolver=warn",
+            );
+            run_agent(&config)
+        }
+    }
+}
+
+fn run_agent(path: &std::path::Path) -> ExitCode {
+    let config = match crate::runtime::config::AgentConfig::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("vantage-agent: {e}");
+            return ExitCode::from(EXIT_UNKNOWN);
+        }
+    };
+    // One thread: an agent probes hundreds of targets a minute with a small
+    // footprint; file writes go to the blocking pool.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("vantage-agent: cannot start runtime: {e}");
+            return ExitCode::from(EXIT_UNKNOWN);
+        }
+    };
+    match runtime.block_on(crate::runtime::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vantage-agent: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

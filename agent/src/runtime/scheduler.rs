@@ -1,0 +1,163 @@
+//! Runs the assigned checks: each on its own schedule with a deterministic
+//! phase (so a fleet spreads its load and restarts keep the rhythm), under a
+//! concurrency limit, each probe under its hard deadline. A check never
+//! overlaps itself; a slow target delays nothing else.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinHandle;
+use vantage_common::Outcome;
+
+use crate::check::CheckSpec;
+use crate::context::ProbeContext;
+
+/// Shortest interval honoured.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(5);
+
+/// One check this agent must run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assigned {
+    /// Check name.
+    pub name: String,
+    /// The probe.
+    pub spec: CheckSpec,
+    /// How often.
+    pub interval: Duration,
+    /// Deadline per probe (`None`: the kind's default).
+    pub timeout: Option<Duration>,
+}
+
+/// A finished probe.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    /// Check name.
+    pub check: String,
+    /// Probe start, ms since the epoch.
+    pub started_at_ms: i64,
+    /// The outcome.
+    pub outcome: Outcome,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A stable 64-bit hash (FNV-1a) for schedule phases.
+fn phase_hash(agent: &str, check: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in agent.bytes().chain([0]).chain(check.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Milliseconds until the next slot of a check with this `interval` and
+/// `phase`: slots are at wall-clock times `t` with `t ≡ phase (mod interval)`.
+pub fn until_next_slot(now_ms: i64, interval: Duration, phase: u64) -> Duration {
+    let interval_ms = interval.as_millis().max(1) as i64;
+    let phase = (phase % interval_ms as u64) as i64;
+    let since = (now_ms - phase).rem_euclid(interval_ms);
+    Duration::from_millis((interval_ms - since) as u64)
+}
+
+/// Keeps one task per assigned check, following assignment changes.
+pub async fn run(
+    agent: String,
+    ctx: Arc<ProbeContext>,
+    concurrency: usize,
+    mut assignments: watch::Receiver<Vec<Assigned>>,
+    out: mpsc::Sender<Finished>,
+) {
+    let limit = Arc::new(Semaphore::new(concurrency));
+    let mut running: HashMap<String, (Assigned, JoinHandle<()>)> = HashMap::new();
+    loop {
+        let wanted: Vec<Assigned> = assignments.borrow_and_update().clone();
+        running.retain(|name, (a, task)| {
+            let keep = wanted.iter().any(|w| w == a);
+            if !keep {
+                tracing::debug!(check = %name, "check unassigned or changed");
+                task.abort();
+            }
+            keep
+        });
+        for a in wanted {
+            if running.contains_key(&a.name) {
+                continue;
+            }
+            let task = tokio::spawn(check_loop(
+                agent.clone(),
+                a.clone(),
+                ctx.clone(),
+                limit.clone(),
+                out.clone(),
+            ));
+            running.insert(a.name.clone(), (a, task));
+        }
+        tracing::info!(checks = running.len(), "assignment in force");
+        if assignments.changed().await.is_err() {
+            for (_, (_, task)) in running {
+                task.abort();
+            }
+            return;
+        }
+    }
+}
+
+async fn check_loop(
+    agent: String,
+    a: Assigned,
+    ctx: Arc<ProbeContext>,
+    limit: Arc<Semaphore>,
+    out: mpsc::Sender<Finished>,
+) {
+    let interval = a.interval.max(MIN_INTERVAL);
+    let phase = phase_hash(&agent, &a.name);
+    // A new assignment gets a first result promptly (spread over a second),
+    // then the check settles on its phase.
+    tokio::time::sleep(Duration::from_millis(phase % 1000)).await;
+    loop {
+        let Ok(permit) = limit.clone().acquire_owned().await else {
+            return;
+        };
+        let started_at_ms = now_ms();
+        let outcome = a.spec.run_within(&ctx, a.timeout).await;
+        drop(permit);
+        let finished = Finished {
+            check: a.name.clone(),
+            started_at_ms,
+            outcome,
+        };
+        if out.send(finished).await.is_err() {
+            return;
+        }
+        tokio::time::sleep(until_next_slot(now_ms(), interval, phase)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_phase_aligned_and_deterministic() {
+        let i = Duration::from_secs(60);
+        assert_eq!(until_next_slot(0, i, 10_000), Duration::from_millis(10_000));
+        assert_eq!(
+            until_next_slot(10_000, i, 10_000),
+            Duration::from_millis(60_000)
+        );
+        assert_eq!(
+            until_next_slot(70_001, i, 10_000),
+            Duration::from_millis(59_999)
+        );
+        assert_eq!(phase_hash("a", "b"), phase_hash("a", "b"));
+        assert_ne!(phase_hash("a", "b"), phase_hash("b", "a"));
+    }
+}

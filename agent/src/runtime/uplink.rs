@@ -1,0 +1,271 @@
+//! The session with the coordinator cluster: find the leader (following
+//! redirects, trying every configured endpoint), say Hello, send spooled
+//! results in order in batches, drop them from the spool only when acked,
+//! heartbeat, and take assignment updates. Reconnects with capped,
+//! jittered exponential backoff; probing never waits for it.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prost::Message;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use vantage_common::tls::ReloadingTls;
+use vantage_common::transport;
+use vantage_proto::v1::agent_message::Msg as Out;
+use vantage_proto::v1::agent_service_client::AgentServiceClient;
+use vantage_proto::v1::coordinator_message::Msg as In;
+use vantage_proto::v1::{AgentMessage, Assignment, Heartbeat, Hello, ResultBatch, ResultRecord};
+
+use super::scheduler::Assigned;
+use crate::check::CheckSpec;
+use crate::spool::Spool;
+
+/// Batches in flight before waiting for acks.
+const MAX_IN_FLIGHT: usize = 4;
+/// Longest wait between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// What the uplink needs.
+#[derive(Debug, Clone)]
+pub struct Uplink {
+    /// Coordinator endpoints.
+    pub endpoints: Vec<String>,
+    /// Our mTLS material (re-read per connection).
+    pub tls: Arc<ReloadingTls>,
+    /// The spool shared with the result writer.
+    pub spool: Arc<Mutex<Spool>>,
+    /// Signalled when results were spooled.
+    pub spooled: Arc<Notify>,
+    /// Where assignments go.
+    pub assignments: watch::Sender<Vec<Assigned>>,
+    /// Results per batch.
+    pub batch_size: usize,
+}
+
+/// Why a session ended.
+enum End {
+    /// Go to this leader next.
+    Redirect(String),
+    /// Try again (after backoff).
+    Failed(String),
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+impl Uplink {
+    /// Runs sessions forever.
+    pub async fn run(self) {
+        let mut backoff = Duration::from_millis(200);
+        let mut next = 0usize;
+        let mut redirect: Option<String> = None;
+        loop {
+            let endpoint = redirect.take().unwrap_or_else(|| {
+                let e = self.endpoints[next % self.endpoints.len()].clone();
+                next += 1;
+                e
+            });
+            let started = tokio::time::Instant::now();
+            match self.session(&endpoint).await {
+                End::Redirect(leader) if !leader.is_empty() => {
+                    tracing::info!(from = %endpoint, to = %leader, "redirected to the leader");
+                    redirect = Some(leader);
+                    continue;
+                }
+                End::Redirect(_) => tracing::info!(%endpoint, "no leader known yet"),
+                End::Failed(why) => {
+                    tracing::warn!(%endpoint, error = %why, "coordinator session ended")
+                }
+            }
+            if started.elapsed() > Duration::from_secs(10) {
+                backoff = Duration::from_millis(200);
+            }
+            let jitter = Duration::from_millis(
+                u64::from(std::process::id()) % 100
+                    + (started.elapsed().subsec_nanos() % 200) as u64,
+            );
+            tokio::time::sleep(backoff + jitter).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    async fn session(&self, endpoint: &str) -> End {
+        let channel = match transport::channel(endpoint, self.tls.clone()) {
+            Ok(c) => c,
+            Err(e) => return End::Failed(format!("bad endpoint: {e}")),
+        };
+        let mut client = AgentServiceClient::new(channel);
+        let (tx, rx) = mpsc::channel::<AgentMessage>(16);
+        let spool_id = match blocking({
+            let spool = self.spool.clone();
+            move || spool.lock().map(|s| s.id()).unwrap_or(0)
+        })
+        .await
+        {
+            Ok(id) => id,
+            Err(e) => return End::Failed(e),
+        };
+        let hello = Hello {
+            version: env!("CARGO_PKG_VERSION").into(),
+            capabilities: vec![],
+            spool_id,
+        };
+        if tx
+            .send(AgentMessage {
+                msg: Some(Out::Hello(hello)),
+            })
+            .await
+            .is_err()
+        {
+            return End::Failed("session channel closed".into());
+        }
+        let mut inbound = match client.session(ReceiverStream::new(rx)).await {
+            Ok(r) => r.into_inner(),
+            Err(s) => return End::Failed(format!("{}: {}", s.code(), s.message())),
+        };
+        let heartbeat = match inbound.message().await {
+            Ok(Some(m)) => match m.msg {
+                Some(In::Welcome(w)) => {
+                    if let Err(e) = self.ack(w.acked_seq).await {
+                        return End::Failed(e);
+                    }
+                    tracing::info!(%endpoint, node = w.node_id, acked = w.acked_seq, "session open");
+                    Duration::from_millis(u64::from(w.heartbeat_interval_ms).max(100))
+                }
+                Some(In::Redirect(r)) => return End::Redirect(r.leader_addr),
+                _ => return End::Failed("expected Welcome".into()),
+            },
+            Ok(None) => return End::Failed("closed before Welcome".into()),
+            Err(s) => return End::Failed(format!("{}: {}", s.code(), s.message())),
+        };
+
+        let mut in_flight: VecDeque<u64> = VecDeque::new();
+        let mut sent_upto = match blocking({
+            let spool = self.spool.clone();
+            move || spool.lock().map(|s| s.acked()).unwrap_or(0)
+        })
+        .await
+        {
+            Ok(a) => a,
+            Err(e) => return End::Failed(e),
+        };
+        let mut ticker = tokio::time::interval(heartbeat);
+        loop {
+            // Send what is spooled, up to the in-flight limit.
+            while in_flight.len() < MAX_IN_FLIGHT {
+                let batch = match self.next_batch(sent_upto).await {
+                    Ok(b) => b,
+                    Err(e) => return End::Failed(e),
+                };
+                let Some(last) = batch.results.last().map(|r| r.seq) else {
+                    break;
+                };
+                if tx
+                    .send(AgentMessage {
+                        msg: Some(Out::Batch(batch)),
+                    })
+                    .await
+                    .is_err()
+                {
+                    return End::Failed("session closed while sending".into());
+                }
+                sent_upto = last;
+                in_flight.push_back(last);
+            }
+            tokio::select! {
+                message = inbound.message() => match message {
+                    Ok(Some(m)) => match m.msg {
+                        Some(In::Ack(ack)) => {
+                            while in_flight.front().is_some_and(|s| *s <= ack.seq) {
+                                in_flight.pop_front();
+                            }
+                            if let Err(e) = self.ack(ack.seq).await {
+                                return End::Failed(e);
+                            }
+                        }
+                        Some(In::Assignment(a)) => self.assign(a),
+                        Some(In::Redirect(r)) => return End::Redirect(r.leader_addr),
+                        Some(In::Heartbeat(_)) | Some(In::Welcome(_)) | None => {}
+                    },
+                    Ok(None) => return End::Failed("coordinator closed the session".into()),
+                    Err(s) => return End::Failed(format!("{}: {}", s.code(), s.message())),
+                },
+                _ = ticker.tick() => {
+                    let pending = blocking({ let spool = self.spool.clone(); move || spool.lock().map(|s| s.pending()).unwrap_or(0) }).await.unwrap_or(0);
+                    let beat = Heartbeat { sent_at_ms: 0, pending };
+                    if tx.send(AgentMessage { msg: Some(Out::Heartbeat(beat)) }).await.is_err() {
+                        return End::Failed("session closed".into());
+                    }
+                }
+                _ = self.spooled.notified(), if in_flight.len() < MAX_IN_FLIGHT => {}
+            }
+        }
+    }
+
+    /// Up to `batch_size` spooled results after `after`, decoded and numbered.
+    async fn next_batch(&self, after: u64) -> Result<ResultBatch, String> {
+        let spool = self.spool.clone();
+        let limit = self.batch_size;
+        let records = blocking(move || {
+            spool
+                .lock()
+                .map_err(|e| e.to_string())?
+                .unacked(after, limit)
+                .map_err(|e| e.to_string())
+        })
+        .await??;
+        let mut results = Vec::with_capacity(records.len());
+        for r in records {
+            match ResultRecord::decode(r.payload.as_slice()) {
+                Ok(mut rec) => {
+                    rec.seq = r.seq;
+                    results.push(rec);
+                }
+                Err(e) => {
+                    tracing::warn!(seq = r.seq, error = %e, "skipping an undecodable spooled result")
+                }
+            }
+        }
+        Ok(ResultBatch { results })
+    }
+
+    async fn ack(&self, seq: u64) -> Result<(), String> {
+        let spool = self.spool.clone();
+        blocking(move || {
+            spool
+                .lock()
+                .map_err(|e| e.to_string())?
+                .ack(seq)
+                .map_err(|e| e.to_string())
+        })
+        .await?
+    }
+
+    fn assign(&self, a: Assignment) {
+        let mut checks = Vec::with_capacity(a.checks.len());
+        for c in a.checks {
+            match serde_json::from_str::<CheckSpec>(&c.spec_json) {
+                Ok(spec) => checks.push(Assigned {
+                    name: c.name,
+                    spec,
+                    interval: Duration::from_secs(u64::from(c.interval_s)),
+                    timeout: (c.timeout_s > 0).then(|| Duration::from_secs(u64::from(c.timeout_s))),
+                }),
+                Err(e) => {
+                    tracing::warn!(check = %c.name, error = %e, "cannot run an assigned check (newer coordinator?)")
+                }
+            }
+        }
+        tracing::info!(
+            version = a.version,
+            checks = checks.len(),
+            "assignment received"
+        );
+        let _ = self.assignments.send(checks);
+    }
+}

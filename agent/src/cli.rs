@@ -36,7 +36,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run one check now and print its outcome (exit 0 pass, 1 warn, 2 fail, 3 error).
-    Probe(ProbeArgs),
+    Probe(Box<ProbeArgs>),
     /// Run as a long-lived agent: take assignments from the coordinators,
     /// probe on schedule, stream results (spooled until acknowledged).
     Run {

@@ -383,6 +383,47 @@ impl Spool {
     }
 }
 
+/// A read-only look at a spool directory (for tests and tooling; changes
+/// nothing, safe while an agent runs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpoolStatus {
+    /// The spool's identity (0 if not created yet).
+    pub id: u64,
+    /// Acknowledged watermark.
+    pub acked: u64,
+    /// Highest seq on disk (or the watermark when nothing is left).
+    pub last_seq: u64,
+}
+
+/// Reads the state of the spool in `dir` without opening it for writing.
+pub fn inspect(dir: &Path) -> Result<SpoolStatus, SpoolError> {
+    let read_num = |name: &str| {
+        fs::read_to_string(dir.join(name))
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let (id, acked) = (read_num("id"), read_num("acked"));
+    let mut last_seq = acked;
+    for entry in fs::read_dir(dir)
+        .map_err(io_err(dir))?
+        .filter_map(Result::ok)
+    {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "seg") {
+            let (records, _) = read_segment(&path)?;
+            if let Some(r) = records.last() {
+                last_seq = last_seq.max(r.seq);
+            }
+        }
+    }
+    Ok(SpoolStatus {
+        id,
+        acked,
+        last_seq,
+    })
+}
+
 /// Writes `name` in `dir` atomically (temporary file, sync, rename, sync dir).
 fn write_atomic(dir: &Path, name: &str, contents: &str) -> Result<(), SpoolError> {
     let tmp = dir.join(format!(".{name}.tmp"));

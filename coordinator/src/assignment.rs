@@ -70,6 +70,7 @@ mod tests {
             last_seen_ms: 0,
             spool_id: 1,
             applied_seq: 0,
+            applied_results: 0,
         }
     }
 

@@ -3,11 +3,11 @@
 //! last-seen time, and push each agent its assignment whenever it changes.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tonic::Status;
 use vantage_proto::v1::coordinator_message::Msg;
 use vantage_proto::v1::{AssignedCheck, Assignment, CoordinatorMessage};
@@ -23,6 +23,8 @@ pub type Outbox = mpsc::Sender<Result<CoordinatorMessage, Status>>;
 struct Session {
     id: u64,
     tx: Outbox,
+    /// Ends the session's stream (expired, replaced, or no longer leading).
+    stop: Arc<Notify>,
     last_heartbeat: Instant,
     assigned: Option<Vec<String>>,
 }
@@ -36,21 +38,24 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    /// Registers a session for `agent`, replacing an older one; returns its id.
-    pub fn open(&self, agent: &str, tx: Outbox) -> u64 {
+    /// Registers a session for `agent`, ending an older one; returns its id
+    /// and the signal that ends it.
+    pub fn open(&self, agent: &str, tx: Outbox) -> (u64, Arc<Notify>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let stop = Arc::new(Notify::new());
         if let Ok(mut s) = self.inner.lock() {
-            s.insert(
-                agent.to_owned(),
-                Session {
-                    id,
-                    tx,
-                    last_heartbeat: Instant::now(),
-                    assigned: None,
-                },
-            );
+            let session = Session {
+                id,
+                tx,
+                stop: stop.clone(),
+                last_heartbeat: Instant::now(),
+                assigned: None,
+            };
+            if let Some(old) = s.insert(agent.to_owned(), session) {
+                old.stop.notify_one();
+            }
         }
-        id
+        (id, stop)
     }
 
     /// Removes session `id` of `agent`; false if a newer one replaced it.
@@ -93,7 +98,9 @@ impl Sessions {
             .map(|(n, _)| n.clone())
             .collect();
         for name in &dead {
-            s.remove(name);
+            if let Some(session) = s.remove(name) {
+                session.stop.notify_one();
+            }
         }
         dead
     }
@@ -101,7 +108,9 @@ impl Sessions {
     /// Ends every session (this node stopped leading).
     pub fn close_all(&self) {
         if let Ok(mut s) = self.inner.lock() {
-            s.clear();
+            for (_, session) in s.drain() {
+                session.stop.notify_one();
+            }
         }
     }
 

@@ -234,6 +234,7 @@ impl State {
                 continue; // already applied (resent after a failover)
             }
             record.applied_seq = r.seq;
+            record.applied_results += 1;
             // Results of checks deleted meanwhile are acknowledged, not kept.
             if self.declared.checks.iter().any(|c| c.name == r.check) {
                 self.results

@@ -330,6 +330,25 @@ impl Cluster {
         Ok(())
     }
 
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) agent `name`: a frozen agent
+    /// keeps its connections open but sends nothing, like one behind a
+    /// dead network path.
+    pub fn freeze_agent(&self, name: &str, frozen: bool) -> Result<()> {
+        let pid = self
+            .agents
+            .get(name)
+            .and_then(|a| a.child.as_ref())
+            .and_then(Child::id)
+            .ok_or_else(|| anyhow!("agent {name} is not running"))?;
+        crate::measure::signal(pid, if frozen { libc::SIGSTOP } else { libc::SIGCONT })?;
+        Ok(())
+    }
+
+    /// Agent `name`'s spool directory.
+    pub fn agent_spool(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("agent-{name}/spool"))
+    }
+
     /// What agent `name` logged.
     pub fn agent_log(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.path().join(format!("agent-{name}/stderr.log")))

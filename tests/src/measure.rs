@@ -1,5 +1,5 @@
 //! Resource usage of this process and of children, for benchmarks and the
-//! memory bounds of the hostile-server tests.
+//! memory bounds of the hostile-server tests; signals to children.
 
 use std::time::Duration;
 
@@ -54,4 +54,16 @@ pub fn wait_with_rusage(pid: u32) -> (i32, Usage) {
         -1
     };
     (code, from_rusage(&usage))
+}
+
+/// Sends `signal` to process `pid` (a child of the test).
+#[allow(unsafe_code)]
+pub fn signal(pid: u32, signal: libc::c_int) -> std::io::Result<()> {
+    // SAFETY: kill(2) with a pid we spawned; no memory is shared.
+    let rc = unsafe { libc::kill(pid as libc::pid_t, signal) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }

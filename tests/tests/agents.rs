@@ -44,7 +44,8 @@ async fn apply(cluster: &Cluster, text: &str) {
         toml: text.into(),
         dry_run: false,
     };
-    cluster.operator(1).unwrap().apply(request).await.unwrap();
+    let via = cluster.ids()[0];
+    cluster.operator(via).unwrap().apply(request).await.unwrap();
 }
 
 /// Regions with a latest result for `check`, as node `via` sees them.
@@ -111,4 +112,355 @@ async fn every_region_reports_every_check() {
         assert_eq!(a.assigned_checks, 2, "{a:?}");
         assert!(a.applied_seq >= 2, "{a:?}");
     }
+}
+
+/// Many checks, so that an outage piles up hundreds of results.
+fn many_checks(port: u16, n: usize, regions: &str) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "[[check]]\nname = \"tcp-{i}\"\nkind = \"tcp\"\ntarget = \"127.0.0.1\"\ninterval = \"5s\"\nregions = {regions}\nparams = {{ port = {port} }}\n\n"
+            )
+        })
+        .collect()
+}
+
+/// Stops all probing (an empty declaration) so the spools can drain.
+async fn stop_probing(cluster: &Cluster) {
+    apply(cluster, "").await;
+}
+
+/// Waits until `agent` delivered all it spooled, each result applied once:
+/// its spool is acknowledged up to its last result, the cluster applied
+/// that seq, and the count of applied results equals it. Returns the count.
+async fn wait_drained(cluster: &Cluster, agent: &str, via: u64) -> u64 {
+    let spool = cluster.agent_spool(agent);
+    wait_for(&format!("{agent} drained through node {via}"), || async {
+        let s = vantage_agent::spool::inspect(&spool).ok()?;
+        let agents = cluster
+            .operator(via)
+            .ok()?
+            .list_agents(ListAgentsRequest {})
+            .await
+            .ok()?
+            .into_inner()
+            .agents;
+        let a = agents.into_iter().find(|a| a.name == agent)?;
+        let drained = s.last_seq > 0 && s.acked == s.last_seq && a.applied_seq == s.last_seq;
+        (drained && a.applied_results == a.applied_seq).then_some(a.applied_results)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{agent} log:\n{}", cluster.agent_log(agent)))
+}
+
+fn unacked(cluster: &Cluster, agent: &str) -> u64 {
+    vantage_agent::spool::inspect(&cluster.agent_spool(agent))
+        .map(|s| s.last_seq - s.acked)
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn coordinators_down_for_a_while_then_every_result_arrives_once() {
+    let server = SmtpServer::start(SmtpScript::default()).await.unwrap();
+    let mut cluster = Cluster::start(3, Timers::default()).await.unwrap();
+    apply(
+        &cluster,
+        &many_checks(server.addr.port(), 20, r#"["ru", "eu", "us"]"#),
+    )
+    .await;
+    for (name, region, source) in REGIONS {
+        cluster
+            .spawn_agent(name, region, source, &[])
+            .await
+            .unwrap();
+    }
+    wait_for("results from every agent", || async {
+        let agents = cluster
+            .operator(1)
+            .ok()?
+            .list_agents(ListAgentsRequest {})
+            .await
+            .ok()?
+            .into_inner()
+            .agents;
+        (agents.len() == 3 && agents.iter().all(|a| a.applied_seq > 0)).then_some(())
+    })
+    .await
+    .unwrap();
+
+    for id in [1, 2, 3] {
+        cluster.kill(id).await.unwrap();
+    }
+    // The outage: agents keep probing into their spools.
+    tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+    let piled: u64 = REGIONS
+        .iter()
+        .map(|(name, _, _)| unacked(&cluster, name))
+        .sum();
+    assert!(
+        piled >= 200,
+        "only {piled} results piled up during the outage"
+    );
+
+    for id in [1, 2, 3] {
+        cluster.spawn(id).await.unwrap();
+    }
+    cluster.wait_for_leader(&[1, 2, 3]).await.unwrap();
+    stop_probing(&cluster).await;
+    for (name, _, _) in REGIONS {
+        let delivered = wait_drained(&cluster, name, 2).await;
+        assert!(delivered >= 60, "{name}: {delivered}");
+    }
+}
+
+#[tokio::test]
+async fn agent_killed_with_unacked_results_delivers_them_once_after_restart() {
+    let server = SmtpServer::start(SmtpScript::default()).await.unwrap();
+    let mut cluster = Cluster::start(3, Timers::default()).await.unwrap();
+    apply(&cluster, &many_checks(server.addr.port(), 10, r#"["ru"]"#)).await;
+    cluster
+        .spawn_agent("ru-1", "ru", "127.0.0.11", &[])
+        .await
+        .unwrap();
+    wait_for("first results", || async {
+        (regions_reporting(&cluster, 1, "tcp-0").await?.len() == 1).then_some(())
+    })
+    .await
+    .unwrap();
+    for id in [1, 2, 3] {
+        cluster.kill(id).await.unwrap();
+    }
+    wait_for("unacknowledged results in the spool", || async {
+        (unacked(&cluster, "ru-1") >= 20).then_some(())
+    })
+    .await
+    .unwrap();
+    cluster.kill_agent("ru-1").await.unwrap();
+    let spooled = vantage_agent::spool::inspect(&cluster.agent_spool("ru-1")).unwrap();
+
+    for id in [1, 2, 3] {
+        cluster.spawn(id).await.unwrap();
+    }
+    cluster.wait_for_leader(&[1, 2, 3]).await.unwrap();
+    cluster
+        .spawn_agent("ru-1", "ru", "127.0.0.11", &[])
+        .await
+        .unwrap();
+    stop_probing(&cluster).await;
+    let delivered = wait_drained(&cluster, "ru-1", 3).await;
+    assert!(
+        delivered >= spooled.last_seq,
+        "{delivered} < {}",
+        spooled.last_seq
+    );
+}
+
+#[tokio::test]
+async fn leader_killed_while_agents_stream() {
+    let server = SmtpServer::start(SmtpScript::default()).await.unwrap();
+    let mut cluster = Cluster::start(3, Timers::default()).await.unwrap();
+    apply(
+        &cluster,
+        &many_checks(server.addr.port(), 10, r#"["ru", "eu", "us"]"#),
+    )
+    .await;
+    for (name, region, source) in REGIONS {
+        cluster
+            .spawn_agent(name, region, source, &[])
+            .await
+            .unwrap();
+    }
+    let leader = cluster.wait_for_leader(&[1, 2, 3]).await.unwrap();
+    wait_for("results flowing", || async {
+        let agents = cluster
+            .operator(leader)
+            .ok()?
+            .list_agents(ListAgentsRequest {})
+            .await
+            .ok()?
+            .into_inner()
+            .agents;
+        (agents.len() == 3 && agents.iter().all(|a| a.applied_seq >= 10)).then_some(())
+    })
+    .await
+    .unwrap();
+    cluster.kill(leader).await.unwrap();
+    let survivors = cluster.ids();
+    let new_leader = cluster.wait_for_leader(&survivors).await.unwrap();
+    // Results keep arriving through the new leader.
+    let before: u64 = {
+        let agents = cluster
+            .operator(new_leader)
+            .unwrap()
+            .list_agents(ListAgentsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .agents;
+        agents.iter().map(|a| a.applied_seq).sum()
+    };
+    wait_for("results through the new leader", || async {
+        let agents = cluster
+            .operator(new_leader)
+            .ok()?
+            .list_agents(ListAgentsRequest {})
+            .await
+            .ok()?
+            .into_inner()
+            .agents;
+        (agents.iter().map(|a| a.applied_seq).sum::<u64>() > before + 30).then_some(())
+    })
+    .await
+    .unwrap();
+    stop_probing(&cluster).await;
+    for (name, _, _) in REGIONS {
+        wait_drained(&cluster, name, new_leader).await;
+    }
+}
+
+/// Checks assigned to connected agent `name`.
+async fn assigned(cluster: &Cluster, name: &str) -> Option<u32> {
+    let agents = cluster
+        .operator(1)
+        .ok()?
+        .list_agents(ListAgentsRequest {})
+        .await
+        .ok()?
+        .into_inner()
+        .agents;
+    agents
+        .into_iter()
+        .find(|a| a.name == name && a.connected)
+        .map(|a| a.assigned_checks)
+}
+
+#[tokio::test]
+async fn checks_move_when_an_agent_disappears_and_come_back() {
+    let server = SmtpServer::start(SmtpScript::default()).await.unwrap();
+    let mut cluster = Cluster::start(3, Timers::default()).await.unwrap();
+    apply(&cluster, &many_checks(server.addr.port(), 12, r#"["ru"]"#)).await;
+    cluster
+        .spawn_agent("ru-1", "ru", "127.0.0.11", &[])
+        .await
+        .unwrap();
+    cluster
+        .spawn_agent("ru-2", "ru", "127.0.0.21", &[])
+        .await
+        .unwrap();
+    wait_for("both ru agents sharing the checks", || async {
+        let (a, b) = (
+            assigned(&cluster, "ru-1").await?,
+            assigned(&cluster, "ru-2").await?,
+        );
+        (a > 0 && b > 0 && a + b == 12).then_some(())
+    })
+    .await
+    .unwrap();
+
+    cluster.kill_agent("ru-2").await.unwrap();
+    let t0 = std::time::Instant::now();
+    wait_for("ru-1 running all checks", || async {
+        (assigned(&cluster, "ru-1").await? == 12).then_some(())
+    })
+    .await
+    .unwrap();
+    eprintln!(
+        "checks moved {} ms after ru-2 died (heartbeat 300 ms)",
+        t0.elapsed().as_millis()
+    );
+    // And ru-1 really probes them: every check gets a fresh result from ru-1.
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    for i in 0..12 {
+        let check = format!("tcp-{i}");
+        wait_for(&format!("{check} from ru-1"), || async {
+            let mut client = cluster.operator(1).ok()?;
+            let r = client
+                .get_results(GetResultsRequest {
+                    check: check.clone(),
+                    region: "ru".into(),
+                    recent: 0,
+                })
+                .await
+                .ok()?;
+            r.into_inner()
+                .latest
+                .into_iter()
+                .find(|r| r.agent == "ru-1" && r.started_at_ms >= since)
+                .map(|_| ())
+        })
+        .await
+        .unwrap();
+    }
+
+    // ru-2 returns: the checks spread again.
+    cluster
+        .spawn_agent("ru-2", "ru", "127.0.0.21", &[])
+        .await
+        .unwrap();
+    wait_for("ru-2 back with its checks", || async {
+        let (a, b) = (
+            assigned(&cluster, "ru-1").await?,
+            assigned(&cluster, "ru-2").await?,
+        );
+        (a > 0 && b > 0 && a + b == 12).then_some(())
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_silent_agent_loses_its_checks_after_three_missed_heartbeats() {
+    let server = SmtpServer::start(SmtpScript::default()).await.unwrap();
+    let mut cluster = Cluster::start(3, Timers::default()).await.unwrap();
+    apply(&cluster, &many_checks(server.addr.port(), 12, r#"["eu"]"#)).await;
+    cluster
+        .spawn_agent("eu-1", "eu", "127.0.0.12", &[])
+        .await
+        .unwrap();
+    cluster
+        .spawn_agent("eu-2", "eu", "127.0.0.22", &[])
+        .await
+        .unwrap();
+    wait_for("both eu agents sharing the checks", || async {
+        let (a, b) = (
+            assigned(&cluster, "eu-1").await?,
+            assigned(&cluster, "eu-2").await?,
+        );
+        (a > 0 && b > 0 && a + b == 12).then_some(())
+    })
+    .await
+    .unwrap();
+
+    // Its connection stays up, but nothing comes through it any more.
+    cluster.freeze_agent("eu-2", true).unwrap();
+    let t0 = std::time::Instant::now();
+    wait_for("eu-1 running all checks", || async {
+        (assigned(&cluster, "eu-1").await? == 12).then_some(())
+    })
+    .await
+    .unwrap();
+    eprintln!(
+        "checks moved {} ms after eu-2 went silent (heartbeat 300 ms)",
+        t0.elapsed().as_millis()
+    );
+    assert!(
+        cluster.log(1).contains("missed 3 heartbeats")
+            || cluster.log(2).contains("missed 3 heartbeats")
+            || cluster.log(3).contains("missed 3 heartbeats")
+    );
+
+    // Thawed, it reconnects and takes its share back.
+    cluster.freeze_agent("eu-2", false).unwrap();
+    wait_for("eu-2 back with its checks", || async {
+        let (a, b) = (
+            assigned(&cluster, "eu-1").await?,
+            assigned(&cluster, "eu-2").await?,
+        );
+        (a > 0 && b > 0 && a + b == 12).then_some(())
+    })
+    .await
+    .unwrap();
 }

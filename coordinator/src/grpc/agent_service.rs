@@ -216,21 +216,18 @@ async fn run_session(
     tx.send(Ok(msg(Out::Welcome(welcome))))
         .await
         .map_err(|_| Status::cancelled("agent went away"))?;
-    let session = coordinator.sessions.open(name, tx.clone());
+    let (session, stop) = coordinator.sessions.open(name, tx.clone());
     tracing::info!(agent = %name, region = %region, %address, version = %hello.version, "agent session opened");
     coordinator
         .sessions
         .push_assignments(&coordinator.applied.read().await.state);
 
-    let result = serve(
-        coordinator,
-        &mut inbound,
-        tx,
-        (region, name),
-        spool_id,
-        session,
-    )
-    .await;
+    let result = tokio::select! {
+        r = serve(coordinator, &mut inbound, tx, (region, name), spool_id, session) => r,
+        _ = stop.notified() => Err(Status::unavailable(
+            "session ended by the coordinator (missed heartbeats, a newer session, or a leadership change)",
+        )),
+    };
     if coordinator.sessions.close(name, session) {
         tracing::info!(agent = %name, region = %region, "agent session closed");
         let gone = Command::AgentGone {

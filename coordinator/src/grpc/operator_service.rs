@@ -132,6 +132,7 @@ impl OperatorService for OperatorApi {
                 last_seen_ms: a.last_seen_ms,
                 assigned_checks: plan.get(name).map_or(0, |c| c.len() as u32),
                 applied_seq: a.applied_seq,
+                applied_results: a.applied_results,
             })
             .collect();
         Ok(Response::new(ListAgentsReply {

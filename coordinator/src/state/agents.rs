@@ -23,6 +23,8 @@ pub struct AgentRecord {
     pub spool_id: u64,
     /// Highest result seq of that spool applied.
     pub applied_seq: u64,
+    /// Results of that spool applied (each exactly once).
+    pub applied_results: u64,
 }
 
 /// An agent came (back): registers it, or updates where it is. A new spool
@@ -40,6 +42,7 @@ pub fn hello(
             if r.spool_id != spool_id {
                 r.spool_id = spool_id;
                 r.applied_seq = 0;
+                r.applied_results = 0;
             }
             r.region = region.to_owned();
             r.version = version.to_owned();
@@ -57,6 +60,7 @@ pub fn hello(
             last_seen_ms: at_ms,
             spool_id,
             applied_seq: 0,
+            applied_results: 0,
         }),
     }
 }

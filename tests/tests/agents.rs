@@ -98,6 +98,19 @@ async fn every_region_reports_every_check() {
     for (_, _, source) in REGIONS {
         assert!(sources.contains(source), "{sources:?}");
     }
+    // The operator's view.
+    let (code, out, err) = cluster.vantagectl(&[3], &["results", "mx-smtp"]).await;
+    assert_eq!(code, 0, "{err}");
+    for region in ["ru", "eu", "us"] {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with(region) && l.contains("pass")),
+            "{out}"
+        );
+    }
+    let (code, out, err) = cluster.vantagectl(&[1], &["agents", "list"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("ru-1") && out.contains("connected"), "{out}");
     let agents = cluster
         .operator(2)
         .unwrap()
@@ -463,4 +476,175 @@ async fn a_silent_agent_loses_its_checks_after_three_missed_heartbeats() {
     })
     .await
     .unwrap();
+}
+
+/// A hand-driven agent session with `identity`'s certificate.
+struct RawSession {
+    tx: tokio::sync::mpsc::Sender<vantage_proto::v1::AgentMessage>,
+    inbound: tonic::Streaming<vantage_proto::v1::CoordinatorMessage>,
+}
+
+async fn raw_session(cluster: &Cluster, via: u64, region: &str, name: &str) -> RawSession {
+    use vantage_common::identity::Identity;
+    use vantage_proto::v1::agent_message::Msg;
+    use vantage_proto::v1::agent_service_client::AgentServiceClient;
+    let files = cluster
+        .issue(&Identity::Agent {
+            region: region.into(),
+            name: name.into(),
+        })
+        .unwrap();
+    let tls = vantage_common::tls::ReloadingTls::load(files).unwrap();
+    let channel =
+        vantage_common::transport::channel(&cluster.nodes[&via].addr.to_string(), tls).unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let hello = vantage_proto::v1::Hello {
+        version: "test".into(),
+        capabilities: vec![],
+        spool_id: 7,
+    };
+    tx.send(vantage_proto::v1::AgentMessage {
+        msg: Some(Msg::Hello(hello)),
+    })
+    .await
+    .unwrap();
+    let inbound = AgentServiceClient::new(channel)
+        .session(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    RawSession { tx, inbound }
+}
+
+fn result_record(seq: u64, check: &str) -> vantage_proto::v1::ResultRecord {
+    let outcome = vantage_common::Outcome::new(
+        "tcp",
+        "127.0.0.1:1",
+        vantage_common::Status::Pass,
+        None,
+        "ok",
+    );
+    vantage_proto::v1::ResultRecord {
+        seq,
+        check: check.into(),
+        started_at_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64,
+        outcome: Some((&outcome).into()),
+    }
+}
+
+impl RawSession {
+    async fn send_batch(&self, results: Vec<vantage_proto::v1::ResultRecord>) {
+        use vantage_proto::v1::agent_message::Msg;
+        let batch = vantage_proto::v1::ResultBatch { results };
+        self.tx
+            .send(vantage_proto::v1::AgentMessage {
+                msg: Some(Msg::Batch(batch)),
+            })
+            .await
+            .unwrap();
+    }
+
+    /// The next ack, skipping other messages; the status if the session fails.
+    async fn next_ack(&mut self) -> Result<u64, tonic::Status> {
+        use vantage_proto::v1::coordinator_message::Msg;
+        loop {
+            match self.inbound.message().await? {
+                Some(m) => {
+                    if let Some(Msg::Ack(a)) = m.msg {
+                        return Ok(a.seq);
+                    }
+                }
+                None => return Err(tonic::Status::cancelled("stream ended")),
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn region_and_name_come_from_the_certificate_and_bad_batches_are_refused() {
+    let server = SmtpServer::start(SmtpScript::default()).await.unwrap();
+    let mut cluster = Cluster::start(3, Timers::default()).await.unwrap();
+    // "eu-only" runs in eu alone; a ru agent may still send results for it.
+    let text = format!(
+        "{}{}",
+        checks_toml(server.addr.port()),
+        many_checks(server.addr.port(), 1, r#"["eu"]"#).replace("tcp-0", "eu-only")
+    );
+    apply(&cluster, &text).await;
+    cluster
+        .spawn_agent("eu-1", "eu", "127.0.0.12", &[])
+        .await
+        .unwrap();
+    let leader = cluster.wait_for_leader(&[1, 2, 3]).await.unwrap();
+
+    let mut msk = raw_session(&cluster, leader, "ru", "msk-1").await;
+    msk.send_batch(vec![result_record(1, "eu-only")]).await;
+    assert_eq!(msk.next_ack().await.unwrap(), 1);
+    let latest = cluster
+        .operator(leader)
+        .unwrap()
+        .get_results(GetResultsRequest {
+            check: "eu-only".into(),
+            region: "ru".into(),
+            recent: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .latest;
+    assert_eq!(latest.len(), 1);
+    assert_eq!(
+        (latest[0].region.as_str(), latest[0].agent.as_str()),
+        ("ru", "msk-1"),
+        "stored under the certificate's identity"
+    );
+
+    // Sequence numbers must increase within a batch.
+    msk.send_batch(vec![result_record(5, "mx-tcp"), result_record(4, "mx-tcp")])
+        .await;
+    let err = msk.next_ack().await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+    assert!(err.message().contains("does not increase"), "{err}");
+
+    // Too many results in one batch.
+    let mut big = raw_session(&cluster, leader, "ru", "msk-2").await;
+    big.send_batch((1..=1001).map(|i| result_record(i, "mx-tcp")).collect())
+        .await;
+    let err = big.next_ack().await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+    assert!(err.message().contains("exceeds 1000"), "{err}");
+
+    // An outcome with an unknown status.
+    let mut odd = raw_session(&cluster, leader, "ru", "msk-3").await;
+    let mut bad = result_record(1, "mx-tcp");
+    bad.outcome.as_mut().unwrap().status = 42;
+    odd.send_batch(vec![bad]).await;
+    let err = odd.next_ack().await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+
+    // The real agent was not disturbed.
+    let before = applied_seq(&cluster, leader, "eu-1").await.unwrap_or(0);
+    wait_for("eu-1 still delivering", || async {
+        (applied_seq(&cluster, leader, "eu-1").await? > before + 2).then_some(())
+    })
+    .await
+    .unwrap();
+}
+
+async fn applied_seq(cluster: &Cluster, via: u64, name: &str) -> Option<u64> {
+    let agents = cluster
+        .operator(via)
+        .ok()?
+        .list_agents(ListAgentsRequest {})
+        .await
+        .ok()?
+        .into_inner()
+        .agents;
+    agents
+        .into_iter()
+        .find(|a| a.name == name)
+        .map(|a| a.applied_seq)
 }

@@ -99,3 +99,38 @@ async fn json_output_has_the_contract_fields() {
         run.stdout
     );
 }
+
+#[tokio::test]
+async fn agent_config_errors_name_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.toml");
+    let cases = [
+        (
+            "coordinators = [\"c1:7400\"]\nspool_dir = \"/tmp/x\"\nconcurency = 3\n[tls]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\n",
+            "3: field `concurency`",
+        ),
+        (
+            "coordinators = []\nspool_dir = \"/tmp/x\"\n[tls]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\n",
+            "1: field `coordinators`",
+        ),
+        (
+            "coordinators = [\"c1:7400\"]\nspool_dir = \"/tmp/x\"\nspool_max_mb = -1\n[tls]\nca = \"a\"\ncert = \"b\"\nkey = \"c\"\n",
+            "3: field `spool_max_mb`",
+        ),
+    ];
+    for (text, expected) in cases {
+        std::fs::write(&path, text).unwrap();
+        let output = tokio::process::Command::new(vantage_tests::agent::agent_bin())
+            .args(["run", "--config"])
+            .arg(&path)
+            .output()
+            .await
+            .unwrap();
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(3), "{err}");
+        assert!(
+            err.contains(&format!("{}:{expected}", path.display())),
+            "{err} lacks {expected}"
+        );
+    }
+}

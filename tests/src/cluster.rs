@@ -344,6 +344,11 @@ impl Cluster {
         Ok(())
     }
 
+    /// Process id of agent `name`, while it runs.
+    pub fn agent_pid(&self, name: &str) -> Option<u32> {
+        self.agents.get(name).and_then(|a| a.child.as_ref()).and_then(Child::id)
+    }
+
     /// Agent `name`'s spool directory.
     pub fn agent_spool(&self, name: &str) -> PathBuf {
         self.dir.path().join(format!("agent-{name}/spool"))

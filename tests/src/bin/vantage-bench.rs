@@ -11,6 +11,10 @@
 //! - `raft`: K clients write ~200-byte entries through gRPC to a 3-node
 //!   loopback coordinator cluster; prints committed entries/s and p50/p99
 //!   commit latency, flat out or at a fixed rate.
+//! - `agent`: one `vantage-agent run` with N checks a minute against a
+//!   testkit SMTP server; prints the agent's RSS and CPU %.
+//! - `ingest`: simulated agent sessions stream result batches into a 3-node
+//!   cluster; prints committed results/s and p50/p99 ack latency.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -58,6 +62,30 @@ enum Bench {
     },
     /// Serve scripted SMTP with STARTTLS on loopback until stdin closes.
     ServeSmtp,
+    /// Footprint of one agent running many checks.
+    Agent {
+        /// Checks (each runs once a minute).
+        #[arg(long, default_value_t = 1000)]
+        checks: usize,
+        /// How long to measure, seconds (after a 20 s warm-up).
+        #[arg(long, default_value_t = 180)]
+        seconds: u64,
+    },
+    /// Result ingest into a 3-node cluster through agent sessions.
+    Ingest {
+        /// Simulated agents (one session each).
+        #[arg(long, default_value_t = 30)]
+        agents: usize,
+        /// Results per batch.
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+        /// Results to send in all.
+        #[arg(long, default_value_t = 300_000)]
+        results: usize,
+        /// Total rate in results/s (0: as fast as acks allow).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+    },
     /// Raft write throughput and commit latency of a 3-node loopback cluster.
     Raft {
         /// Concurrent clients.
@@ -83,6 +111,8 @@ fn main() -> Result<()> {
         Bench::Probe { count, concurrency } => probe(count, concurrency),
         Bench::Oneshot { runs, agent } => oneshot(runs, agent),
         Bench::ServeSmtp => serve_smtp(),
+        Bench::Agent { checks, seconds } => agent(checks, seconds),
+        Bench::Ingest { agents, batch, results, rate } => ingest(agents, batch, results, rate),
         Bench::Raft {
             clients,
             entries,
@@ -319,6 +349,148 @@ fn raft(clients: usize, entries: usize, rate: u64, size: usize, batch: usize) ->
         if let Some(s) = status {
             println!("  leader log index  {}", s.last_log_index.unwrap_or(0));
         }
+        Ok(())
+    })
+}
+
+/// CPU seconds (user + system) and current/peak RSS (KiB) of a process.
+fn proc_usage(pid: u32) -> Option<(f64, u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib = |key: &str| {
+        status.lines().find(|l| l.starts_with(key)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<u64>().ok())
+    };
+    // USER_HZ is 100 on Linux.
+    Some((ticks / 100.0, kib("VmRSS:")?, kib("VmHWM:")?))
+}
+
+fn agent(checks: usize, seconds: u64) -> Result<()> {
+    use vantage_proto::v1::ApplyRequest;
+    use vantage_tests::cluster::{Cluster, Timers};
+
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let server = starttls_server().await?;
+        let mut cluster = Cluster::start(1, Timers::default()).await?;
+        let port = server.addr.port();
+        let toml: String = (0..checks)
+            .map(|i| format!("[[check]]\nname = \"smtp-{i}\"\nkind = \"smtp\"\ntarget = \"127.0.0.1\"\ninterval = \"60s\"\nregions = [\"eu\"]\nparams = {{ port = {port} }}\n"))
+            .collect();
+        cluster.operator(1)?.apply(ApplyRequest { source_name: "bench.toml".into(), toml, dry_run: false }).await?;
+        cluster.spawn_agent("bench-1", "eu", "127.0.0.1", &[]).await?;
+        let pid = cluster.agent_pid("bench-1").ok_or_else(|| anyhow::anyhow!("agent not running"))?;
+        // Warm-up: sessions, the first burst of probes.
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        let (cpu0, _, _) = proc_usage(pid).ok_or_else(|| anyhow::anyhow!("cannot read /proc for the agent"))?;
+        let t0 = Instant::now();
+        let mut max_rss = 0;
+        while t0.elapsed() < Duration::from_secs(seconds) {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if let Some((_, rss, _)) = proc_usage(pid) {
+                max_rss = max_rss.max(rss);
+            }
+        }
+        let (cpu1, rss, hwm) = proc_usage(pid).ok_or_else(|| anyhow::anyhow!("agent died"))?;
+        let wall = t0.elapsed().as_secs_f64();
+        let connections = server.seen.connections.load(std::sync::atomic::Ordering::Relaxed);
+        println!("vantage-bench agent: {checks} SMTP+STARTTLS checks a minute, one agent, loopback");
+        println!("  measured          {wall:.0} s after a 20 s warm-up");
+        println!("  probes served     {connections} connections in all");
+        println!("  CPU               {:.2} % of one core", (cpu1 - cpu0) / wall * 100.0);
+        println!("  RSS now           {:.1} MiB", rss as f64 / 1024.0);
+        println!("  RSS max (sampled) {:.1} MiB", max_rss as f64 / 1024.0);
+        println!("  RSS peak (VmHWM)  {:.1} MiB (includes start-up)", hwm as f64 / 1024.0);
+        Ok(())
+    })
+}
+
+fn ingest(agents: usize, batch: usize, results: usize, rate: u64) -> Result<()> {
+    use vantage_common::identity::Identity;
+    use vantage_common::tls::ReloadingTls;
+    use vantage_proto::v1::agent_message::Msg as Out;
+    use vantage_proto::v1::agent_service_client::AgentServiceClient;
+    use vantage_proto::v1::coordinator_message::Msg as In;
+    use vantage_proto::v1::{AgentMessage, ApplyRequest, Hello, ResultBatch, ResultRecord};
+    use vantage_tests::cluster::{Cluster, Timers};
+
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let cluster = Cluster::start(3, Timers::default()).await?;
+        let leader = cluster.wait_for_leader(&[1, 2, 3]).await?;
+        let toml: String = (0..100)
+            .map(|i| format!("[[check]]\nname = \"c-{i}\"\nkind = \"tcp\"\ntarget = \"127.0.0.1\"\nregions = [\"ru\", \"eu\", \"us\"]\nparams = {{ port = 9 }}\n"))
+            .collect();
+        cluster.operator(leader)?.apply(ApplyRequest { source_name: "bench.toml".into(), toml, dry_run: false }).await?;
+        let outcome = vantage_common::Outcome::new("tcp", "127.0.0.1:9", vantage_common::Status::Pass, None, "127.0.0.1:9 accepts connections");
+        let proto_outcome = vantage_proto::v1::Outcome::from(&outcome);
+        let per_agent = results.div_ceil(agents).div_ceil(batch);
+        let interval = (rate > 0).then(|| Duration::from_secs_f64((agents * batch) as f64 / rate as f64));
+        let addr = cluster.nodes[&leader].addr.to_string();
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for a in 0..agents {
+            let region = ["ru", "eu", "us"][a % 3];
+            let tls = ReloadingTls::load(cluster.issue(&Identity::Agent { region: region.into(), name: format!("sim-{a}") })?)?;
+            let channel = vantage_common::transport::channel(&addr, tls)?;
+            let proto_outcome = proto_outcome.clone();
+            tasks.push(tokio::spawn(async move {
+                let (tx, rx) = tokio::sync::mpsc::channel(8);
+                tx.send(AgentMessage { msg: Some(Out::Hello(Hello { version: "bench".into(), capabilities: vec![], spool_id: 1000 + a as u64 })) }).await?;
+                let mut inbound = AgentServiceClient::new(channel).session(tokio_stream::wrappers::ReceiverStream::new(rx)).await?.into_inner();
+                let mut latencies = Vec::with_capacity(per_agent);
+                let mut seq = 0u64;
+                let mut ticker = interval.map(|i| {
+                    let mut t = tokio::time::interval_at(tokio::time::Instant::now() + i.mul_f64(a as f64 / agents as f64), i);
+                    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    t
+                });
+                for _ in 0..per_agent {
+                    if let Some(t) = ticker.as_mut() {
+                        t.tick().await;
+                    }
+                    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
+                    let records = (0..batch)
+                        .map(|i| {
+                            seq += 1;
+                            ResultRecord { seq, check: format!("c-{}", (seq as usize + i) % 100), started_at_ms: now_ms, outcome: Some(proto_outcome.clone()) }
+                        })
+                        .collect();
+                    let t0 = Instant::now();
+                    tx.send(AgentMessage { msg: Some(Out::Batch(ResultBatch { results: records })) }).await?;
+                    loop {
+                        match inbound.message().await? {
+                            Some(m) => match m.msg {
+                                Some(In::Ack(ack)) if ack.seq >= seq => break,
+                                Some(In::Redirect(r)) => anyhow::bail!("redirected to {}", r.leader_addr),
+                                _ => {}
+                            },
+                            None => anyhow::bail!("session closed"),
+                        }
+                    }
+                    latencies.push(t0.elapsed());
+                }
+                anyhow::Ok(latencies)
+            }));
+        }
+        let mut latencies = Vec::new();
+        for t in tasks {
+            latencies.extend(t.await??);
+        }
+        let wall = started.elapsed();
+        latencies.sort_unstable();
+        let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+        let committed = latencies.len() * batch;
+        println!("vantage-bench ingest: {agents} agent sessions -> 3 coordinators (mTLS gRPC, Raft, sled), loopback");
+        println!("  results/batch     {batch}");
+        println!("  target rate       {}", if rate == 0 { "unlimited".into() } else { format!("{rate} results/s") });
+        println!("  committed         {committed} results in {} batches", latencies.len());
+        println!("  wall              {:.2} s", wall.as_secs_f64());
+        println!("  throughput        {:.0} results/s", committed as f64 / wall.as_secs_f64());
+        println!("  ack p50           {:.1} ms", pct(0.50).as_secs_f64() * 1000.0);
+        println!("  ack p99           {:.1} ms", pct(0.99).as_secs_f64() * 1000.0);
+        println!("  ack max           {:.1} ms", latencies[latencies.len() - 1].as_secs_f64() * 1000.0);
         Ok(())
     })
 }

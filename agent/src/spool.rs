@@ -89,34 +89,70 @@ fn crc(seq: u64, payload: &[u8]) -> u32 {
     h.finalize()
 }
 
-/// Reads the valid records of a segment; returns them and the length of the
-/// valid prefix (a torn or corrupt tail ends the segment).
-fn read_segment(path: &Path) -> Result<(Vec<Record>, u64), SpoolError> {
-    let mut bytes = Vec::new();
-    File::open(path)
-        .and_then(|mut f| f.read_to_end(&mut bytes))
-        .map_err(io_err(path))?;
+/// Streams the valid records of a segment, collecting the payloads of at
+/// most `limit` records for which `keep(seq)` holds; returns them, the last
+/// valid seq, and the length of the valid prefix (a torn or corrupt tail
+/// ends the segment). Memory stays at one record plus what is collected.
+fn scan_segment(
+    path: &Path,
+    keep: impl Fn(u64) -> bool,
+    limit: usize,
+) -> Result<(Vec<Record>, Option<u64>, u64), SpoolError> {
+    let file = File::open(path).map_err(io_err(path))?;
+    let mut reader = io::BufReader::with_capacity(16 * 1024, file);
     let mut records = Vec::new();
-    let mut at = 0usize;
-    while bytes.len() - at >= HEADER {
-        let word = |o: usize, n: usize| &bytes[at + o..at + o + n];
-        let len = u32::from_le_bytes(word(0, 4).try_into().unwrap_or_default()) as usize;
-        let sum = u32::from_le_bytes(word(4, 4).try_into().unwrap_or_default());
-        let seq = u64::from_le_bytes(word(8, 8).try_into().unwrap_or_default());
-        if len > MAX_RECORD || bytes.len() - at - HEADER < len {
+    let (mut valid, mut last) = (0u64, None);
+    let mut header = [0u8; HEADER];
+    let mut payload = Vec::new();
+    loop {
+        match reader.read_exact(&mut header) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break,
+            Err(e) => return Err(io_err(path)(e)),
+        }
+        let [
+            l0,
+            l1,
+            l2,
+            l3,
+            c0,
+            c1,
+            c2,
+            c3,
+            s0,
+            s1,
+            s2,
+            s3,
+            s4,
+            s5,
+            s6,
+            s7,
+        ] = header;
+        let len = u32::from_le_bytes([l0, l1, l2, l3]) as usize;
+        let sum = u32::from_le_bytes([c0, c1, c2, c3]);
+        let seq = u64::from_le_bytes([s0, s1, s2, s3, s4, s5, s6, s7]);
+        if len > MAX_RECORD {
             break;
         }
-        let payload = &bytes[at + HEADER..at + HEADER + len];
-        if crc(seq, payload) != sum {
+        payload.resize(len, 0);
+        match reader.read_exact(&mut payload) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break,
+            Err(e) => return Err(io_err(path)(e)),
+        }
+        if crc(seq, &payload) != sum {
             break;
         }
-        records.push(Record {
-            seq,
-            payload: payload.to_vec(),
-        });
-        at += HEADER + len;
+        valid += (HEADER + len) as u64;
+        last = Some(seq);
+        if records.len() < limit && keep(seq) {
+            records.push(Record {
+                seq,
+                payload: payload.clone(),
+            });
+        }
     }
-    Ok((records, at as u64))
+    Ok((records, last, valid))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
@@ -178,7 +214,7 @@ impl Spool {
         let mut last_seen = acked;
         let count = paths.len();
         for (i, (first, path)) in paths.into_iter().enumerate() {
-            let (records, valid) = read_segment(&path)?;
+            let (_, last, valid) = scan_segment(&path, |_| false, 0)?;
             let on_disk = fs::metadata(&path).map_err(io_err(&path))?.len();
             if valid < on_disk {
                 // Only the newest segment can be torn by a crash; cut it back.
@@ -189,7 +225,8 @@ impl Spool {
                     .and_then(|f| f.set_len(valid))
                     .map_err(io_err(&path))?;
             }
-            let last_seq = records.last().map_or(first.saturating_sub(1), |r| r.seq);
+            let last_seq = last.unwrap_or(first.saturating_sub(1));
+            let count = last.map_or(0, |l| l + 1 - first);
             if last_seq <= acked {
                 fs::remove_file(&path).map_err(io_err(&path))?;
                 continue;
@@ -200,7 +237,7 @@ impl Spool {
                 bytes: valid,
                 first_seq: first,
                 last_seq,
-                records: records.len() as u64,
+                records: count,
             });
         }
         Ok(Spool {
@@ -338,13 +375,8 @@ impl Spool {
         let from = after.max(self.acked);
         let mut out = Vec::new();
         for seg in self.segments.iter().filter(|s| s.last_seq > from) {
-            let (records, _) = read_segment(&seg.path)?;
-            out.extend(
-                records
-                    .into_iter()
-                    .filter(|r| r.seq > from)
-                    .take(limit - out.len()),
-            );
+            let (records, _, _) = scan_segment(&seg.path, |seq| seq > from, limit - out.len())?;
+            out.extend(records);
             if out.len() >= limit {
                 break;
             }
@@ -411,9 +443,9 @@ pub fn inspect(dir: &Path) -> Result<SpoolStatus, SpoolError> {
     {
         let path = entry.path();
         if path.extension().is_some_and(|e| e == "seg") {
-            let (records, _) = read_segment(&path)?;
-            if let Some(r) = records.last() {
-                last_seq = last_seq.max(r.seq);
+            let (_, last, _) = scan_segment(&path, |_| false, 0)?;
+            if let Some(seq) = last {
+                last_seq = last_seq.max(seq);
             }
         }
     }

@@ -346,7 +346,10 @@ impl Cluster {
 
     /// Process id of agent `name`, while it runs.
     pub fn agent_pid(&self, name: &str) -> Option<u32> {
-        self.agents.get(name).and_then(|a| a.child.as_ref()).and_then(Child::id)
+        self.agents
+            .get(name)
+            .and_then(|a| a.child.as_ref())
+            .and_then(Child::id)
     }
 
     /// Agent `name`'s spool directory.

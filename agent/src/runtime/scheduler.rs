@@ -119,15 +119,19 @@ async fn check_loop(
 ) {
     let interval = a.interval.max(MIN_INTERVAL);
     let phase = phase_hash(&agent, &a.name);
-    // A new assignment gets a first result promptly (spread over a second),
-    // then the check settles on its phase.
-    tokio::time::sleep(Duration::from_millis(phase % 1000)).await;
+    // A new assignment gets a first result promptly (spread over up to ten
+    // seconds, so a thousand checks do not start at once), then the check
+    // settles on its phase.
+    let spread = interval.min(Duration::from_secs(10)).as_millis().max(1) as u64;
+    tokio::time::sleep(Duration::from_millis(phase % spread)).await;
     loop {
         let Ok(permit) = limit.clone().acquire_owned().await else {
             return;
         };
         let started_at_ms = now_ms();
-        let outcome = a.spec.run_within(&ctx, a.timeout).await;
+        // Boxed: the probe's (large) future exists only while it runs, so a
+        // thousand sleeping checks stay small.
+        let outcome = Box::pin(a.spec.run_within(&ctx, a.timeout)).await;
         drop(permit);
         let finished = Finished {
             check: a.name.clone(),

@@ -112,7 +112,12 @@ fn main() -> Result<()> {
         Bench::Oneshot { runs, agent } => oneshot(runs, agent),
         Bench::ServeSmtp => serve_smtp(),
         Bench::Agent { checks, seconds } => agent(checks, seconds),
-        Bench::Ingest { agents, batch, results, rate } => ingest(agents, batch, results, rate),
+        Bench::Ingest {
+            agents,
+            batch,
+            results,
+            rate,
+        } => ingest(agents, batch, results, rate),
         Bench::Raft {
             clients,
             entries,
@@ -360,7 +365,11 @@ fn proc_usage(pid: u32) -> Option<(f64, u64, u64)> {
     let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kib = |key: &str| {
-        status.lines().find(|l| l.starts_with(key)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<u64>().ok())
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
     };
     // USER_HZ is 100 on Linux.
     Some((ticks / 100.0, kib("VmRSS:")?, kib("VmHWM:")?))

@@ -5,6 +5,7 @@
 //! owns the deadline, records phases and turns the finding into an
 //! [`Outcome`], the same way for every kind.
 
+pub mod declare;
 pub mod dkim;
 pub mod dmarc;
 pub mod dns;

@@ -51,10 +51,16 @@ pub async fn run(config: AgentConfig) -> Result<()> {
     let (assign_tx, assign_rx) = watch::channel(Vec::new());
     let (done_tx, done_rx) = mpsc::channel::<Finished>(1024);
 
+    let controls = config
+        .control
+        .iter()
+        .filter_map(|c| c.assigned().ok())
+        .collect();
     tokio::spawn(scheduler::run(
         name.clone(),
         ctx,
         config.concurrency,
+        controls,
         assign_rx,
         done_tx,
     ));

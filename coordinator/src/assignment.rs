@@ -71,6 +71,7 @@ mod tests {
             spool_id: 1,
             applied_seq: 0,
             applied_results: 0,
+            controls: Default::default(),
         }
     }
 

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use vantage_agent::check::CheckSpec;
+use vantage_agent::check::declare::spec_from_parts;
 use vantage_common::config::{self, ConfigError};
 use vantage_common::identity::valid_label;
 
@@ -134,53 +135,13 @@ pub struct Declared {
     pub routes: Vec<RouteDecl>,
 }
 
-/// Which spec field the `target` of a kind fills.
-fn target_field(kind: &str) -> Option<&'static str> {
-    Some(match kind {
-        "smtp" | "tls" | "tcp" => "host",
-        "dns" => "name",
-        "mx" | "spf" | "dkim" | "dmarc" => "domain",
-        "ptr" => "ip",
-        "dnsbl" => "target",
-        _ => return None,
-    })
-}
-
-/// Seconds in `60s`, `5m`, `1h`, or a bare number of seconds.
-pub fn parse_seconds(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let (num, mult) = match s.char_indices().last()? {
-        (i, 's') => (&s[..i], 1),
-        (i, 'm') => (&s[..i], 60),
-        (i, 'h') => (&s[..i], 3600),
-        _ => (s, 1),
-    };
-    num.parse::<u64>().ok()?.checked_mul(mult)
-}
+pub use vantage_agent::check::declare::parse_seconds;
 
 impl CheckDecl {
     /// The probe this declaration describes, built and checked by the
     /// agent's own spec types.
     pub fn spec(&self) -> Result<CheckSpec, String> {
-        let field = target_field(&self.kind).ok_or_else(|| {
-            format!(
-                "unknown kind `{}` (smtp, tls, dns, mx, ptr, tcp, spf, dkim, dmarc, dnsbl)",
-                self.kind
-            )
-        })?;
-        let mut table = self.params.clone();
-        for reserved in ["kind", field] {
-            if table.contains_key(reserved) {
-                return Err(format!(
-                    "params may not set `{reserved}` (use the check's kind/target)"
-                ));
-            }
-        }
-        table.insert("kind".into(), self.kind.clone().into());
-        table.insert(field.into(), self.target.clone().into());
-        toml::Value::Table(table)
-            .try_into::<CheckSpec>()
-            .map_err(|e| format!("params: {}", e.message().trim()))
+        spec_from_parts(&self.kind, &self.target, &self.params)
     }
 }
 

@@ -235,6 +235,10 @@ impl State {
             }
             record.applied_seq = r.seq;
             record.applied_results += 1;
+            if let Some(control) = r.check.strip_prefix("control/") {
+                record.controls.insert(control.to_owned(), r.result.clone());
+                continue;
+            }
             // Results of checks deleted meanwhile are acknowledged, not kept.
             if self.declared.checks.iter().any(|c| c.name == r.check) {
                 self.results

@@ -266,6 +266,20 @@ impl Cluster {
         source: &str,
         endpoints: &[u64],
     ) -> Result<()> {
+        self.spawn_agent_with(name, region, source, endpoints, "")
+            .await
+    }
+
+    /// Like [`Cluster::spawn_agent`], with `extra` TOML appended to the
+    /// agent's config (control checks, say).
+    pub async fn spawn_agent_with(
+        &mut self,
+        name: &str,
+        region: &str,
+        source: &str,
+        endpoints: &[u64],
+        extra: &str,
+    ) -> Result<()> {
         let tls = self.issue(&Identity::Agent {
             region: region.into(),
             name: name.into(),
@@ -291,7 +305,7 @@ impl Cluster {
             tls.key.display()
         );
         let config_path = dir.join("agent.toml");
-        std::fs::write(&config_path, config)?;
+        std::fs::write(&config_path, format!("{config}{extra}"))?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

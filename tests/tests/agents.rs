@@ -75,10 +75,17 @@ async fn every_region_reports_every_check() {
     let server = SmtpServer::start(SmtpScript::default()).await.unwrap();
     let mut cluster = Cluster::start(3, Timers::default()).await.unwrap();
     apply(&cluster, &checks_toml(server.addr.port())).await;
-    for (name, region, source) in REGIONS {
-        // Each agent knows only one coordinator: it finds the leader itself.
+    let port = server.addr.port();
+    // A control check: the vantage must reach a reference host.
+    let control = format!(
+        "\n[[control]]\nname = \"reach-ref\"\nkind = \"tcp\"\ntarget = \"127.0.0.1\"\ninterval = \"5s\"\nparams = {{ port = {port} }}\n"
+    );
+    for (i, (name, region, source)) in REGIONS.into_iter().enumerate() {
+        // Each agent knows only one coordinator (a different one each): it
+        // finds the leader itself.
+        let only = [1 + i as u64];
         cluster
-            .spawn_agent(name, region, source, &[1 + (name.len() as u64 % 3)])
+            .spawn_agent_with(name, region, source, &only, &control)
             .await
             .unwrap();
     }
@@ -98,6 +105,24 @@ async fn every_region_reports_every_check() {
     for (_, _, source) in REGIONS {
         assert!(sources.contains(source), "{sources:?}");
     }
+    // Each agent's control check reports too.
+    wait_for("control results from every agent", || async {
+        let agents = cluster
+            .operator(3)
+            .ok()?
+            .list_agents(ListAgentsRequest {})
+            .await
+            .ok()?
+            .into_inner()
+            .agents;
+        let all = agents.len() == 3
+            && agents
+                .iter()
+                .all(|a| a.controls.get("reach-ref").is_some_and(|c| c == "pass"));
+        all.then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\nru-1 log:\n{}", cluster.agent_log("ru-1")));
     // The operator's view.
     let (code, out, err) = cluster.vantagectl(&[3], &["results", "mx-smtp"]).await;
     assert_eq!(code, 0, "{err}");

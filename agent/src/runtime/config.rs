@@ -9,6 +9,9 @@ use serde::Deserialize;
 use vantage_common::config::{self, ConfigError};
 use vantage_common::tls::TlsFiles;
 
+use super::scheduler::Assigned;
+use crate::check::declare::{parse_seconds, spec_from_parts};
+
 /// The whole file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,6 +38,54 @@ pub struct AgentConfig {
     /// Results per batch sent to the coordinator.
     #[serde(default = "default_batch")]
     pub batch_size: usize,
+    /// Checks of this vantage itself (a reference host it must reach, a
+    /// name its resolver must answer); reported as `control/<name>` so the
+    /// cluster can tell a broken vantage from a broken target.
+    #[serde(default)]
+    pub control: Vec<ControlCheck>,
+}
+
+/// One control check, written like a check in `checks.toml`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlCheck {
+    /// Unique name.
+    pub name: String,
+    /// Check kind.
+    pub kind: String,
+    /// Host, domain or address.
+    pub target: String,
+    /// How often (at least 5s).
+    #[serde(default = "default_control_interval")]
+    pub interval: String,
+    /// Kind-specific parameters.
+    #[serde(default)]
+    pub params: toml::Table,
+}
+
+fn default_control_interval() -> String {
+    "60s".into()
+}
+
+impl ControlCheck {
+    /// The scheduled form, named `control/<name>`.
+    pub fn assigned(&self) -> Result<Assigned, String> {
+        let spec = spec_from_parts(&self.kind, &self.target, &self.params)?;
+        let interval = parse_seconds(&self.interval)
+            .filter(|s| *s >= 5)
+            .ok_or_else(|| {
+                format!(
+                    "interval {:?} must be a duration of at least 5s",
+                    self.interval
+                )
+            })?;
+        Ok(Assigned {
+            name: format!("control/{}", self.name),
+            spec,
+            interval: std::time::Duration::from_secs(interval),
+            timeout: None,
+        })
+    }
 }
 
 fn default_spool_mb() -> u64 {
@@ -82,6 +133,18 @@ impl AgentConfig {
                 "batch_size",
                 "must be between 1 and 1000",
             ));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for ctl in &c.control {
+            if !vantage_common::identity::valid_label(&ctl.name) || !names.insert(ctl.name.as_str())
+            {
+                let msg = format!("{:?} is invalid or repeated", ctl.name);
+                return Err(config::invalid(path, &text, "control.name", msg));
+            }
+            if let Err(e) = ctl.assigned() {
+                let msg = format!("control check {}: {e}", ctl.name);
+                return Err(config::invalid(path, &text, "control", msg));
+            }
         }
         Ok(c)
     }

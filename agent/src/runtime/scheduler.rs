@@ -67,18 +67,21 @@ pub fn until_next_slot(now_ms: i64, interval: Duration, phase: u64) -> Duration 
     Duration::from_millis((interval_ms - since) as u64)
 }
 
-/// Keeps one task per assigned check, following assignment changes.
+/// Keeps one task per check — the agent's own `controls` plus whatever is
+/// assigned — following assignment changes.
 pub async fn run(
     agent: String,
     ctx: Arc<ProbeContext>,
     concurrency: usize,
+    controls: Vec<Assigned>,
     mut assignments: watch::Receiver<Vec<Assigned>>,
     out: mpsc::Sender<Finished>,
 ) {
     let limit = Arc::new(Semaphore::new(concurrency));
     let mut running: HashMap<String, (Assigned, JoinHandle<()>)> = HashMap::new();
     loop {
-        let wanted: Vec<Assigned> = assignments.borrow_and_update().clone();
+        let mut wanted: Vec<Assigned> = controls.clone();
+        wanted.extend(assignments.borrow_and_update().iter().cloned());
         running.retain(|name, (a, task)| {
             let keep = wanted.iter().any(|w| w == a);
             if !keep {

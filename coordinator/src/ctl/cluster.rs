@@ -189,7 +189,7 @@ pub async fn run_agents(command: AgentsCommand, conn: &ConnArgs, format: Format)
                             serde_json::json!({"name": a.name, "region": a.region, "version": a.version,
                                 "address": a.address, "connected": a.connected, "last_seen_ms": a.last_seen_ms,
                                 "age_s": (reply.now_ms - a.last_seen_ms) / 1000, "assigned_checks": a.assigned_checks,
-                                "applied_seq": a.applied_seq, "applied_results": a.applied_results})
+                                "applied_seq": a.applied_seq, "applied_results": a.applied_results, "controls": a.controls})
                         })
                         .collect();
                     println!("{}", serde_json::Value::Array(agents));

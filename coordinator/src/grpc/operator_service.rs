@@ -99,6 +99,13 @@ fn result_info(r: &crate::state::results::StoredResult) -> ResultInfo {
     }
 }
 
+fn control_summary(r: &crate::state::results::StoredResult) -> String {
+    match r.status {
+        vantage_common::Status::Pass => "pass".to_owned(),
+        s => format!("{s}: {}", r.message),
+    }
+}
+
 fn apply_reply(diff: Diff, applied: bool) -> Response<ApplyReply> {
     Response::new(ApplyReply {
         created: diff.created,
@@ -133,6 +140,11 @@ impl OperatorService for OperatorApi {
                 assigned_checks: plan.get(name).map_or(0, |c| c.len() as u32),
                 applied_seq: a.applied_seq,
                 applied_results: a.applied_results,
+                controls: a
+                    .controls
+                    .iter()
+                    .map(|(n, r)| (n.clone(), control_summary(r)))
+                    .collect(),
             })
             .collect();
         Ok(Response::new(ListAgentsReply {

@@ -2,7 +2,11 @@
 //! each agent's results have been applied (for exactly-once application of
 //! resent results).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
+
+use super::results::StoredResult;
 
 /// One agent as the cluster knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +29,9 @@ pub struct AgentRecord {
     pub applied_seq: u64,
     /// Results of that spool applied (each exactly once).
     pub applied_results: u64,
+    /// Latest result of each of its control checks.
+    #[serde(default)]
+    pub controls: BTreeMap<String, StoredResult>,
 }
 
 /// An agent came (back): registers it, or updates where it is. A new spool
@@ -61,6 +68,7 @@ pub fn hello(
             spool_id,
             applied_seq: 0,
             applied_results: 0,
+            controls: BTreeMap::new(),
         }),
     }
 }

@@ -149,3 +149,21 @@ impl AgentConfig {
         Ok(c)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_agent_config_is_valid() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(&path, include_str!("../../../deploy/examples/agent.toml")).unwrap();
+        let c = AgentConfig::load(&path).unwrap();
+        assert_eq!(
+            (c.coordinators.len(), c.control.len(), c.spool_max_mb),
+            (3, 2, 64)
+        );
+        assert!(c.control.iter().all(|ctl| ctl.assigned().is_ok()));
+    }
+}

@@ -54,16 +54,10 @@ fn run_agent(path: &std::path::Path) -> ExitCode {
         }
     };
     // One thread: an agent probes hundreds of targets a minute with a small
-    // footprint; file writes go to the blocking pool.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    // footprint; spool writes go to a blocking pool of two threads.
+    let runtime = match one_thread_runtime(2) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("vantage-agent: cannot start runtime: {e}");
-            return ExitCode::from(EXIT_UNKNOWN);
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(crate::runtime::run(config)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -83,15 +77,9 @@ fn probe(args: &ProbeArgs) -> ExitCode {
         }
     };
     // One thread is plenty for one probe and keeps a one-shot run small.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match one_thread_runtime(1) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("vantage-agent: cannot start runtime: {e}");
-            return ExitCode::from(EXIT_UNKNOWN);
-        }
+        Err(code) => return code,
     };
     let ctx = args.context();
     let outcomes = runtime.block_on(run(&plan, &ctx));
@@ -100,4 +88,17 @@ fn probe(args: &ProbeArgs) -> ExitCode {
         render(&outcomes, args.output, matches!(plan, Plan::Audit(_)))
     );
     ExitCode::from(exit_code(&outcomes))
+}
+
+/// A single-threaded runtime with at most `blocking` threads for file I/O
+/// (every extra thread brings its own malloc arena).
+fn one_thread_runtime(blocking: usize) -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(blocking)
+        .build()
+        .map_err(|e| {
+            eprintln!("vantage-agent: cannot start runtime: {e}");
+            ExitCode::from(EXIT_UNKNOWN)
+        })
 }

@@ -64,6 +64,7 @@ impl Uplink {
         let mut backoff = Duration::from_millis(200);
         let mut next = 0usize;
         let mut redirect: Option<String> = None;
+        let mut redirects = 0u32;
         loop {
             let endpoint = redirect.take().unwrap_or_else(|| {
                 let e = self.endpoints[next % self.endpoints.len()].clone();
@@ -72,16 +73,21 @@ impl Uplink {
             });
             let started = tokio::time::Instant::now();
             match self.session(&endpoint).await {
-                End::Redirect(leader) if !leader.is_empty() => {
+                // Follow redirects at once, but not in circles (a leader
+                // change in progress): after a few, back off like a failure.
+                End::Redirect(leader) if !leader.is_empty() && redirects < 3 => {
                     tracing::info!(from = %endpoint, to = %leader, "redirected to the leader");
                     redirect = Some(leader);
+                    redirects += 1;
                     continue;
                 }
+                End::Redirect(leader) if !leader.is_empty() => redirect = Some(leader),
                 End::Redirect(_) => tracing::info!(%endpoint, "no leader known yet"),
                 End::Failed(why) => {
                     tracing::warn!(%endpoint, error = %why, "coordinator session ended")
                 }
             }
+            redirects = 0;
             if started.elapsed() > Duration::from_secs(10) {
                 backoff = Duration::from_millis(200);
             }

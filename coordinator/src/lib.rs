@@ -11,6 +11,7 @@
 //! - [`ctl`] — the `vantagectl` CLI (certs, cluster, agents).
 //! - [`grpc`] — `RaftService`, `OperatorService` and `AgentService` with
 //!   role checks.
+//! - [`verdict`] — the cross-region vote (pure): region streaks, quorum.
 //! - [`sessions`] — agent sessions on the leader and its housekeeping loop.
 //! - [`declared`] — checks, channels and routes from `checks.toml`:
 //!   parsing, validation, diff (pure).
@@ -28,3 +29,4 @@ pub mod node;
 pub mod raft;
 pub mod sessions;
 pub mod state;
+pub mod verdict;

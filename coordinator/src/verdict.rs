@@ -261,7 +261,10 @@ mod tests {
         );
     }
 
-    fn ballots<'a>(states: &[(&'a str, RegionState, bool)]) -> Vec<Ballot<'a>> {
+    /// (region, state, trusted)
+    type Region<'a> = (&'a str, RegionState, bool);
+
+    fn ballots<'a>(states: &[Region<'a>]) -> Vec<Ballot<'a>> {
         states
             .iter()
             .map(|(region, state, trusted)| Ballot {
@@ -280,7 +283,7 @@ mod tests {
     fn vote_table() {
         let all = Quorum::Named("all".into());
         let any = Quorum::Named("any".into());
-        let cases: Vec<(Vec<(&str, RegionState, bool)>, Quorum, Verdict)> = vec![
+        let cases: Vec<(Vec<Region<'_>>, Quorum, Verdict)> = vec![
             (
                 vec![("ru", Up, true), ("eu", Up, true), ("us", Up, true)],
                 majority(),
@@ -389,7 +392,7 @@ mod tests {
             quorums.extend((1..=n as u32).map(Quorum::Count));
             for code in 0..(8usize.pow(n as u32)) {
                 let mut c = code;
-                let regions: Vec<(&str, RegionState, bool)> = (0..n)
+                let regions: Vec<Region<'_>> = (0..n)
                     .map(|i| {
                         let (state, trusted) = (states[c % 4], (c / 4) % 2 == 0);
                         c /= 8;

@@ -104,6 +104,8 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Every check: verdict across regions (OK, REGIONAL, OUTAGE, BLIND) and per-region state.
+    Status,
     /// Show declared checks.
     #[command(subcommand)]
     Checks(checks::ChecksCommand),
@@ -242,6 +244,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             checks::apply(file, dry_run, &cli.conn, cli.output).await
         }
         Command::Checks(c) => checks::run(c, &cli.conn, cli.output).await,
+        Command::Status => checks::status(&cli.conn, cli.output).await,
         Command::Results {
             check,
             region,

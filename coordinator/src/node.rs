@@ -151,6 +151,8 @@ impl Coordinator {
     pub async fn housekeeping(self: Arc<Self>) {
         let tick = (self.heartbeat / 2).max(Duration::from_millis(50));
         let timeout = self.heartbeat * 3;
+        // Log time for the vote (staleness) advances every ~5 s.
+        let clock_every = (5000 / tick.as_millis().max(1)).max(1) as u64;
         let refresh_every =
             (Duration::from_secs(30).as_millis() / tick.as_millis().max(1)).max(1) as u64;
         let mut leading_since: Option<tokio::time::Instant> = None;
@@ -204,6 +206,9 @@ impl Coordinator {
                     at_ms: now_ms,
                 })
                 .collect();
+            if ticks.is_multiple_of(clock_every) {
+                commands.push(Command::Tick { at_ms: now_ms });
+            }
             if ticks.is_multiple_of(refresh_every) && !live.is_empty() {
                 commands.push(Command::AgentsSeen {
                     names: live,

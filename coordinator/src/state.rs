@@ -7,9 +7,11 @@
 //!
 //! - `state/agents.rs` — the agent registry.
 //! - `state/results.rs` — latest results, recent history, roll-ups.
+//! - `state/verdicts.rs` — region trackers and the vote per check.
 
 pub mod agents;
 pub mod results;
+pub mod verdicts;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -36,8 +38,14 @@ pub struct State {
     pub agents: BTreeMap<String, AgentRecord>,
     /// Results by check name.
     pub results: BTreeMap<String, CheckResults>,
+    /// The vote per check.
+    #[serde(default)]
+    pub verdicts: verdicts::Verdicts,
     /// Commands applied (including no-ops).
     pub applied_commands: u64,
+    /// Latest leader time seen in the log (ms since the epoch).
+    #[serde(default)]
+    pub clock_ms: i64,
 }
 
 impl Default for State {
@@ -48,7 +56,9 @@ impl Default for State {
             revoked: BTreeSet::new(),
             agents: BTreeMap::new(),
             results: BTreeMap::new(),
+            verdicts: BTreeMap::new(),
             applied_commands: 0,
+            clock_ms: 0,
         }
     }
 }
@@ -110,6 +120,12 @@ pub enum Command {
         /// Leader clock.
         at_ms: i64,
     },
+    /// Log time advances (proposed by the leader every few seconds):
+    /// regions silent for three intervals become stale.
+    Tick {
+        /// Leader clock.
+        at_ms: i64,
+    },
     /// A batch of results from one agent; those at or below the agent's
     /// applied seq (resent after a failover) are skipped.
     Results {
@@ -156,7 +172,14 @@ impl State {
             Command::ApplyConfig { declared } => {
                 let diff = Diff::between(&self.declared, declared);
                 self.declared = (**declared).clone();
+                let at = self.clock_ms;
+                verdicts::follow_declaration(&mut self.verdicts, &self.declared.checks, at);
                 return CommandResult::Applied(diff);
+            }
+            Command::Tick { at_ms } => {
+                self.clock_ms = self.clock_ms.max(*at_ms);
+                verdicts::tick(&mut self.verdicts, &self.declared.checks, self.clock_ms);
+                true
             }
             Command::Revoke { name } => self.revoked.insert(name.clone()),
             Command::Unrevoke { name } => self.revoked.remove(name),
@@ -229,6 +252,7 @@ impl State {
             return 0; // a stale batch from a previous spool
         }
         record.last_seen_ms = record.last_seen_ms.max(at_ms);
+        self.clock_ms = self.clock_ms.max(at_ms);
         for r in results {
             if r.seq <= record.applied_seq {
                 continue; // already applied (resent after a failover)
@@ -240,7 +264,16 @@ impl State {
                 continue;
             }
             // Results of checks deleted meanwhile are acknowledged, not kept.
-            if self.declared.checks.iter().any(|c| c.name == r.check) {
+            if let Some(check) = self.declared.checks.iter().find(|c| c.name == r.check) {
+                let res = &r.result;
+                verdicts::observe(
+                    &mut self.verdicts,
+                    check,
+                    &res.region,
+                    res.status,
+                    res.started_at_ms,
+                    at_ms,
+                );
                 self.results
                     .entry(r.check.clone())
                     .or_default()

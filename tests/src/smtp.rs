@@ -115,6 +115,9 @@ pub struct Seen {
     pub commands: Mutex<Vec<String>>,
     /// Client addresses, in order of connection.
     pub peers: Mutex<Vec<SocketAddr>>,
+    /// Client addresses whose connections are closed at once (a fault seen
+    /// from some vantages only).
+    pub blocked: Mutex<std::collections::HashSet<std::net::IpAddr>>,
 }
 
 /// A running scripted SMTP server on loopback; stops when dropped.
@@ -153,6 +156,10 @@ impl SmtpServer {
                     if let Ok(mut peers) = seen.peers.lock() {
                         peers.push(peer);
                     }
+                    if seen.blocked.lock().is_ok_and(|b| b.contains(&peer.ip())) {
+                        drop(stream);
+                        continue;
+                    }
                     let (script, seen) = (script.clone(), seen.clone());
                     tokio::spawn(async move {
                         // A client that goes away mid-dialogue is normal here.
@@ -171,6 +178,17 @@ impl SmtpServer {
             .lock()
             .map(|p| p.clone())
             .unwrap_or_default()
+    }
+
+    /// Closes connections from `ip` at once (`false`: serves it again).
+    pub fn block_from(&self, ip: std::net::IpAddr, blocked: bool) {
+        if let Ok(mut b) = self.seen.blocked.lock() {
+            if blocked {
+                b.insert(ip);
+            } else {
+                b.remove(&ip);
+            }
+        }
     }
 
     /// Commands received so far.

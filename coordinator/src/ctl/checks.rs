@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use clap::Subcommand;
 use vantage_proto::v1::{
     ApplyRequest, CheckInfo, GetCheckRequest, GetResultsRequest, ListChecksRequest, ResultInfo,
+    StatusRequest,
 };
 
 use super::{ConnArgs, Format, explain};
@@ -194,6 +195,54 @@ pub async fn results(
             }
             if reply.latest.is_empty() {
                 println!("(no results yet)");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `vantagectl status`: every check's verdict and per-region state.
+pub async fn status(conn: &ConnArgs, format: Format) -> Result<()> {
+    let mut client = conn.connect().await?;
+    let at = client.endpoint.clone();
+    let reply = client
+        .operator
+        .status(StatusRequest {})
+        .await
+        .map_err(|s| anyhow::anyhow!("{at}: {}", explain(&s)))?
+        .into_inner();
+    match format {
+        Format::Json => {
+            let checks: Vec<_> = reply
+                .checks
+                .iter()
+                .map(|c| {
+                    let regions: serde_json::Map<String, serde_json::Value> = c
+                        .regions
+                        .iter()
+                        .map(|r| (r.region.clone(), serde_json::Value::from(r.state.clone())))
+                        .collect();
+                    serde_json::json!({"name": c.name, "verdict": c.verdict, "down": c.down,
+                        "since_ms": c.since_ms, "regions": regions})
+                })
+                .collect();
+            println!("{}", serde_json::Value::Array(checks));
+        }
+        Format::Text => {
+            println!("{:<24} {:<9} {:>8}  REGIONS", "CHECK", "VERDICT", "FOR");
+            for c in &reply.checks {
+                let regions: Vec<String> = c
+                    .regions
+                    .iter()
+                    .map(|r| format!("{}={}", r.region, r.state))
+                    .collect();
+                println!(
+                    "{:<24} {:<9} {:>7}s  {}",
+                    c.name,
+                    c.verdict.to_uppercase(),
+                    (reply.now_ms - c.since_ms).max(0) / 1000,
+                    regions.join(" ")
+                );
             }
         }
     }

@@ -10,11 +10,12 @@ use tonic::{Request, Response, Status};
 use vantage_common::identity::valid_label;
 use vantage_proto::v1::operator_service_server::OperatorService;
 use vantage_proto::v1::{
-    AddMemberRequest, AgentInfo, ApplyReply, ApplyRequest, CheckInfo, ClusterStatusReply,
-    ClusterStatusRequest, GetCheckRequest, GetResultsReply, GetResultsRequest, InitClusterReply,
-    InitClusterRequest, ListAgentsReply, ListAgentsRequest, ListChecksReply, ListChecksRequest,
-    ListRevokedReply, ListRevokedRequest, MembershipReply, NodeStatus, RemoveMemberRequest,
-    ResultInfo, RevokeReply, RevokeRequest,
+    AddMemberRequest, AgentInfo, ApplyReply, ApplyRequest, CheckInfo, CheckStatus,
+    ClusterStatusReply, ClusterStatusRequest, GetCheckRequest, GetResultsReply, GetResultsRequest,
+    InitClusterReply, InitClusterRequest, ListAgentsReply, ListAgentsRequest, ListChecksReply,
+    ListChecksRequest, ListRevokedReply, ListRevokedRequest, MembershipReply, NodeStatus,
+    RegionStatus, RemoveMemberRequest, ResultInfo, RevokeReply, RevokeRequest, StatusReply,
+    StatusRequest,
 };
 
 use super::auth::{Role, authorize};
@@ -118,6 +119,61 @@ fn apply_reply(diff: Diff, applied: bool) -> Response<ApplyReply> {
 
 #[tonic::async_trait]
 impl OperatorService for OperatorApi {
+    async fn status(
+        &self,
+        request: Request<StatusRequest>,
+    ) -> Result<Response<StatusReply>, Status> {
+        self.caller(&request, "Status").await?;
+        use crate::verdict::{RegionState, Verdict};
+        let applied = self.coordinator.applied.read().await;
+        let state = &applied.state;
+        let checks = state
+            .declared
+            .checks
+            .iter()
+            .map(|c| {
+                let v = state.verdicts.get(&c.name);
+                let (verdict, down) = match v.map(|v| &v.verdict) {
+                    Some(Verdict::Ok) | None => ("ok", vec![]),
+                    Some(Verdict::Regional { down }) => ("regional", down.clone()),
+                    Some(Verdict::Outage { down }) => ("outage", down.clone()),
+                    Some(Verdict::Blind { .. }) => ("blind", vec![]),
+                };
+                let regions = v
+                    .map(|v| {
+                        v.regions
+                            .iter()
+                            .map(|(region, t)| RegionStatus {
+                                region: region.clone(),
+                                state: match t.state {
+                                    RegionState::Unknown => "unknown",
+                                    RegionState::Up => "up",
+                                    RegionState::Down => "down",
+                                    RegionState::Stale => "stale",
+                                }
+                                .into(),
+                                fails: t.fails,
+                                passes: t.passes,
+                                last_result_ms: t.last_result_ms,
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                CheckStatus {
+                    name: c.name.clone(),
+                    verdict: verdict.into(),
+                    down,
+                    since_ms: v.map_or(0, |v| v.since_ms),
+                    regions,
+                }
+            })
+            .collect();
+        Ok(Response::new(StatusReply {
+            checks,
+            now_ms: now_ms(),
+        }))
+    }
+
     async fn list_agents(
         &self,
         request: Request<ListAgentsRequest>,

@@ -1,0 +1,124 @@
+//! Verdict state per check, kept inside the replicated state: region
+//! trackers fed by results, staleness driven by `Tick` entries from the
+//! log, and the current cross-region verdict with the time it began.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use vantage_common::Status;
+
+use crate::declared::{CheckDecl, parse_seconds};
+use crate::verdict::{Ballot, RegionTracker, Verdict, vote};
+
+/// Everything the vote keeps for one check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckVerdict {
+    /// Per assigned region.
+    pub regions: BTreeMap<String, RegionTracker>,
+    /// The current verdict.
+    pub verdict: Verdict,
+    /// When it began (log time, ms since the epoch).
+    pub since_ms: i64,
+}
+
+impl CheckVerdict {
+    fn new(check: &CheckDecl, at_ms: i64) -> Self {
+        let regions = check
+            .regions
+            .iter()
+            .map(|r| (r.clone(), RegionTracker::default()))
+            .collect();
+        let mut v = CheckVerdict {
+            regions,
+            verdict: Verdict::Ok,
+            since_ms: at_ms,
+        };
+        v.verdict = v.decide(check);
+        v
+    }
+
+    fn decide(&self, check: &CheckDecl) -> Verdict {
+        let ballots: Vec<Ballot<'_>> = self
+            .regions
+            .iter()
+            .map(|(region, t)| Ballot {
+                region: region.as_str(),
+                state: t.state,
+                trusted: true,
+            })
+            .collect();
+        vote(&ballots, &check.quorum)
+    }
+
+    fn refresh(&mut self, check: &CheckDecl, at_ms: i64) {
+        let verdict = self.decide(check);
+        if verdict != self.verdict {
+            self.verdict = verdict;
+            self.since_ms = at_ms;
+        }
+    }
+}
+
+/// Verdicts of all checks.
+pub type Verdicts = BTreeMap<String, CheckVerdict>;
+
+/// Follows a new declaration: new checks start OK, removed ones go, a
+/// check's region list is followed (trackers of kept regions stay).
+pub fn follow_declaration(verdicts: &mut Verdicts, checks: &[CheckDecl], at_ms: i64) {
+    verdicts.retain(|name, _| checks.iter().any(|c| &c.name == name));
+    for check in checks {
+        match verdicts.get_mut(&check.name) {
+            None => {
+                verdicts.insert(check.name.clone(), CheckVerdict::new(check, at_ms));
+            }
+            Some(v) => {
+                v.regions.retain(|r, _| check.regions.contains(r));
+                for r in &check.regions {
+                    v.regions.entry(r.clone()).or_default();
+                }
+                v.refresh(check, at_ms);
+            }
+        }
+    }
+}
+
+/// Counts one result of `check` from `region`.
+pub fn observe(
+    verdicts: &mut Verdicts,
+    check: &CheckDecl,
+    region: &str,
+    status: Status,
+    started_at_ms: i64,
+    at_ms: i64,
+) {
+    let v = verdicts
+        .entry(check.name.clone())
+        .or_insert_with(|| CheckVerdict::new(check, at_ms));
+    // Results from a region the check is not assigned to do not vote.
+    let Some(tracker) = v.regions.get_mut(region) else {
+        return;
+    };
+    if tracker
+        .observe(status, started_at_ms, check.fail_after, check.recover_after)
+        .is_some()
+    {
+        v.refresh(check, at_ms);
+    }
+}
+
+/// Marks regions silent for three intervals stale.
+pub fn tick(verdicts: &mut Verdicts, checks: &[CheckDecl], now_ms: i64) {
+    for check in checks {
+        let Some(v) = verdicts.get_mut(&check.name) else {
+            continue;
+        };
+        let interval_ms = parse_seconds(&check.interval).unwrap_or(60) as i64 * 1000;
+        let mut changed = false;
+        for tracker in v.regions.values_mut() {
+            changed |= tracker.expire(now_ms, interval_ms).is_some();
+        }
+        if changed {
+            v.refresh(check, now_ms);
+        }
+    }
+}

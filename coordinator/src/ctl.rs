@@ -106,6 +106,9 @@ pub enum Command {
     },
     /// Every check: verdict across regions (OK, REGIONAL, OUTAGE, BLIND) and per-region state.
     Status,
+    /// Incidents: list, show with timeline, acknowledge.
+    #[command(subcommand)]
+    Incidents(checks::IncidentsCommand),
     /// Show declared checks.
     #[command(subcommand)]
     Checks(checks::ChecksCommand),
@@ -245,6 +248,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Checks(c) => checks::run(c, &cli.conn, cli.output).await,
         Command::Status => checks::status(&cli.conn, cli.output).await,
+        Command::Incidents(c) => checks::incidents(c, &cli.conn, cli.output).await,
         Command::Results {
             check,
             region,

@@ -10,6 +10,7 @@
 //! - `state/verdicts.rs` — region trackers and the vote per check.
 
 pub mod agents;
+pub mod incidents;
 pub mod results;
 pub mod verdicts;
 
@@ -41,6 +42,9 @@ pub struct State {
     /// The vote per check.
     #[serde(default)]
     pub verdicts: verdicts::Verdicts,
+    /// Incidents, open and recently resolved.
+    #[serde(default)]
+    pub incidents: incidents::Incidents,
     /// Commands applied (including no-ops).
     pub applied_commands: u64,
     /// Latest leader time seen in the log (ms since the epoch).
@@ -57,6 +61,7 @@ impl Default for State {
             agents: BTreeMap::new(),
             results: BTreeMap::new(),
             verdicts: BTreeMap::new(),
+            incidents: incidents::Incidents::default(),
             applied_commands: 0,
             clock_ms: 0,
         }
@@ -120,6 +125,15 @@ pub enum Command {
         /// Leader clock.
         at_ms: i64,
     },
+    /// An operator acknowledged an incident.
+    AckIncident {
+        /// Incident id.
+        id: u64,
+        /// Operator name (from the certificate).
+        by: String,
+        /// Leader clock.
+        at_ms: i64,
+    },
     /// Log time advances (proposed by the leader every few seconds):
     /// regions silent for three intervals become stale.
     Tick {
@@ -173,12 +187,23 @@ impl State {
                 let diff = Diff::between(&self.declared, declared);
                 self.declared = (**declared).clone();
                 let at = self.clock_ms;
-                verdicts::follow_declaration(&mut self.verdicts, &self.declared.checks, at);
+                verdicts::follow_declaration(
+                    &mut self.verdicts,
+                    &mut self.incidents,
+                    &self.declared.checks,
+                    at,
+                );
                 return CommandResult::Applied(diff);
             }
+            Command::AckIncident { id, by, at_ms } => self.incidents.ack(*id, by, *at_ms),
             Command::Tick { at_ms } => {
                 self.clock_ms = self.clock_ms.max(*at_ms);
-                verdicts::tick(&mut self.verdicts, &self.declared.checks, self.clock_ms);
+                verdicts::tick(
+                    &mut self.verdicts,
+                    &mut self.incidents,
+                    &self.declared.checks,
+                    self.clock_ms,
+                );
                 true
             }
             Command::Revoke { name } => self.revoked.insert(name.clone()),
@@ -268,6 +293,7 @@ impl State {
                 let res = &r.result;
                 verdicts::observe(
                     &mut self.verdicts,
+                    &mut self.incidents,
                     check,
                     &res.region,
                     res.status,

@@ -4,7 +4,7 @@
 // Test helpers panic on broken fixtures: that is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use vantage_proto::v1::{ApplyRequest, StatusRequest};
+use vantage_proto::v1::{ApplyRequest, ListIncidentsRequest, StatusRequest};
 use vantage_tests::cluster::{Cluster, Timers, wait_for};
 use vantage_tests::smtp::{SmtpScript, SmtpServer};
 
@@ -79,10 +79,60 @@ async fn regional_fault_then_outage_then_recovery() {
     server.block_from("127.0.0.12".parse().unwrap(), true);
     wait_verdict(&cluster, "mx", "outage", &["eu", "ru"]).await;
 
+    // One incident, opened at the regional fault; an operator acknowledges it.
+    let incidents = cluster
+        .operator(3)
+        .unwrap()
+        .list_incidents(ListIncidentsRequest { all: false })
+        .await
+        .unwrap()
+        .into_inner()
+        .incidents;
+    assert_eq!(incidents.len(), 1, "{incidents:?}");
+    assert_eq!(
+        (incidents[0].check.as_str(), incidents[0].worst.as_str()),
+        ("mx", "outage")
+    );
+    let id = incidents[0].id.to_string();
+    let (code, _, err) = cluster.vantagectl(&[1], &["incidents", "ack", &id]).await;
+    assert_eq!(code, 0, "{err}");
+
     // Back for everyone: recover_after passes later, OK again.
     server.block_from("127.0.0.11".parse().unwrap(), false);
     server.block_from("127.0.0.12".parse().unwrap(), false);
     wait_verdict(&cluster, "mx", "ok", &[]).await;
+
+    // The incident resolved, with its whole story.
+    let (code, out, err) = cluster
+        .vantagectl(&[2], &["incidents", "show", &id, "-o", "json"])
+        .await;
+    assert_eq!(code, 0, "{err}");
+    let incident: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(incident["resolved_ms"].is_number(), "{incident}");
+    assert_eq!(incident["acked_by"], "tester");
+    let story: Vec<String> = incident["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["what"].as_str().unwrap().to_owned())
+        .collect();
+    let expect = [
+        "opened: REGIONAL (down from ru)",
+        "verdict OUTAGE (down from eu, ru)",
+        "acknowledged by tester",
+        "resolved: OK from every voting region",
+    ];
+    let mut at = 0;
+    for e in expect {
+        let found = story[at..]
+            .iter()
+            .position(|s| s == e)
+            .unwrap_or_else(|| panic!("{e:?} missing in order from {story:?}"));
+        at += found + 1;
+    }
+    assert!(story.iter().any(|s| s == "eu: up -> down"), "{story:?}");
+    let (_, out, _) = cluster.vantagectl(&[1], &["incidents", "list"]).await;
+    assert!(!out.contains(" mx "), "no open incident left: {out}");
 
     let (code, out, err) = cluster.vantagectl(&[2], &["status"]).await;
     assert_eq!(code, 0, "{err}");

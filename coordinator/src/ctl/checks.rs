@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use vantage_proto::v1::{
-    ApplyRequest, CheckInfo, GetCheckRequest, GetResultsRequest, ListChecksRequest, ResultInfo,
+    AckIncidentRequest, ApplyRequest, CheckInfo, GetCheckRequest, GetIncidentRequest,
+    GetResultsRequest, IncidentInfo, ListChecksRequest, ListIncidentsRequest, ResultInfo,
     StatusRequest,
 };
 
@@ -244,6 +245,112 @@ pub async fn status(conn: &ConnArgs, format: Format) -> Result<()> {
                     regions.join(" ")
                 );
             }
+        }
+    }
+    Ok(())
+}
+
+/// Incident commands.
+#[derive(Debug, Subcommand)]
+pub enum IncidentsCommand {
+    /// Open incidents (`--all`: resolved ones too).
+    List {
+        /// Include resolved incidents.
+        #[arg(long)]
+        all: bool,
+    },
+    /// One incident with its timeline.
+    Show {
+        /// Incident id.
+        id: u64,
+    },
+    /// Acknowledge an incident (stops escalation).
+    Ack {
+        /// Incident id.
+        id: u64,
+    },
+}
+
+fn incident_json(i: &IncidentInfo) -> serde_json::Value {
+    serde_json::json!({"id": i.id, "check": i.check, "verdict": i.verdict, "worst": i.worst,
+        "opened_ms": i.opened_ms, "resolved_ms": i.resolved_ms,
+        "acked_by": if i.acked_by.is_empty() { None } else { Some(&i.acked_by) },
+        "timeline": i.timeline.iter().map(|e| serde_json::json!({"at_ms": e.at_ms, "what": e.what})).collect::<Vec<_>>()})
+}
+
+/// Runs an incidents command.
+pub async fn incidents(command: IncidentsCommand, conn: &ConnArgs, format: Format) -> Result<()> {
+    let mut client = conn.connect().await?;
+    let at = client.endpoint.clone();
+    let fail = |s: tonic::Status| anyhow::anyhow!("{at}: {}", explain(&s));
+    match command {
+        IncidentsCommand::List { all } => {
+            let reply = client
+                .operator
+                .list_incidents(ListIncidentsRequest { all })
+                .await
+                .map_err(fail)?
+                .into_inner();
+            match format {
+                Format::Json => println!(
+                    "{}",
+                    serde_json::Value::Array(reply.incidents.iter().map(incident_json).collect())
+                ),
+                Format::Text => {
+                    println!(
+                        "{:>5} {:<24} {:<9} {:<9} {:>8} {:<10} {:<8}",
+                        "ID", "CHECK", "VERDICT", "WORST", "AGE", "STATE", "ACKED"
+                    );
+                    for i in &reply.incidents {
+                        println!(
+                            "{:>5} {:<24} {:<9} {:<9} {:>7}s {:<10} {:<8}",
+                            i.id,
+                            i.check,
+                            i.verdict,
+                            i.worst,
+                            (reply.now_ms - i.opened_ms).max(0) / 1000,
+                            if i.resolved_ms.is_some() {
+                                "resolved"
+                            } else {
+                                "open"
+                            },
+                            if i.acked_by.is_empty() {
+                                "-"
+                            } else {
+                                &i.acked_by
+                            }
+                        );
+                    }
+                }
+            }
+        }
+        IncidentsCommand::Show { id } => {
+            let i = client
+                .operator
+                .get_incident(GetIncidentRequest { id })
+                .await
+                .map_err(fail)?
+                .into_inner();
+            match format {
+                Format::Json => println!("{}", incident_json(&i)),
+                Format::Text => {
+                    println!(
+                        "incident {} on {}: {} (worst {})",
+                        i.id, i.check, i.verdict, i.worst
+                    );
+                    for e in &i.timeline {
+                        println!("  {}  {}", e.at_ms, e.what);
+                    }
+                }
+            }
+        }
+        IncidentsCommand::Ack { id } => {
+            client
+                .operator
+                .ack_incident(AckIncidentRequest { id })
+                .await
+                .map_err(fail)?;
+            println!("incident {id} acknowledged");
         }
     }
     Ok(())

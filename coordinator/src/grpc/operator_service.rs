@@ -10,12 +10,13 @@ use tonic::{Request, Response, Status};
 use vantage_common::identity::valid_label;
 use vantage_proto::v1::operator_service_server::OperatorService;
 use vantage_proto::v1::{
-    AddMemberRequest, AgentInfo, ApplyReply, ApplyRequest, CheckInfo, CheckStatus,
-    ClusterStatusReply, ClusterStatusRequest, GetCheckRequest, GetResultsReply, GetResultsRequest,
+    AckIncidentReply, AckIncidentRequest, AddMemberRequest, AgentInfo, ApplyReply, ApplyRequest,
+    CheckInfo, CheckStatus, ClusterStatusReply, ClusterStatusRequest, GetCheckRequest,
+    GetIncidentRequest, GetResultsReply, GetResultsRequest, IncidentEvent, IncidentInfo,
     InitClusterReply, InitClusterRequest, ListAgentsReply, ListAgentsRequest, ListChecksReply,
-    ListChecksRequest, ListRevokedReply, ListRevokedRequest, MembershipReply, NodeStatus,
-    RegionStatus, RemoveMemberRequest, ResultInfo, RevokeReply, RevokeRequest, StatusReply,
-    StatusRequest,
+    ListChecksRequest, ListIncidentsReply, ListIncidentsRequest, ListRevokedReply,
+    ListRevokedRequest, MembershipReply, NodeStatus, RegionStatus, RemoveMemberRequest, ResultInfo,
+    RevokeReply, RevokeRequest, StatusReply, StatusRequest,
 };
 
 use super::auth::{Role, authorize};
@@ -36,10 +37,11 @@ impl OperatorApi {
         OperatorApi { coordinator }
     }
 
-    async fn caller<T>(&self, request: &Request<T>, method: &str) -> Result<(), Status> {
+    /// Checks the caller is an operator; returns its name.
+    async fn caller<T>(&self, request: &Request<T>, method: &str) -> Result<String, Status> {
         let peer = authorize(&self.coordinator, request, Role::Operator, method).await?;
         tracing::info!(method, operator = %peer.identity, "operator call");
-        Ok(())
+        Ok(peer.identity.name())
     }
 }
 
@@ -107,6 +109,33 @@ fn control_summary(r: &crate::state::results::StoredResult) -> String {
     }
 }
 
+fn incident_info(i: &crate::state::incidents::Incident) -> IncidentInfo {
+    use crate::verdict::Verdict;
+    IncidentInfo {
+        id: i.id,
+        check: i.check.clone(),
+        verdict: match i.verdict {
+            Verdict::Ok => "ok",
+            Verdict::Regional { .. } => "regional",
+            Verdict::Outage { .. } => "outage",
+            Verdict::Blind { .. } => "blind",
+        }
+        .into(),
+        worst: i.worst.clone(),
+        opened_ms: i.opened_ms,
+        resolved_ms: i.resolved_ms,
+        acked_by: i.acked_by.clone().unwrap_or_default(),
+        timeline: i
+            .timeline
+            .iter()
+            .map(|e| IncidentEvent {
+                at_ms: e.at_ms,
+                what: e.what.clone(),
+            })
+            .collect(),
+    }
+}
+
 fn apply_reply(diff: Diff, applied: bool) -> Response<ApplyReply> {
     Response::new(ApplyReply {
         created: diff.created,
@@ -119,6 +148,60 @@ fn apply_reply(diff: Diff, applied: bool) -> Response<ApplyReply> {
 
 #[tonic::async_trait]
 impl OperatorService for OperatorApi {
+    async fn list_incidents(
+        &self,
+        request: Request<ListIncidentsRequest>,
+    ) -> Result<Response<ListIncidentsReply>, Status> {
+        self.caller(&request, "ListIncidents").await?;
+        let all = request.into_inner().all;
+        let applied = self.coordinator.applied.read().await;
+        let incidents = applied
+            .state
+            .incidents
+            .all
+            .values()
+            .rev()
+            .filter(|i| all || i.resolved_ms.is_none())
+            .map(incident_info)
+            .collect();
+        Ok(Response::new(ListIncidentsReply {
+            incidents,
+            now_ms: now_ms(),
+        }))
+    }
+
+    async fn get_incident(
+        &self,
+        request: Request<GetIncidentRequest>,
+    ) -> Result<Response<IncidentInfo>, Status> {
+        self.caller(&request, "GetIncident").await?;
+        let id = request.into_inner().id;
+        let applied = self.coordinator.applied.read().await;
+        let incident = applied.state.incidents.all.get(&id);
+        incident
+            .map(|i| Response::new(incident_info(i)))
+            .ok_or_else(|| Status::not_found(format!("no incident {id}")))
+    }
+
+    async fn ack_incident(
+        &self,
+        request: Request<AckIncidentRequest>,
+    ) -> Result<Response<AckIncidentReply>, Status> {
+        let by = self.caller(&request, "AckIncident").await?;
+        let id = request.into_inner().id;
+        let command = Command::AckIncident {
+            id,
+            by,
+            at_ms: now_ms(),
+        };
+        match self.coordinator.write(command).await.map_err(status)? {
+            CommandResult::Changed => Ok(Response::new(AckIncidentReply {})),
+            _ => Err(Status::failed_precondition(format!(
+                "incident {id} is unknown or resolved"
+            ))),
+        }
+    }
+
     async fn status(
         &self,
         request: Request<StatusRequest>,

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use vantage_common::Status;
 
+use super::incidents::Incidents;
 use crate::declared::{CheckDecl, parse_seconds};
 use crate::verdict::{Ballot, RegionTracker, Verdict, vote};
 
@@ -50,9 +51,10 @@ impl CheckVerdict {
         vote(&ballots, &check.quorum)
     }
 
-    fn refresh(&mut self, check: &CheckDecl, at_ms: i64) {
+    fn refresh(&mut self, check: &CheckDecl, incidents: &mut Incidents, at_ms: i64) {
         let verdict = self.decide(check);
         if verdict != self.verdict {
+            incidents.on_verdict(&check.name, &verdict, at_ms);
             self.verdict = verdict;
             self.since_ms = at_ms;
         }
@@ -64,8 +66,19 @@ pub type Verdicts = BTreeMap<String, CheckVerdict>;
 
 /// Follows a new declaration: new checks start OK, removed ones go, a
 /// check's region list is followed (trackers of kept regions stay).
-pub fn follow_declaration(verdicts: &mut Verdicts, checks: &[CheckDecl], at_ms: i64) {
-    verdicts.retain(|name, _| checks.iter().any(|c| &c.name == name));
+pub fn follow_declaration(
+    verdicts: &mut Verdicts,
+    incidents: &mut Incidents,
+    checks: &[CheckDecl],
+    at_ms: i64,
+) {
+    verdicts.retain(|name, _| {
+        let kept = checks.iter().any(|c| &c.name == name);
+        if !kept {
+            incidents.on_deleted(name, at_ms);
+        }
+        kept
+    });
     for check in checks {
         match verdicts.get_mut(&check.name) {
             None => {
@@ -76,7 +89,7 @@ pub fn follow_declaration(verdicts: &mut Verdicts, checks: &[CheckDecl], at_ms: 
                 for r in &check.regions {
                     v.regions.entry(r.clone()).or_default();
                 }
-                v.refresh(check, at_ms);
+                v.refresh(check, incidents, at_ms);
             }
         }
     }
@@ -85,6 +98,7 @@ pub fn follow_declaration(verdicts: &mut Verdicts, checks: &[CheckDecl], at_ms: 
 /// Counts one result of `check` from `region`.
 pub fn observe(
     verdicts: &mut Verdicts,
+    incidents: &mut Incidents,
     check: &CheckDecl,
     region: &str,
     status: Status,
@@ -98,27 +112,31 @@ pub fn observe(
     let Some(tracker) = v.regions.get_mut(region) else {
         return;
     };
-    if tracker
-        .observe(status, started_at_ms, check.fail_after, check.recover_after)
-        .is_some()
+    let old = tracker.state;
+    if let Some(new) = tracker.observe(status, started_at_ms, check.fail_after, check.recover_after)
     {
-        v.refresh(check, at_ms);
+        incidents.on_region(&check.name, region, old, new, at_ms);
+        v.refresh(check, incidents, at_ms);
     }
 }
 
 /// Marks regions silent for three intervals stale.
-pub fn tick(verdicts: &mut Verdicts, checks: &[CheckDecl], now_ms: i64) {
+pub fn tick(verdicts: &mut Verdicts, incidents: &mut Incidents, checks: &[CheckDecl], now_ms: i64) {
     for check in checks {
         let Some(v) = verdicts.get_mut(&check.name) else {
             continue;
         };
         let interval_ms = parse_seconds(&check.interval).unwrap_or(60) as i64 * 1000;
         let mut changed = false;
-        for tracker in v.regions.values_mut() {
-            changed |= tracker.expire(now_ms, interval_ms).is_some();
+        for (region, tracker) in v.regions.iter_mut() {
+            let old = tracker.state;
+            if let Some(new) = tracker.expire(now_ms, interval_ms) {
+                incidents.on_region(&check.name, region, old, new, now_ms);
+                changed = true;
+            }
         }
         if changed {
-            v.refresh(check, now_ms);
+            v.refresh(check, incidents, now_ms);
         }
     }
 }

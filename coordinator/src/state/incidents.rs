@@ -1,0 +1,256 @@
+//! Incidents: opened by the first non-OK verdict of a check, with a
+//! timeline of every verdict and region transition and of acknowledgements,
+//! resolved when the verdict is OK again (after `recover_after` passing
+//! rounds, which the region trackers enforce).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::verdict::{RegionState, Verdict};
+
+/// Resolved incidents kept (the oldest are forgotten first).
+pub const KEEP_RESOLVED: usize = 1000;
+
+/// One line of an incident's timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Log time, ms since the epoch.
+    pub at_ms: i64,
+    /// What happened.
+    pub what: String,
+}
+
+/// One incident.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Incident {
+    /// Identifier, increasing.
+    pub id: u64,
+    /// The check.
+    pub check: String,
+    /// Current (or, once resolved, last non-OK) verdict.
+    pub verdict: Verdict,
+    /// Worst verdict seen: `outage` pages, `regional`/`blind` notify only.
+    pub worst: String,
+    /// When it opened.
+    pub opened_ms: i64,
+    /// When it resolved.
+    pub resolved_ms: Option<i64>,
+    /// Who acknowledged it.
+    pub acked_by: Option<String>,
+    /// Everything that happened.
+    pub timeline: Vec<Event>,
+}
+
+/// All incidents.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Incidents {
+    /// Next identifier.
+    pub next_id: u64,
+    /// Open incident per check.
+    pub open: BTreeMap<String, u64>,
+    /// Incidents by id.
+    pub all: BTreeMap<u64, Incident>,
+}
+
+fn describe(v: &Verdict) -> String {
+    match v {
+        Verdict::Ok => "OK".into(),
+        Verdict::Regional { down } => format!("REGIONAL (down from {})", down.join(", ")),
+        Verdict::Outage { down } => format!("OUTAGE (down from {})", down.join(", ")),
+        Verdict::Blind { voting, needed } => {
+            format!(
+                "BLIND ({} of {needed} needed regions can vote)",
+                voting.len()
+            )
+        }
+    }
+}
+
+fn rank(v: &Verdict) -> (u8, &'static str) {
+    match v {
+        Verdict::Ok => (0, "ok"),
+        Verdict::Blind { .. } => (1, "blind"),
+        Verdict::Regional { .. } => (2, "regional"),
+        Verdict::Outage { .. } => (3, "outage"),
+    }
+}
+
+fn worst_rank(worst: &str) -> u8 {
+    match worst {
+        "outage" => 3,
+        "regional" => 2,
+        "blind" => 1,
+        _ => 0,
+    }
+}
+
+impl Incidents {
+    /// A check's verdict changed.
+    pub fn on_verdict(&mut self, check: &str, new: &Verdict, at_ms: i64) {
+        let event = Event {
+            at_ms,
+            what: format!("verdict {}", describe(new)),
+        };
+        match (self.open.get(check).copied(), new) {
+            (None, Verdict::Ok) => {}
+            (None, _) => {
+                self.next_id += 1;
+                let id = self.next_id;
+                let incident = Incident {
+                    id,
+                    check: check.to_owned(),
+                    verdict: new.clone(),
+                    worst: rank(new).1.into(),
+                    opened_ms: at_ms,
+                    resolved_ms: None,
+                    acked_by: None,
+                    timeline: vec![Event {
+                        at_ms,
+                        what: format!("opened: {}", describe(new)),
+                    }],
+                };
+                self.all.insert(id, incident);
+                self.open.insert(check.to_owned(), id);
+            }
+            (Some(id), Verdict::Ok) => {
+                self.open.remove(check);
+                if let Some(i) = self.all.get_mut(&id) {
+                    i.resolved_ms = Some(at_ms);
+                    i.timeline.push(Event {
+                        at_ms,
+                        what: "resolved: OK from every voting region".into(),
+                    });
+                }
+                self.forget_old();
+            }
+            (Some(id), _) => {
+                if let Some(i) = self.all.get_mut(&id) {
+                    if rank(new).0 > worst_rank(&i.worst) {
+                        i.worst = rank(new).1.into();
+                    }
+                    i.verdict = new.clone();
+                    i.timeline.push(event);
+                }
+            }
+        }
+    }
+
+    /// A region's state for a check changed: recorded while an incident is open.
+    pub fn on_region(
+        &mut self,
+        check: &str,
+        region: &str,
+        old: RegionState,
+        new: RegionState,
+        at_ms: i64,
+    ) {
+        if let Some(i) = self.open.get(check).and_then(|id| self.all.get_mut(id)) {
+            i.timeline.push(Event {
+                at_ms,
+                what: format!("{region}: {old:?} -> {new:?}").to_lowercase(),
+            });
+        }
+    }
+
+    /// The check was deleted: its open incident ends.
+    pub fn on_deleted(&mut self, check: &str, at_ms: i64) {
+        if let Some(i) = self.open.remove(check).and_then(|id| self.all.get_mut(&id)) {
+            i.resolved_ms = Some(at_ms);
+            i.timeline.push(Event {
+                at_ms,
+                what: "closed: the check was deleted".into(),
+            });
+        }
+    }
+
+    /// Acknowledges incident `id`; false if unknown or already resolved.
+    pub fn ack(&mut self, id: u64, by: &str, at_ms: i64) -> bool {
+        match self.all.get_mut(&id) {
+            Some(i) if i.resolved_ms.is_none() => {
+                if i.acked_by.is_none() {
+                    i.acked_by = Some(by.to_owned());
+                    i.timeline.push(Event {
+                        at_ms,
+                        what: format!("acknowledged by {by}"),
+                    });
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn forget_old(&mut self) {
+        let resolved: Vec<u64> = self
+            .all
+            .values()
+            .filter(|i| i.resolved_ms.is_some())
+            .map(|i| i.id)
+            .collect();
+        for id in resolved
+            .iter()
+            .take(resolved.len().saturating_sub(KEEP_RESOLVED))
+        {
+            self.all.remove(id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn regional() -> Verdict {
+        Verdict::Regional {
+            down: vec!["ru".into()],
+        }
+    }
+    fn outage() -> Verdict {
+        Verdict::Outage {
+            down: vec!["eu".into(), "ru".into()],
+        }
+    }
+
+    #[test]
+    fn lifecycle_with_timeline_and_ack() {
+        let mut inc = Incidents::default();
+        inc.on_verdict("mx", &Verdict::Ok, 1);
+        assert!(inc.all.is_empty(), "OK opens nothing");
+        inc.on_verdict("mx", &regional(), 10);
+        let id = inc.open["mx"];
+        inc.on_region("mx", "eu", RegionState::Up, RegionState::Down, 20);
+        inc.on_verdict("mx", &outage(), 20);
+        assert!(inc.ack(id, "alice", 25));
+        assert!(
+            inc.ack(id, "bob", 26),
+            "a second ack is accepted but keeps the first"
+        );
+        inc.on_verdict("mx", &regional(), 30);
+        inc.on_verdict("mx", &Verdict::Ok, 40);
+        let i = &inc.all[&id];
+        assert_eq!(
+            (i.worst.as_str(), i.resolved_ms, i.acked_by.as_deref()),
+            ("outage", Some(40), Some("alice"))
+        );
+        let what: Vec<&str> = i.timeline.iter().map(|e| e.what.as_str()).collect();
+        assert_eq!(
+            what,
+            [
+                "opened: REGIONAL (down from ru)",
+                "eu: up -> down",
+                "verdict OUTAGE (down from eu, ru)",
+                "acknowledged by alice",
+                "verdict REGIONAL (down from ru)",
+                "resolved: OK from every voting region",
+            ]
+        );
+        assert!(
+            !inc.ack(id, "carol", 50),
+            "resolved incidents cannot be acknowledged"
+        );
+        // The next fault opens a new incident.
+        inc.on_verdict("mx", &outage(), 60);
+        assert_eq!(inc.open["mx"], id + 1);
+    }
+}

@@ -76,6 +76,9 @@ pub enum Command {
     ApplyConfig {
         /// The new declaration.
         declared: Box<Declared>,
+        /// Leader clock.
+        #[serde(default)]
+        at_ms: i64,
     },
     /// Refuse this name's certificates from now on.
     Revoke {
@@ -183,9 +186,10 @@ impl State {
     pub fn apply(&mut self, command: &Command) -> CommandResult {
         self.applied_commands += 1;
         let changed = match command {
-            Command::ApplyConfig { declared } => {
+            Command::ApplyConfig { declared, at_ms } => {
                 let diff = Diff::between(&self.declared, declared);
                 self.declared = (**declared).clone();
+                self.clock_ms = self.clock_ms.max(*at_ms);
                 let at = self.clock_ms;
                 verdicts::follow_declaration(
                     &mut self.verdicts,

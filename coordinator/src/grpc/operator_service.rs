@@ -346,6 +346,7 @@ impl OperatorService for OperatorApi {
         }
         let command = Command::ApplyConfig {
             declared: Box::new(declared),
+            at_ms: now_ms(),
         };
         match self.coordinator.write(command).await.map_err(status)? {
             CommandResult::Applied(diff) => Ok(apply_reply(diff, true)),

@@ -7,7 +7,8 @@
 //!   [`check::execute`], and one file per kind under `check/`: `smtp`
 //!   (with `smtp/reply.rs`, the bounded reply reader, and `smtp/session.rs`,
 //!   the connection with STARTTLS), `tls`, `dns`, `mx`, `ptr`, `tcp`, `spf`,
-//!   `dkim`, `dmarc`, `dnsbl`, and `domain` (the whole audit).
+//!   `dkim`, `dmarc`, `dnsbl`, and `domain` (the whole audit);
+//!   `check/declare.rs` turns kind + target + params into a spec.
 //! - [`context`] — what probes share: timeout, source address, resolver.
 //! - [`resolver`] — hickory lookups and their mapping to findings.
 //! - [`runtime`] — `vantage-agent run`: scheduler, spool writer, coordinator

@@ -3,21 +3,26 @@
 //! The Raft-replicated control plane and the `vantagectl` operator CLI.
 //!
 //! ## Layout
-//! - [`assignment`] — which agent runs which check (rendezvous hashing, pure).
-//! - [`config`] — `coordinator.toml`.
-//! - [`node`] — one coordinator: Raft start-up, serving, writes forwarded
-//!   to the leader.
-//! - [`daemon`] — the `vantage-coordinator` process (`run`, `dev`).
-//! - [`ctl`] — the `vantagectl` CLI (certs, cluster, agents).
-//! - [`grpc`] — `RaftService`, `OperatorService` and `AgentService` with
-//!   role checks.
-//! - [`verdict`] — the cross-region vote (pure): region streaks, quorum.
-//! - [`sessions`] — agent sessions on the leader and its housekeeping loop.
+//! Pure logic (no I/O):
 //! - [`declared`] — checks, channels and routes from `checks.toml`:
-//!   parsing, validation, diff (pure).
-//! - [`state`] — the replicated state and the commands that change it (pure).
+//!   parsing, validation, diff.
+//! - [`state`] — the replicated state and the commands that change it
+//!   (`state/agents.rs`, `results.rs`, `verdicts.rs`, `incidents.rs`).
+//! - [`verdict`] — the cross-region vote: region streaks, quorum.
+//! - [`assignment`] — which agent runs which check (rendezvous hashing).
+//!
+//! Edges:
 //! - [`raft`] — openraft adapters: `types`, `log_store` and `state_machine`
 //!   over sled, `network` over the mTLS gRPC `RaftService`.
+//! - [`node`] — one coordinator: Raft start-up, serving, writes forwarded
+//!   to the leader, the leader's housekeeping loop.
+//! - [`grpc`] — `RaftService`, `OperatorService` and `AgentService` with
+//!   role checks.
+//! - [`sessions`] — agent sessions held by the leader.
+//! - [`config`] — `coordinator.toml`.
+//! - [`daemon`] — the `vantage-coordinator` process (`run`, `dev`).
+//! - [`ctl`] — the `vantagectl` CLI (certs, cluster, apply/checks/results,
+//!   status/incidents, agents).
 
 pub mod assignment;
 pub mod config;

@@ -30,7 +30,7 @@ pub enum CertsCommand {
         /// Directory holding ca.pem and ca.key.
         #[arg(long, global = true, default_value = ".")]
         dir: PathBuf,
-        /// Where to write <role>-<name>.pem/.key (default: DIR).
+        /// Where to write ROLE-NAME.pem/.key (default: DIR).
         #[arg(long, global = true)]
         out: Option<PathBuf>,
         /// Lifetime in days.

@@ -6,6 +6,7 @@
 //! - [`outcome`] — `Outcome`, `Status` (pass/warn/fail/error), `FailureClass`,
 //!   per-phase timings: the result of one probe.
 //! - [`wire`] — conversion of outcomes to and from their protobuf form.
+//! - [`clock`] — wall-clock milliseconds for timestamps.
 //! - [`config`] — the one TOML loader: unknown fields rejected, errors name
 //!   file, line and field.
 //! - [`logging`] — the one tracing subscriber setup of every binary.
@@ -16,6 +17,7 @@
 //! - [`transport`] — gRPC over mTLS: the accepting side tags every request
 //!   with the peer's identity; the dialing side presents ours.
 
+pub mod clock;
 pub mod config;
 pub mod identity;
 pub mod logging;

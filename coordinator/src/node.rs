@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use openraft::ChangeMembers;
 use openraft::error::{ClientWriteError, RaftError};
@@ -168,10 +168,7 @@ impl Coordinator {
                 continue;
             }
             let since = *leading_since.get_or_insert_with(tokio::time::Instant::now);
-            let now_ms = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or(0);
+            let now_ms = vantage_common::clock::now_ms();
             let mut gone = self.sessions.expire(timeout);
             for name in &gone {
                 tracing::warn!(agent = %name, "agent missed 3 heartbeats: its checks move");

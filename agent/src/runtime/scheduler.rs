@@ -5,11 +5,12 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 use vantage_common::Outcome;
+use vantage_common::clock::now_ms;
 
 use crate::check::CheckSpec;
 use crate::context::ProbeContext;
@@ -39,13 +40,6 @@ pub struct Finished {
     pub started_at_ms: i64,
     /// The outcome.
     pub outcome: Outcome,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// A stable 64-bit hash (FNV-1a) for schedule phases.

@@ -5,12 +5,13 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use vantage_common::Outcome;
+use vantage_common::clock::now_ms;
 use vantage_common::identity::Identity;
 use vantage_proto::v1::agent_message::Msg as In;
 use vantage_proto::v1::agent_service_server::AgentService;
@@ -44,13 +45,6 @@ impl AgentApi {
     pub fn new(coordinator: Arc<Coordinator>) -> Self {
         AgentApi { coordinator }
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn msg(m: Out) -> CoordinatorMessage {

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
+use vantage_common::clock::now_ms;
 use vantage_common::identity::valid_label;
 use vantage_proto::v1::operator_service_server::OperatorService;
 use vantage_proto::v1::{
@@ -81,13 +82,6 @@ fn check_info(c: &CheckDecl) -> CheckInfo {
         routes: c.routes.clone(),
         params_json: serde_json::to_string(&c.params).unwrap_or_else(|_| "{}".into()),
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn result_info(r: &crate::state::results::StoredResult) -> ResultInfo {

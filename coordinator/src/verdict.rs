@@ -135,6 +135,38 @@ pub enum Verdict {
     },
 }
 
+/// Verdict names from least to most severe.
+pub const SEVERITY: [&str; 4] = ["ok", "blind", "regional", "outage"];
+
+/// Position of a verdict name in [`SEVERITY`] (unknown names rank lowest).
+pub fn severity(name: &str) -> usize {
+    SEVERITY.iter().position(|n| *n == name).unwrap_or(0)
+}
+
+impl Verdict {
+    /// Lower-case name: `ok`, `regional`, `outage`, `blind`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Verdict::Ok => "ok",
+            Verdict::Regional { .. } => "regional",
+            Verdict::Outage { .. } => "outage",
+            Verdict::Blind { .. } => "blind",
+        }
+    }
+}
+
+impl RegionState {
+    /// Lower-case name: `unknown`, `up`, `down`, `stale`.
+    pub fn name(self) -> &'static str {
+        match self {
+            RegionState::Unknown => "unknown",
+            RegionState::Up => "up",
+            RegionState::Down => "down",
+            RegionState::Stale => "stale",
+        }
+    }
+}
+
 /// One region's input to the vote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ballot<'a> {

@@ -104,17 +104,10 @@ fn control_summary(r: &crate::state::results::StoredResult) -> String {
 }
 
 fn incident_info(i: &crate::state::incidents::Incident) -> IncidentInfo {
-    use crate::verdict::Verdict;
     IncidentInfo {
         id: i.id,
         check: i.check.clone(),
-        verdict: match i.verdict {
-            Verdict::Ok => "ok",
-            Verdict::Regional { .. } => "regional",
-            Verdict::Outage { .. } => "outage",
-            Verdict::Blind { .. } => "blind",
-        }
-        .into(),
+        verdict: i.verdict.name().into(),
         worst: i.worst.clone(),
         opened_ms: i.opened_ms,
         resolved_ms: i.resolved_ms,
@@ -201,7 +194,7 @@ impl OperatorService for OperatorApi {
         request: Request<StatusRequest>,
     ) -> Result<Response<StatusReply>, Status> {
         self.caller(&request, "Status").await?;
-        use crate::verdict::{RegionState, Verdict};
+        use crate::verdict::Verdict;
         let applied = self.coordinator.applied.read().await;
         let state = &applied.state;
         let checks = state
@@ -210,11 +203,10 @@ impl OperatorService for OperatorApi {
             .iter()
             .map(|c| {
                 let v = state.verdicts.get(&c.name);
-                let (verdict, down) = match v.map(|v| &v.verdict) {
-                    Some(Verdict::Ok) | None => ("ok", vec![]),
-                    Some(Verdict::Regional { down }) => ("regional", down.clone()),
-                    Some(Verdict::Outage { down }) => ("outage", down.clone()),
-                    Some(Verdict::Blind { .. }) => ("blind", vec![]),
+                let verdict = v.map_or(&Verdict::Ok, |v| &v.verdict);
+                let down = match verdict {
+                    Verdict::Regional { down } | Verdict::Outage { down } => down.clone(),
+                    Verdict::Ok | Verdict::Blind { .. } => vec![],
                 };
                 let regions = v
                     .map(|v| {
@@ -222,13 +214,7 @@ impl OperatorService for OperatorApi {
                             .iter()
                             .map(|(region, t)| RegionStatus {
                                 region: region.clone(),
-                                state: match t.state {
-                                    RegionState::Unknown => "unknown",
-                                    RegionState::Up => "up",
-                                    RegionState::Down => "down",
-                                    RegionState::Stale => "stale",
-                                }
-                                .into(),
+                                state: t.state.name().into(),
                                 fails: t.fails,
                                 passes: t.passes,
                                 last_result_ms: t.last_result_ms,
@@ -238,7 +224,7 @@ impl OperatorService for OperatorApi {
                     .unwrap_or_default();
                 CheckStatus {
                     name: c.name.clone(),
-                    verdict: verdict.into(),
+                    verdict: verdict.name().into(),
                     down,
                     since_ms: v.map_or(0, |v| v.since_ms),
                     regions,

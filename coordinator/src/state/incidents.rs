@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::verdict::{RegionState, Verdict};
+use crate::verdict::{RegionState, Verdict, severity};
 
 /// Resolved incidents kept (the oldest are forgotten first).
 pub const KEEP_RESOLVED: usize = 1000;
@@ -67,24 +67,6 @@ fn describe(v: &Verdict) -> String {
     }
 }
 
-fn rank(v: &Verdict) -> (u8, &'static str) {
-    match v {
-        Verdict::Ok => (0, "ok"),
-        Verdict::Blind { .. } => (1, "blind"),
-        Verdict::Regional { .. } => (2, "regional"),
-        Verdict::Outage { .. } => (3, "outage"),
-    }
-}
-
-fn worst_rank(worst: &str) -> u8 {
-    match worst {
-        "outage" => 3,
-        "regional" => 2,
-        "blind" => 1,
-        _ => 0,
-    }
-}
-
 impl Incidents {
     /// A check's verdict changed.
     pub fn on_verdict(&mut self, check: &str, new: &Verdict, at_ms: i64) {
@@ -101,7 +83,7 @@ impl Incidents {
                     id,
                     check: check.to_owned(),
                     verdict: new.clone(),
-                    worst: rank(new).1.into(),
+                    worst: new.name().into(),
                     opened_ms: at_ms,
                     resolved_ms: None,
                     acked_by: None,
@@ -126,8 +108,8 @@ impl Incidents {
             }
             (Some(id), _) => {
                 if let Some(i) = self.all.get_mut(&id) {
-                    if rank(new).0 > worst_rank(&i.worst) {
-                        i.worst = rank(new).1.into();
+                    if severity(new.name()) > severity(&i.worst) {
+                        i.worst = new.name().into();
                     }
                     i.verdict = new.clone();
                     i.timeline.push(event);

@@ -107,14 +107,7 @@ async fn every_region_reports_every_check() {
     }
     // Each agent's control check reports too.
     wait_for("control results from every agent", || async {
-        let agents = cluster
-            .operator(3)
-            .ok()?
-            .list_agents(ListAgentsRequest {})
-            .await
-            .ok()?
-            .into_inner()
-            .agents;
+        let agents = agents(&cluster, 3).await?;
         let all = agents.len() == 3
             && agents
                 .iter()
@@ -136,14 +129,7 @@ async fn every_region_reports_every_check() {
     let (code, out, err) = cluster.vantagectl(&[1], &["agents", "list"]).await;
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("ru-1") && out.contains("connected"), "{out}");
-    let agents = cluster
-        .operator(2)
-        .unwrap()
-        .list_agents(ListAgentsRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .agents;
+    let agents = agents(&cluster, 2).await.unwrap();
     assert_eq!(agents.len(), 3);
     for a in &agents {
         assert!(a.connected, "{a:?}");
@@ -175,14 +161,7 @@ async fn wait_drained(cluster: &Cluster, agent: &str, via: u64) -> u64 {
     let spool = cluster.agent_spool(agent);
     wait_for(&format!("{agent} drained through node {via}"), || async {
         let s = vantage_agent::spool::inspect(&spool).ok()?;
-        let agents = cluster
-            .operator(via)
-            .ok()?
-            .list_agents(ListAgentsRequest {})
-            .await
-            .ok()?
-            .into_inner()
-            .agents;
+        let agents = agents(cluster, via).await?;
         let a = agents.into_iter().find(|a| a.name == agent)?;
         let drained = s.last_seq > 0 && s.acked == s.last_seq && a.applied_seq == s.last_seq;
         (drained && a.applied_results == a.applied_seq).then_some(a.applied_results)
@@ -213,14 +192,7 @@ async fn coordinators_down_for_a_while_then_every_result_arrives_once() {
             .unwrap();
     }
     wait_for("results from every agent", || async {
-        let agents = cluster
-            .operator(1)
-            .ok()?
-            .list_agents(ListAgentsRequest {})
-            .await
-            .ok()?
-            .into_inner()
-            .agents;
+        let agents = agents(&cluster, 1).await?;
         (agents.len() == 3 && agents.iter().all(|a| a.applied_seq > 0)).then_some(())
     })
     .await
@@ -310,14 +282,7 @@ async fn leader_killed_while_agents_stream() {
     }
     let leader = cluster.wait_for_leader(&[1, 2, 3]).await.unwrap();
     wait_for("results flowing", || async {
-        let agents = cluster
-            .operator(leader)
-            .ok()?
-            .list_agents(ListAgentsRequest {})
-            .await
-            .ok()?
-            .into_inner()
-            .agents;
+        let agents = agents(&cluster, leader).await?;
         (agents.len() == 3 && agents.iter().all(|a| a.applied_seq >= 10)).then_some(())
     })
     .await
@@ -327,25 +292,11 @@ async fn leader_killed_while_agents_stream() {
     let new_leader = cluster.wait_for_leader(&survivors).await.unwrap();
     // Results keep arriving through the new leader.
     let before: u64 = {
-        let agents = cluster
-            .operator(new_leader)
-            .unwrap()
-            .list_agents(ListAgentsRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .agents;
+        let agents = agents(&cluster, new_leader).await.unwrap();
         agents.iter().map(|a| a.applied_seq).sum()
     };
     wait_for("results through the new leader", || async {
-        let agents = cluster
-            .operator(new_leader)
-            .ok()?
-            .list_agents(ListAgentsRequest {})
-            .await
-            .ok()?
-            .into_inner()
-            .agents;
+        let agents = agents(&cluster, new_leader).await?;
         (agents.iter().map(|a| a.applied_seq).sum::<u64>() > before + 30).then_some(())
     })
     .await
@@ -356,16 +307,22 @@ async fn leader_killed_while_agents_stream() {
     }
 }
 
+/// Agents as node `via` sees them.
+async fn agents(cluster: &Cluster, via: u64) -> Option<Vec<vantage_proto::v1::AgentInfo>> {
+    let mut client = cluster.operator(via).ok()?;
+    Some(
+        client
+            .list_agents(ListAgentsRequest {})
+            .await
+            .ok()?
+            .into_inner()
+            .agents,
+    )
+}
+
 /// Checks assigned to connected agent `name`.
 async fn assigned(cluster: &Cluster, name: &str) -> Option<u32> {
-    let agents = cluster
-        .operator(1)
-        .ok()?
-        .list_agents(ListAgentsRequest {})
-        .await
-        .ok()?
-        .into_inner()
-        .agents;
+    let agents = agents(cluster, 1).await?;
     agents
         .into_iter()
         .find(|a| a.name == name && a.connected)
@@ -660,14 +617,7 @@ async fn region_and_name_come_from_the_certificate_and_bad_batches_are_refused()
 }
 
 async fn applied_seq(cluster: &Cluster, via: u64, name: &str) -> Option<u64> {
-    let agents = cluster
-        .operator(via)
-        .ok()?
-        .list_agents(ListAgentsRequest {})
-        .await
-        .ok()?
-        .into_inner()
-        .agents;
+    let agents = agents(cluster, via).await?;
     agents
         .into_iter()
         .find(|a| a.name == name)

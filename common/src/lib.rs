@@ -10,6 +10,7 @@
 //! - [`config`] — the one TOML loader: unknown fields rejected, errors name
 //!   file, line and field.
 //! - [`logging`] — the one tracing subscriber setup of every binary.
+//! - [`hash`] — a stable hash for schedules and assignments.
 //! - [`identity`] — roles from certificates (`spiffe://vantage/...` URI SANs).
 //! - [`pki`] — the deployment CA: create, issue, inspect (rcgen, x509-parser).
 //! - [`tls`] — rustls server/client configs for mTLS, reloaded when the
@@ -19,6 +20,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod hash;
 pub mod identity;
 pub mod logging;
 pub mod outcome;

@@ -9,13 +9,9 @@ use std::collections::BTreeMap;
 use crate::declared::Declared;
 use crate::state::agents::AgentRecord;
 
-/// FNV-1a with a final avalanche: stable across builds and platforms.
+/// FNV-1a with a final avalanche (spreads similar names): stable across builds and platforms.
 fn score(check: &str, agent: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in check.bytes().chain([0xff]).chain(agent.bytes()) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
+    let mut h = vantage_common::hash::fnv1a_pair(check, 0xff, agent);
     h ^= h >> 33;
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
     h ^= h >> 33;

@@ -44,12 +44,7 @@ pub struct Finished {
 
 /// A stable 64-bit hash (FNV-1a) for schedule phases.
 fn phase_hash(agent: &str, check: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in agent.bytes().chain([0]).chain(check.bytes()) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
+    vantage_common::hash::fnv1a_pair(agent, 0, check)
 }
 
 /// Milliseconds until the next slot of a check with this `interval` and

@@ -282,6 +282,8 @@ impl State {
         }
         record.last_seen_ms = record.last_seen_ms.max(at_ms);
         self.clock_ms = self.clock_ms.max(at_ms);
+        // Looked up once per batch, not once per result.
+        let checks = self.declared.checks_by_name();
         for r in results {
             if r.seq <= record.applied_seq {
                 continue; // already applied (resent after a failover)
@@ -293,7 +295,7 @@ impl State {
                 continue;
             }
             // Results of checks deleted meanwhile are acknowledged, not kept.
-            if let Some(check) = self.declared.checks.iter().find(|c| c.name == r.check) {
+            if let Some(check) = checks.get(r.check.as_str()) {
                 let res = &r.result;
                 verdicts::observe(
                     &mut self.verdicts,

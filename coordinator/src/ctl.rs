@@ -6,8 +6,10 @@
 //! - `ctl/certs.rs` — `certs init|issue|inspect` (local files, no server).
 //! - `ctl/cluster.rs` — `cluster init|status|add|remove`, `agents list|revoke|revoked`.
 //! - `ctl/checks.rs` — `apply -f checks.toml [--dry-run]`, `checks list|get`,
-//!   `results CHECK`.
+//!   `results CHECK`, `status`, `incidents`.
+//! - `ctl/alerts.rs` — `alerts test`, `silence`, `maintenance`.
 
+pub mod alerts;
 pub mod certs;
 pub mod checks;
 pub mod cluster;
@@ -109,6 +111,15 @@ pub enum Command {
     /// Incidents: list, show with timeline, acknowledge.
     #[command(subcommand)]
     Incidents(checks::IncidentsCommand),
+    /// Alert channels: send a synthetic test alert.
+    #[command(subcommand)]
+    Alerts(alerts::AlertsCommand),
+    /// Silences: hold back notifications (never results or verdicts) for a while.
+    #[command(subcommand)]
+    Silence(alerts::SilenceCommand),
+    /// Maintenance windows: planned silences, one-off or weekly.
+    #[command(subcommand)]
+    Maintenance(alerts::MaintenanceCommand),
     /// Show declared checks.
     #[command(subcommand)]
     Checks(checks::ChecksCommand),
@@ -249,6 +260,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Checks(c) => checks::run(c, &cli.conn, cli.output).await,
         Command::Status => checks::status(&cli.conn, cli.output).await,
         Command::Incidents(c) => checks::incidents(c, &cli.conn, cli.output).await,
+        Command::Alerts(c) => alerts::alerts(c, &cli.conn).await,
+        Command::Silence(c) => alerts::silence(c, &cli.conn, cli.output).await,
+        Command::Maintenance(c) => alerts::maintenance(c, &cli.conn, cli.output).await,
         Command::Results {
             check,
             region,

@@ -113,11 +113,47 @@ pub struct RouteDecl {
     /// Labels an incident must carry.
     #[serde(default, rename = "match")]
     pub matches: BTreeMap<String, String>,
-    /// Severities routed (all when empty).
+    /// Severities routed. When empty: `critical` and `warning`; `info`
+    /// (REGIONAL and BLIND notices) reaches only routes that list it.
     #[serde(default)]
     pub severities: Vec<String>,
-    /// Channels notified.
+    /// Channels notified as soon as the incident reaches the route.
     pub channels: Vec<String>,
+    /// Further channels once the incident is this old and still not
+    /// acknowledged (e.g. 5 min on-call, 15 min manager).
+    #[serde(default)]
+    pub escalate: Vec<StepDecl>,
+    /// Remind every channel notified this often while the incident is open
+    /// and unacknowledged (e.g. `4h`).
+    #[serde(default)]
+    pub repeat: Option<String>,
+}
+
+/// One escalation step of a route.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepDecl {
+    /// Age of the incident (at its current severity), e.g. `5m`.
+    pub after: String,
+    /// Channels added at this step.
+    pub channels: Vec<String>,
+}
+
+/// Severities a route takes when it lists none.
+pub const DEFAULT_ROUTE_SEVERITIES: &[&str] = &["critical", "warning"];
+
+/// Shortest reminder period.
+pub const MIN_REPEAT_S: u64 = 60;
+
+impl RouteDecl {
+    /// Does this route take incidents of `severity`?
+    pub fn takes(&self, severity: &str) -> bool {
+        if self.severities.is_empty() {
+            DEFAULT_ROUTE_SEVERITIES.contains(&severity)
+        } else {
+            self.severities.iter().any(|s| s == severity)
+        }
+    }
 }
 
 /// The whole file.
@@ -296,6 +332,13 @@ impl Declared {
                     ),
                 ));
             }
+            crate::alert::Channel::from_decl(ch).map_err(|m| {
+                err(
+                    "channel.settings",
+                    &ch.name,
+                    format!("channel {}: {m}", ch.name),
+                )
+            })?;
         }
         let mut route_names = BTreeSet::new();
         for r in &self.routes {
@@ -316,6 +359,56 @@ impl Declared {
                     &r.name,
                     format!("route {}: no channel named {c:?}", r.name),
                 ));
+            }
+            let severities = ["critical", "warning", "info"];
+            if let Some(bad) = r
+                .severities
+                .iter()
+                .find(|s| !severities.contains(&s.as_str()))
+            {
+                return Err(err(
+                    "route.severities",
+                    &r.name,
+                    format!(
+                        "route {}: severity {bad:?} must be critical, warning or info",
+                        r.name
+                    ),
+                ));
+            }
+            for step in &r.escalate {
+                if parse_seconds(&step.after).is_none() {
+                    return Err(err(
+                        "route.escalate.after",
+                        &r.name,
+                        format!("route {}: {:?} is not a duration", r.name, step.after),
+                    ));
+                }
+                if let Some(c) = step
+                    .channels
+                    .iter()
+                    .find(|c| !channel_names.contains(c.as_str()))
+                {
+                    return Err(err(
+                        "route.escalate.channels",
+                        &r.name,
+                        format!("route {}: no channel named {c:?}", r.name),
+                    ));
+                }
+            }
+            if let Some(repeat) = &r.repeat {
+                match parse_seconds(repeat) {
+                    Some(s) if s >= MIN_REPEAT_S => {}
+                    _ => {
+                        return Err(err(
+                            "route.repeat",
+                            &r.name,
+                            format!(
+                                "route {}: repeat {repeat:?} must be a duration of at least {MIN_REPEAT_S}s",
+                                r.name
+                            ),
+                        ));
+                    }
+                }
             }
         }
         Ok(())

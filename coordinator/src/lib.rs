@@ -12,6 +12,8 @@
 //! - [`assignment`] — which agent runs which check (rendezvous hashing).
 //!
 //! Edges:
+//! - [`alert`] — the six sinks (one file each) and the leader's delivery
+//!   loop over the replicated outbox.
 //! - [`raft`] — openraft adapters: `types`, `log_store` and `state_machine`
 //!   over sled, `network` over the mTLS gRPC `RaftService`.
 //! - [`node`] — one coordinator: Raft start-up, serving, writes forwarded
@@ -24,6 +26,7 @@
 //! - [`ctl`] — the `vantagectl` CLI (certs, cluster, apply/checks/results,
 //!   status/incidents, agents).
 
+pub mod alert;
 pub mod assignment;
 pub mod config;
 pub mod ctl;

@@ -231,6 +231,7 @@ impl Coordinator {
     pub async fn serve(self: &Arc<Self>, listener: TcpListener) -> anyhow::Result<()> {
         let incoming = transport::incoming(listener, self.tls.clone());
         tokio::spawn(self.clone().housekeeping());
+        tokio::spawn(crate::alert::dispatch::run(self.clone()));
         tonic::transport::Server::builder()
             .add_service(
                 RaftServiceServer::new(PeerApi::new(self.clone()))

@@ -8,8 +8,11 @@
 //! - `state/agents.rs` — the agent registry.
 //! - `state/results.rs` — latest results, recent history, roll-ups.
 //! - `state/verdicts.rs` — region trackers and the vote per check.
+//! - `state/incidents.rs` — incidents and their timelines.
+//! - `state/alerts.rs` — notification planning, silences, the outbox.
 
 pub mod agents;
+pub mod alerts;
 pub mod incidents;
 pub mod results;
 pub mod verdicts;
@@ -45,6 +48,9 @@ pub struct State {
     /// Incidents, open and recently resolved.
     #[serde(default)]
     pub incidents: incidents::Incidents,
+    /// Outbox and silences.
+    #[serde(default)]
+    pub alerts: alerts::Alerts,
     /// Commands applied (including no-ops).
     pub applied_commands: u64,
     /// Latest leader time seen in the log (ms since the epoch).
@@ -62,6 +68,7 @@ impl Default for State {
             results: BTreeMap::new(),
             verdicts: BTreeMap::new(),
             incidents: incidents::Incidents::default(),
+            alerts: alerts::Alerts::default(),
             applied_commands: 0,
             clock_ms: 0,
         }
@@ -143,6 +150,36 @@ pub enum Command {
         /// Leader clock.
         at_ms: i64,
     },
+    /// Hold back notifications of matching incidents for a while.
+    AddSilence {
+        /// The silence (its id is assigned here).
+        silence: alerts::Silence,
+        /// Leader clock.
+        at_ms: i64,
+    },
+    /// End a silence or maintenance window now.
+    ExpireSilence {
+        /// Its id.
+        id: u64,
+        /// Leader clock.
+        at_ms: i64,
+    },
+    /// A notification reached its receiver.
+    Delivered {
+        /// Idempotency key.
+        key: String,
+        /// Leader clock.
+        at_ms: i64,
+    },
+    /// A delivery attempt failed.
+    DeliveryFailed {
+        /// Idempotency key.
+        key: String,
+        /// Why (never holds a secret).
+        error: String,
+        /// Leader clock.
+        at_ms: i64,
+    },
     /// A batch of results from one agent; those at or below the agent's
     /// applied seq (resent after a failover) are skipped.
     Results {
@@ -155,6 +192,20 @@ pub enum Command {
         /// The results, in increasing seq order.
         results: Vec<IncomingResult>,
     },
+}
+
+impl Command {
+    /// Does it call for re-planning every open incident's notifications
+    /// (time passed, routes changed, a silence ended)?
+    fn replans_all(&self) -> bool {
+        match self {
+            Command::Tick { .. } | Command::ApplyConfig { .. } | Command::ExpireSilence { .. } => {
+                true
+            }
+            Command::Batch(commands) => commands.iter().any(Command::replans_all),
+            _ => false,
+        }
+    }
 }
 
 /// One result as received from an agent.
@@ -179,11 +230,24 @@ pub enum CommandResult {
     Applied(Diff),
     /// Results are applied up to this seq (of the agent's current spool).
     Acked(u64),
+    /// Something was created with this id.
+    Created(u64),
 }
 
 impl State {
-    /// Applies one command.
+    /// Applies one command, then plans the notifications it calls for.
     pub fn apply(&mut self, command: &Command) -> CommandResult {
+        let result = self.apply_one(command);
+        let all_open = command.replans_all();
+        if all_open {
+            self.alerts.prune(self.clock_ms);
+        }
+        self.alerts
+            .plan(&mut self.incidents, &self.declared, self.clock_ms, all_open);
+        result
+    }
+
+    fn apply_one(&mut self, command: &Command) -> CommandResult {
         self.applied_commands += 1;
         let changed = match command {
             Command::ApplyConfig { declared, at_ms } => {
@@ -209,6 +273,20 @@ impl State {
                     self.clock_ms,
                 );
                 true
+            }
+            Command::AddSilence { silence, at_ms } => {
+                self.clock_ms = self.clock_ms.max(*at_ms);
+                return CommandResult::Created(self.alerts.add_silence(silence.clone()));
+            }
+            Command::ExpireSilence { id, at_ms } => {
+                self.clock_ms = self.clock_ms.max(*at_ms);
+                self.alerts.expire_silence(*id, *at_ms)
+            }
+            Command::Delivered { key, at_ms } => {
+                self.alerts.delivered(&mut self.incidents, key, *at_ms)
+            }
+            Command::DeliveryFailed { key, error, at_ms } => {
+                self.alerts.failed(&mut self.incidents, key, error, *at_ms)
             }
             Command::Revoke { name } => self.revoked.insert(name.clone()),
             Command::Unrevoke { name } => self.revoked.remove(name),
@@ -256,7 +334,7 @@ impl State {
             }
             Command::Batch(commands) => {
                 self.applied_commands -= 1; // counted per inner command
-                let results: Vec<_> = commands.iter().map(|c| self.apply(c)).collect();
+                let results: Vec<_> = commands.iter().map(|c| self.apply_one(c)).collect();
                 results.iter().any(|r| *r != CommandResult::Unchanged)
             }
         };

@@ -41,13 +41,14 @@ pub fn spec_from_parts(
         .map_err(|e| format!("params: {}", e.message().trim()))
 }
 
-/// Seconds in `60s`, `5m`, `1h`, or a bare number of seconds.
+/// Seconds in `60s`, `5m`, `1h`, `1d`, or a bare number of seconds.
 pub fn parse_seconds(s: &str) -> Option<u64> {
     let s = s.trim();
     let (num, mult) = match s.char_indices().last()? {
         (i, 's') => (&s[..i], 1),
         (i, 'm') => (&s[..i], 60),
         (i, 'h') => (&s[..i], 3600),
+        (i, 'd') => (&s[..i], 86_400),
         _ => (s, 1),
     };
     num.parse::<u64>().ok()?.checked_mul(mult)

@@ -273,6 +273,10 @@ pub enum IncidentsCommand {
 
 fn incident_json(i: &IncidentInfo) -> serde_json::Value {
     serde_json::json!({"id": i.id, "check": i.check, "verdict": i.verdict, "worst": i.worst,
+        "severity": i.severity,
+        "deliveries": i.deliveries.iter().map(|d| serde_json::json!({"key": d.key, "channel": d.channel,
+            "event": d.event, "state": d.state, "attempts": d.attempts,
+            "last_error": if d.last_error.is_empty() { None } else { Some(&d.last_error) }})).collect::<Vec<_>>(),
         "opened_ms": i.opened_ms, "resolved_ms": i.resolved_ms,
         "acked_by": if i.acked_by.is_empty() { None } else { Some(&i.acked_by) },
         "timeline": i.timeline.iter().map(|e| serde_json::json!({"at_ms": e.at_ms, "what": e.what})).collect::<Vec<_>>()})
@@ -339,7 +343,21 @@ pub async fn incidents(command: IncidentsCommand, conn: &ConnArgs, format: Forma
                         i.id, i.check, i.verdict, i.worst
                     );
                     for e in &i.timeline {
-                        println!("  {}  {}", e.at_ms, e.what);
+                        println!("  {}  {}", crate::alert::rfc3339(e.at_ms), e.what);
+                    }
+                    if !i.deliveries.is_empty() {
+                        println!("notifications:");
+                    }
+                    for d in &i.deliveries {
+                        let error = if d.last_error.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (last error: {})", d.last_error)
+                        };
+                        println!(
+                            "  {:<10} {:<9} {:<10} attempts {}  {}{error}",
+                            d.channel, d.event, d.state, d.attempts, d.key
+                        );
                     }
                 }
             }

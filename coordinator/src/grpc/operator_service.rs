@@ -11,16 +11,19 @@ use vantage_common::clock::now_ms;
 use vantage_common::identity::valid_label;
 use vantage_proto::v1::operator_service_server::OperatorService;
 use vantage_proto::v1::{
-    AckIncidentReply, AckIncidentRequest, AddMemberRequest, AgentInfo, ApplyReply, ApplyRequest,
-    CheckInfo, CheckStatus, ClusterStatusReply, ClusterStatusRequest, GetCheckRequest,
+    AckIncidentReply, AckIncidentRequest, AddMemberRequest, AddSilenceReply, AddSilenceRequest,
+    AgentInfo, ApplyReply, ApplyRequest, CheckInfo, CheckStatus, ClusterStatusReply,
+    ClusterStatusRequest, ExpireSilenceReply, ExpireSilenceRequest, GetCheckRequest,
     GetIncidentRequest, GetResultsReply, GetResultsRequest, IncidentEvent, IncidentInfo,
     InitClusterReply, InitClusterRequest, ListAgentsReply, ListAgentsRequest, ListChecksReply,
     ListChecksRequest, ListIncidentsReply, ListIncidentsRequest, ListRevokedReply,
-    ListRevokedRequest, MembershipReply, NodeStatus, RegionStatus, RemoveMemberRequest, ResultInfo,
-    RevokeReply, RevokeRequest, StatusReply, StatusRequest,
+    ListRevokedRequest, ListSilencesReply, ListSilencesRequest, MembershipReply, NodeStatus,
+    RegionStatus, RemoveMemberRequest, ResultInfo, RevokeReply, RevokeRequest, StatusReply,
+    StatusRequest, TestChannelReply, TestChannelRequest,
 };
 
 use super::auth::{Role, authorize};
+use super::operator_alerts;
 use crate::declared::{CheckDecl, Declared, Diff, Quorum};
 use crate::node::{Coordinator, Outcome, Proposal, ProposeError};
 use crate::raft::types::Node;
@@ -46,7 +49,8 @@ impl OperatorApi {
     }
 }
 
-fn status(e: ProposeError) -> Status {
+/// A failed proposal as a gRPC status.
+pub(super) fn status(e: ProposeError) -> Status {
     match e {
         ProposeError::NoLeader(m) => Status::unavailable(m),
         ProposeError::Refused(m) => Status::failed_precondition(m),
@@ -103,8 +107,13 @@ fn control_summary(r: &crate::state::results::StoredResult) -> String {
     }
 }
 
-fn incident_info(i: &crate::state::incidents::Incident) -> IncidentInfo {
+fn incident_info(
+    i: &crate::state::incidents::Incident,
+    alerts: &crate::state::alerts::Alerts,
+) -> IncidentInfo {
     IncidentInfo {
+        severity: i.severity.clone(),
+        deliveries: super::operator_alerts::deliveries(alerts, i.id),
         id: i.id,
         check: i.check.clone(),
         verdict: i.verdict.name().into(),
@@ -135,6 +144,41 @@ fn apply_reply(diff: Diff, applied: bool) -> Response<ApplyReply> {
 
 #[tonic::async_trait]
 impl OperatorService for OperatorApi {
+    async fn add_silence(
+        &self,
+        request: Request<AddSilenceRequest>,
+    ) -> Result<Response<AddSilenceReply>, Status> {
+        let by = self.caller(&request, "AddSilence").await?;
+        operator_alerts::add_silence(&self.coordinator, by, request.into_inner()).await
+    }
+
+    async fn list_silences(
+        &self,
+        request: Request<ListSilencesRequest>,
+    ) -> Result<Response<ListSilencesReply>, Status> {
+        self.caller(&request, "ListSilences").await?;
+        let applied = self.coordinator.applied.read().await;
+        Ok(Response::new(operator_alerts::list_silences(
+            &applied.state.alerts,
+        )))
+    }
+
+    async fn expire_silence(
+        &self,
+        request: Request<ExpireSilenceRequest>,
+    ) -> Result<Response<ExpireSilenceReply>, Status> {
+        self.caller(&request, "ExpireSilence").await?;
+        operator_alerts::expire_silence(&self.coordinator, request.into_inner().id).await
+    }
+
+    async fn test_channel(
+        &self,
+        request: Request<TestChannelRequest>,
+    ) -> Result<Response<TestChannelReply>, Status> {
+        self.caller(&request, "TestChannel").await?;
+        operator_alerts::test_channel(&self.coordinator, &request.into_inner().channel).await
+    }
+
     async fn list_incidents(
         &self,
         request: Request<ListIncidentsRequest>,
@@ -149,7 +193,7 @@ impl OperatorService for OperatorApi {
             .values()
             .rev()
             .filter(|i| all || i.resolved_ms.is_none())
-            .map(incident_info)
+            .map(|i| incident_info(i, &applied.state.alerts))
             .collect();
         Ok(Response::new(ListIncidentsReply {
             incidents,
@@ -166,7 +210,7 @@ impl OperatorService for OperatorApi {
         let applied = self.coordinator.applied.read().await;
         let incident = applied.state.incidents.all.get(&id);
         incident
-            .map(|i| Response::new(incident_info(i)))
+            .map(|i| Response::new(incident_info(i, &applied.state.alerts)))
             .ok_or_else(|| Status::not_found(format!("no incident {id}")))
     }
 

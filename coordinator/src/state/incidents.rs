@@ -3,7 +3,7 @@
 //! resolved when the verdict is OK again (after `recover_after` passing
 //! rounds, which the region trackers enforce).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +40,38 @@ pub struct Incident {
     pub acked_by: Option<String>,
     /// Everything that happened.
     pub timeline: Vec<Event>,
+    /// Routing severity now: the check's severity for an outage, `info`
+    /// for REGIONAL and BLIND notices.
+    #[serde(default)]
+    pub severity: String,
+    /// When it reached that severity (escalation steps count from here).
+    #[serde(default)]
+    pub severity_since_ms: i64,
+    /// Notifications queued for it, by idempotency key.
+    #[serde(default)]
+    pub notified: BTreeMap<String, Queued>,
+    /// Notifications a silence held back (recorded once in the timeline).
+    #[serde(default)]
+    pub suppressed: BTreeSet<String>,
+}
+
+/// A notification queued for an incident.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Queued {
+    /// Channel.
+    pub channel: String,
+    /// When (log time).
+    pub at_ms: i64,
+}
+
+impl Incident {
+    /// Appends to the timeline.
+    pub fn note(&mut self, at_ms: i64, what: impl Into<String>) {
+        self.timeline.push(Event {
+            at_ms,
+            what: what.into(),
+        });
+    }
 }
 
 /// All incidents.
@@ -51,9 +83,13 @@ pub struct Incidents {
     pub open: BTreeMap<String, u64>,
     /// Incidents by id.
     pub all: BTreeMap<u64, Incident>,
+    /// Incidents changed since notifications were last planned.
+    #[serde(default)]
+    pub dirty: BTreeSet<u64>,
 }
 
-fn describe(v: &Verdict) -> String {
+/// `OUTAGE (down from eu, ru)` and the like.
+pub fn describe(v: &Verdict) -> String {
     match v {
         Verdict::Ok => "OK".into(),
         Verdict::Regional { down } => format!("REGIONAL (down from {})", down.join(", ")),
@@ -91,12 +127,18 @@ impl Incidents {
                         at_ms,
                         what: format!("opened: {}", describe(new)),
                     }],
+                    severity: String::new(),
+                    severity_since_ms: at_ms,
+                    notified: BTreeMap::new(),
+                    suppressed: BTreeSet::new(),
                 };
+                self.dirty.insert(id);
                 self.all.insert(id, incident);
                 self.open.insert(check.to_owned(), id);
             }
             (Some(id), Verdict::Ok) => {
                 self.open.remove(check);
+                self.dirty.insert(id);
                 if let Some(i) = self.all.get_mut(&id) {
                     i.resolved_ms = Some(at_ms);
                     i.timeline.push(Event {
@@ -107,6 +149,7 @@ impl Incidents {
                 self.forget_old();
             }
             (Some(id), _) => {
+                self.dirty.insert(id);
                 if let Some(i) = self.all.get_mut(&id) {
                     if severity(new.name()) > severity(&i.worst) {
                         i.worst = new.name().into();
@@ -138,6 +181,7 @@ impl Incidents {
     /// The check was deleted: its open incident ends.
     pub fn on_deleted(&mut self, check: &str, at_ms: i64) {
         if let Some(i) = self.open.remove(check).and_then(|id| self.all.get_mut(&id)) {
+            self.dirty.insert(i.id);
             i.resolved_ms = Some(at_ms);
             i.timeline.push(Event {
                 at_ms,
@@ -151,6 +195,7 @@ impl Incidents {
         match self.all.get_mut(&id) {
             Some(i) if i.resolved_ms.is_none() => {
                 if i.acked_by.is_none() {
+                    self.dirty.insert(id);
                     i.acked_by = Some(by.to_owned());
                     i.timeline.push(Event {
                         at_ms,

@@ -1,0 +1,114 @@
+//! The leader's delivery loop. Only the leader sends: it reads the
+//! replicated outbox, sends every due notification in its own task (a hung
+//! or failing receiver delays nothing else) within the channel's deadline,
+//! and writes each outcome back through Raft — `Delivered`, or
+//! `DeliveryFailed` with the backoff the state machine computes. A new
+//! leader sends what is still pending, under the same idempotency key.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use vantage_common::clock::now_ms;
+
+use super::{Channel, http_client};
+use crate::node::Coordinator;
+use crate::state::Command;
+use crate::state::alerts::DeliveryState;
+
+/// How often the outbox is looked at.
+const POLL: Duration = Duration::from_millis(200);
+/// Deliveries in flight at most.
+const MAX_IN_FLIGHT: usize = 64;
+
+/// Runs on every node; acts only while the node leads.
+pub async fn run(node: Arc<Coordinator>) {
+    let http = match http_client() {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(error = %e, "no HTTP client: alerts cannot be delivered");
+            return;
+        }
+    };
+    let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
+    loop {
+        tokio::time::sleep(POLL).await;
+        if node.raft.current_leader().await != Some(node.id) {
+            continue;
+        }
+        let now = now_ms();
+        let due: Vec<_> = {
+            let applied = node.applied.read().await;
+            let Ok(busy) = in_flight.lock() else {
+                return;
+            };
+            let room = MAX_IN_FLIGHT.saturating_sub(busy.len());
+            applied
+                .state
+                .alerts
+                .outbox
+                .values()
+                .filter(|d| {
+                    d.state == DeliveryState::Pending
+                        && d.next_attempt_ms <= now
+                        && !busy.contains(&d.message.key)
+                })
+                .take(room)
+                .map(|d| {
+                    let decl = applied
+                        .state
+                        .declared
+                        .channels
+                        .iter()
+                        .find(|c| c.name == d.channel)
+                        .cloned();
+                    (d.clone(), decl)
+                })
+                .collect()
+        };
+        for (delivery, decl) in due {
+            let key = delivery.message.key.clone();
+            if let Ok(mut busy) = in_flight.lock() {
+                busy.insert(key.clone());
+            }
+            let (node, http, in_flight) = (node.clone(), http.clone(), in_flight.clone());
+            tokio::spawn(async move {
+                let outcome = match decl.as_ref().map(Channel::from_decl) {
+                    None => Err(format!(
+                        "channel {} is no longer declared",
+                        delivery.channel
+                    )),
+                    Some(Err(e)) => Err(format!("channel {}: {e}", delivery.channel)),
+                    Some(Ok(channel)) => channel
+                        .send(&http, &delivery.message)
+                        .await
+                        .map_err(|e| e.to_string()),
+                };
+                let command = match outcome {
+                    Ok(()) => {
+                        tracing::info!(key = %key, channel = %delivery.channel, "notification delivered");
+                        Command::Delivered {
+                            key: key.clone(),
+                            at_ms: now_ms(),
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(key = %key, channel = %delivery.channel, %error, attempt = delivery.attempts + 1, "notification not delivered");
+                        Command::DeliveryFailed {
+                            key: key.clone(),
+                            error,
+                            at_ms: now_ms(),
+                        }
+                    }
+                };
+                if let Err(e) = node.write(command).await {
+                    // Still pending in the outbox: sent again, same key.
+                    tracing::warn!(key = %key, error = %e, "could not record the delivery outcome");
+                }
+                if let Ok(mut busy) = in_flight.lock() {
+                    busy.remove(&key);
+                }
+            });
+        }
+    }
+}

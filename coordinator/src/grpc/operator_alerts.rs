@@ -1,0 +1,197 @@
+//! The alerting part of `OperatorService`: silences and maintenance
+//! windows, and `alerts test` (a synthetic alert sent end to end from the
+//! node the operator reached, with that node's secrets).
+
+use std::time::Instant;
+
+use tonic::{Response, Status};
+use vantage_common::clock::now_ms;
+use vantage_proto::v1::{
+    AddSilenceReply, AddSilenceRequest, DeliveryInfo, ExpireSilenceReply, ListSilencesReply,
+    SilenceInfo, TestChannelReply,
+};
+
+use crate::alert::{Channel, Message, http_client};
+use crate::node::Coordinator;
+use crate::state::alerts::{Alerts, Silence, SilenceKind, Weekly};
+use crate::state::{Command, CommandResult};
+
+const WEEK_MS: i64 = 7 * 24 * 3600 * 1000;
+
+/// Validates and records a silence or maintenance window.
+pub async fn add_silence(
+    node: &Coordinator,
+    by: String,
+    r: AddSilenceRequest,
+) -> Result<Response<AddSilenceReply>, Status> {
+    let kind = match r.kind.as_str() {
+        "" | "silence" => SilenceKind::Silence,
+        "maintenance" => SilenceKind::Maintenance,
+        other => {
+            return Err(Status::invalid_argument(format!(
+                "kind {other:?} must be silence or maintenance"
+            )));
+        }
+    };
+    if r.matchers.is_empty() {
+        return Err(Status::invalid_argument(
+            "at least one --match label=value is required (a silence never holds everything by accident)",
+        ));
+    }
+    if r.duration_ms <= 0 {
+        return Err(Status::invalid_argument("the duration must be positive"));
+    }
+    let now = now_ms();
+    let starts_ms = if r.starts_ms == 0 { now } else { r.starts_ms };
+    let (ends_ms, weekly) = if r.weekly {
+        if r.duration_ms >= WEEK_MS {
+            return Err(Status::invalid_argument(
+                "a weekly window must be shorter than a week",
+            ));
+        }
+        let offset_ms = (starts_ms - 4 * 24 * 3600 * 1000).rem_euclid(WEEK_MS);
+        let until = if r.until_ms == 0 {
+            i64::MAX
+        } else {
+            r.until_ms
+        };
+        (
+            until,
+            Some(Weekly {
+                offset_ms,
+                duration_ms: r.duration_ms,
+            }),
+        )
+    } else {
+        (starts_ms.saturating_add(r.duration_ms), None)
+    };
+    if ends_ms <= now {
+        return Err(Status::invalid_argument("the window is already over"));
+    }
+    let silence = Silence {
+        id: 0,
+        kind,
+        matchers: r.matchers.into_iter().collect(),
+        starts_ms,
+        ends_ms,
+        weekly,
+        comment: r.comment,
+        by,
+        expired_ms: None,
+    };
+    match node
+        .write(Command::AddSilence {
+            silence,
+            at_ms: now,
+        })
+        .await
+        .map_err(super::operator_service::status)?
+    {
+        CommandResult::Created(id) => Ok(Response::new(AddSilenceReply { id })),
+        other => Err(Status::internal(format!("unexpected reply {other:?}"))),
+    }
+}
+
+/// Every silence still kept (active, upcoming and recently ended).
+pub fn list_silences(alerts: &Alerts) -> ListSilencesReply {
+    let now = now_ms();
+    ListSilencesReply {
+        silences: alerts
+            .silences
+            .values()
+            .map(|s| SilenceInfo {
+                id: s.id,
+                kind: match s.kind {
+                    SilenceKind::Silence => "silence",
+                    SilenceKind::Maintenance => "maintenance",
+                }
+                .into(),
+                matchers: s.matchers.clone().into_iter().collect(),
+                starts_ms: s.starts_ms,
+                ends_ms: if s.ends_ms == i64::MAX { 0 } else { s.ends_ms },
+                weekly: s.weekly.is_some(),
+                duration_ms: s
+                    .weekly
+                    .map_or(s.ends_ms.saturating_sub(s.starts_ms), |w| w.duration_ms),
+                comment: s.comment.clone(),
+                by: s.by.clone(),
+                expired_ms: s.expired_ms,
+                active: s.active(now),
+            })
+            .collect(),
+        now_ms: now,
+    }
+}
+
+/// Ends a silence now.
+pub async fn expire_silence(
+    node: &Coordinator,
+    id: u64,
+) -> Result<Response<ExpireSilenceReply>, Status> {
+    let command = Command::ExpireSilence {
+        id,
+        at_ms: now_ms(),
+    };
+    match node
+        .write(command)
+        .await
+        .map_err(super::operator_service::status)?
+    {
+        CommandResult::Changed => Ok(Response::new(ExpireSilenceReply {})),
+        _ => Err(Status::failed_precondition(format!(
+            "silence {id} is unknown or already over"
+        ))),
+    }
+}
+
+/// Sends a synthetic alert to `channel` from this node.
+pub async fn test_channel(
+    node: &Coordinator,
+    channel: &str,
+) -> Result<Response<TestChannelReply>, Status> {
+    let decl = {
+        let applied = node.applied.read().await;
+        applied
+            .state
+            .declared
+            .channels
+            .iter()
+            .find(|c| c.name == channel)
+            .cloned()
+    };
+    let decl = decl.ok_or_else(|| Status::not_found(format!("no channel named {channel:?}")))?;
+    let channel = Channel::from_decl(&decl)
+        .map_err(|e| Status::failed_precondition(format!("channel {}: {e}", decl.name)))?;
+    let http = http_client().map_err(|e| Status::internal(e.to_string()))?;
+    let msg = Message::synthetic(&decl.name, now_ms());
+    let started = Instant::now();
+    channel
+        .send(&http, &msg)
+        .await
+        .map_err(|e| Status::unavailable(format!("channel {}: {e}", decl.name)))?;
+    Ok(Response::new(TestChannelReply {
+        key: msg.key,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+    }))
+}
+
+/// An incident's deliveries, oldest first.
+pub fn deliveries(alerts: &Alerts, incident: u64) -> Vec<DeliveryInfo> {
+    let mut list: Vec<DeliveryInfo> = alerts
+        .outbox
+        .values()
+        .filter(|d| d.message.incident == incident)
+        .map(|d| DeliveryInfo {
+            key: d.message.key.clone(),
+            channel: d.channel.clone(),
+            event: format!("{:?}", d.message.event).to_lowercase(),
+            state: format!("{:?}", d.state).to_lowercase(),
+            attempts: d.attempts,
+            last_error: d.last_error.clone().unwrap_or_default(),
+            queued_ms: d.queued_ms,
+            finished_ms: d.finished_ms,
+        })
+        .collect();
+    list.sort_by_key(|d| d.queued_ms);
+    list
+}

@@ -12,6 +12,8 @@
 //! - [`cluster`] — N real coordinator processes on loopback: start, kill -9,
 //!   restart, operator clients, polling waits.
 //! - [`measure`] — CPU and peak memory of this process and of children.
+//! - [`receiver`] — a recording HTTP receiver for alert sinks (accept,
+//!   fail N times, hang).
 //! - `tests/` — integration tests, one file per area (`probe_smtp.rs`,
 //!   `probe_dns.rs`, `hostile.rs`, ...).
 //! - `src/bin/vantage-bench.rs` — benchmark programs that print figures.
@@ -21,6 +23,7 @@ pub mod certs;
 pub mod cluster;
 pub mod dns;
 pub mod measure;
+pub mod receiver;
 pub mod smtp;
 
 /// Path of one of this package's binaries: cargo builds them for the

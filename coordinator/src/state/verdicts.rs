@@ -20,6 +20,10 @@ pub struct CheckVerdict {
     pub verdict: Verdict,
     /// When it began (log time, ms since the epoch).
     pub since_ms: i64,
+    /// Enough regions have voted once: until then a new check is BLIND
+    /// for want of results, which is no incident.
+    #[serde(default)]
+    pub settled: bool,
 }
 
 impl CheckVerdict {
@@ -33,6 +37,7 @@ impl CheckVerdict {
             regions,
             verdict: Verdict::Ok,
             since_ms: at_ms,
+            settled: false,
         };
         v.verdict = v.decide(check);
         v
@@ -53,8 +58,11 @@ impl CheckVerdict {
 
     fn refresh(&mut self, check: &CheckDecl, incidents: &mut Incidents, at_ms: i64) {
         let verdict = self.decide(check);
+        self.settled |= !matches!(verdict, Verdict::Blind { .. });
         if verdict != self.verdict {
-            incidents.on_verdict(&check.name, &verdict, at_ms);
+            if self.settled {
+                incidents.on_verdict(&check.name, &verdict, at_ms);
+            }
             self.verdict = verdict;
             self.since_ms = at_ms;
         }

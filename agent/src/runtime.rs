@@ -50,6 +50,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
     ));
     let (assign_tx, assign_rx) = watch::channel(Vec::new());
     let (done_tx, done_rx) = mpsc::channel::<Finished>(1024);
+    let (run_now_tx, run_now_rx) = mpsc::channel(256);
 
     let controls = config
         .control
@@ -62,6 +63,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         config.concurrency,
         controls,
         assign_rx,
+        run_now_rx,
         done_tx,
     ));
     tokio::spawn(write_results(done_rx, spool.clone(), spooled.clone()));
@@ -71,6 +73,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         spool,
         spooled,
         assignments: assign_tx,
+        run_now: run_now_tx,
         batch_size: config.batch_size,
     }
     .run()

@@ -21,6 +21,7 @@
 //! - [`grpc`] — `RaftService`, `OperatorService` and `AgentService` with
 //!   role checks.
 //! - [`sessions`] — agent sessions held by the leader.
+//! - [`confirm`] — fast confirmation: second opinions and retries.
 //! - [`config`] — `coordinator.toml`.
 //! - [`daemon`] — the `vantage-coordinator` process (`run`, `dev`).
 //! - [`ctl`] — the `vantagectl` CLI (certs, cluster, apply/checks/results,
@@ -29,6 +30,7 @@
 pub mod alert;
 pub mod assignment;
 pub mod config;
+pub mod confirm;
 pub mod ctl;
 pub mod daemon;
 pub mod declared;

@@ -92,6 +92,8 @@ pub struct Coordinator {
     pub last_contact: LastContact,
     /// Agent sessions (on the leader).
     pub sessions: Sessions,
+    /// Fast-confirmation rate limits (on the leader).
+    pub confirmations: crate::confirm::Confirmations,
     /// Agent heartbeat interval.
     pub heartbeat: Duration,
     leaders: Mutex<HashMap<String, RaftServiceClient<Channel>>>,
@@ -139,6 +141,7 @@ impl Coordinator {
             tls,
             last_contact,
             sessions: Sessions::default(),
+            confirmations: Default::default(),
             heartbeat: Duration::from_millis(config.agents.heartbeat_ms),
             leaders: Mutex::new(HashMap::new()),
             _db: db,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc};
 use tonic::Status;
 use vantage_proto::v1::coordinator_message::Msg;
-use vantage_proto::v1::{AssignedCheck, Assignment, CoordinatorMessage};
+use vantage_proto::v1::{AssignedCheck, Assignment, CoordinatorMessage, RunNow};
 
 use crate::assignment::assign;
 use crate::declared::{Declared, parse_seconds};
@@ -112,6 +112,40 @@ impl Sessions {
                 session.stop.notify_one();
             }
         }
+    }
+
+    /// Asks the agents running `check` to run it out of schedule after
+    /// `delay`: `only` that agent, or every one but `except`. Returns the
+    /// agents asked.
+    pub fn run_now(
+        &self,
+        check: &str,
+        delay: Duration,
+        only: Option<&str>,
+        except: Option<&str>,
+    ) -> Vec<String> {
+        let Ok(s) = self.inner.lock() else {
+            return vec![];
+        };
+        let message = CoordinatorMessage {
+            msg: Some(Msg::RunNow(RunNow {
+                check: check.to_owned(),
+                delay_ms: u32::try_from(delay.as_millis()).unwrap_or(u32::MAX),
+            })),
+        };
+        s.iter()
+            .filter(|(name, session)| {
+                only.is_none_or(|o| o == name.as_str())
+                    && except.is_none_or(|e| e != name.as_str())
+                    && session
+                        .assigned
+                        .as_ref()
+                        .is_some_and(|a| a.iter().any(|c| c == check))
+            })
+            // A full outbox means a stuck agent: it gets no second opinion to give.
+            .filter(|(_, session)| session.tx.try_send(Ok(message.clone())).is_ok())
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 
     /// Sends each session its assignment if it changed since last sent.

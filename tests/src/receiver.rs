@@ -36,6 +36,8 @@ pub struct Received {
     pub body: Vec<u8>,
     /// Status answered (0 when the request was left hanging).
     pub answered: u16,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 impl Received {
@@ -98,6 +100,7 @@ async fn handle(
             signature: header("x-vantage-signature"),
             body: body.to_vec(),
             answered,
+            at: std::time::Instant::now(),
         });
         answered
     };

@@ -118,6 +118,9 @@ pub struct Seen {
     /// Client addresses whose connections are closed at once (a fault seen
     /// from some vantages only).
     pub blocked: Mutex<std::collections::HashSet<std::net::IpAddr>>,
+    /// Client addresses whose connections are accepted and never answered
+    /// (a timeout-type fault).
+    pub silenced: Mutex<std::collections::HashSet<std::net::IpAddr>>,
 }
 
 /// A running scripted SMTP server on loopback; stops when dropped.
@@ -160,6 +163,15 @@ impl SmtpServer {
                         drop(stream);
                         continue;
                     }
+                    if seen.silenced.lock().is_ok_and(|b| b.contains(&peer.ip())) {
+                        // Held open, silent, until the client gives up.
+                        tokio::spawn(async move {
+                            let mut stream = stream;
+                            let mut sink = [0u8; 512];
+                            while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+                        });
+                        continue;
+                    }
                     let (script, seen) = (script.clone(), seen.clone());
                     tokio::spawn(async move {
                         // A client that goes away mid-dialogue is normal here.
@@ -184,6 +196,17 @@ impl SmtpServer {
     pub fn block_from(&self, ip: std::net::IpAddr, blocked: bool) {
         if let Ok(mut b) = self.seen.blocked.lock() {
             if blocked {
+                b.insert(ip);
+            } else {
+                b.remove(&ip);
+            }
+        }
+    }
+
+    /// Accepts connections from `ip` and never answers (`false`: serves it again).
+    pub fn silence_from(&self, ip: std::net::IpAddr, silenced: bool) {
+        if let Ok(mut b) = self.seen.silenced.lock() {
+            if silenced {
                 b.insert(ip);
             } else {
                 b.remove(&ip);

@@ -1,7 +1,8 @@
 //! Runs the assigned checks: each on its own schedule with a deterministic
 //! phase (so a fleet spreads its load and restarts keep the rhythm), under a
 //! concurrency limit, each probe under its hard deadline. A check never
-//! overlaps itself; a slow target delays nothing else.
+//! overlaps itself; a slow target delays nothing else. The coordinator may
+//! ask for a run out of schedule (fast confirmation of a failure).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -56,26 +57,38 @@ pub fn until_next_slot(now_ms: i64, interval: Duration, phase: u64) -> Duration 
     Duration::from_millis((interval_ms - since) as u64)
 }
 
+/// A request to run a check out of schedule after a delay.
+pub type RunNow = (String, Duration);
+
+struct Running {
+    assigned: Assigned,
+    task: JoinHandle<()>,
+    /// Out-of-schedule runs (one waiting at most).
+    trigger: mpsc::Sender<Duration>,
+}
+
 /// Keeps one task per check — the agent's own `controls` plus whatever is
-/// assigned — following assignment changes.
+/// assigned — following assignment changes, and runs a check out of
+/// schedule when the coordinator asks (`run_now`).
 pub async fn run(
     agent: String,
     ctx: Arc<ProbeContext>,
     concurrency: usize,
     controls: Vec<Assigned>,
     mut assignments: watch::Receiver<Vec<Assigned>>,
+    mut run_now: mpsc::Receiver<RunNow>,
     out: mpsc::Sender<Finished>,
 ) {
     let limit = Arc::new(Semaphore::new(concurrency));
-    let mut running: HashMap<String, (Assigned, JoinHandle<()>)> = HashMap::new();
+    let mut running: HashMap<String, Running> = HashMap::new();
     loop {
         let mut wanted: Vec<Assigned> = controls.clone();
         wanted.extend(assignments.borrow_and_update().iter().cloned());
-        running.retain(|name, (a, task)| {
-            let keep = wanted.iter().any(|w| w == a);
+        running.retain(|name, r| {
+            let keep = wanted.contains(&r.assigned);
             if !keep {
                 tracing::debug!(check = %name, "check unassigned or changed");
-                task.abort();
+                r.task.abort();
             }
             keep
         });
@@ -83,21 +96,45 @@ pub async fn run(
             if running.contains_key(&a.name) {
                 continue;
             }
+            let (trigger, triggered) = mpsc::channel(1);
             let task = tokio::spawn(check_loop(
                 agent.clone(),
                 a.clone(),
                 ctx.clone(),
                 limit.clone(),
+                triggered,
                 out.clone(),
             ));
-            running.insert(a.name.clone(), (a, task));
+            let name = a.name.clone();
+            running.insert(
+                name,
+                Running {
+                    assigned: a,
+                    task,
+                    trigger,
+                },
+            );
         }
         tracing::info!(checks = running.len(), "assignment in force");
-        if assignments.changed().await.is_err() {
-            for (_, (_, task)) in running {
-                task.abort();
+        loop {
+            tokio::select! {
+                changed = assignments.changed() => {
+                    if changed.is_err() {
+                        for (_, r) in running {
+                            r.task.abort();
+                        }
+                        return;
+                    }
+                    break;
+                }
+                Some((check, delay)) = run_now.recv() => match running.get(&check) {
+                    // Full: a run is already waiting, which serves this request too.
+                    Some(r) => {
+                        let _ = r.trigger.try_send(delay);
+                    }
+                    None => tracing::debug!(%check, "run-now for a check not assigned here"),
+                },
             }
-            return;
         }
     }
 }
@@ -107,6 +144,7 @@ async fn check_loop(
     a: Assigned,
     ctx: Arc<ProbeContext>,
     limit: Arc<Semaphore>,
+    mut triggered: mpsc::Receiver<Duration>,
     out: mpsc::Sender<Finished>,
 ) {
     let interval = a.interval.max(MIN_INTERVAL);
@@ -133,7 +171,11 @@ async fn check_loop(
         if out.send(finished).await.is_err() {
             return;
         }
-        tokio::time::sleep(until_next_slot(now_ms(), interval, phase)).await;
+        // The next slot, or sooner when asked (never overlapping itself).
+        tokio::select! {
+            _ = tokio::time::sleep(until_next_slot(now_ms(), interval, phase)) => {}
+            Some(delay) = triggered.recv() => tokio::time::sleep(delay).await,
+        }
     }
 }
 

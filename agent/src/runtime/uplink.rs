@@ -18,7 +18,7 @@ use vantage_proto::v1::agent_service_client::AgentServiceClient;
 use vantage_proto::v1::coordinator_message::Msg as In;
 use vantage_proto::v1::{AgentMessage, Assignment, Heartbeat, Hello, ResultBatch, ResultRecord};
 
-use super::scheduler::Assigned;
+use super::scheduler::{Assigned, RunNow};
 use crate::check::CheckSpec;
 use crate::spool::Spool;
 
@@ -40,6 +40,8 @@ pub struct Uplink {
     pub spooled: Arc<Notify>,
     /// Where assignments go.
     pub assignments: watch::Sender<Vec<Assigned>>,
+    /// Where out-of-schedule run requests go.
+    pub run_now: mpsc::Sender<RunNow>,
     /// Results per batch.
     pub batch_size: usize,
 }
@@ -195,6 +197,11 @@ impl Uplink {
                             }
                         }
                         Some(In::Assignment(a)) => self.assign(a),
+                        Some(In::RunNow(r)) => {
+                            tracing::debug!(check = %r.check, delay_ms = r.delay_ms, "run now");
+                            // Full: the scheduler is busy; the next slot comes anyway.
+                            let _ = self.run_now.try_send((r.check, Duration::from_millis(u64::from(r.delay_ms.min(60_000)))));
+                        }
                         Some(In::Redirect(r)) => return End::Redirect(r.leader_addr),
                         Some(In::Heartbeat(_)) | Some(In::Welcome(_)) | None => {}
                     },

@@ -258,6 +258,11 @@ async fn serve(
             Some(In::Batch(batch)) => {
                 coordinator.sessions.heartbeat(name, session);
                 let results = validate(batch, region, name)?;
+                let failing: Vec<String> = results
+                    .iter()
+                    .filter(|r| r.result.status == vantage_common::Status::Fail)
+                    .map(|r| r.check.clone())
+                    .collect();
                 let command = Command::Results {
                     agent: name.to_owned(),
                     spool_id,
@@ -266,6 +271,16 @@ async fn serve(
                 };
                 match coordinator.write(command).await {
                     Ok(CommandResult::Acked(seq)) => {
+                        if !failing.is_empty() {
+                            let applied = coordinator.applied.read().await;
+                            coordinator.confirmations.after_batch(
+                                &coordinator.sessions,
+                                &applied.state,
+                                name,
+                                region,
+                                &failing,
+                            );
+                        }
                         if tx.send(Ok(msg(Out::Ack(Ack { seq })))).await.is_err() {
                             return Ok(());
                         }

@@ -15,6 +15,11 @@
 //!   testkit SMTP server; prints the agent's RSS and CPU %.
 //! - `ingest`: simulated agent sessions stream result batches into a 3-node
 //!   cluster; prints committed results/s and p50/p99 ack latency.
+//! - `detect` (`detect.rs`): repeated outages of a testkit target seen from
+//!   three regions; prints onset-to-page latency p50/p99 and false pages
+//!   under one-region faults.
+
+mod detect;
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -86,6 +91,21 @@ enum Bench {
         #[arg(long, default_value_t = 0)]
         rate: u64,
     },
+    /// Onset-to-page latency of outages and false pages under one-region faults.
+    Detect {
+        /// Outages to time.
+        #[arg(long, default_value_t = 10)]
+        rounds: usize,
+        /// One-region (RU only) faults to count false pages under.
+        #[arg(long, default_value_t = 3)]
+        false_rounds: usize,
+        /// Check interval, seconds.
+        #[arg(long, default_value_t = 10)]
+        interval: u64,
+        /// How the target fails.
+        #[arg(long, value_enum, default_value = "refused")]
+        mode: detect::Mode,
+    },
     /// Raft write throughput and commit latency of a 3-node loopback cluster.
     Raft {
         /// Concurrent clients.
@@ -118,6 +138,12 @@ fn main() -> Result<()> {
             results,
             rate,
         } => ingest(agents, batch, results, rate),
+        Bench::Detect {
+            rounds,
+            false_rounds,
+            interval,
+            mode,
+        } => detect::detect(rounds, false_rounds, interval, mode),
         Bench::Raft {
             clients,
             entries,

@@ -9,11 +9,13 @@
 //! - `state/results.rs` — latest results, recent history, roll-ups.
 //! - `state/verdicts.rs` — region trackers and the vote per check.
 //! - `state/incidents.rs` — incidents and their timelines.
+//! - `state/mesh.rs` — vantage health: impaired regions do not vote.
 //! - `state/alerts.rs` — notification planning, silences, the outbox.
 
 pub mod agents;
 pub mod alerts;
 pub mod incidents;
+pub mod mesh;
 pub mod results;
 pub mod verdicts;
 
@@ -24,6 +26,8 @@ use serde::{Deserialize, Serialize};
 use self::agents::AgentRecord;
 use self::results::{CheckResults, StoredResult};
 use crate::declared::{Declared, Diff};
+use crate::verdict::Verdict;
+use vantage_common::Status;
 
 /// Version of the serialised [`State`] layout; a snapshot of another
 /// version is refused rather than misread.
@@ -51,6 +55,9 @@ pub struct State {
     /// Outbox and silences.
     #[serde(default)]
     pub alerts: alerts::Alerts,
+    /// Regions whose vantage is impaired.
+    #[serde(default)]
+    pub impaired: mesh::Impaired,
     /// Commands applied (including no-ops).
     pub applied_commands: u64,
     /// Latest leader time seen in the log (ms since the epoch).
@@ -69,6 +76,7 @@ impl Default for State {
             verdicts: BTreeMap::new(),
             incidents: incidents::Incidents::default(),
             alerts: alerts::Alerts::default(),
+            impaired: mesh::Impaired::new(),
             applied_commands: 0,
             clock_ms: 0,
         }
@@ -259,6 +267,7 @@ impl State {
                     &mut self.verdicts,
                     &mut self.incidents,
                     &self.declared.checks,
+                    &self.impaired,
                     at,
                 );
                 return CommandResult::Applied(diff);
@@ -266,11 +275,14 @@ impl State {
             Command::AckIncident { id, by, at_ms } => self.incidents.ack(*id, by, *at_ms),
             Command::Tick { at_ms } => {
                 self.clock_ms = self.clock_ms.max(*at_ms);
+                let changed = self.assess_mesh();
                 verdicts::tick(
                     &mut self.verdicts,
                     &mut self.incidents,
                     &self.declared.checks,
+                    &self.impaired,
                     self.clock_ms,
+                    changed,
                 );
                 true
             }
@@ -362,20 +374,25 @@ impl State {
         self.clock_ms = self.clock_ms.max(at_ms);
         // Looked up once per batch, not once per result.
         let checks = self.declared.checks_by_name();
+        let mut touched: BTreeSet<String> = BTreeSet::new();
+        // Vantage health can only change with a control result or a failure.
+        let mut reassess = false;
         for r in results {
             if r.seq <= record.applied_seq {
                 continue; // already applied (resent after a failover)
             }
             record.applied_seq = r.seq;
             record.applied_results += 1;
+            reassess |= matches!(r.result.status, Status::Fail | Status::Error);
             if let Some(control) = r.check.strip_prefix("control/") {
+                reassess = true;
                 record.controls.insert(control.to_owned(), r.result.clone());
                 continue;
             }
             // Results of checks deleted meanwhile are acknowledged, not kept.
             if let Some(check) = checks.get(r.check.as_str()) {
                 let res = &r.result;
-                verdicts::observe(
+                if verdicts::observe(
                     &mut self.verdicts,
                     &mut self.incidents,
                     check,
@@ -383,14 +400,73 @@ impl State {
                     res.status,
                     res.started_at_ms,
                     at_ms,
-                );
+                ) {
+                    touched.insert(check.name.clone());
+                }
                 self.results
                     .entry(r.check.clone())
                     .or_default()
                     .record(r.result.clone());
             }
         }
-        record.applied_seq
+        let applied_seq = record.applied_seq;
+        // Vantage health first, so a burst from one region is judged before
+        // its results vote.
+        let all = (reassess || !touched.is_empty()) && self.assess_mesh();
+        if all || !touched.is_empty() {
+            verdicts::refresh(
+                &mut self.verdicts,
+                &mut self.incidents,
+                self.declared
+                    .checks
+                    .iter()
+                    .filter(|c| all || touched.contains(&c.name)),
+                &self.impaired,
+                self.clock_ms,
+            );
+        }
+        applied_seq
+    }
+
+    /// Re-assesses vantage health; opens or resolves mesh-degraded
+    /// incidents; returns whether the impaired set changed.
+    fn assess_mesh(&mut self) -> bool {
+        let now = mesh::assess(&self.agents, &self.declared.checks, &self.results);
+        let at = self.clock_ms;
+        let gone: Vec<String> = self
+            .impaired
+            .keys()
+            .filter(|r| !now.contains_key(*r))
+            .cloned()
+            .collect();
+        let mut changed = !gone.is_empty();
+        for region in gone {
+            self.impaired.remove(&region);
+            self.incidents
+                .on_verdict(&mesh::subject(&region), &Verdict::Ok, at);
+        }
+        for (region, reason) in now {
+            if self.impaired.contains_key(&region) {
+                continue;
+            }
+            changed = true;
+            self.incidents.on_verdict(
+                &mesh::subject(&region),
+                &Verdict::Impaired {
+                    region: region.clone(),
+                    reason: reason.clone(),
+                },
+                at,
+            );
+            self.impaired.insert(
+                region,
+                mesh::Impairment {
+                    reason,
+                    since_ms: at,
+                },
+            );
+        }
+        changed
     }
 
     /// Is this name refused?

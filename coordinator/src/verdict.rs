@@ -133,10 +133,18 @@ pub enum Verdict {
         /// Regions the quorum needs.
         needed: usize,
     },
+    /// Not a check's verdict: a region's vantage is impaired (the subject
+    /// of a mesh-degraded incident, `vantage/<region>`).
+    Impaired {
+        /// The region.
+        region: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Verdict names from least to most severe.
-pub const SEVERITY: [&str; 4] = ["ok", "blind", "regional", "outage"];
+pub const SEVERITY: [&str; 5] = ["ok", "blind", "regional", "impaired", "outage"];
 
 /// Position of a verdict name in [`SEVERITY`] (unknown names rank lowest).
 pub fn severity(name: &str) -> usize {
@@ -144,13 +152,14 @@ pub fn severity(name: &str) -> usize {
 }
 
 impl Verdict {
-    /// Lower-case name: `ok`, `regional`, `outage`, `blind`.
+    /// Lower-case name: `ok`, `regional`, `outage`, `blind`, `impaired`.
     pub fn name(&self) -> &'static str {
         match self {
             Verdict::Ok => "ok",
             Verdict::Regional { .. } => "regional",
             Verdict::Outage { .. } => "outage",
             Verdict::Blind { .. } => "blind",
+            Verdict::Impaired { .. } => "impaired",
         }
     }
 }

@@ -270,8 +270,9 @@ impl Cluster {
             .await
     }
 
-    /// Like [`Cluster::spawn_agent`], with `extra` TOML appended to the
-    /// agent's config (control checks, say).
+    /// Like [`Cluster::spawn_agent`], with `extra` TOML in the agent's
+    /// config before its `[tls]` table (top-level keys such as `resolver`,
+    /// `[[control]]` checks).
     pub async fn spawn_agent_with(
         &mut self,
         name: &str,
@@ -297,7 +298,7 @@ impl Cluster {
             .map(|n| format!("\"{}\"", n.addr))
             .collect();
         let config = format!(
-            "coordinators = [{}]\nspool_dir = \"{}\"\nsource_address = \"{source}\"\nbatch_size = 50\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+            "coordinators = [{}]\nspool_dir = \"{}\"\nsource_address = \"{source}\"\nbatch_size = 50\n{extra}\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
             coordinators.join(", "),
             dir.join("spool").display(),
             tls.ca.display(),
@@ -305,7 +306,7 @@ impl Cluster {
             tls.key.display()
         );
         let config_path = dir.join("agent.toml");
-        std::fs::write(&config_path, format!("{config}{extra}"))?;
+        std::fs::write(&config_path, config)?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

@@ -227,7 +227,18 @@ pub async fn status(conn: &ConnArgs, format: Format) -> Result<()> {
                         "since_ms": c.since_ms, "regions": regions})
                 })
                 .collect();
-            println!("{}", serde_json::Value::Array(checks));
+            let impaired: serde_json::Map<String, serde_json::Value> = reply
+                .impaired
+                .iter()
+                .map(|i| {
+                    let v = serde_json::json!({"reason": i.reason, "since_ms": i.since_ms});
+                    (i.region.clone(), v)
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::json!({"checks": checks, "impaired": impaired})
+            );
         }
         Format::Text => {
             println!("{:<24} {:<9} {:>8}  REGIONS", "CHECK", "VERDICT", "FOR");
@@ -243,6 +254,14 @@ pub async fn status(conn: &ConnArgs, format: Format) -> Result<()> {
                     c.verdict.to_uppercase(),
                     (reply.now_ms - c.since_ms).max(0) / 1000,
                     regions.join(" ")
+                );
+            }
+            for i in &reply.impaired {
+                println!(
+                    "vantage {} impaired for {}s (its results do not vote): {}",
+                    i.region,
+                    (reply.now_ms - i.since_ms).max(0) / 1000,
+                    i.reason
                 );
             }
         }

@@ -14,9 +14,9 @@ use vantage_proto::v1::{
     AckIncidentReply, AckIncidentRequest, AddMemberRequest, AddSilenceReply, AddSilenceRequest,
     AgentInfo, ApplyReply, ApplyRequest, CheckInfo, CheckStatus, ClusterStatusReply,
     ClusterStatusRequest, ExpireSilenceReply, ExpireSilenceRequest, GetCheckRequest,
-    GetIncidentRequest, GetResultsReply, GetResultsRequest, IncidentEvent, IncidentInfo,
-    InitClusterReply, InitClusterRequest, ListAgentsReply, ListAgentsRequest, ListChecksReply,
-    ListChecksRequest, ListIncidentsReply, ListIncidentsRequest, ListRevokedReply,
+    GetIncidentRequest, GetResultsReply, GetResultsRequest, ImpairedRegion, IncidentEvent,
+    IncidentInfo, InitClusterReply, InitClusterRequest, ListAgentsReply, ListAgentsRequest,
+    ListChecksReply, ListChecksRequest, ListIncidentsReply, ListIncidentsRequest, ListRevokedReply,
     ListRevokedRequest, ListSilencesReply, ListSilencesRequest, MembershipReply, NodeStatus,
     RegionStatus, RemoveMemberRequest, ResultInfo, RevokeReply, RevokeRequest, StatusReply,
     StatusRequest, TestChannelReply, TestChannelRequest,
@@ -250,7 +250,7 @@ impl OperatorService for OperatorApi {
                 let verdict = v.map_or(&Verdict::Ok, |v| &v.verdict);
                 let down = match verdict {
                     Verdict::Regional { down } | Verdict::Outage { down } => down.clone(),
-                    Verdict::Ok | Verdict::Blind { .. } => vec![],
+                    Verdict::Ok | Verdict::Blind { .. } | Verdict::Impaired { .. } => vec![],
                 };
                 let regions = v
                     .map(|v| {
@@ -275,9 +275,19 @@ impl OperatorService for OperatorApi {
                 }
             })
             .collect();
+        let impaired = state
+            .impaired
+            .iter()
+            .map(|(region, i)| ImpairedRegion {
+                region: region.clone(),
+                reason: i.reason.clone(),
+                since_ms: i.since_ms,
+            })
+            .collect();
         Ok(Response::new(StatusReply {
             checks,
             now_ms: now_ms(),
+            impaired,
         }))
     }
 

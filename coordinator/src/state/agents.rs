@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::results::StoredResult;
 
 /// One agent as the cluster knows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentRecord {
     /// Region from its certificate.
     pub region: String,

@@ -147,12 +147,14 @@ pub struct Alerts {
     pub last_silence: u64,
 }
 
-/// Routing severity of a verdict: the check's own for an outage, `info`
-/// for notices that must never page.
+/// Routing severity of a verdict: the check's own for an outage, `warning`
+/// for an impaired vantage (mesh degraded), `info` for notices that must
+/// never page.
 pub fn severity_of(verdict: &Verdict, check: Option<&CheckDecl>) -> String {
     match verdict {
         Verdict::Outage { .. } => check.map_or("critical", |c| c.severity.as_str()).to_owned(),
-        _ => "info".to_owned(),
+        Verdict::Impaired { .. } => "warning".to_owned(),
+        Verdict::Ok | Verdict::Regional { .. } | Verdict::Blind { .. } => "info".to_owned(),
     }
 }
 
@@ -163,6 +165,9 @@ pub fn labels_of(incident: &Incident, check: Option<&CheckDecl>) -> BTreeMap<Str
     labels.insert("check".into(), incident.check.clone());
     labels.insert("severity".into(), incident.severity.clone());
     labels.insert("verdict".into(), incident.verdict.name().into());
+    if let Verdict::Impaired { region, .. } = &incident.verdict {
+        labels.insert("region".into(), region.clone());
+    }
     labels
 }
 

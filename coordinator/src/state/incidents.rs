@@ -94,6 +94,7 @@ pub fn describe(v: &Verdict) -> String {
         Verdict::Ok => "OK".into(),
         Verdict::Regional { down } => format!("REGIONAL (down from {})", down.join(", ")),
         Verdict::Outage { down } => format!("OUTAGE (down from {})", down.join(", ")),
+        Verdict::Impaired { region, reason } => format!("vantage {region} impaired: {reason}"),
         Verdict::Blind { voting, needed } => {
             format!(
                 "BLIND ({} of {needed} needed regions can vote)",

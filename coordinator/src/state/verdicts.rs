@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use vantage_common::Status;
 
 use super::incidents::Incidents;
+use super::mesh::Impaired;
 use crate::declared::{CheckDecl, parse_seconds};
 use crate::verdict::{Ballot, RegionTracker, Verdict, vote};
 
@@ -27,7 +28,7 @@ pub struct CheckVerdict {
 }
 
 impl CheckVerdict {
-    fn new(check: &CheckDecl, at_ms: i64) -> Self {
+    fn new(check: &CheckDecl, impaired: &Impaired, at_ms: i64) -> Self {
         let regions = check
             .regions
             .iter()
@@ -39,25 +40,31 @@ impl CheckVerdict {
             since_ms: at_ms,
             settled: false,
         };
-        v.verdict = v.decide(check);
+        v.verdict = v.decide(check, impaired);
         v
     }
 
-    fn decide(&self, check: &CheckDecl) -> Verdict {
+    fn decide(&self, check: &CheckDecl, impaired: &Impaired) -> Verdict {
         let ballots: Vec<Ballot<'_>> = self
             .regions
             .iter()
             .map(|(region, t)| Ballot {
                 region: region.as_str(),
                 state: t.state,
-                trusted: true,
+                trusted: !impaired.contains_key(region),
             })
             .collect();
         vote(&ballots, &check.quorum)
     }
 
-    fn refresh(&mut self, check: &CheckDecl, incidents: &mut Incidents, at_ms: i64) {
-        let verdict = self.decide(check);
+    fn refresh(
+        &mut self,
+        check: &CheckDecl,
+        incidents: &mut Incidents,
+        impaired: &Impaired,
+        at_ms: i64,
+    ) {
+        let verdict = self.decide(check, impaired);
         self.settled |= !matches!(verdict, Verdict::Blind { .. });
         if verdict != self.verdict {
             if self.settled {
@@ -78,6 +85,7 @@ pub fn follow_declaration(
     verdicts: &mut Verdicts,
     incidents: &mut Incidents,
     checks: &[CheckDecl],
+    impaired: &Impaired,
     at_ms: i64,
 ) {
     verdicts.retain(|name, _| {
@@ -90,20 +98,25 @@ pub fn follow_declaration(
     for check in checks {
         match verdicts.get_mut(&check.name) {
             None => {
-                verdicts.insert(check.name.clone(), CheckVerdict::new(check, at_ms));
+                verdicts.insert(
+                    check.name.clone(),
+                    CheckVerdict::new(check, impaired, at_ms),
+                );
             }
             Some(v) => {
                 v.regions.retain(|r, _| check.regions.contains(r));
                 for r in &check.regions {
                     v.regions.entry(r.clone()).or_default();
                 }
-                v.refresh(check, incidents, at_ms);
+                v.refresh(check, incidents, impaired, at_ms);
             }
         }
     }
 }
 
-/// Counts one result of `check` from `region`.
+/// Counts one result of `check` from `region` in its region tracker;
+/// returns whether the region's state changed (the caller then refreshes
+/// the verdict, once per batch).
 pub fn observe(
     verdicts: &mut Verdicts,
     incidents: &mut Incidents,
@@ -112,30 +125,55 @@ pub fn observe(
     status: Status,
     started_at_ms: i64,
     at_ms: i64,
-) {
+) -> bool {
     let v = verdicts
         .entry(check.name.clone())
-        .or_insert_with(|| CheckVerdict::new(check, at_ms));
+        .or_insert_with(|| CheckVerdict::new(check, &Impaired::new(), at_ms));
     // Results from a region the check is not assigned to do not vote.
     let Some(tracker) = v.regions.get_mut(region) else {
-        return;
+        return false;
     };
     let old = tracker.state;
-    if let Some(new) = tracker.observe(status, started_at_ms, check.fail_after, check.recover_after)
-    {
-        incidents.on_region(&check.name, region, old, new, at_ms);
-        v.refresh(check, incidents, at_ms);
+    match tracker.observe(status, started_at_ms, check.fail_after, check.recover_after) {
+        Some(new) => {
+            incidents.on_region(&check.name, region, old, new, at_ms);
+            true
+        }
+        None => false,
     }
 }
 
-/// Marks regions silent for three intervals stale.
-pub fn tick(verdicts: &mut Verdicts, incidents: &mut Incidents, checks: &[CheckDecl], now_ms: i64) {
+/// Votes again on `checks`.
+pub fn refresh<'a>(
+    verdicts: &mut Verdicts,
+    incidents: &mut Incidents,
+    checks: impl IntoIterator<Item = &'a CheckDecl>,
+    impaired: &Impaired,
+    at_ms: i64,
+) {
+    for check in checks {
+        if let Some(v) = verdicts.get_mut(&check.name) {
+            v.refresh(check, incidents, impaired, at_ms);
+        }
+    }
+}
+
+/// Marks regions silent for three intervals stale, and votes again on the
+/// checks that changed (all of them when `all`: the impaired set changed).
+pub fn tick(
+    verdicts: &mut Verdicts,
+    incidents: &mut Incidents,
+    checks: &[CheckDecl],
+    impaired: &Impaired,
+    now_ms: i64,
+    all: bool,
+) {
     for check in checks {
         let Some(v) = verdicts.get_mut(&check.name) else {
             continue;
         };
         let interval_ms = parse_seconds(&check.interval).unwrap_or(60) as i64 * 1000;
-        let mut changed = false;
+        let mut changed = all;
         for (region, tracker) in v.regions.iter_mut() {
             let old = tracker.state;
             if let Some(new) = tracker.expire(now_ms, interval_ms) {
@@ -144,7 +182,7 @@ pub fn tick(verdicts: &mut Verdicts, incidents: &mut Incidents, checks: &[CheckD
             }
         }
         if changed {
-            v.refresh(check, incidents, now_ms);
+            v.refresh(check, incidents, impaired, now_ms);
         }
     }
 }

@@ -391,14 +391,11 @@ impl State {
             }
             // Results of checks deleted meanwhile are acknowledged, not kept.
             if let Some(check) = checks.get(r.check.as_str()) {
-                let res = &r.result;
                 if verdicts::observe(
                     &mut self.verdicts,
                     &mut self.incidents,
                     check,
-                    &res.region,
-                    res.status,
-                    res.started_at_ms,
+                    &r.result,
                     at_ms,
                 ) {
                     touched.insert(check.name.clone());

@@ -133,6 +133,20 @@ pub enum Verdict {
         /// Regions the quorum needs.
         needed: usize,
     },
+    /// No vote against the target, but `warn` results (an expiring
+    /// certificate, a slow server): a fact about the target, no vote needed.
+    Warning {
+        /// Regions whose latest result warns.
+        regions: Vec<String>,
+        /// The latest warning (not part of the verdict's identity).
+        message: String,
+    },
+    /// No vote against the target, but regions get different DNS answers
+    /// for the same question (split horizon, hijack, stale secondary).
+    Divergent {
+        /// The answer seen from each region.
+        answers: std::collections::BTreeMap<String, String>,
+    },
     /// Not a check's verdict: a region's vantage is impaired (the subject
     /// of a mesh-degraded incident, `vantage/<region>`).
     Impaired {
@@ -144,7 +158,15 @@ pub enum Verdict {
 }
 
 /// Verdict names from least to most severe.
-pub const SEVERITY: [&str; 5] = ["ok", "blind", "regional", "impaired", "outage"];
+pub const SEVERITY: [&str; 7] = [
+    "ok",
+    "warning",
+    "divergent",
+    "blind",
+    "regional",
+    "impaired",
+    "outage",
+];
 
 /// Position of a verdict name in [`SEVERITY`] (unknown names rank lowest).
 pub fn severity(name: &str) -> usize {
@@ -152,7 +174,8 @@ pub fn severity(name: &str) -> usize {
 }
 
 impl Verdict {
-    /// Lower-case name: `ok`, `regional`, `outage`, `blind`, `impaired`.
+    /// Lower-case name: `ok`, `regional`, `outage`, `blind`, `impaired`,
+    /// `warning`, `divergent`.
     pub fn name(&self) -> &'static str {
         match self {
             Verdict::Ok => "ok",
@@ -160,6 +183,17 @@ impl Verdict {
             Verdict::Outage { .. } => "outage",
             Verdict::Blind { .. } => "blind",
             Verdict::Impaired { .. } => "impaired",
+            Verdict::Warning { .. } => "warning",
+            Verdict::Divergent { .. } => "divergent",
+        }
+    }
+
+    /// The same situation (a warning's changing message aside): no new
+    /// timeline line, no new notification.
+    pub fn same_as(&self, other: &Verdict) -> bool {
+        match (self, other) {
+            (Verdict::Warning { regions: a, .. }, Verdict::Warning { regions: b, .. }) => a == b,
+            (a, b) => a == b,
         }
     }
 }

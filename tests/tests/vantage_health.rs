@@ -91,7 +91,7 @@ async fn a_broken_resolver_in_one_region_pages_nobody_and_marks_that_vantage_imp
     };
     let ru = reply.impaired.iter().find(|i| i.region == "ru").unwrap();
     assert!(ru.reason.contains("from ru only"), "{}", ru.reason);
-    wait_for("every target OK from eu and us", || async {
+    let ok = wait_for("every target OK from eu and us", || async {
         let s = status(&cluster).await?;
         s.checks
             .iter()
@@ -104,8 +104,10 @@ async fn a_broken_resolver_in_one_region_pages_nobody_and_marks_that_vantage_imp
             })
             .then_some(())
     })
-    .await
-    .unwrap();
+    .await;
+    if let Err(e) = ok {
+        panic!("{e}: {:#?}", status(&cluster).await);
+    }
 
     // A mesh-degraded alert names the vantage; no page about any target.
     wait_for("the mesh-degraded alert", || async {
@@ -163,6 +165,84 @@ async fn a_broken_resolver_in_one_region_pages_nobody_and_marks_that_vantage_imp
             .ok()?
             .into_inner();
         i.incidents.is_empty().then_some(())
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn split_horizon_dns_is_reported_with_the_answer_per_region() {
+    // RU's resolver serves another version of the zone.
+    let main = DnsServer::start(&[ZONE]).await.unwrap();
+    let other = ZONE.replace("ip4:192.0.2.0/24", "ip4:203.0.113.0/24");
+    let split = DnsServer::start(&[&other]).await.unwrap();
+    let mut cluster = Cluster::start(3, Timers::default()).await.unwrap();
+    let toml = "[[check]]\nname = \"spf\"\nkind = \"spf\"\ntarget = \"example.test\"\ninterval = \"5s\"\nregions = [\"ru\", \"eu\", \"us\"]\n";
+    cluster
+        .operator(1)
+        .unwrap()
+        .apply(ApplyRequest {
+            source_name: "checks.toml".into(),
+            toml: toml.into(),
+            dry_run: false,
+        })
+        .await
+        .unwrap();
+    let resolver = |addr: std::net::SocketAddr| format!("resolver = \"{addr}\"\n");
+    let agents = [
+        ("ru-1", "ru", "127.0.0.11", split.addr),
+        ("eu-1", "eu", "127.0.0.12", main.addr),
+        ("us-1", "us", "127.0.0.13", main.addr),
+    ];
+    for (name, region, source, dns) in agents {
+        cluster
+            .spawn_agent_with(name, region, source, &[], &resolver(dns))
+            .await
+            .unwrap();
+    }
+    wait_for("the check divergent", || async {
+        let s = status(&cluster).await?;
+        (s.checks.first()?.verdict == "divergent").then_some(())
+    })
+    .await
+    .unwrap();
+    let incidents = cluster
+        .operator(2)
+        .unwrap()
+        .list_incidents(ListIncidentsRequest { all: false })
+        .await
+        .unwrap()
+        .into_inner()
+        .incidents;
+    assert_eq!(incidents.len(), 1);
+    let story: Vec<&str> = incidents[0]
+        .timeline
+        .iter()
+        .map(|e| e.what.as_str())
+        .collect();
+    assert!(
+        story[0].starts_with("opened: DIVERGENT DNS answers"),
+        "{story:?}"
+    );
+    // Once every region answered, the finding names each answer.
+    wait_for("every region's answer", || async {
+        let i = cluster
+            .operator(3)
+            .ok()?
+            .list_incidents(ListIncidentsRequest { all: false })
+            .await
+            .ok()?
+            .into_inner()
+            .incidents;
+        i.first()?
+            .timeline
+            .iter()
+            .any(|e| {
+                e.what.contains("ru: \"v=spf1 ip4:203.0.113.0/24 -all\"")
+                    && e.what.contains("eu: \"v=spf1 ip4:192.0.2.0/24 -all\"")
+                    && e.what.contains("us: \"v=spf1 ip4:192.0.2.0/24 -all\"")
+            })
+            .then_some(())
     })
     .await
     .unwrap();

@@ -250,7 +250,7 @@ impl OperatorService for OperatorApi {
                 let verdict = v.map_or(&Verdict::Ok, |v| &v.verdict);
                 let down = match verdict {
                     Verdict::Regional { down } | Verdict::Outage { down } => down.clone(),
-                    Verdict::Ok | Verdict::Blind { .. } | Verdict::Impaired { .. } => vec![],
+                    _ => vec![],
                 };
                 let regions = v
                     .map(|v| {

@@ -148,12 +148,14 @@ pub struct Alerts {
 }
 
 /// Routing severity of a verdict: the check's own for an outage, `warning`
-/// for an impaired vantage (mesh degraded), `info` for notices that must
-/// never page.
+/// for warnings, divergent DNS answers and an impaired vantage (mesh
+/// degraded), `info` for notices that must never page.
 pub fn severity_of(verdict: &Verdict, check: Option<&CheckDecl>) -> String {
     match verdict {
         Verdict::Outage { .. } => check.map_or("critical", |c| c.severity.as_str()).to_owned(),
-        Verdict::Impaired { .. } => "warning".to_owned(),
+        Verdict::Impaired { .. } | Verdict::Warning { .. } | Verdict::Divergent { .. } => {
+            "warning".to_owned()
+        }
         Verdict::Ok | Verdict::Regional { .. } | Verdict::Blind { .. } => "info".to_owned(),
     }
 }

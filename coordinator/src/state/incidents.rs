@@ -95,6 +95,13 @@ pub fn describe(v: &Verdict) -> String {
         Verdict::Regional { down } => format!("REGIONAL (down from {})", down.join(", ")),
         Verdict::Outage { down } => format!("OUTAGE (down from {})", down.join(", ")),
         Verdict::Impaired { region, reason } => format!("vantage {region} impaired: {reason}"),
+        Verdict::Warning { regions, message } => {
+            format!("WARNING from {}: {message}", regions.join(", "))
+        }
+        Verdict::Divergent { answers } => {
+            let answers: Vec<String> = answers.iter().map(|(r, a)| format!("{r}: {a}")).collect();
+            format!("DIVERGENT DNS answers ({})", answers.join("; "))
+        }
         Verdict::Blind { voting, needed } => {
             format!(
                 "BLIND ({} of {needed} needed regions can vote)",

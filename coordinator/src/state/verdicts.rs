@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use vantage_common::Status;
+use vantage_common::{FailureClass, Status};
+
+use super::results::StoredResult;
 
 use super::incidents::Incidents;
 use super::mesh::Impaired;
@@ -25,6 +27,42 @@ pub struct CheckVerdict {
     /// for want of results, which is no incident.
     #[serde(default)]
     pub settled: bool,
+    /// Regions whose latest result warns, with its message.
+    #[serde(default)]
+    pub warnings: BTreeMap<String, String>,
+    /// DNS-answer kinds: the latest answer per region.
+    #[serde(default)]
+    pub answers: BTreeMap<String, String>,
+}
+
+/// Kinds whose answers are compared across regions.
+pub const DNS_KINDS: &[&str] = &["dns", "mx", "spf", "dmarc"];
+
+/// The answer a DNS-kind result carries: its records or MX hosts, sorted;
+/// `none` when it found none; `None` when it got no answer to compare (an
+/// error, a timeout, a resolver failure).
+pub fn answer(result: &StoredResult) -> Option<String> {
+    let answered = match result.status {
+        Status::Pass | Status::Warn => true,
+        Status::Fail => result.class == Some(FailureClass::Policy),
+        Status::Error => false,
+    };
+    if !answered {
+        return None;
+    }
+    let details: serde_json::Value = serde_json::from_str(&result.details_json).ok()?;
+    for key in ["record", "records", "hosts"] {
+        match details.get(key) {
+            Some(serde_json::Value::Array(items)) => {
+                let mut items: Vec<String> = items.iter().map(|i| i.to_string()).collect();
+                items.sort();
+                return Some(items.join(" "));
+            }
+            Some(v) => return Some(v.to_string()),
+            None => {}
+        }
+    }
+    Some("none".into())
 }
 
 impl CheckVerdict {
@@ -39,6 +77,8 @@ impl CheckVerdict {
             verdict: Verdict::Ok,
             since_ms: at_ms,
             settled: false,
+            warnings: BTreeMap::new(),
+            answers: BTreeMap::new(),
         };
         v.verdict = v.decide(check, impaired);
         v
@@ -54,7 +94,28 @@ impl CheckVerdict {
                 trusted: !impaired.contains_key(region),
             })
             .collect();
-        vote(&ballots, &check.quorum)
+        let verdict = vote(&ballots, &check.quorum);
+        if verdict != Verdict::Ok {
+            return verdict;
+        }
+        // Answers seen through an impaired vantage prove nothing.
+        let answers: BTreeMap<String, String> = self
+            .answers
+            .iter()
+            .filter(|(region, _)| !impaired.contains_key(*region))
+            .map(|(r, a)| (r.clone(), a.clone()))
+            .collect();
+        let distinct: std::collections::BTreeSet<&String> = answers.values().collect();
+        if distinct.len() > 1 {
+            return Verdict::Divergent { answers };
+        }
+        match self.warnings.iter().next() {
+            Some((_, message)) => Verdict::Warning {
+                regions: self.warnings.keys().cloned().collect(),
+                message: message.clone(),
+            },
+            None => Verdict::Ok,
+        }
     }
 
     fn refresh(
@@ -66,7 +127,7 @@ impl CheckVerdict {
     ) {
         let verdict = self.decide(check, impaired);
         self.settled |= !matches!(verdict, Verdict::Blind { .. });
-        if verdict != self.verdict {
+        if !verdict.same_as(&self.verdict) {
             if self.settled {
                 incidents.on_verdict(&check.name, &verdict, at_ms);
             }
@@ -105,6 +166,8 @@ pub fn follow_declaration(
             }
             Some(v) => {
                 v.regions.retain(|r, _| check.regions.contains(r));
+                v.warnings.retain(|r, _| check.regions.contains(r));
+                v.answers.retain(|r, _| check.regions.contains(r));
                 for r in &check.regions {
                     v.regions.entry(r.clone()).or_default();
                 }
@@ -121,26 +184,51 @@ pub fn observe(
     verdicts: &mut Verdicts,
     incidents: &mut Incidents,
     check: &CheckDecl,
-    region: &str,
-    status: Status,
-    started_at_ms: i64,
+    result: &StoredResult,
     at_ms: i64,
 ) -> bool {
     let v = verdicts
         .entry(check.name.clone())
         .or_insert_with(|| CheckVerdict::new(check, &Impaired::new(), at_ms));
+    let region = result.region.as_str();
     // Results from a region the check is not assigned to do not vote.
     let Some(tracker) = v.regions.get_mut(region) else {
         return false;
     };
+    let newest = result.started_at_ms >= tracker.last_result_ms;
     let old = tracker.state;
-    match tracker.observe(status, started_at_ms, check.fail_after, check.recover_after) {
+    let mut changed = match tracker.observe(
+        result.status,
+        result.started_at_ms,
+        check.fail_after,
+        check.recover_after,
+    ) {
         Some(new) => {
             incidents.on_region(&check.name, region, old, new, at_ms);
             true
         }
         None => false,
+    };
+    if !newest {
+        return changed;
     }
+    match result.status {
+        Status::Warn => {
+            let message = Some(&result.message);
+            changed |= v.warnings.get(region) != message;
+            v.warnings.insert(region.to_owned(), result.message.clone());
+        }
+        Status::Pass | Status::Fail => changed |= v.warnings.remove(region).is_some(),
+        Status::Error => {}
+    }
+    if DNS_KINDS.contains(&check.kind.as_str()) {
+        // The latest answer only: a region that stops getting one stops comparing.
+        changed |= match answer(result) {
+            Some(a) => v.answers.insert(region.to_owned(), a.clone()).as_ref() != Some(&a),
+            None => v.answers.remove(region).is_some(),
+        };
+    }
+    changed
 }
 
 /// Votes again on `checks`.
@@ -184,5 +272,129 @@ pub fn tick(
         if changed {
             v.refresh(check, incidents, impaired, now_ms);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::declared::Declared;
+
+    fn check(kind: &str, params: &str) -> CheckDecl {
+        let text = format!(
+            "[[check]]\nname = \"c\"\nkind = \"{kind}\"\ntarget = \"example.org\"\nregions = [\"ru\", \"eu\", \"us\"]\nparams = {{ {params} }}\n"
+        );
+        match Declared::parse(std::path::Path::new("t.toml"), &text) {
+            Ok(mut d) => d.checks.remove(0),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn result(region: &str, at: i64, status: Status, message: &str, details: &str) -> StoredResult {
+        StoredResult {
+            region: region.into(),
+            agent: format!("{region}-1"),
+            started_at_ms: at,
+            status,
+            class: None,
+            message: message.into(),
+            duration_ms: 1,
+            details_json: details.into(),
+        }
+    }
+
+    fn feed(v: &mut Verdicts, inc: &mut Incidents, check: &CheckDecl, results: &[StoredResult]) {
+        for r in results {
+            if observe(v, inc, check, r, r.started_at_ms) {
+                refresh(v, inc, [check], &Impaired::new(), r.started_at_ms);
+            }
+        }
+    }
+
+    #[test]
+    fn warn_results_open_a_warning_incident_without_a_vote() {
+        let c = check("tls", "port = 25");
+        let (mut v, mut inc) = (Verdicts::new(), Incidents::default());
+        let ok: Vec<StoredResult> = ["ru", "eu", "us"]
+            .iter()
+            .map(|r| result(r, 1, Status::Pass, "", "{}"))
+            .collect();
+        feed(&mut v, &mut inc, &c, &ok);
+        assert_eq!(v["c"].verdict, Verdict::Ok);
+        feed(
+            &mut v,
+            &mut inc,
+            &c,
+            &[result("eu", 2, Status::Warn, "expires in 12 days", "{}")],
+        );
+        assert_eq!(v["c"].verdict.name(), "warning");
+        // A new message for the same regions is the same situation.
+        feed(
+            &mut v,
+            &mut inc,
+            &c,
+            &[result("eu", 3, Status::Warn, "expires in 11 days", "{}")],
+        );
+        let incident = &inc.all[&inc.open["c"]];
+        assert_eq!(incident.timeline.len(), 1, "{:?}", incident.timeline);
+        assert_eq!(
+            incident.timeline[0].what,
+            "opened: WARNING from eu: expires in 12 days"
+        );
+        feed(
+            &mut v,
+            &mut inc,
+            &c,
+            &[result("eu", 4, Status::Pass, "", "{}")],
+        );
+        assert_eq!(v["c"].verdict, Verdict::Ok);
+        assert!(inc.open.is_empty(), "resolved");
+    }
+
+    #[test]
+    fn different_dns_answers_per_region_are_a_finding() {
+        let c = check("spf", "");
+        let (mut v, mut inc) = (Verdicts::new(), Incidents::default());
+        let a = r#"{"record":"v=spf1 -all"}"#;
+        let b = r#"{"record":"v=spf1 ip4:192.0.2.1 -all"}"#;
+        feed(
+            &mut v,
+            &mut inc,
+            &c,
+            &[
+                result("ru", 1, Status::Pass, "", a),
+                result("eu", 1, Status::Pass, "", a),
+                result("us", 1, Status::Error, "timeout", "{}"),
+            ],
+        );
+        assert_eq!(v["c"].verdict, Verdict::Ok, "errors carry no answer");
+        feed(
+            &mut v,
+            &mut inc,
+            &c,
+            &[result("ru", 2, Status::Pass, "", b)],
+        );
+        match &v["c"].verdict {
+            Verdict::Divergent { answers } => {
+                assert_eq!(answers["ru"], "\"v=spf1 ip4:192.0.2.1 -all\"");
+                assert_eq!(answers["eu"], "\"v=spf1 -all\"");
+            }
+            other => panic!("{other:?}"),
+        }
+        feed(
+            &mut v,
+            &mut inc,
+            &c,
+            &[result("ru", 3, Status::Pass, "", a)],
+        );
+        assert_eq!(v["c"].verdict, Verdict::Ok);
+        assert_eq!(inc.all.len(), 1);
+        // A target that fails everywhere outranks the divergence.
+        let fails: Vec<StoredResult> = ["ru", "eu", "us"]
+            .iter()
+            .flat_map(|r| [4, 5].map(|t| result(r, t, Status::Fail, "no SPF record", "{}")))
+            .collect();
+        feed(&mut v, &mut inc, &c, &fails);
+        assert_eq!(v["c"].verdict.name(), "outage");
     }
 }

@@ -108,6 +108,15 @@ pub enum Command {
     },
     /// Every check: verdict across regions (OK, REGIONAL, OUTAGE, BLIND) and per-region state.
     Status,
+    /// Uptime of a check over a window (REGIONAL counts as degraded, not
+    /// down), per region, and its incidents.
+    History {
+        /// Check name.
+        check: String,
+        /// Window, e.g. 24h, 7d, 30d (30 days are kept).
+        #[arg(long, default_value = "7d")]
+        since: String,
+    },
     /// Incidents: list, show with timeline, acknowledge.
     #[command(subcommand)]
     Incidents(checks::IncidentsCommand),
@@ -260,6 +269,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Checks(c) => checks::run(c, &cli.conn, cli.output).await,
         Command::Status => checks::status(&cli.conn, cli.output).await,
         Command::Incidents(c) => checks::incidents(c, &cli.conn, cli.output).await,
+        Command::History { check, since } => {
+            checks::history(check, since, &cli.conn, cli.output).await
+        }
         Command::Alerts(c) => alerts::alerts(c, &cli.conn).await,
         Command::Silence(c) => alerts::silence(c, &cli.conn, cli.output).await,
         Command::Maintenance(c) => alerts::maintenance(c, &cli.conn, cli.output).await,

@@ -134,6 +134,38 @@ async fn regional_fault_then_outage_then_recovery() {
     let (_, out, _) = cluster.vantagectl(&[1], &["incidents", "list"]).await;
     assert!(!out.contains(" mx "), "no open incident left: {out}");
 
+    // History: the REGIONAL time counts as degraded, the OUTAGE as down.
+    let (code, out, err) = cluster
+        .vantagectl(&[3], &["history", "mx", "--since", "1h", "-o", "json"])
+        .await;
+    assert_eq!(code, 0, "{err}");
+    let h: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let pct = |k: &str| h[k].as_f64().unwrap();
+    assert!(pct("degraded_pct") > 0.0 && pct("down_pct") > 0.0, "{h}");
+    assert!(
+        (pct("up_pct") + pct("degraded_pct") + pct("down_pct") - 100.0).abs() < 0.01,
+        "{h}"
+    );
+    assert_eq!(h["incidents"].as_array().unwrap().len(), 1, "{h}");
+    let ru = h["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["region"] == "ru")
+        .unwrap();
+    assert!(
+        ru["fail"].as_u64().unwrap() >= 2 && ru["uptime_pct"].as_f64().unwrap() < 100.0,
+        "{ru}"
+    );
+    let (code, out, err) = cluster
+        .vantagectl(&[3], &["history", "mx", "--since", "1h"])
+        .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("degraded (REGIONAL)") && out.contains("#1"),
+        "{out}"
+    );
+
     let (code, out, err) = cluster.vantagectl(&[2], &["status"]).await;
     assert_eq!(code, 0, "{err}");
     assert!(

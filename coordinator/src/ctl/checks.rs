@@ -6,8 +6,8 @@ use anyhow::{Context, Result};
 use clap::Subcommand;
 use vantage_proto::v1::{
     AckIncidentRequest, ApplyRequest, CheckInfo, GetCheckRequest, GetIncidentRequest,
-    GetResultsRequest, IncidentInfo, ListChecksRequest, ListIncidentsRequest, ResultInfo,
-    StatusRequest,
+    GetResultsRequest, HistoryRequest, IncidentInfo, ListChecksRequest, ListIncidentsRequest,
+    ResultInfo, StatusRequest,
 };
 
 use super::{ConnArgs, Format, explain};
@@ -388,6 +388,84 @@ pub async fn incidents(command: IncidentsCommand, conn: &ConnArgs, format: Forma
                 .await
                 .map_err(fail)?;
             println!("incident {id} acknowledged");
+        }
+    }
+    Ok(())
+}
+
+/// Runs `history CHECK --since D`.
+pub async fn history(check: String, since: String, conn: &ConnArgs, format: Format) -> Result<()> {
+    let window_s = crate::declared::parse_seconds(&since)
+        .filter(|s| *s > 0)
+        .ok_or_else(|| {
+            anyhow::anyhow!("--since {since:?}: expected a duration such as 24h, 7d, 30d")
+        })?;
+    let since_ms = vantage_common::clock::now_ms() - window_s as i64 * 1000;
+    let mut client = conn.connect().await?;
+    let at = client.endpoint.clone();
+    let h = client
+        .operator
+        .history(HistoryRequest { check, since_ms })
+        .await
+        .map_err(|s| anyhow::anyhow!("{at}: {}", explain(&s)))?
+        .into_inner();
+    match format {
+        Format::Json => {
+            let regions: Vec<_> = h
+                .regions
+                .iter()
+                .map(|r| {
+                    serde_json::json!({"region": r.region, "uptime_pct": r.uptime_pct,
+                        "pass": r.pass, "warn": r.warn, "fail": r.fail, "error": r.error})
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::json!({"check": h.check, "since_ms": h.since_ms, "now_ms": h.now_ms,
+                    "up_pct": h.up_pct, "degraded_pct": h.degraded_pct, "down_pct": h.down_pct,
+                    "unknown_ms": h.unknown_ms, "regions": regions,
+                    "incidents": h.incidents.iter().map(incident_json).collect::<Vec<_>>()})
+            );
+        }
+        Format::Text => {
+            println!(
+                "{} since {} ({since})",
+                h.check,
+                crate::alert::rfc3339(h.since_ms)
+            );
+            println!(
+                "  uptime {:.3} %   degraded (REGIONAL) {:.3} %   down (OUTAGE) {:.3} %   undecided {}",
+                h.up_pct,
+                h.degraded_pct,
+                h.down_pct,
+                crate::state::alerts::human_duration(h.unknown_ms)
+            );
+            println!(
+                "  {:<8} {:>9} {:>8} {:>6} {:>6} {:>6}",
+                "REGION", "UPTIME", "PASS", "WARN", "FAIL", "ERROR"
+            );
+            for r in &h.regions {
+                println!(
+                    "  {:<8} {:>7.3} % {:>8} {:>6} {:>6} {:>6}",
+                    r.region, r.uptime_pct, r.pass, r.warn, r.fail, r.error
+                );
+            }
+            println!("  incidents: {}", h.incidents.len());
+            for i in &h.incidents {
+                let end = match i.resolved_ms {
+                    Some(end) => format!(
+                        "resolved after {}",
+                        crate::state::alerts::human_duration(end - i.opened_ms)
+                    ),
+                    None => "open".into(),
+                };
+                println!(
+                    "    #{:<4} {:<9} opened {}  {end}",
+                    i.id,
+                    i.worst,
+                    crate::alert::rfc3339(i.opened_ms)
+                );
+            }
         }
     }
     Ok(())

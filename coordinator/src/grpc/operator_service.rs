@@ -14,12 +14,13 @@ use vantage_proto::v1::{
     AckIncidentReply, AckIncidentRequest, AddMemberRequest, AddSilenceReply, AddSilenceRequest,
     AgentInfo, ApplyReply, ApplyRequest, CheckInfo, CheckStatus, ClusterStatusReply,
     ClusterStatusRequest, ExpireSilenceReply, ExpireSilenceRequest, GetCheckRequest,
-    GetIncidentRequest, GetResultsReply, GetResultsRequest, ImpairedRegion, IncidentEvent,
-    IncidentInfo, InitClusterReply, InitClusterRequest, ListAgentsReply, ListAgentsRequest,
-    ListChecksReply, ListChecksRequest, ListIncidentsReply, ListIncidentsRequest, ListRevokedReply,
-    ListRevokedRequest, ListSilencesReply, ListSilencesRequest, MembershipReply, NodeStatus,
-    RegionStatus, RemoveMemberRequest, ResultInfo, RevokeReply, RevokeRequest, StatusReply,
-    StatusRequest, TestChannelReply, TestChannelRequest,
+    GetIncidentRequest, GetResultsReply, GetResultsRequest, HistoryReply, HistoryRequest,
+    ImpairedRegion, IncidentEvent, IncidentInfo, InitClusterReply, InitClusterRequest,
+    ListAgentsReply, ListAgentsRequest, ListChecksReply, ListChecksRequest, ListIncidentsReply,
+    ListIncidentsRequest, ListRevokedReply, ListRevokedRequest, ListSilencesReply,
+    ListSilencesRequest, MembershipReply, NodeStatus, RegionStatus, RegionUptime,
+    RemoveMemberRequest, ResultInfo, RevokeReply, RevokeRequest, StatusReply, StatusRequest,
+    TestChannelReply, TestChannelRequest,
 };
 
 use super::auth::{Role, authorize};
@@ -144,6 +145,66 @@ fn apply_reply(diff: Diff, applied: bool) -> Response<ApplyReply> {
 
 #[tonic::async_trait]
 impl OperatorService for OperatorApi {
+    async fn history(
+        &self,
+        request: Request<HistoryRequest>,
+    ) -> Result<Response<HistoryReply>, Status> {
+        self.caller(&request, "History").await?;
+        let r = request.into_inner();
+        let applied = self.coordinator.applied.read().await;
+        let state = &applied.state;
+        let Some(verdict) = state.verdicts.get(&r.check) else {
+            return Err(Status::not_found(format!("no check named {:?}", r.check)));
+        };
+        let now = now_ms();
+        let since = r.since_ms - r.since_ms.rem_euclid(crate::state::results::HOUR_MS);
+        let t = verdict.time_since(since, now);
+        let decided = (t.up_ms + t.degraded_ms + t.down_ms).max(1) as f64;
+        let pct = |ms: i64| ms as f64 * 100.0 / decided;
+        let regions = state
+            .results
+            .get(&r.check)
+            .map(|res| {
+                res.hours
+                    .iter()
+                    .map(|(region, hours)| {
+                        let mut u = RegionUptime {
+                            region: region.clone(),
+                            ..Default::default()
+                        };
+                        for (_, h) in hours.range(since..) {
+                            u.pass += u64::from(h.pass);
+                            u.warn += u64::from(h.warn);
+                            u.fail += u64::from(h.fail);
+                            u.error += u64::from(h.error);
+                        }
+                        let counted = (u.pass + u.warn + u.fail).max(1) as f64;
+                        u.uptime_pct = (u.pass + u.warn) as f64 * 100.0 / counted;
+                        u
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let incidents = state
+            .incidents
+            .all
+            .values()
+            .filter(|i| i.check == r.check && i.resolved_ms.is_none_or(|end| end >= since))
+            .map(|i| incident_info(i, &state.alerts))
+            .collect();
+        Ok(Response::new(HistoryReply {
+            check: r.check,
+            since_ms: since,
+            now_ms: now,
+            up_pct: pct(t.up_ms),
+            degraded_pct: pct(t.degraded_ms),
+            down_pct: pct(t.down_ms),
+            unknown_ms: t.unknown_ms,
+            regions,
+            incidents,
+        }))
+    }
+
     async fn add_silence(
         &self,
         request: Request<AddSilenceRequest>,

@@ -1,6 +1,6 @@
 //! Results as the cluster keeps them: the latest per (check, region), a
-//! bounded recent history per check, and per-minute roll-ups per region for
-//! uptime.
+//! bounded recent history per check, and hourly roll-ups per region for
+//! uptime (30 days).
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -9,8 +9,10 @@ use vantage_common::{FailureClass, Status};
 
 /// Results kept per check in the recent history.
 pub const HISTORY: usize = 100;
-/// Minutes of roll-ups kept per (check, region): one day.
-pub const ROLLUP_MINUTES: usize = 1440;
+/// Hours of roll-ups kept per (check, region): 30 days.
+pub const ROLLUP_HOURS: usize = 720;
+/// One hour in ms.
+pub const HOUR_MS: i64 = 3_600_000;
 
 /// One result as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,7 +35,7 @@ pub struct StoredResult {
     pub details_json: String,
 }
 
-/// Counts of one minute.
+/// Counts of one hour.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rollup {
     /// Passing results.
@@ -53,8 +55,9 @@ pub struct CheckResults {
     pub latest: BTreeMap<String, StoredResult>,
     /// Most recent results, oldest first.
     pub recent: VecDeque<StoredResult>,
-    /// Region → minute (ms since the epoch, minute-aligned) → counts.
-    pub minutes: BTreeMap<String, BTreeMap<i64, Rollup>>,
+    /// Region → hour (ms since the epoch, hour-aligned) → counts.
+    #[serde(default)]
+    pub hours: BTreeMap<String, BTreeMap<i64, Rollup>>,
 }
 
 impl CheckResults {
@@ -67,17 +70,17 @@ impl CheckResults {
         if newer {
             self.latest.insert(result.region.clone(), result.clone());
         }
-        let minute = result.started_at_ms - result.started_at_ms.rem_euclid(60_000);
-        let minutes = self.minutes.entry(result.region.clone()).or_default();
-        let r = minutes.entry(minute).or_default();
+        let hour = result.started_at_ms - result.started_at_ms.rem_euclid(HOUR_MS);
+        let hours = self.hours.entry(result.region.clone()).or_default();
+        let r = hours.entry(hour).or_default();
         match result.status {
             Status::Pass => r.pass += 1,
             Status::Warn => r.warn += 1,
             Status::Fail => r.fail += 1,
             Status::Error => r.error += 1,
         }
-        while minutes.len() > ROLLUP_MINUTES {
-            minutes.pop_first();
+        while hours.len() > ROLLUP_HOURS {
+            hours.pop_first();
         }
         self.recent.push_back(result);
         while self.recent.len() > HISTORY {
@@ -121,14 +124,14 @@ mod tests {
         c.record(result("eu", 0, Status::Error));
         assert_eq!(c.latest["eu"].started_at_ms, (HISTORY as i64 + 49) * 30_000);
         assert_eq!(c.recent.len(), HISTORY);
-        let first_minute = c.minutes["eu"][&0];
+        let first_hour = c.hours["eu"][&0];
         assert_eq!(
-            (first_minute.pass, first_minute.fail, first_minute.error),
-            (1, 1, 1)
+            (first_hour.pass, first_hour.fail, first_hour.error),
+            (60, 60, 1)
         );
-        for i in 0..(ROLLUP_MINUTES as i64 + 10) {
-            c.record(result("ru", i * 60_000, Status::Pass));
+        for i in 0..(ROLLUP_HOURS as i64 + 10) {
+            c.record(result("ru", i * HOUR_MS, Status::Pass));
         }
-        assert_eq!(c.minutes["ru"].len(), ROLLUP_MINUTES);
+        assert_eq!(c.hours["ru"].len(), ROLLUP_HOURS);
     }
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use vantage_common::{FailureClass, Status};
 
-use super::results::StoredResult;
+use super::results::{HOUR_MS, ROLLUP_HOURS, StoredResult};
 
 use super::incidents::Incidents;
 use super::mesh::Impaired;
@@ -33,6 +33,55 @@ pub struct CheckVerdict {
     /// DNS-answer kinds: the latest answer per region.
     #[serde(default)]
     pub answers: BTreeMap<String, String>,
+    /// Time spent per verdict class, per hour (30 days), closed periods only.
+    #[serde(default)]
+    pub hours: BTreeMap<i64, VerdictTime>,
+}
+
+/// Time in each verdict class.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerdictTime {
+    /// OK (warnings and DNS divergence included: the target answers).
+    pub up_ms: i64,
+    /// REGIONAL: down from some regions, below the quorum.
+    pub degraded_ms: i64,
+    /// OUTAGE.
+    pub down_ms: i64,
+    /// BLIND or not yet decided: not counted in uptime.
+    pub unknown_ms: i64,
+}
+
+impl VerdictTime {
+    fn add(&mut self, verdict: &Verdict, ms: i64) {
+        match verdict {
+            Verdict::Ok | Verdict::Warning { .. } | Verdict::Divergent { .. } => self.up_ms += ms,
+            Verdict::Regional { .. } => self.degraded_ms += ms,
+            Verdict::Outage { .. } => self.down_ms += ms,
+            Verdict::Blind { .. } | Verdict::Impaired { .. } => self.unknown_ms += ms,
+        }
+    }
+
+    /// Sums.
+    pub fn merge(&mut self, other: &VerdictTime) {
+        self.up_ms += other.up_ms;
+        self.degraded_ms += other.degraded_ms;
+        self.down_ms += other.down_ms;
+        self.unknown_ms += other.unknown_ms;
+    }
+}
+
+/// Adds `verdict` from `from` to `to` into hourly buckets, keeping 30 days.
+fn account(hours: &mut BTreeMap<i64, VerdictTime>, verdict: &Verdict, from: i64, to: i64) {
+    let mut t = from.max(to - ROLLUP_HOURS as i64 * HOUR_MS);
+    while t < to {
+        let hour = t - t.rem_euclid(HOUR_MS);
+        let end = (hour + HOUR_MS).min(to);
+        hours.entry(hour).or_default().add(verdict, end - t);
+        t = end;
+    }
+    while hours.len() > ROLLUP_HOURS {
+        hours.pop_first();
+    }
 }
 
 /// Kinds whose answers are compared across regions.
@@ -79,6 +128,7 @@ impl CheckVerdict {
             settled: false,
             warnings: BTreeMap::new(),
             answers: BTreeMap::new(),
+            hours: BTreeMap::new(),
         };
         v.verdict = v.decide(check, impaired);
         v
@@ -131,9 +181,25 @@ impl CheckVerdict {
             if self.settled {
                 incidents.on_verdict(&check.name, &verdict, at_ms);
             }
+            account(&mut self.hours, &self.verdict, self.since_ms, at_ms);
             self.verdict = verdict;
             self.since_ms = at_ms;
         }
+    }
+}
+
+impl CheckVerdict {
+    /// Time per verdict class from `since_ms` (rounded down to the hour)
+    /// to `now_ms`, the current verdict included.
+    pub fn time_since(&self, since_ms: i64, now_ms: i64) -> VerdictTime {
+        let mut open = BTreeMap::new();
+        account(&mut open, &self.verdict, self.since_ms, now_ms);
+        let from = since_ms - since_ms.rem_euclid(HOUR_MS);
+        let mut total = VerdictTime::default();
+        for (_, t) in self.hours.range(from..).chain(open.range(from..)) {
+            total.merge(t);
+        }
+        total
     }
 }
 
@@ -309,6 +375,50 @@ mod tests {
                 refresh(v, inc, [check], &Impaired::new(), r.started_at_ms);
             }
         }
+    }
+
+    #[test]
+    fn time_is_accounted_per_verdict_class_and_hour() {
+        let c = check("tls", "port = 25");
+        let (mut v, mut inc) = (Verdicts::new(), Incidents::default());
+        let at = |h: i64, m: i64| 100 * HOUR_MS + h * HOUR_MS + m * 60_000;
+        let all = |t: i64, s: Status| -> Vec<StoredResult> {
+            ["ru", "eu", "us"]
+                .iter()
+                .map(|r| result(r, t, s, "", "{}"))
+                .collect()
+        };
+        feed(&mut v, &mut inc, &c, &all(at(0, 0), Status::Pass));
+        // RU down 30 min (REGIONAL), then everyone 15 min (OUTAGE), then back.
+        feed(
+            &mut v,
+            &mut inc,
+            &c,
+            &[result("ru", at(0, 30), Status::Fail, "", "{}")],
+        );
+        feed(
+            &mut v,
+            &mut inc,
+            &c,
+            &[result("ru", at(0, 31), Status::Fail, "", "{}")],
+        );
+        for t in [at(1, 1), at(1, 2)] {
+            feed(&mut v, &mut inc, &c, &all(t, Status::Fail)[1..]);
+        }
+        for t in [at(1, 17), at(1, 18)] {
+            feed(&mut v, &mut inc, &c, &all(t, Status::Pass));
+        }
+        let t = v["c"].time_since(at(0, 0), at(3, 0));
+        let min = 60_000;
+        assert_eq!(t.degraded_ms, 31 * min, "{t:?}");
+        assert_eq!(t.down_ms, 16 * min, "{t:?}");
+        assert_eq!(
+            t.up_ms + t.degraded_ms + t.down_ms + t.unknown_ms,
+            3 * HOUR_MS
+        );
+        // A window starting later sees only its own hours.
+        let later = v["c"].time_since(at(2, 0), at(3, 0));
+        assert_eq!(later.up_ms, HOUR_MS);
     }
 
     #[test]

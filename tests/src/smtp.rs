@@ -1,7 +1,8 @@
 //! An in-process SMTP server with scripted behaviour: banner, EHLO
 //! extensions, STARTTLS or implicit TLS with test certificates, delays, and
 //! the hostile behaviours a probe must survive (endless lines, huge banners,
-//! slow drips, garbage instead of TLS, early close, endless continuations).
+//! slow drips, garbage instead of TLS, early close, endless continuations);
+//! for the email sink.
 
 use std::io;
 use std::net::SocketAddr;
@@ -121,6 +122,9 @@ pub struct Seen {
     /// Client addresses whose connections are accepted and never answered
     /// (a timeout-type fault).
     pub silenced: Mutex<std::collections::HashSet<std::net::IpAddr>>,
+    /// Messages received with DATA (headers and body), and whether the
+    /// session was under TLS.
+    pub messages: Mutex<Vec<(String, bool)>>,
 }
 
 /// A running scripted SMTP server on loopback; stops when dropped.
@@ -212,6 +216,15 @@ impl SmtpServer {
                 b.remove(&ip);
             }
         }
+    }
+
+    /// Messages received so far: (headers and body, under TLS).
+    pub fn messages(&self) -> Vec<(String, bool)> {
+        self.seen
+            .messages
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default()
     }
 
     /// Commands received so far.
@@ -383,6 +396,34 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
                 continue;
             }
             "NOOP" | "RSET" => "250 2.0.0 OK\r\n".into(),
+            "AUTH" => "235 2.7.0 Authentication successful\r\n".into(),
+            "MAIL" => "250 2.1.0 OK\r\n".into(),
+            "RCPT" => "250 2.1.5 OK\r\n".into(),
+            "DATA" => {
+                io.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                    .await?;
+                io.flush().await?;
+                let mut message = String::new();
+                loop {
+                    line.clear();
+                    let n = AsyncReadExt::take(&mut io, 4096)
+                        .read_line(&mut line)
+                        .await?;
+                    if n == 0 {
+                        return Ok(None);
+                    }
+                    if line.trim_end() == "." {
+                        break;
+                    }
+                    if message.len() < 1 << 20 {
+                        message.push_str(&line);
+                    }
+                }
+                if let Ok(mut m) = seen.messages.lock() {
+                    m.push((message, tls));
+                }
+                "250 2.0.0 Queued\r\n".into()
+            }
             "QUIT" => {
                 io.write_all(b"221 2.0.0 Bye\r\n").await?;
                 io.flush().await?;

@@ -84,6 +84,30 @@ async fn apply_diff_list_get_and_refusal_of_bad_files() {
             "unknown field `fial_after`",
         ),
         (changed.replace("[[route]]", "[[route]"), "checks.toml:"),
+        (
+            changed.replace("webhook_url_env = \"VANTAGE_SLACK_URL\"", "webhook_url = \"https://hooks.slack.com/x\""),
+            "field `channel.settings`: channel chat: unknown field `webhook_url`",
+        ),
+        (
+            changed.replace("kind = \"pagerduty\"", "kind = \"pagerdooty\""),
+            "channel pager: unknown kind `pagerdooty`",
+        ),
+        (
+            changed.replace("channels = [\"chat\", \"pager\", \"am\"]", "channels = [\"chat\", \"pagr\"]"),
+            "route oncall: no channel named \"pagr\"",
+        ),
+        (
+            changed.replace("after = \"15m\"", "after = \"soon\""),
+            "field `route.escalate.after`",
+        ),
+        (
+            changed.replace("severities = [\"critical\"]", "severities = [\"urgent\"]"),
+            "field `route.severities`",
+        ),
+        (
+            changed.replace("repeat = \"4h\"", "repeat = \"10s\""),
+            "at least 60s",
+        ),
     ] {
         std::fs::write(&path, &bad).unwrap();
         let (code, out, err) = cluster

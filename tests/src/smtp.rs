@@ -122,6 +122,9 @@ pub struct Seen {
     /// Client addresses whose connections are accepted and never answered
     /// (a timeout-type fault).
     pub silenced: Mutex<std::collections::HashSet<std::net::IpAddr>>,
+    /// Client addresses whose connections alternate: closed at once, then
+    /// served, then closed... (a flapping target); value: connections seen.
+    pub flapping: Mutex<std::collections::HashMap<std::net::IpAddr, u64>>,
     /// Messages received with DATA (headers and body), and whether the
     /// session was under TLS.
     pub messages: Mutex<Vec<(String, bool)>>,
@@ -164,6 +167,16 @@ impl SmtpServer {
                         peers.push(peer);
                     }
                     if seen.blocked.lock().is_ok_and(|b| b.contains(&peer.ip())) {
+                        drop(stream);
+                        continue;
+                    }
+                    let flap = seen.flapping.lock().ok().and_then(|mut f| {
+                        f.get_mut(&peer.ip()).map(|n| {
+                            *n += 1;
+                            *n % 2 == 1
+                        })
+                    });
+                    if flap == Some(true) {
                         drop(stream);
                         continue;
                     }
@@ -214,6 +227,18 @@ impl SmtpServer {
                 b.insert(ip);
             } else {
                 b.remove(&ip);
+            }
+        }
+    }
+
+    /// Makes connections from `ip` alternate between closed and served
+    /// (`false`: serves it again).
+    pub fn flap_from(&self, ip: std::net::IpAddr, flapping: bool) {
+        if let Ok(mut f) = self.seen.flapping.lock() {
+            if flapping {
+                f.insert(ip, 0);
+            } else {
+                f.remove(&ip);
             }
         }
     }

@@ -460,3 +460,81 @@ channels = ["hook"]
         .await;
     assert_eq!(m.receiver.keys("/hook").get(&key), Some(&1));
 }
+
+#[tokio::test]
+async fn a_flapping_target_pages_nobody() {
+    let alerting = r#"
+[[channel]]
+name = "hook"
+kind = "webhook"
+settings = { url = "{R}hook" }
+
+[[route]]
+name = "all"
+severities = ["critical", "warning", "info"]
+channels = ["hook"]
+"#;
+    let m = mesh(alerting).await;
+    wait_for("all regions up", || async {
+        let s = m
+            .cluster
+            .operator(1)
+            .ok()?
+            .status(vantage_proto::v1::StatusRequest {})
+            .await
+            .ok()?
+            .into_inner();
+        s.checks
+            .first()?
+            .regions
+            .iter()
+            .all(|r| r.state == "up")
+            .then_some(())
+    })
+    .await
+    .unwrap();
+    // Every region sees pass, fail, pass, fail... (retries included).
+    for (_, _, source) in REGIONS {
+        m.server.flap_from(ip(source), true);
+    }
+    let failures_everywhere = wait_for("at least three failures seen from each region", || async {
+        let (_, out, _) = m
+            .cluster
+            .vantagectl(&[1], &["results", "mx", "--recent", "100", "-o", "json"])
+            .await;
+        let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+        let recent = v["recent"].as_array()?;
+        REGIONS
+            .iter()
+            .all(|(_, region, _)| {
+                recent
+                    .iter()
+                    .filter(|r| r["region"] == *region && r["status"] == "fail")
+                    .count()
+                    >= 3
+            })
+            .then_some(())
+    })
+    .await;
+    failures_everywhere.unwrap();
+    for (_, _, source) in REGIONS {
+        m.server.flap_from(ip(source), false);
+    }
+    let incidents = m
+        .cluster
+        .operator(2)
+        .unwrap()
+        .list_incidents(ListIncidentsRequest { all: true })
+        .await
+        .unwrap()
+        .into_inner()
+        .incidents;
+    assert!(
+        incidents.is_empty(),
+        "no incident for a flapping target: {incidents:?}"
+    );
+    assert!(
+        m.receiver.received("/hook").is_empty(),
+        "no notification at all"
+    );
+}

@@ -85,7 +85,10 @@ async fn apply_diff_list_get_and_refusal_of_bad_files() {
         ),
         (changed.replace("[[route]]", "[[route]"), "checks.toml:"),
         (
-            changed.replace("webhook_url_env = \"VANTAGE_SLACK_URL\"", "webhook_url = \"https://hooks.slack.com/x\""),
+            changed.replace(
+                "webhook_url_env = \"VANTAGE_SLACK_URL\"",
+                "webhook_url = \"https://hooks.slack.com/x\"",
+            ),
             "field `channel.settings`: channel chat: unknown field `webhook_url`",
         ),
         (
@@ -93,7 +96,10 @@ async fn apply_diff_list_get_and_refusal_of_bad_files() {
             "channel pager: unknown kind `pagerdooty`",
         ),
         (
-            changed.replace("channels = [\"chat\", \"pager\", \"am\"]", "channels = [\"chat\", \"pagr\"]"),
+            changed.replace(
+                "channels = [\"chat\", \"pager\", \"am\"]",
+                "channels = [\"chat\", \"pagr\"]",
+            ),
             "route oncall: no channel named \"pagr\"",
         ),
         (

@@ -1,6 +1,7 @@
 //! Fast confirmation, on the leader: when a region first sees a check fail,
 //! the agents of the other assigned regions are asked to run it now (a
-//! second opinion) and the failing agent to retry shortly, so a quorum
+//! second opinion) and the failing agent to retry shortly (2 s after the
+//! failing probe began: at once after a timeout), so a quorum
 //! verdict comes within seconds instead of after more intervals. Requests
 //! go through the agents' session streams; nothing here is replicated (the
 //! results it provokes are, like any others).
@@ -44,17 +45,17 @@ fn due<K: std::hash::Hash + Eq>(map: &Mutex<HashMap<K, Instant>>, key: K, every:
 
 impl Confirmations {
     /// After a batch from `agent` in `region` was applied: `failing` names
-    /// the checks it reported failing.
+    /// the checks it reported failing, with how long each probe took.
     pub fn after_batch(
         &self,
         sessions: &Sessions,
         state: &State,
         agent: &str,
         region: &str,
-        failing: &[String],
+        failing: &[(String, Duration)],
     ) {
         let checks = state.declared.checks_by_name();
-        for name in failing {
+        for (name, took) in failing {
             let (Some(check), Some(v)) = (checks.get(name.as_str()), state.verdicts.get(name))
             else {
                 continue;
@@ -74,7 +75,9 @@ impl Confirmations {
                 (name.clone(), region.to_owned()),
                 RETRY_DELAY,
             ) {
-                sessions.run_now(name, RETRY_DELAY, Some(agent), None);
+                // A probe that timed out has already waited.
+                let delay = RETRY_DELAY.saturating_sub(*took);
+                sessions.run_now(name, delay, Some(agent), None);
             }
             let interval = Duration::from_secs(parse_seconds(&check.interval).unwrap_or(60));
             if tracker.fails == 1 && due(&self.asked, name.clone(), ASK_EVERY.max(interval * 2)) {

@@ -258,10 +258,13 @@ async fn serve(
             Some(In::Batch(batch)) => {
                 coordinator.sessions.heartbeat(name, session);
                 let results = validate(batch, region, name)?;
-                let failing: Vec<String> = results
+                let failing: Vec<(String, std::time::Duration)> = results
                     .iter()
                     .filter(|r| r.result.status == vantage_common::Status::Fail)
-                    .map(|r| r.check.clone())
+                    .map(|r| {
+                        let took = std::time::Duration::from_millis(r.result.duration_ms);
+                        (r.check.clone(), took)
+                    })
                     .collect();
                 let command = Command::Results {
                     agent: name.to_owned(),

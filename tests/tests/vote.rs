@@ -51,7 +51,7 @@ async fn regional_fault_then_outage_then_recovery() {
     let mut cluster = Cluster::start(3, Timers::default()).await.unwrap();
     let port = server.addr.port();
     let toml = format!(
-        "[[check]]\nname = \"mx\"\nkind = \"smtp\"\ntarget = \"127.0.0.1\"\ninterval = \"5s\"\nregions = [\"ru\", \"eu\", \"us\"]\nfail_after = 2\nrecover_after = 2\nparams = {{ port = {port}, tls = \"none\" }}\n"
+        "[[check]]\nname = \"mx\"\nkind = \"smtp\"\ntarget = \"127.0.0.1\"\ninterval = \"5s\"\nregions = [\"ru\", \"eu\", \"us\"]\nfail_after = 2\nrecover_after = 2\nparams = {{ port = {port}, tls = \"none\" }}\n\n[[check]]\nname = \"mx-all\"\nkind = \"smtp\"\ntarget = \"127.0.0.1\"\ninterval = \"5s\"\nregions = [\"ru\", \"eu\", \"us\"]\nquorum = \"all\"\nparams = {{ port = {port}, tls = \"none\" }}\n"
     );
     cluster
         .operator(1)
@@ -78,16 +78,21 @@ async fn regional_fault_then_outage_then_recovery() {
     // Down from a second region: a majority, an outage.
     server.block_from("127.0.0.12".parse().unwrap(), true);
     wait_verdict(&cluster, "mx", "outage", &["eu", "ru"]).await;
+    // The same fault under quorum `all`: 2 of 3 is still REGIONAL.
+    wait_verdict(&cluster, "mx-all", "regional", &["eu", "ru"]).await;
 
-    // One incident, opened at the regional fault; an operator acknowledges it.
-    let incidents = cluster
+    // One incident for mx, opened at the regional fault; an operator acknowledges it.
+    let incidents: Vec<_> = cluster
         .operator(3)
         .unwrap()
         .list_incidents(ListIncidentsRequest { all: false })
         .await
         .unwrap()
         .into_inner()
-        .incidents;
+        .incidents
+        .into_iter()
+        .filter(|i| i.check == "mx")
+        .collect();
     assert_eq!(incidents.len(), 1, "{incidents:?}");
     assert_eq!(
         (incidents[0].check.as_str(), incidents[0].worst.as_str()),

@@ -20,11 +20,19 @@ use vantage_common::tls::{ReloadingTls, TlsFiles};
 use vantage_common::transport;
 use vantage_proto::v1::operator_service_client::OperatorServiceClient;
 use vantage_proto::v1::{
-    ClusterMember, ClusterStatusReply, ClusterStatusRequest, InitClusterRequest,
+    ApplyRequest, ClusterMember, ClusterStatusReply, ClusterStatusRequest, InitClusterRequest,
 };
 
 /// Generous deadline for cluster conditions (elections, catch-up).
 pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Agents of the three test regions: (name, region, loopback source), so a
+/// target can fail for some regions only.
+pub const REGIONS: [(&str, &str, &str); 3] = [
+    ("ru-1", "ru", "127.0.0.11"),
+    ("eu-1", "eu", "127.0.0.12"),
+    ("us-1", "us", "127.0.0.13"),
+];
 
 /// Raft settings for tests: fast timers on loopback.
 #[derive(Debug, Clone, Copy)]
@@ -329,6 +337,27 @@ impl Cluster {
                 child: Some(child),
             },
         );
+        Ok(())
+    }
+
+    /// Applies `toml` as checks.toml through node 1.
+    pub async fn apply(&self, toml: &str) -> Result<()> {
+        self.operator(1)?
+            .apply(ApplyRequest {
+                source_name: "checks.toml".into(),
+                toml: toml.into(),
+                dry_run: false,
+            })
+            .await
+            .map_err(|s| anyhow!("apply: {}", s.message()))?;
+        Ok(())
+    }
+
+    /// Starts one agent in each of [`REGIONS`].
+    pub async fn spawn_regions(&mut self) -> Result<()> {
+        for (name, region, source) in REGIONS {
+            self.spawn_agent(name, region, source, &[]).await?;
+        }
         Ok(())
     }
 

@@ -39,6 +39,20 @@ pub enum Fault {
     InjectAfterStarttls,
 }
 
+/// A fault seen from one client address only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceFault {
+    /// Connections are closed at once (like a refused port).
+    Closed,
+    /// Connections are accepted and never answered (a timeout).
+    Silent,
+    /// Closed, served, closed, served... (a flapping target).
+    Flapping {
+        /// Connections seen so far.
+        connections: u64,
+    },
+}
+
 /// How the server behaves.
 #[derive(Debug, Clone)]
 pub struct SmtpScript {
@@ -116,15 +130,8 @@ pub struct Seen {
     pub commands: Mutex<Vec<String>>,
     /// Client addresses, in order of connection.
     pub peers: Mutex<Vec<SocketAddr>>,
-    /// Client addresses whose connections are closed at once (a fault seen
-    /// from some vantages only).
-    pub blocked: Mutex<std::collections::HashSet<std::net::IpAddr>>,
-    /// Client addresses whose connections are accepted and never answered
-    /// (a timeout-type fault).
-    pub silenced: Mutex<std::collections::HashSet<std::net::IpAddr>>,
-    /// Client addresses whose connections alternate: closed at once, then
-    /// served, then closed... (a flapping target); value: connections seen.
-    pub flapping: Mutex<std::collections::HashMap<std::net::IpAddr, u64>>,
+    /// Faults seen from some client addresses only.
+    pub per_source: Mutex<std::collections::HashMap<std::net::IpAddr, SourceFault>>,
     /// Messages received with DATA (headers and body), and whether the
     /// session was under TLS.
     pub messages: Mutex<Vec<(String, bool)>>,
@@ -166,28 +173,27 @@ impl SmtpServer {
                     if let Ok(mut peers) = seen.peers.lock() {
                         peers.push(peer);
                     }
-                    if seen.blocked.lock().is_ok_and(|b| b.contains(&peer.ip())) {
-                        drop(stream);
-                        continue;
-                    }
-                    let flap = seen.flapping.lock().ok().and_then(|mut f| {
-                        f.get_mut(&peer.ip()).map(|n| {
-                            *n += 1;
-                            *n % 2 == 1
-                        })
+                    let fault = seen.per_source.lock().ok().and_then(|mut f| {
+                        let fault = f.get_mut(&peer.ip())?;
+                        if let SourceFault::Flapping { connections } = fault {
+                            *connections += 1;
+                            if *connections % 2 == 0 {
+                                return None; // this one is served
+                            }
+                        }
+                        Some(fault.clone())
                     });
-                    if flap == Some(true) {
-                        drop(stream);
-                        continue;
-                    }
-                    if seen.silenced.lock().is_ok_and(|b| b.contains(&peer.ip())) {
-                        // Held open, silent, until the client gives up.
-                        tokio::spawn(async move {
-                            let mut stream = stream;
-                            let mut sink = [0u8; 512];
-                            while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
-                        });
-                        continue;
+                    match fault {
+                        Some(SourceFault::Closed | SourceFault::Flapping { .. }) => {
+                            drop(stream);
+                            continue;
+                        }
+                        Some(SourceFault::Silent) => {
+                            // Held open, silent, until the client gives up.
+                            tokio::spawn(drain(stream));
+                            continue;
+                        }
+                        None => {}
                     }
                     let (script, seen) = (script.clone(), seen.clone());
                     tokio::spawn(async move {
@@ -209,38 +215,33 @@ impl SmtpServer {
             .unwrap_or_default()
     }
 
+    /// Sets (or with `None` clears) the fault connections from `ip` meet.
+    pub fn fault_from(&self, ip: std::net::IpAddr, fault: Option<SourceFault>) {
+        if let Ok(mut f) = self.seen.per_source.lock() {
+            match fault {
+                Some(fault) => f.insert(ip, fault),
+                None => f.remove(&ip),
+            };
+        }
+    }
+
     /// Closes connections from `ip` at once (`false`: serves it again).
     pub fn block_from(&self, ip: std::net::IpAddr, blocked: bool) {
-        if let Ok(mut b) = self.seen.blocked.lock() {
-            if blocked {
-                b.insert(ip);
-            } else {
-                b.remove(&ip);
-            }
-        }
+        self.fault_from(ip, blocked.then_some(SourceFault::Closed));
     }
 
     /// Accepts connections from `ip` and never answers (`false`: serves it again).
     pub fn silence_from(&self, ip: std::net::IpAddr, silenced: bool) {
-        if let Ok(mut b) = self.seen.silenced.lock() {
-            if silenced {
-                b.insert(ip);
-            } else {
-                b.remove(&ip);
-            }
-        }
+        self.fault_from(ip, silenced.then_some(SourceFault::Silent));
     }
 
     /// Makes connections from `ip` alternate between closed and served
     /// (`false`: serves it again).
     pub fn flap_from(&self, ip: std::net::IpAddr, flapping: bool) {
-        if let Ok(mut f) = self.seen.flapping.lock() {
-            if flapping {
-                f.insert(ip, 0);
-            } else {
-                f.remove(&ip);
-            }
-        }
+        self.fault_from(
+            ip,
+            flapping.then_some(SourceFault::Flapping { connections: 0 }),
+        );
     }
 
     /// Messages received so far: (headers and body, under TLS).

@@ -8,16 +8,10 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use vantage_proto::v1::{ApplyRequest, GetIncidentRequest, IncidentInfo, ListIncidentsRequest};
-use vantage_tests::cluster::{Cluster, Timers, wait_for};
+use vantage_proto::v1::{GetIncidentRequest, IncidentInfo, ListIncidentsRequest};
+use vantage_tests::cluster::{Cluster, REGIONS, Timers, wait_for};
 use vantage_tests::receiver::{Behaviour, Receiver};
 use vantage_tests::smtp::{SmtpScript, SmtpServer};
-
-const REGIONS: [(&str, &str, &str); 3] = [
-    ("ru-1", "ru", "127.0.0.11"),
-    ("eu-1", "eu", "127.0.0.12"),
-    ("us-1", "us", "127.0.0.13"),
-];
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -51,22 +45,8 @@ async fn mesh(alerting: &str) -> Mesh {
         receiver,
         secrets,
     };
-    mesh.cluster
-        .operator(1)
-        .unwrap()
-        .apply(ApplyRequest {
-            source_name: "checks.toml".into(),
-            toml,
-            dry_run: false,
-        })
-        .await
-        .unwrap();
-    for (name, region, source) in REGIONS {
-        mesh.cluster
-            .spawn_agent(name, region, source, &[])
-            .await
-            .unwrap();
-    }
+    mesh.cluster.apply(&toml).await.unwrap();
+    mesh.cluster.spawn_regions().await.unwrap();
     mesh
 }
 

@@ -5,7 +5,7 @@
 // Test helpers panic on broken fixtures: that is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use vantage_proto::v1::{ApplyRequest, ListIncidentsRequest, StatusReply, StatusRequest};
+use vantage_proto::v1::{ListIncidentsRequest, StatusReply, StatusRequest};
 use vantage_tests::cluster::{Cluster, Timers, wait_for};
 use vantage_tests::dns::{BlackHole, DnsServer};
 use vantage_tests::receiver::Receiver;
@@ -54,16 +54,7 @@ async fn a_broken_resolver_in_one_region_pages_nobody_and_marks_that_vantage_imp
         "[[channel]]\nname = \"hook\"\nkind = \"webhook\"\nsettings = {{ url = \"{}\" }}\n\n[[route]]\nname = \"all\"\nseverities = [\"critical\", \"warning\", \"info\"]\nchannels = [\"hook\"]\n",
         receiver.url("hook")
     ));
-    cluster
-        .operator(1)
-        .unwrap()
-        .apply(ApplyRequest {
-            source_name: "checks.toml".into(),
-            toml,
-            dry_run: false,
-        })
-        .await
-        .unwrap();
+    cluster.apply(&toml).await.unwrap();
     let resolver = |addr: std::net::SocketAddr| format!("resolver = \"{addr}\"\n");
     cluster
         .spawn_agent_with("ru-1", "ru", "127.0.0.11", &[], &resolver(hole.addr))
@@ -178,16 +169,7 @@ async fn split_horizon_dns_is_reported_with_the_answer_per_region() {
     let split = DnsServer::start(&[&other]).await.unwrap();
     let mut cluster = Cluster::start(3, Timers::default()).await.unwrap();
     let toml = "[[check]]\nname = \"spf\"\nkind = \"spf\"\ntarget = \"example.test\"\ninterval = \"5s\"\nregions = [\"ru\", \"eu\", \"us\"]\n";
-    cluster
-        .operator(1)
-        .unwrap()
-        .apply(ApplyRequest {
-            source_name: "checks.toml".into(),
-            toml: toml.into(),
-            dry_run: false,
-        })
-        .await
-        .unwrap();
+    cluster.apply(toml).await.unwrap();
     let resolver = |addr: std::net::SocketAddr| format!("resolver = \"{addr}\"\n");
     let agents = [
         ("ru-1", "ru", "127.0.0.11", split.addr),

@@ -4,15 +4,9 @@
 // Test helpers panic on broken fixtures: that is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use vantage_proto::v1::{ApplyRequest, ListIncidentsRequest, StatusRequest};
+use vantage_proto::v1::{ListIncidentsRequest, StatusRequest};
 use vantage_tests::cluster::{Cluster, Timers, wait_for};
 use vantage_tests::smtp::{SmtpScript, SmtpServer};
-
-const REGIONS: [(&str, &str, &str); 3] = [
-    ("ru-1", "ru", "127.0.0.11"),
-    ("eu-1", "eu", "127.0.0.12"),
-    ("us-1", "us", "127.0.0.13"),
-];
 
 /// (verdict, down regions) of `check` as node `via` sees it.
 async fn verdict(cluster: &Cluster, via: u64, check: &str) -> Option<(String, Vec<String>)> {
@@ -53,22 +47,8 @@ async fn regional_fault_then_outage_then_recovery() {
     let toml = format!(
         "[[check]]\nname = \"mx\"\nkind = \"smtp\"\ntarget = \"127.0.0.1\"\ninterval = \"5s\"\nregions = [\"ru\", \"eu\", \"us\"]\nfail_after = 2\nrecover_after = 2\nparams = {{ port = {port}, tls = \"none\" }}\n\n[[check]]\nname = \"mx-all\"\nkind = \"smtp\"\ntarget = \"127.0.0.1\"\ninterval = \"5s\"\nregions = [\"ru\", \"eu\", \"us\"]\nquorum = \"all\"\nparams = {{ port = {port}, tls = \"none\" }}\n"
     );
-    cluster
-        .operator(1)
-        .unwrap()
-        .apply(ApplyRequest {
-            source_name: "checks.toml".into(),
-            toml,
-            dry_run: false,
-        })
-        .await
-        .unwrap();
-    for (name, region, source) in REGIONS {
-        cluster
-            .spawn_agent(name, region, source, &[])
-            .await
-            .unwrap();
-    }
+    cluster.apply(&toml).await.unwrap();
+    cluster.spawn_regions().await.unwrap();
     wait_verdict(&cluster, "mx", "ok", &[]).await;
 
     // Port 25 "blocked" from RU only: a regional fault, not an outage.

@@ -5,16 +5,10 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use vantage_proto::v1::{ApplyRequest, ListIncidentsRequest, StatusRequest};
-use vantage_tests::cluster::{Cluster, Timers};
+use vantage_proto::v1::{ListIncidentsRequest, StatusRequest};
+use vantage_tests::cluster::{Cluster, REGIONS, Timers};
 use vantage_tests::receiver::Receiver;
 use vantage_tests::smtp::{SmtpScript, SmtpServer};
-
-const REGIONS: [(&str, &str, &str); 3] = [
-    ("ru-1", "ru", "127.0.0.11"),
-    ("eu-1", "eu", "127.0.0.12"),
-    ("us-1", "us", "127.0.0.13"),
-];
 
 /// How the target fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -102,13 +96,8 @@ pub(crate) fn detect(
             "[[check]]\nname = \"mx\"\nkind = \"smtp\"\ntarget = \"127.0.0.1\"\ninterval = \"{interval_s}s\"\ntimeout = \"5s\"\nregions = [\"ru\", \"eu\", \"us\"]\nfail_after = 2\nrecover_after = 2\nparams = {{ port = {port}, tls = \"none\" }}\n\n[[channel]]\nname = \"hook\"\nkind = \"webhook\"\nsettings = {{ url = \"{}\" }}\n\n[[route]]\nname = \"all\"\nseverities = [\"critical\", \"info\"]\nchannels = [\"hook\"]\n",
             receiver.url("hook")
         );
-        cluster
-            .operator(1)?
-            .apply(ApplyRequest { source_name: "bench.toml".into(), toml, dry_run: false })
-            .await?;
-        for (name, region, source) in REGIONS {
-            cluster.spawn_agent(name, region, source, &[]).await?;
-        }
+        cluster.apply(&toml).await?;
+        cluster.spawn_regions().await?;
         let settle = Duration::from_secs(20 * interval_s);
         until("all green", settle, || calm(&cluster)).await?;
         let all: Vec<&str> = REGIONS.iter().map(|r| r.2).collect();

@@ -126,8 +126,9 @@ impl Message {
     }
 }
 
-/// RFC 3339 UTC time of `ms` since the epoch.
+/// RFC 3339 UTC time of `ms` since the epoch (clamped to years 0–9999).
 pub fn rfc3339(ms: i64) -> String {
+    let ms = ms.clamp(-62_167_219_200_000, 253_402_300_799_999);
     let t = time::OffsetDateTime::UNIX_EPOCH + time::Duration::milliseconds(ms);
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
@@ -321,6 +322,9 @@ pub fn http_client() -> Result<reqwest::Client, SinkError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .user_agent(concat!("vantage/", env!("CARGO_PKG_VERSION")))
+        // URLs may carry secrets (Slack, Telegram): never follow them elsewhere.
+        .redirect(reqwest::redirect::Policy::none())
+        .referer(false)
         .build()
         .map_err(|e| SinkError::Settings(e.to_string()))
 }
@@ -329,19 +333,26 @@ pub fn http_client() -> Result<reqwest::Client, SinkError> {
 async fn post_json(
     request: reqwest::RequestBuilder,
     body: &serde_json::Value,
+    secrets: &[&str],
 ) -> Result<(), SinkError> {
-    check_response(request.json(body).send().await.map_err(SinkError::http)?).await
+    let response = request.json(body).send().await.map_err(SinkError::http)?;
+    check_response(response, secrets).await
 }
 
 /// 2xx is delivered; anything else is an error naming the status and the
-/// start of the body.
-async fn check_response(response: reqwest::Response) -> Result<(), SinkError> {
+/// start of the body — withheld if it echoes one of `secrets` (the error
+/// is written to the replicated timeline).
+async fn check_response(response: reqwest::Response, secrets: &[&str]) -> Result<(), SinkError> {
     let status = response.status();
     if status.is_success() {
         return Ok(());
     }
     let text = response.text().await.unwrap_or_default();
-    let text: String = text.chars().take(200).collect();
+    let text: String = if secrets.iter().any(|s| !s.is_empty() && text.contains(s)) {
+        "(body withheld: it echoes a secret)".into()
+    } else {
+        text.chars().take(200).collect()
+    };
     Err(SinkError::Refused(format!(
         "HTTP {status}: {}",
         text.trim()
@@ -485,5 +496,7 @@ mod tests {
         assert!(m.title().starts_with("[TEST] [FIRING info] vantage-test"));
         assert!(m.body().contains("nothing is wrong"));
         assert_eq!(rfc3339(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+        assert_eq!(rfc3339(i64::MAX), "9999-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339(i64::MIN), "0000-01-01T00:00:00.000Z");
     }
 }

@@ -13,6 +13,8 @@ use vantage_common::identity::valid_label;
 
 /// Shortest interval a check may run at.
 pub const MIN_INTERVAL_S: u64 = 5;
+/// Longest interval, escalation step or reminder period: 30 days.
+pub const MAX_PERIOD_S: u64 = 30 * 86_400;
 
 /// Channel kinds the alert fan-out knows.
 pub const CHANNEL_KINDS: &[&str] = &[
@@ -233,12 +235,12 @@ impl Declared {
                     format!("check {}: {:?} is not a duration", c.name, c.interval),
                 )
             })?;
-            if interval < MIN_INTERVAL_S {
+            if !(MIN_INTERVAL_S..=MAX_PERIOD_S).contains(&interval) {
                 return Err(err(
                     "check.interval",
                     &c.name,
                     format!(
-                        "check {}: interval {}s is below the {MIN_INTERVAL_S}s minimum",
+                        "check {}: interval {}s is outside {MIN_INTERVAL_S}s..=30d",
                         c.name, interval
                     ),
                 ));
@@ -376,11 +378,14 @@ impl Declared {
                 ));
             }
             for step in &r.escalate {
-                if parse_seconds(&step.after).is_none() {
+                if parse_seconds(&step.after).is_none_or(|s| s > MAX_PERIOD_S) {
                     return Err(err(
                         "route.escalate.after",
                         &r.name,
-                        format!("route {}: {:?} is not a duration", r.name, step.after),
+                        format!(
+                            "route {}: {:?} is not a duration up to 30d",
+                            r.name, step.after
+                        ),
                     ));
                 }
                 if let Some(c) = step
@@ -397,13 +402,13 @@ impl Declared {
             }
             if let Some(repeat) = &r.repeat {
                 match parse_seconds(repeat) {
-                    Some(s) if s >= MIN_REPEAT_S => {}
+                    Some(s) if (MIN_REPEAT_S..=MAX_PERIOD_S).contains(&s) => {}
                     _ => {
                         return Err(err(
                             "route.repeat",
                             &r.name,
                             format!(
-                                "route {}: repeat {repeat:?} must be a duration of at least {MIN_REPEAT_S}s",
+                                "route {}: repeat {repeat:?} must be a duration from {MIN_REPEAT_S}s to 30d",
                                 r.name
                             ),
                         ));
@@ -412,6 +417,11 @@ impl Declared {
             }
         }
         Ok(())
+    }
+
+    /// The channel named `name`.
+    pub fn channel(&self, name: &str) -> Option<&ChannelDecl> {
+        self.channels.iter().find(|c| c.name == name)
     }
 
     /// Checks by name.
@@ -527,7 +537,7 @@ params = { port = 587 }
                 &GOOD.replace("params = {", "interval = \"2s\"\nparams = {"),
                 7,
                 "check.interval",
-                "below the 5s",
+                "outside 5s..=30d",
             ),
             (&format!("{GOOD}{GOOD}"), 3, "check.name", "duplicate"),
             (

@@ -430,12 +430,17 @@ impl State {
     fn assess_mesh(&mut self) -> bool {
         let now = mesh::assess(&self.agents, &self.declared.checks, &self.results);
         let at = self.clock_ms;
-        let gone: Vec<String> = self
-            .impaired
-            .keys()
-            .filter(|r| !now.contains_key(*r))
-            .cloned()
-            .collect();
+        let mut gone = Vec::new();
+        for (region, i) in self.impaired.iter_mut() {
+            if now.contains_key(region) {
+                i.clear_since_ms = None;
+                continue;
+            }
+            let since = *i.clear_since_ms.get_or_insert(at);
+            if at - since >= mesh::CLEAR_AFTER_MS {
+                gone.push(region.clone());
+            }
+        }
         let mut changed = !gone.is_empty();
         for region in gone {
             self.impaired.remove(&region);
@@ -460,6 +465,7 @@ impl State {
                 mesh::Impairment {
                     reason,
                     since_ms: at,
+                    clear_since_ms: None,
                 },
             );
         }

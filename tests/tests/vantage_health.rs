@@ -118,15 +118,25 @@ async fn a_broken_resolver_in_one_region_pages_nobody_and_marks_that_vantage_imp
         .unwrap()
         .into_inner()
         .incidents;
-    let subjects: Vec<&str> = incidents.iter().map(|i| i.check.as_str()).collect();
-    assert_eq!(subjects, ["vantage/ru"], "no incident about a target");
+    // Before the burst is recognised, a check RU already saw DOWN may be
+    // noted as REGIONAL (info): never an outage, never a page.
     assert!(
-        receiver
-            .received("/hook")
-            .iter()
-            .all(|r| r.json()["check"] == "vantage/ru"),
-        "nothing sent about a target"
+        incidents.iter().any(|i| i.check == "vantage/ru"),
+        "{incidents:?}"
     );
+    for i in &incidents {
+        assert!(
+            i.check == "vantage/ru" || i.worst == "regional",
+            "only regional notes about targets: {i:?}"
+        );
+    }
+    for r in receiver.received("/hook") {
+        let j = r.json();
+        assert!(
+            j["check"] == "vantage/ru" || j["severity"] == "info",
+            "no page about a target: {j}"
+        );
+    }
     let (code, out, err) = cluster.vantagectl(&[3], &["status"]).await;
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("vantage ru impaired"), "{out}");
@@ -137,13 +147,18 @@ async fn a_broken_resolver_in_one_region_pages_nobody_and_marks_that_vantage_imp
         .spawn_agent_with("ru-1", "ru", "127.0.0.11", &[], &resolver(dns.addr))
         .await
         .unwrap();
-    wait_for("ru healthy and up everywhere", || async {
+    wait_for("ru up everywhere", || async {
         let s = status(&cluster).await?;
-        (s.impaired.is_empty()
-            && s.checks
-                .iter()
-                .all(|c| c.regions.iter().all(|r| r.state == "up")))
-        .then_some(())
+        s.checks
+            .iter()
+            .all(|c| c.regions.iter().all(|r| r.state == "up"))
+            .then_some(())
+    })
+    .await
+    .unwrap();
+    // Healthy once the cause has been gone for 30 s (no flapping incidents).
+    wait_for("ru healthy", || async {
+        status(&cluster).await?.impaired.is_empty().then_some(())
     })
     .await
     .unwrap();

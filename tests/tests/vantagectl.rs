@@ -112,7 +112,7 @@ async fn apply_diff_list_get_and_refusal_of_bad_files() {
         ),
         (
             changed.replace("repeat = \"4h\"", "repeat = \"10s\""),
-            "at least 60s",
+            "from 60s to 30d",
         ),
     ] {
         std::fs::write(&path, &bad).unwrap();

@@ -50,7 +50,7 @@ impl Alertmanager {
     /// Posts the incident's alerts.
     pub async fn send(&self, http: &reqwest::Client, msg: &Message) -> Result<(), SinkError> {
         let body = serde_json::Value::Array(alerts(msg, vantage_common::clock::now_ms()));
-        super::post_json(http.post(self.alerts.clone()), &body).await
+        super::post_json(http.post(self.alerts.clone()), &body, &[]).await
     }
 }
 

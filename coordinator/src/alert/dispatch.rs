@@ -3,9 +3,11 @@
 //! or failing receiver delays nothing else) within the channel's deadline,
 //! and writes each outcome back through Raft — `Delivered`, or
 //! `DeliveryFailed` with the backoff the state machine computes. A new
-//! leader sends what is still pending, under the same idempotency key.
+//! leader first waits until its state holds everything committed before its
+//! term, then sends what is still pending, under the same idempotency key.
+//! Deliveries of one incident to one channel go in the order queued.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,10 +33,22 @@ pub async fn run(node: Arc<Coordinator>) {
         }
     };
     let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
+    // The term whose earlier entries (a previous leader's acknowledgements)
+    // are known applied here.
+    let mut caught_up_term = None;
     loop {
         tokio::time::sleep(POLL).await;
         if node.raft.current_leader().await != Some(node.id) {
             continue;
+        }
+        let term = node.raft.metrics().borrow().current_term;
+        if caught_up_term != Some(term) {
+            // Until then our outbox may still list as pending what the
+            // previous leader delivered.
+            if node.raft.ensure_linearizable().await.is_err() {
+                continue;
+            }
+            caught_up_term = Some(term);
         }
         let now = now_ms();
         let due: Vec<_> = {
@@ -43,26 +57,30 @@ pub async fn run(node: Arc<Coordinator>) {
                 return;
             };
             let room = MAX_IN_FLIGHT.saturating_sub(busy.len());
-            applied
-                .state
-                .alerts
-                .outbox
+            let outbox = &applied.state.alerts.outbox;
+            // In order per (incident, channel): a resolution never overtakes
+            // its page, nor a late retry a newer notice.
+            let mut first: BTreeMap<(u64, &str), (i64, &str)> = BTreeMap::new();
+            for d in outbox
                 .values()
-                .filter(|d| {
-                    d.state == DeliveryState::Pending
-                        && d.next_attempt_ms <= now
-                        && !busy.contains(&d.message.key)
-                })
+                .filter(|d| d.state == DeliveryState::Pending)
+            {
+                let here = (d.queued_ms, d.message.key.as_str());
+                let slot = first
+                    .entry((d.message.incident, d.channel.as_str()))
+                    .or_insert(here);
+                *slot = (*slot).min(here);
+            }
+            first
+                .values()
+                .filter_map(|(_, key)| outbox.get(*key))
+                .filter(|d| d.next_attempt_ms <= now && !busy.contains(&d.message.key))
                 .take(room)
                 .map(|d| {
-                    let decl = applied
-                        .state
-                        .declared
-                        .channels
-                        .iter()
-                        .find(|c| c.name == d.channel)
-                        .cloned();
-                    (d.clone(), decl)
+                    (
+                        d.clone(),
+                        applied.state.declared.channel(&d.channel).cloned(),
+                    )
                 })
                 .collect()
         };

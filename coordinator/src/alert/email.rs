@@ -92,6 +92,9 @@ impl Email {
         if password.is_some() != s.username.is_some() {
             return Err("username and password_env/password_file go together".into());
         }
+        if password.is_some() && security == Security::None {
+            return Err("a password is never sent without TLS (tls = \"none\")".into());
+        }
         Ok(Email {
             host: s.smtp_host,
             port,

@@ -78,6 +78,6 @@ impl PagerDuty {
                 "dedup_key": dedup_key(msg),
             }),
         };
-        super::post_json(http.post(self.url.clone()), &body).await
+        super::post_json(http.post(self.url.clone()), &body, &[&routing_key]).await
     }
 }

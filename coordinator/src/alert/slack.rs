@@ -51,6 +51,7 @@ impl Slack {
             (Event::Firing, _) => ":information_source:",
         };
         let body = serde_json::json!({ "text": format!("{icon} {}", msg.body()) });
-        super::post_json(http.post(url), &body).await
+        let secret = url.to_string();
+        super::post_json(http.post(url), &body, &[&secret]).await
     }
 }

@@ -62,6 +62,6 @@ impl Telegram {
             "text": msg.body(),
             "disable_notification": msg.severity == "info",
         });
-        super::post_json(http.post(endpoint), &body).await
+        super::post_json(http.post(endpoint), &body, &[&token]).await
     }
 }

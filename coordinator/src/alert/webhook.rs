@@ -48,6 +48,7 @@ impl Webhook {
     /// Posts `msg` (firing or resolved: the body's `event` says which).
     pub async fn send(&self, http: &reqwest::Client, msg: &Message) -> Result<(), SinkError> {
         let url = self.url.resolve("url")?;
+        let url_text = url.to_string();
         let mut body = serde_json::to_value(msg)
             .map_err(|e| SinkError::Settings(format!("cannot encode the message: {e}")))?;
         body["title"] = serde_json::Value::String(msg.title());
@@ -57,10 +58,15 @@ impl Webhook {
             .post(url)
             .header("Content-Type", "application/json")
             .header("Idempotency-Key", &msg.key);
+        let mut secrets = vec![url_text];
         if let Some(secret) = &self.secret {
-            request = request.header(SIGNATURE_HEADER, sign(secret.read()?.as_bytes(), &bytes));
+            let key = secret.read()?;
+            request = request.header(SIGNATURE_HEADER, sign(key.as_bytes(), &bytes));
+            secrets.push(key);
         }
-        super::check_response(request.body(bytes).send().await.map_err(SinkError::http)?).await
+        let response = request.body(bytes).send().await.map_err(SinkError::http)?;
+        let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        super::check_response(response, &secrets).await
     }
 }
 

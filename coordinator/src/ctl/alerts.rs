@@ -12,6 +12,7 @@ use vantage_proto::v1::{
 use super::{ConnArgs, Format, explain};
 use crate::alert::rfc3339;
 use crate::declared::parse_seconds;
+use crate::state::alerts::{FIRST_MONDAY_MS, WEEK_MS, ms};
 
 /// Alert channel commands.
 #[derive(Debug, Subcommand)]
@@ -91,7 +92,7 @@ fn matchers(list: &[String]) -> Result<HashMap<String, String>> {
 
 fn duration_ms(d: &str) -> Result<i64> {
     match parse_seconds(d) {
-        Some(s) if s > 0 => Ok(s as i64 * 1000),
+        Some(s) if s > 0 => Ok(ms(d)),
         _ => bail!("--for {d:?}: expected a duration such as 30m, 2h, 1d"),
     }
 }
@@ -119,12 +120,14 @@ fn weekly_start(spec: &str, now_ms: i64) -> Result<i64> {
     if !(0..24).contains(&h) || !(0..60).contains(&m) {
         return Err(bad());
     }
-    const WEEK: i64 = 7 * 86_400_000;
-    let monday0 = 4 * 86_400_000; // 1970-01-05, a Monday
     let offset = index * 86_400_000 + (h * 60 + m) * 60_000;
-    let this_week = now_ms - (now_ms - monday0).rem_euclid(WEEK);
+    let this_week = now_ms - (now_ms - FIRST_MONDAY_MS).rem_euclid(WEEK_MS);
     let start = this_week + offset;
-    Ok(if start > now_ms { start - WEEK } else { start })
+    Ok(if start > now_ms {
+        start - WEEK_MS
+    } else {
+        start
+    })
 }
 
 fn print_silences(list: &[SilenceInfo], kind: Option<&str>, format: Format) {

@@ -13,10 +13,8 @@ use vantage_proto::v1::{
 
 use crate::alert::{Channel, Message, http_client};
 use crate::node::Coordinator;
-use crate::state::alerts::{Alerts, Silence, SilenceKind, Weekly};
+use crate::state::alerts::{Alerts, Silence, SilenceKind, WEEK_MS, Weekly};
 use crate::state::{Command, CommandResult};
-
-const WEEK_MS: i64 = 7 * 24 * 3600 * 1000;
 
 /// Validates and records a silence or maintenance window.
 pub async fn add_silence(
@@ -38,8 +36,17 @@ pub async fn add_silence(
             "at least one --match label=value is required (a silence never holds everything by accident)",
         ));
     }
-    if r.duration_ms <= 0 {
-        return Err(Status::invalid_argument("the duration must be positive"));
+    // Times from year 2000 to 9999, windows up to a year.
+    let sane = 946_684_800_000..=253_402_300_799_999;
+    if r.duration_ms <= 0 || r.duration_ms > 366 * 24 * 3600 * 1000 {
+        return Err(Status::invalid_argument(
+            "the duration must be positive and at most a year",
+        ));
+    }
+    if (r.starts_ms != 0 && !sane.contains(&r.starts_ms))
+        || (r.until_ms != 0 && !sane.contains(&r.until_ms))
+    {
+        return Err(Status::invalid_argument("start or end out of range"));
     }
     let now = now_ms();
     let starts_ms = if r.starts_ms == 0 { now } else { r.starts_ms };
@@ -49,21 +56,14 @@ pub async fn add_silence(
                 "a weekly window must be shorter than a week",
             ));
         }
-        let offset_ms = (starts_ms - 4 * 24 * 3600 * 1000).rem_euclid(WEEK_MS);
         let until = if r.until_ms == 0 {
             i64::MAX
         } else {
             r.until_ms
         };
-        (
-            until,
-            Some(Weekly {
-                offset_ms,
-                duration_ms: r.duration_ms,
-            }),
-        )
+        (until, Some(Weekly::starting_at(starts_ms, r.duration_ms)))
     } else {
-        (starts_ms.saturating_add(r.duration_ms), None)
+        (starts_ms + r.duration_ms, None)
     };
     if ends_ms <= now {
         return Err(Status::invalid_argument("the window is already over"));
@@ -149,16 +149,14 @@ pub async fn test_channel(
     node: &Coordinator,
     channel: &str,
 ) -> Result<Response<TestChannelReply>, Status> {
-    let decl = {
-        let applied = node.applied.read().await;
-        applied
-            .state
-            .declared
-            .channels
-            .iter()
-            .find(|c| c.name == channel)
-            .cloned()
-    };
+    let decl = node
+        .applied
+        .read()
+        .await
+        .state
+        .declared
+        .channel(channel)
+        .cloned();
     let decl = decl.ok_or_else(|| Status::not_found(format!("no channel named {channel:?}")))?;
     let channel = Channel::from_decl(&decl)
         .map_err(|e| Status::failed_precondition(format!("channel {}: {e}", decl.name)))?;

@@ -24,15 +24,15 @@ use crate::verdict::Verdict;
 
 /// Finished deliveries kept in the outbox for listings.
 pub const KEEP_FINISHED: usize = 1000;
-/// Attempts before a delivery is abandoned.
-pub const MAX_ATTEMPTS: u32 = 30;
-/// Age after which an undelivered notification is abandoned.
+/// Age after which an undelivered notification is abandoned (retries go
+/// on until then, at most every 5 minutes).
 pub const MAX_AGE_MS: i64 = 24 * 3600 * 1000;
 /// Ended silences are forgotten after this long.
 const KEEP_SILENCES_MS: i64 = 7 * 24 * 3600 * 1000;
-const WEEK_MS: i64 = 7 * 24 * 3600 * 1000;
+/// One week in ms.
+pub const WEEK_MS: i64 = 7 * 24 * 3600 * 1000;
 /// 1970-01-05T00:00:00Z, the first Monday of the epoch.
-const FIRST_MONDAY_MS: i64 = 4 * 24 * 3600 * 1000;
+pub const FIRST_MONDAY_MS: i64 = 4 * 24 * 3600 * 1000;
 
 /// Where a delivery stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,6 +109,16 @@ pub struct Silence {
     pub by: String,
     /// Ended early by an operator.
     pub expired_ms: Option<i64>,
+}
+
+impl Weekly {
+    /// Windows of `duration_ms` each week at the time of week of `starts_ms`.
+    pub fn starting_at(starts_ms: i64, duration_ms: i64) -> Weekly {
+        Weekly {
+            offset_ms: (starts_ms - FIRST_MONDAY_MS).rem_euclid(WEEK_MS),
+            duration_ms,
+        }
+    }
 }
 
 impl Silence {
@@ -211,11 +221,16 @@ impl Alerts {
             return;
         }
         let checks = declared.checks_by_name();
+        let mut resolved = false;
         for id in ids {
             if let Some(incident) = incidents.all.get_mut(&id) {
                 let check = checks.get(incident.check.as_str()).copied();
                 self.plan_one(incident, check, declared, now_ms);
+                resolved |= incident.resolved_ms.is_some();
             }
+        }
+        if resolved {
+            incidents.forget_old();
         }
     }
 
@@ -244,14 +259,22 @@ impl Alerts {
         if severity != incident.severity {
             incident.severity = severity;
             incident.severity_since_ms = now_ms;
+            incident.escalation_since_ms = None;
         }
         let labels = labels_of(incident, check);
-        let age_ms = now_ms - incident.severity_since_ms;
         let silence = self
             .silences
             .values()
             .find(|s| s.active(now_ms) && s.matches(&labels))
             .map(|s| (s.id, s.kind));
+        // Escalation steps count from the first moment the incident could
+        // be notified at this severity: after a silence, not during it.
+        if silence.is_none() && incident.escalation_since_ms.is_none() {
+            incident.escalation_since_ms = Some(now_ms);
+        }
+        let age_ms = incident
+            .escalation_since_ms
+            .map_or(0, |since| now_ms - since);
         let mut wanted: Vec<(String, String)> = Vec::new();
         for route in declared.routes.iter().filter(|r| {
             check.is_none_or(|c| c.routes.is_empty() || c.routes.contains(&r.name))
@@ -346,6 +369,14 @@ impl Alerts {
             Event::Resolved => "resolved",
         };
         incident.note(now_ms, format!("queued {what} notification to {channel}"));
+        if let Some((base, _)) = key.split_once("/remind") {
+            // Only the latest reminder key is needed to queue each once.
+            let prefix = format!("{base}/remind");
+            incident
+                .notified
+                .retain(|k, _| !k.starts_with(&prefix) || k == key);
+            incident.suppressed.retain(|k| !k.starts_with(&prefix));
+        }
         incident.notified.insert(
             key.to_owned(),
             Queued {
@@ -385,7 +416,8 @@ impl Alerts {
         true
     }
 
-    /// An attempt at `key` failed: back off, or give up.
+    /// An attempt at `key` failed: back off, or give up once it is a day
+    /// old. The timeline notes the first failure, then one in twelve.
     pub fn failed(
         &mut self,
         incidents: &mut Incidents,
@@ -401,28 +433,23 @@ impl Alerts {
         }
         d.attempts += 1;
         d.last_error = Some(error.to_owned());
-        d.next_attempt_ms = at_ms + backoff_ms(d.attempts);
-        let give_up = d.attempts >= MAX_ATTEMPTS || at_ms - d.queued_ms > MAX_AGE_MS;
+        d.next_attempt_ms = at_ms.saturating_add(backoff_ms(d.attempts));
+        let give_up = at_ms - d.queued_ms > MAX_AGE_MS;
         if give_up {
             d.state = DeliveryState::Abandoned;
             d.finished_ms = Some(at_ms);
         }
         if let Some(i) = incidents.all.get_mut(&d.message.incident) {
+            let (channel, n) = (&d.channel, d.attempts);
             if give_up {
                 i.note(
                     at_ms,
-                    format!(
-                        "gave up on {} after {} attempts: {error}",
-                        d.channel, d.attempts
-                    ),
+                    format!("gave up on {channel} after {n} attempts: {error}"),
                 );
-            } else {
+            } else if n % 12 == 1 {
                 i.note(
                     at_ms,
-                    format!(
-                        "delivery to {} failed (attempt {}): {error}",
-                        d.channel, d.attempts
-                    ),
+                    format!("delivery to {channel} failed (attempt {n}): {error}"),
                 );
             }
         }
@@ -460,8 +487,12 @@ pub fn backoff_ms(attempts: u32) -> i64 {
     (2_000i64 << attempts.saturating_sub(1).min(8)).min(300_000)
 }
 
-fn ms(duration: &str) -> i64 {
-    parse_seconds(duration).map_or(i64::MAX, |s| s as i64 * 1000)
+/// Milliseconds in a duration such as `15m` (`i64::MAX` when it does not
+/// parse: never due); saturating, never overflowing.
+pub fn ms(duration: &str) -> i64 {
+    parse_seconds(duration).map_or(i64::MAX, |s| {
+        i64::try_from(s).unwrap_or(i64::MAX).saturating_mul(1000)
+    })
 }
 
 /// `2h13m`, `4m05s`, `12s`.
@@ -659,12 +690,14 @@ repeat = "1h"
             .filter(|w| w.starts_with("held back"))
             .collect();
         assert_eq!(held.len(), 2, "recorded once per notification: {held:?}");
-        // The silence ends while the outage goes on: the page goes out.
+        // The silence ends while the outage goes on: the page goes out, and
+        // escalation counts from now, not from the start of the outage.
         w.tick(121 * MIN);
-        assert_eq!(
-            keys(&w.alerts),
-            ["1/critical/boss", "1/critical/chat", "1/critical/pager"]
-        );
+        assert_eq!(keys(&w.alerts), ["1/critical/chat", "1/critical/pager"]);
+        w.tick(135 * MIN);
+        assert_eq!(w.alerts.outbox.len(), 2);
+        w.tick(136 * MIN);
+        assert!(w.alerts.outbox.contains_key("1/critical/boss"));
     }
 
     #[test]
@@ -708,10 +741,23 @@ repeat = "1h"
         assert_eq!(w.alerts.outbox[key].next_attempt_ms, 1000 + 2000);
         assert!(w.alerts.failed(&mut w.incidents, key, "HTTP 500", 3000));
         assert_eq!(w.alerts.outbox[key].next_attempt_ms, 3000 + 4000);
-        for i in 2..MAX_ATTEMPTS {
+        for i in 2..40 {
             w.alerts
-                .failed(&mut w.incidents, key, "HTTP 500", 10_000 + i as i64);
+                .failed(&mut w.incidents, key, "HTTP 500", 10_000 + i);
         }
+        assert_eq!(
+            w.alerts.outbox[key].state,
+            DeliveryState::Pending,
+            "retried for a day"
+        );
+        let noted = w.incidents.all[&1]
+            .timeline
+            .iter()
+            .filter(|e| e.what.starts_with("delivery to pager failed"))
+            .count();
+        assert_eq!(noted, 4, "attempts 1, 13, 25, 37 noted");
+        w.alerts
+            .failed(&mut w.incidents, key, "HTTP 500", MAX_AGE_MS + 1);
         assert_eq!(w.alerts.outbox[key].state, DeliveryState::Abandoned);
         assert!(!w.alerts.delivered(&mut w.incidents, key, 20_000));
         assert!(

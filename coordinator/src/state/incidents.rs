@@ -44,9 +44,13 @@ pub struct Incident {
     /// for REGIONAL and BLIND notices.
     #[serde(default)]
     pub severity: String,
-    /// When it reached that severity (escalation steps count from here).
+    /// When it reached that severity.
     #[serde(default)]
     pub severity_since_ms: i64,
+    /// When it could first be notified at that severity (no silence held
+    /// it): escalation steps count from here.
+    #[serde(default)]
+    pub escalation_since_ms: Option<i64>,
     /// Notifications queued for it, by idempotency key.
     #[serde(default)]
     pub notified: BTreeMap<String, Queued>,
@@ -64,13 +68,27 @@ pub struct Queued {
     pub at_ms: i64,
 }
 
+/// Timeline events kept per incident: the first (how it opened) and the
+/// latest ones.
+pub const MAX_TIMELINE: usize = 500;
+
 impl Incident {
-    /// Appends to the timeline.
+    /// Appends to the timeline (forgetting the oldest events but the first
+    /// beyond [`MAX_TIMELINE`]).
     pub fn note(&mut self, at_ms: i64, what: impl Into<String>) {
         self.timeline.push(Event {
             at_ms,
             what: what.into(),
         });
+        if self.timeline.len() > MAX_TIMELINE {
+            self.timeline.remove(1);
+        }
+    }
+
+    /// Marks it resolved.
+    fn close(&mut self, at_ms: i64, what: &str) {
+        self.resolved_ms = Some(at_ms);
+        self.note(at_ms, what);
     }
 }
 
@@ -137,6 +155,7 @@ impl Incidents {
                     }],
                     severity: String::new(),
                     severity_since_ms: at_ms,
+                    escalation_since_ms: None,
                     notified: BTreeMap::new(),
                     suppressed: BTreeSet::new(),
                 };
@@ -148,13 +167,8 @@ impl Incidents {
                 self.open.remove(check);
                 self.dirty.insert(id);
                 if let Some(i) = self.all.get_mut(&id) {
-                    i.resolved_ms = Some(at_ms);
-                    i.timeline.push(Event {
-                        at_ms,
-                        what: "resolved: OK from every voting region".into(),
-                    });
+                    i.close(at_ms, "resolved: OK from every voting region");
                 }
-                self.forget_old();
             }
             (Some(id), _) => {
                 self.dirty.insert(id);
@@ -163,7 +177,7 @@ impl Incidents {
                         i.worst = new.name().into();
                     }
                     i.verdict = new.clone();
-                    i.timeline.push(event);
+                    i.note(event.at_ms, event.what);
                 }
             }
         }
@@ -179,10 +193,10 @@ impl Incidents {
         at_ms: i64,
     ) {
         if let Some(i) = self.open.get(check).and_then(|id| self.all.get_mut(id)) {
-            i.timeline.push(Event {
+            i.note(
                 at_ms,
-                what: format!("{region}: {old:?} -> {new:?}").to_lowercase(),
-            });
+                format!("{region}: {old:?} -> {new:?}").to_lowercase(),
+            );
         }
     }
 
@@ -190,11 +204,7 @@ impl Incidents {
     pub fn on_deleted(&mut self, check: &str, at_ms: i64) {
         if let Some(i) = self.open.remove(check).and_then(|id| self.all.get_mut(&id)) {
             self.dirty.insert(i.id);
-            i.resolved_ms = Some(at_ms);
-            i.timeline.push(Event {
-                at_ms,
-                what: "closed: the check was deleted".into(),
-            });
+            i.close(at_ms, "closed: the check was deleted");
         }
     }
 
@@ -205,10 +215,7 @@ impl Incidents {
                 if i.acked_by.is_none() {
                     self.dirty.insert(id);
                     i.acked_by = Some(by.to_owned());
-                    i.timeline.push(Event {
-                        at_ms,
-                        what: format!("acknowledged by {by}"),
-                    });
+                    i.note(at_ms, format!("acknowledged by {by}"));
                 }
                 true
             }
@@ -216,17 +223,21 @@ impl Incidents {
         }
     }
 
-    fn forget_old(&mut self) {
-        let resolved: Vec<u64> = self
+    /// Forgets the resolved incidents beyond [`KEEP_RESOLVED`], those
+    /// resolved longest ago first; never one whose notifications are not
+    /// planned yet. Called after planning.
+    pub fn forget_old(&mut self) {
+        let mut resolved: Vec<(i64, u64)> = self
             .all
             .values()
-            .filter(|i| i.resolved_ms.is_some())
-            .map(|i| i.id)
+            .filter(|i| !self.dirty.contains(&i.id))
+            .filter_map(|i| i.resolved_ms.map(|at| (at, i.id)))
             .collect();
-        for id in resolved
-            .iter()
-            .take(resolved.len().saturating_sub(KEEP_RESOLVED))
-        {
+        if resolved.len() <= KEEP_RESOLVED {
+            return;
+        }
+        resolved.sort_unstable();
+        for (_, id) in &resolved[..resolved.len() - KEEP_RESOLVED] {
             self.all.remove(id);
         }
     }

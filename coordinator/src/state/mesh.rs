@@ -24,7 +24,14 @@ pub struct Impairment {
     pub reason: String,
     /// Log time it began.
     pub since_ms: i64,
+    /// Since when the cause has been gone: it ends after [`CLEAR_AFTER_MS`].
+    #[serde(default)]
+    pub clear_since_ms: Option<i64>,
 }
+
+/// An impairment ends once its cause has been gone this long (log time), so
+/// a vantage that flaps does not open an incident each time.
+pub const CLEAR_AFTER_MS: i64 = 30_000;
 
 /// Impaired regions.
 pub type Impaired = BTreeMap<String, Impairment>;

@@ -11,7 +11,7 @@ use super::results::{HOUR_MS, ROLLUP_HOURS, StoredResult};
 
 use super::incidents::Incidents;
 use super::mesh::Impaired;
-use crate::declared::{CheckDecl, parse_seconds};
+use crate::declared::CheckDecl;
 use crate::verdict::{Ballot, RegionTracker, Verdict, vote};
 
 /// Everything the vote keeps for one check.
@@ -30,9 +30,12 @@ pub struct CheckVerdict {
     /// Regions whose latest result warns, with its message.
     #[serde(default)]
     pub warnings: BTreeMap<String, String>,
+    /// Per region: is it warning, held steady against flapping.
+    #[serde(default)]
+    pub warn_state: BTreeMap<String, Steady<bool>>,
     /// DNS-answer kinds: the latest answer per region.
     #[serde(default)]
-    pub answers: BTreeMap<String, String>,
+    pub answers: BTreeMap<String, Steady<String>>,
     /// Time spent per verdict class, per hour (30 days), closed periods only.
     #[serde(default)]
     pub hours: BTreeMap<i64, VerdictTime>,
@@ -84,6 +87,34 @@ fn account(hours: &mut BTreeMap<i64, VerdictTime>, verdict: &Verdict, from: i64,
     }
 }
 
+/// A per-region value that changes only after the same observation
+/// `n` times in a row (the `fail_after`/`recover_after` of facts that are
+/// not votes: warnings, DNS answers).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Steady<T> {
+    /// The value in force (`None`: none yet, or gone).
+    pub value: Option<T>,
+    candidate: Option<T>,
+    count: u32,
+}
+
+impl<T: PartialEq + Clone> Steady<T> {
+    /// Observes `v`; returns whether the value in force changed.
+    pub fn observe(&mut self, v: Option<T>, n: u32) -> bool {
+        if self.candidate == v {
+            self.count = self.count.saturating_add(1);
+        } else {
+            self.candidate = v;
+            self.count = 1;
+        }
+        if self.count >= n.max(1) && self.value != self.candidate {
+            self.value = self.candidate.clone();
+            return true;
+        }
+        false
+    }
+}
+
 /// Kinds whose answers are compared across regions.
 pub const DNS_KINDS: &[&str] = &["dns", "mx", "spf", "dmarc"];
 
@@ -127,6 +158,7 @@ impl CheckVerdict {
             since_ms: at_ms,
             settled: false,
             warnings: BTreeMap::new(),
+            warn_state: BTreeMap::new(),
             answers: BTreeMap::new(),
             hours: BTreeMap::new(),
         };
@@ -153,7 +185,7 @@ impl CheckVerdict {
             .answers
             .iter()
             .filter(|(region, _)| !impaired.contains_key(*region))
-            .map(|(r, a)| (r.clone(), a.clone()))
+            .filter_map(|(r, a)| Some((r.clone(), a.value.clone()?)))
             .collect();
         let distinct: std::collections::BTreeSet<&String> = answers.values().collect();
         if distinct.len() > 1 {
@@ -234,6 +266,7 @@ pub fn follow_declaration(
                 v.regions.retain(|r, _| check.regions.contains(r));
                 v.warnings.retain(|r, _| check.regions.contains(r));
                 v.answers.retain(|r, _| check.regions.contains(r));
+                v.warn_state.retain(|r, _| check.regions.contains(r));
                 for r in &check.regions {
                     v.regions.entry(r.clone()).or_default();
                 }
@@ -278,21 +311,39 @@ pub fn observe(
     if !newest {
         return changed;
     }
-    match result.status {
-        Status::Warn => {
-            let message = Some(&result.message);
-            changed |= v.warnings.get(region) != message;
+    // Warnings and answers change after `fail_after` equal results (a
+    // warning clears after `recover_after`), so flapping opens nothing.
+    let warning = match result.status {
+        Status::Warn => Some(true),
+        Status::Pass | Status::Fail => Some(false),
+        Status::Error => None,
+    };
+    if let Some(w) = warning {
+        let n = if w {
+            check.fail_after
+        } else {
+            check.recover_after
+        };
+        let state = v.warn_state.entry(region.to_owned()).or_default();
+        if state.observe(Some(w), n) {
+            changed = true;
+            if !w {
+                v.warnings.remove(region);
+            }
+        }
+        if state.value == Some(true) {
+            // The latest message, which alone does not make a new situation.
             v.warnings.insert(region.to_owned(), result.message.clone());
         }
-        Status::Pass | Status::Fail => changed |= v.warnings.remove(region).is_some(),
-        Status::Error => {}
     }
     if DNS_KINDS.contains(&check.kind.as_str()) {
-        // The latest answer only: a region that stops getting one stops comparing.
-        changed |= match answer(result) {
-            Some(a) => v.answers.insert(region.to_owned(), a.clone()).as_ref() != Some(&a),
-            None => v.answers.remove(region).is_some(),
-        };
+        // No answer (a timeout, a resolver failure) held long enough drops
+        // the region from the comparison.
+        changed |= v
+            .answers
+            .entry(region.to_owned())
+            .or_default()
+            .observe(answer(result), check.fail_after);
     }
     changed
 }
@@ -326,7 +377,7 @@ pub fn tick(
         let Some(v) = verdicts.get_mut(&check.name) else {
             continue;
         };
-        let interval_ms = parse_seconds(&check.interval).unwrap_or(60) as i64 * 1000;
+        let interval_ms = super::alerts::ms(&check.interval);
         let mut changed = all;
         for (region, tracker) in v.regions.iter_mut() {
             let old = tracker.state;
@@ -425,17 +476,34 @@ mod tests {
     fn warn_results_open_a_warning_incident_without_a_vote() {
         let c = check("tls", "port = 25");
         let (mut v, mut inc) = (Verdicts::new(), Incidents::default());
+        let at = |t: i64, status: Status, msg: &str| vec![result("eu", t, status, msg, "{}")];
         let ok: Vec<StoredResult> = ["ru", "eu", "us"]
             .iter()
             .map(|r| result(r, 1, Status::Pass, "", "{}"))
             .collect();
         feed(&mut v, &mut inc, &c, &ok);
         assert_eq!(v["c"].verdict, Verdict::Ok);
+        // One warning alone, then a pass: flapping opens nothing.
         feed(
             &mut v,
             &mut inc,
             &c,
-            &[result("eu", 2, Status::Warn, "expires in 12 days", "{}")],
+            &at(2, Status::Warn, "expires in 12 days"),
+        );
+        feed(&mut v, &mut inc, &c, &at(3, Status::Pass, ""));
+        assert_eq!((v["c"].verdict.name(), inc.all.len()), ("ok", 0));
+        // fail_after (2) warnings in a row: a warning incident.
+        feed(
+            &mut v,
+            &mut inc,
+            &c,
+            &at(4, Status::Warn, "expires in 12 days"),
+        );
+        feed(
+            &mut v,
+            &mut inc,
+            &c,
+            &at(5, Status::Warn, "expires in 12 days"),
         );
         assert_eq!(v["c"].verdict.name(), "warning");
         // A new message for the same regions is the same situation.
@@ -443,7 +511,7 @@ mod tests {
             &mut v,
             &mut inc,
             &c,
-            &[result("eu", 3, Status::Warn, "expires in 11 days", "{}")],
+            &at(6, Status::Warn, "expires in 11 days"),
         );
         let incident = &inc.all[&inc.open["c"]];
         assert_eq!(incident.timeline.len(), 1, "{:?}", incident.timeline);
@@ -451,12 +519,10 @@ mod tests {
             incident.timeline[0].what,
             "opened: WARNING from eu: expires in 12 days"
         );
-        feed(
-            &mut v,
-            &mut inc,
-            &c,
-            &[result("eu", 4, Status::Pass, "", "{}")],
-        );
+        // recover_after (2) passes clear it.
+        feed(&mut v, &mut inc, &c, &at(7, Status::Pass, ""));
+        assert_eq!(v["c"].verdict.name(), "warning");
+        feed(&mut v, &mut inc, &c, &at(8, Status::Pass, ""));
         assert_eq!(v["c"].verdict, Verdict::Ok);
         assert!(inc.open.is_empty(), "resolved");
     }
@@ -467,42 +533,38 @@ mod tests {
         let (mut v, mut inc) = (Verdicts::new(), Incidents::default());
         let a = r#"{"record":"v=spf1 -all"}"#;
         let b = r#"{"record":"v=spf1 ip4:192.0.2.1 -all"}"#;
-        feed(
-            &mut v,
-            &mut inc,
-            &c,
-            &[
-                result("ru", 1, Status::Pass, "", a),
-                result("eu", 1, Status::Pass, "", a),
-                result("us", 1, Status::Error, "timeout", "{}"),
-            ],
-        );
+        let round = |t: i64, ru: &str| {
+            vec![
+                result("ru", t, Status::Pass, "", ru),
+                result("eu", t, Status::Pass, "", a),
+                result("us", t, Status::Error, "timeout", "{}"),
+            ]
+        };
+        for t in [1, 2] {
+            feed(&mut v, &mut inc, &c, &round(t, a));
+        }
         assert_eq!(v["c"].verdict, Verdict::Ok, "errors carry no answer");
-        feed(
-            &mut v,
-            &mut inc,
-            &c,
-            &[result("ru", 2, Status::Pass, "", b)],
-        );
+        // One odd answer (a rotating set, a cache) is not yet a finding.
+        feed(&mut v, &mut inc, &c, &round(3, b));
+        assert_eq!(v["c"].verdict, Verdict::Ok);
+        feed(&mut v, &mut inc, &c, &round(4, b));
         match &v["c"].verdict {
             Verdict::Divergent { answers } => {
                 assert_eq!(answers["ru"], "\"v=spf1 ip4:192.0.2.1 -all\"");
                 assert_eq!(answers["eu"], "\"v=spf1 -all\"");
+                assert!(!answers.contains_key("us"));
             }
             other => panic!("{other:?}"),
         }
-        feed(
-            &mut v,
-            &mut inc,
-            &c,
-            &[result("ru", 3, Status::Pass, "", a)],
-        );
+        for t in [5, 6] {
+            feed(&mut v, &mut inc, &c, &round(t, a));
+        }
         assert_eq!(v["c"].verdict, Verdict::Ok);
         assert_eq!(inc.all.len(), 1);
         // A target that fails everywhere outranks the divergence.
         let fails: Vec<StoredResult> = ["ru", "eu", "us"]
             .iter()
-            .flat_map(|r| [4, 5].map(|t| result(r, t, Status::Fail, "no SPF record", "{}")))
+            .flat_map(|r| [7, 8].map(|t| result(r, t, Status::Fail, "no SPF record", "{}")))
             .collect();
         feed(&mut v, &mut inc, &c, &fails);
         assert_eq!(v["c"].verdict.name(), "outage");

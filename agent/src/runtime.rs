@@ -5,8 +5,10 @@
 //! - `runtime/config.rs` — `agent.toml`.
 //! - `runtime/scheduler.rs` — assigned checks on their schedules.
 //! - `runtime/uplink.rs` — the session with the coordinator cluster.
+//! - `runtime/metrics.rs` — Prometheus metrics on `metrics_listen`.
 
 pub mod config;
+pub mod metrics;
 pub mod scheduler;
 pub mod uplink;
 
@@ -42,6 +44,14 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         .with_context(|| format!("opening the spool in {}", config.spool_dir.display()))?;
     tracing::info!(agent = %name, %region, pending = spool.pending(), spool = %config.spool_dir.display(), "agent starting");
     let spool = Arc::new(Mutex::new(spool));
+    let metrics = Arc::new(metrics::AgentMetrics::default());
+    if let Some(addr) = config.metrics_listen {
+        let router = metrics::router(metrics.clone(), spool.clone());
+        let bound = vantage_common::metrics::serve(addr, router)
+            .await
+            .with_context(|| format!("binding metrics_listen {addr}"))?;
+        tracing::info!(%bound, "HTTP port: /metrics, /healthz, /readyz");
+    }
     let spooled = Arc::new(Notify::new());
     let ctx = Arc::new(ProbeContext::new(
         None,
@@ -57,16 +67,25 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         .iter()
         .filter_map(|c| c.assigned().ok())
         .collect();
-    tokio::spawn(scheduler::run(
-        name.clone(),
+    let setup = scheduler::Setup {
+        agent: name.clone(),
         ctx,
-        config.concurrency,
+        concurrency: config.concurrency,
         controls,
+    };
+    tokio::spawn(scheduler::run(
+        setup,
         assign_rx,
         run_now_rx,
         done_tx,
+        metrics.clone(),
     ));
-    tokio::spawn(write_results(done_rx, spool.clone(), spooled.clone()));
+    tokio::spawn(write_results(
+        done_rx,
+        spool.clone(),
+        spooled.clone(),
+        metrics.clone(),
+    ));
     Uplink {
         endpoints: config.coordinators.clone(),
         tls,
@@ -74,6 +93,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         spooled,
         assignments: assign_tx,
         run_now: run_now_tx,
+        metrics,
         batch_size: config.batch_size,
     }
     .run()
@@ -87,8 +107,10 @@ async fn write_results(
     mut done: mpsc::Receiver<Finished>,
     spool: Arc<Mutex<Spool>>,
     spooled: Arc<Notify>,
+    metrics: Arc<metrics::AgentMetrics>,
 ) {
     while let Some(f) = done.recv().await {
+        metrics.probe(&f.outcome);
         let record = ResultRecord {
             seq: 0,
             check: f.check.clone(),

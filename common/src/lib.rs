@@ -10,6 +10,7 @@
 //! - [`config`] — the one TOML loader: unknown fields rejected, errors name
 //!   file, line and field.
 //! - [`logging`] — the one tracing subscriber setup of every binary.
+//! - [`metrics`] — the HTTP side port: `/metrics`, `/healthz`, `/readyz`.
 //! - [`hash`] — a stable hash for schedules and assignments.
 //! - [`identity`] — roles from certificates (`spiffe://vantage/...` URI SANs).
 //! - [`pki`] — the deployment CA: create, issue, inspect (rcgen, x509-parser).
@@ -23,6 +24,7 @@ pub mod config;
 pub mod hash;
 pub mod identity;
 pub mod logging;
+pub mod metrics;
 pub mod outcome;
 pub mod pki;
 pub mod tls;

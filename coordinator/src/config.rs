@@ -20,6 +20,10 @@ pub struct CoordinatorConfig {
     /// `host:port` the other nodes and clients dial; defaults to `listen`.
     #[serde(default)]
     pub advertise: Option<String>,
+    /// Plain-HTTP port for `/metrics`, `/healthz` and `/readyz` (off when
+    /// absent). It serves nothing that changes state; keep it private.
+    #[serde(default)]
+    pub http_listen: Option<SocketAddr>,
     /// Where Raft keeps its log, vote, state and snapshots.
     pub data_dir: PathBuf,
     /// This node's mTLS identity.

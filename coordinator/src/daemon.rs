@@ -96,6 +96,13 @@ async fn run(
         config.advertise = Some(bound.to_string());
     }
     let node = Coordinator::start(&config).await?;
+    if let Some(addr) = config.http_listen {
+        let router = crate::metrics::router(node.clone());
+        let http = vantage_common::metrics::serve(addr, router)
+            .await
+            .with_context(|| format!("binding the HTTP port {addr}"))?;
+        println!("vantage-coordinator node {} http on {}", node.id, http);
+    }
     // Scripts and the test harness read this line to learn the bound port.
     println!(
         "vantage-coordinator node {} listening on {}",

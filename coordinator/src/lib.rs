@@ -21,6 +21,7 @@
 //! - [`grpc`] — `RaftService`, `OperatorService` and `AgentService` with
 //!   role checks.
 //! - [`sessions`] — agent sessions held by the leader.
+//! - [`metrics`] — Prometheus metrics on the HTTP port.
 //! - [`confirm`] — fast confirmation: second opinions and retries.
 //! - [`config`] — `coordinator.toml`.
 //! - [`daemon`] — the `vantage-coordinator` process (`run`, `dev`).
@@ -35,6 +36,7 @@ pub mod ctl;
 pub mod daemon;
 pub mod declared;
 pub mod grpc;
+pub mod metrics;
 pub mod node;
 pub mod raft;
 pub mod sessions;

@@ -94,6 +94,8 @@ pub struct Coordinator {
     pub sessions: Sessions,
     /// Fast-confirmation rate limits (on the leader).
     pub confirmations: crate::confirm::Confirmations,
+    /// Prometheus metrics.
+    pub metrics: crate::metrics::Metrics,
     /// Agent heartbeat interval.
     pub heartbeat: Duration,
     leaders: Mutex<HashMap<String, RaftServiceClient<Channel>>>,
@@ -142,6 +144,7 @@ impl Coordinator {
             last_contact,
             sessions: Sessions::default(),
             confirmations: Default::default(),
+            metrics: Default::default(),
             heartbeat: Duration::from_millis(config.agents.heartbeat_ms),
             leaders: Mutex::new(HashMap::new()),
             _db: db,

@@ -65,6 +65,8 @@ pub struct NodeProc {
     pub id: u64,
     /// Bound address (kept across restarts).
     pub addr: SocketAddr,
+    /// Its HTTP port (`/metrics`, `/healthz`, `/readyz`).
+    pub http: Option<SocketAddr>,
     child: Option<Child>,
 }
 
@@ -210,7 +212,7 @@ impl Cluster {
         std::fs::create_dir_all(&node_dir)?;
         let t = self.timers;
         let config = format!(
-            "node_id = {id}\nlisten = \"{listen}\"\ndata_dir = \"{}\"\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n[raft]\nheartbeat_ms = {}\nelection_min_ms = {}\nelection_max_ms = {}\nsnapshot_every = {}\n[agents]\nheartbeat_ms = {}\n",
+            "node_id = {id}\nlisten = \"{listen}\"\nhttp_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n[raft]\nheartbeat_ms = {}\nelection_min_ms = {}\nelection_max_ms = {}\nsnapshot_every = {}\n[agents]\nheartbeat_ms = {}\n",
             node_dir.join("data").display(),
             tls.ca.display(),
             tls.cert.display(),
@@ -238,26 +240,32 @@ impl Cluster {
             .context("starting vantage-coordinator")?;
         let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
         let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(DEADLINE, lines.next_line())
-            .await
-            .map_err(|_| anyhow!("node {id} did not start in time"))??
-            .ok_or_else(|| {
-                anyhow!(
-                    "node {id} exited at start-up; see {}",
-                    node_dir.join("stderr.log").display()
-                )
-            })?;
-        let addr: SocketAddr = line
-            .rsplit(' ')
-            .next()
-            .and_then(|a| a.parse().ok())
-            .ok_or_else(|| anyhow!("unexpected start-up line {line:?}"))?;
+        // "... http on ADDR", then "... listening on ADDR".
+        let mut http = None;
+        let addr = loop {
+            let line = tokio::time::timeout(DEADLINE, lines.next_line())
+                .await
+                .map_err(|_| anyhow!("node {id} did not start in time"))??
+                .ok_or_else(|| {
+                    anyhow!(
+                        "node {id} exited at start-up; see {}",
+                        node_dir.join("stderr.log").display()
+                    )
+                })?;
+            let last: Option<SocketAddr> = line.rsplit(' ').next().and_then(|a| a.parse().ok());
+            match last {
+                Some(a) if line.contains(" http on ") => http = Some(a),
+                Some(a) if line.contains(" listening on ") => break a,
+                _ => bail!("unexpected start-up line {line:?}"),
+            }
+        };
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         self.nodes.insert(
             id,
             NodeProc {
                 id,
                 addr,
+                http,
                 child: Some(child),
             },
         );

@@ -35,6 +35,10 @@ pub struct AgentConfig {
     /// Send probe DNS queries to this resolver instead of the system's.
     #[serde(default)]
     pub resolver: Option<SocketAddr>,
+    /// Plain-HTTP port for `/metrics`, `/healthz`, `/readyz` (off when
+    /// absent; keep it private).
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
     /// Results per batch sent to the coordinator.
     #[serde(default = "default_batch")]
     pub batch_size: usize,

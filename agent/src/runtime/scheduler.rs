@@ -67,18 +67,35 @@ struct Running {
     trigger: mpsc::Sender<Duration>,
 }
 
+/// What the scheduler runs with.
+#[derive(Debug)]
+pub struct Setup {
+    /// Agent name (schedule phases depend on it).
+    pub agent: String,
+    /// Probe context (source address, resolver).
+    pub ctx: Arc<ProbeContext>,
+    /// Probes at once.
+    pub concurrency: usize,
+    /// The agent's own control checks.
+    pub controls: Vec<Assigned>,
+}
+
 /// Keeps one task per check — the agent's own `controls` plus whatever is
 /// assigned — following assignment changes, and runs a check out of
 /// schedule when the coordinator asks (`run_now`).
 pub async fn run(
-    agent: String,
-    ctx: Arc<ProbeContext>,
-    concurrency: usize,
-    controls: Vec<Assigned>,
+    setup: Setup,
     mut assignments: watch::Receiver<Vec<Assigned>>,
     mut run_now: mpsc::Receiver<RunNow>,
     out: mpsc::Sender<Finished>,
+    metrics: Arc<super::metrics::AgentMetrics>,
 ) {
+    let Setup {
+        agent,
+        ctx,
+        concurrency,
+        controls,
+    } = setup;
     let limit = Arc::new(Semaphore::new(concurrency));
     let mut running: HashMap<String, Running> = HashMap::new();
     loop {
@@ -116,6 +133,9 @@ pub async fn run(
             );
         }
         tracing::info!(checks = running.len(), "assignment in force");
+        metrics
+            .checks
+            .set(i64::try_from(running.len()).unwrap_or(i64::MAX));
         loop {
             tokio::select! {
                 changed = assignments.changed() => {

@@ -42,6 +42,8 @@ pub struct Uplink {
     pub assignments: watch::Sender<Vec<Assigned>>,
     /// Where out-of-schedule run requests go.
     pub run_now: mpsc::Sender<RunNow>,
+    /// Session gauges.
+    pub metrics: Arc<super::metrics::AgentMetrics>,
     /// Results per batch.
     pub batch_size: usize,
 }
@@ -74,7 +76,9 @@ impl Uplink {
                 e
             });
             let started = tokio::time::Instant::now();
-            match self.session(&endpoint).await {
+            let end = self.session(&endpoint).await;
+            self.metrics.connected.set(0);
+            match end {
                 // Follow redirects at once, but not in circles (a leader
                 // change in progress): after a few, back off like a failure.
                 End::Redirect(leader) if !leader.is_empty() && redirects < 3 => {
@@ -143,6 +147,8 @@ impl Uplink {
                         return End::Failed(e);
                     }
                     tracing::info!(%endpoint, node = w.node_id, acked = w.acked_seq, "session open");
+                    self.metrics.connected.set(1);
+                    self.metrics.sessions.inc();
                     Duration::from_millis(u64::from(w.heartbeat_interval_ms).max(100))
                 }
                 Some(In::Redirect(r)) => return End::Redirect(r.leader_addr),

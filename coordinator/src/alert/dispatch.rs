@@ -91,6 +91,10 @@ pub async fn run(node: Arc<Coordinator>) {
             }
             let (node, http, in_flight) = (node.clone(), http.clone(), in_flight.clone());
             tokio::spawn(async move {
+                let sink = decl
+                    .as_ref()
+                    .map_or("unknown", |d| d.kind.as_str())
+                    .to_owned();
                 let outcome = match decl.as_ref().map(Channel::from_decl) {
                     None => Err(format!(
                         "channel {} is no longer declared",
@@ -102,6 +106,7 @@ pub async fn run(node: Arc<Coordinator>) {
                         .await
                         .map_err(|e| e.to_string()),
                 };
+                node.metrics.delivery(&sink, outcome.is_ok());
                 let command = match outcome {
                     Ok(()) => {
                         tracing::info!(key = %key, channel = %delivery.channel, "notification delivered");

@@ -266,6 +266,7 @@ async fn serve(
                         (r.check.clone(), took)
                     })
                     .collect();
+                let count = results.len() as u64;
                 let command = Command::Results {
                     agent: name.to_owned(),
                     spool_id,
@@ -274,6 +275,7 @@ async fn serve(
                 };
                 match coordinator.write(command).await {
                     Ok(CommandResult::Acked(seq)) => {
+                        coordinator.metrics.results.inc_by(count);
                         if !failing.is_empty() {
                             let applied = coordinator.applied.read().await;
                             coordinator.confirmations.after_batch(

@@ -1,0 +1,171 @@
+//! The HTTP side ports: Prometheus `/metrics`, `/healthz`, `/readyz` on
+//! coordinators and agents, read while a real mesh works; nothing else is
+//! served there.
+
+// Test helpers panic on broken fixtures: that is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use vantage_proto::v1::StatusRequest;
+use vantage_tests::cluster::{Cluster, REGIONS, Timers, wait_for};
+use vantage_tests::receiver::Receiver;
+use vantage_tests::smtp::{SmtpScript, SmtpServer};
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+fn client() -> reqwest::Client {
+    // With the ring provider installed (reqwest here has none of its own).
+    vantage_coordinator::alert::http_client().unwrap()
+}
+
+async fn get(url: &str) -> (u16, String) {
+    let r = client().get(url).send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// The value of the sample whose line starts with `prefix`.
+fn sample(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn coordinators_and_agents_export_metrics_health_and_readiness() {
+    let server = SmtpServer::start(SmtpScript::default()).await.unwrap();
+    let receiver = Receiver::start().await.unwrap();
+    let mut cluster = Cluster::start(3, Timers::default()).await.unwrap();
+    let toml = format!(
+        "[[check]]\nname = \"mx\"\nkind = \"smtp\"\ntarget = \"127.0.0.1\"\ninterval = \"5s\"\nregions = [\"ru\", \"eu\", \"us\"]\nparams = {{ port = {}, tls = \"none\" }}\n\n[[channel]]\nname = \"hook\"\nkind = \"webhook\"\nsettings = {{ url = \"{}\" }}\n\n[[route]]\nname = \"all\"\nchannels = [\"hook\"]\n",
+        server.addr.port(),
+        receiver.url("hook")
+    );
+    cluster.apply(&toml).await.unwrap();
+    let mut agent_ports = Vec::new();
+    for (name, region, source) in REGIONS {
+        let port = free_port();
+        agent_ports.push(port);
+        cluster
+            .spawn_agent_with(
+                name,
+                region,
+                source,
+                &[],
+                &format!("metrics_listen = \"127.0.0.1:{port}\"\n"),
+            )
+            .await
+            .unwrap();
+    }
+    wait_for("mx OK", || async {
+        let s = cluster
+            .operator(1)
+            .ok()?
+            .status(StatusRequest {})
+            .await
+            .ok()?
+            .into_inner();
+        (s.checks.first()?.verdict == "ok").then_some(())
+    })
+    .await
+    .unwrap();
+
+    // Coordinators: Raft, verdicts, agents; exactly one leader.
+    let http: Vec<String> = cluster
+        .ids()
+        .iter()
+        .map(|id| format!("http://{}", cluster.nodes[id].http.unwrap()))
+        .collect();
+    let mut leaders = 0;
+    for base in &http {
+        let (code, text) = get(&format!("{base}/metrics")).await;
+        assert_eq!(code, 200);
+        assert!(text.ends_with("# EOF\n"), "OpenMetrics text");
+        assert!(
+            sample(&text, "vantage_raft_term ").unwrap() >= 1.0,
+            "{text}"
+        );
+        assert!(sample(&text, "vantage_raft_applied_index ").unwrap() > 0.0);
+        assert_eq!(
+            sample(&text, "vantage_verdicts{verdict=\"ok\"} "),
+            Some(1.0),
+            "{text}"
+        );
+        assert_eq!(
+            sample(&text, "vantage_agents{state=\"connected\"} "),
+            Some(3.0),
+            "{text}"
+        );
+        leaders += sample(&text, "vantage_raft_is_leader ").unwrap() as u32;
+        assert_eq!(get(&format!("{base}/healthz")).await.0, 200);
+        assert_eq!(get(&format!("{base}/readyz")).await.0, 200);
+        assert_eq!(get(&format!("{base}/nope")).await.0, 404);
+        // Nothing there changes state.
+        let post = client()
+            .post(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(post.status().as_u16(), 405);
+    }
+    assert_eq!(leaders, 1);
+
+    // Agents: probe durations by phase, results, spool, session.
+    for port in &agent_ports {
+        let base = format!("http://127.0.0.1:{port}");
+        let text = wait_for("agent metrics with results", || async {
+            let (_, text) = get(&format!("{base}/metrics")).await;
+            sample(
+                &text,
+                "vantage_probe_results_total{kind=\"smtp\",status=\"pass\",class=\"\"} ",
+            )
+            .is_some_and(|n| n >= 1.0)
+            .then_some(text)
+        })
+        .await
+        .unwrap();
+        assert!(
+            sample(
+                &text,
+                "vantage_probe_duration_seconds_count{kind=\"smtp\",phase=\"total\"} "
+            )
+            .is_some_and(|n| n >= 1.0)
+                && text
+                    .contains("vantage_probe_duration_seconds_bucket{le=\"0.005\",kind=\"smtp\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("phase=\"banner\""),
+            "per-phase timings: {text}"
+        );
+        assert!(sample(&text, "vantage_spool_pending ").is_some());
+        assert_eq!(sample(&text, "vantage_spool_dropped_total "), Some(0.0));
+        assert_eq!(sample(&text, "vantage_session_connected "), Some(1.0));
+        assert_eq!(sample(&text, "vantage_checks_running "), Some(1.0));
+        assert_eq!(get(&format!("{base}/readyz")).await.0, 200);
+    }
+
+    // An outage: the leader counts its webhook deliveries.
+    for (_, _, source) in REGIONS {
+        server.block_from(source.parse().unwrap(), true);
+    }
+    wait_for("a delivery counted", || async {
+        for base in &http {
+            let (_, text) = get(&format!("{base}/metrics")).await;
+            let n = sample(
+                &text,
+                "vantage_alert_deliveries_total{sink=\"webhook\",outcome=\"delivered\"} ",
+            );
+            if n.is_some_and(|n| n >= 1.0)
+                && sample(&text, "vantage_verdicts{verdict=\"outage\"} ") == Some(1.0)
+            {
+                return Some(());
+            }
+        }
+        None
+    })
+    .await
+    .unwrap();
+}

@@ -22,6 +22,7 @@
 //!   role checks.
 //! - [`sessions`] — agent sessions held by the leader.
 //! - [`metrics`] — Prometheus metrics on the HTTP port.
+//! - [`web`] — the status page and JSON status API on the HTTP port.
 //! - [`confirm`] — fast confirmation: second opinions and retries.
 //! - [`config`] — `coordinator.toml`.
 //! - [`daemon`] — the `vantage-coordinator` process (`run`, `dev`).
@@ -42,3 +43,4 @@ pub mod raft;
 pub mod sessions;
 pub mod state;
 pub mod verdict;
+pub mod web;

@@ -180,9 +180,10 @@ impl Metrics {
 }
 
 /// The HTTP routes of `node`: `/metrics`, `/healthz`, `/readyz` (ready when
-/// a leader is known and this node has applied its log).
+/// a leader is known), and the status page and API (`web.rs`).
 pub fn router(node: Arc<Coordinator>) -> axum::Router {
     let for_metrics = node.clone();
+    let pages = crate::web::routes(node.clone());
     vantage_common::metrics::router(
         Arc::new(move || {
             let node = for_metrics.clone();
@@ -199,4 +200,5 @@ pub fn router(node: Arc<Coordinator>) -> axum::Router {
             })
         }),
     )
+    .merge(pages)
 }

@@ -79,8 +79,10 @@ async fn coordinators_and_agents_export_metrics_health_and_readiness() {
         .map(|id| format!("http://{}", cluster.nodes[id].http.unwrap()))
         .collect();
     let mut leaders = 0;
+    let mut exported = String::new();
     for base in &http {
         let (code, text) = get(&format!("{base}/metrics")).await;
+        exported.push_str(&text);
         assert_eq!(code, 200);
         assert!(text.ends_with("# EOF\n"), "OpenMetrics text");
         assert!(
@@ -140,11 +142,48 @@ async fn coordinators_and_agents_export_metrics_health_and_readiness() {
             text.contains("phase=\"banner\""),
             "per-phase timings: {text}"
         );
+        exported.push_str(&text);
         assert!(sample(&text, "vantage_spool_pending ").is_some());
         assert_eq!(sample(&text, "vantage_spool_dropped_total "), Some(0.0));
         assert_eq!(sample(&text, "vantage_session_connected "), Some(1.0));
         assert_eq!(sample(&text, "vantage_checks_running "), Some(1.0));
         assert_eq!(get(&format!("{base}/readyz")).await.0, 200);
+    }
+
+    // Every series the Grafana dashboard queries is exported.
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../deploy/grafana/vantage.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let mut queried = std::collections::BTreeSet::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for (i, _) in expr.match_indices("vantage_") {
+                let name: String = expr[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                queried.insert(name);
+            }
+        }
+    }
+    assert!(queried.len() >= 15, "{queried:?}");
+    for name in &queried {
+        let present = exported
+            .lines()
+            .any(|l| l.starts_with(&format!("{name} ")) || l.starts_with(&format!("{name}{{")));
+        // Delivery counters appear with the first delivery, checked below.
+        if name != "vantage_alert_deliveries_total" {
+            assert!(
+                present,
+                "the dashboard queries {name}, which /metrics lacks"
+            );
+        }
     }
 
     // An outage: the leader counts its webhook deliveries.
@@ -168,4 +207,31 @@ async fn coordinators_and_agents_export_metrics_health_and_readiness() {
     })
     .await
     .unwrap();
+
+    // The status page and API show the outage, and nothing about channels.
+    for base in &http {
+        let (code, json) = get(&format!("{base}/api/status")).await;
+        assert_eq!(code, 200);
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["checks"][0]["name"], "mx");
+        assert_eq!(v["checks"][0]["verdict"], "outage", "{v}");
+        assert_eq!(v["checks"][0]["regions"].as_array().unwrap().len(), 3);
+        assert!(
+            v["checks"][0]["uptime_pct"][0].as_f64().unwrap() < 100.0,
+            "{v}"
+        );
+        assert_eq!(v["incidents"].as_array().unwrap().len(), 1);
+        let (code, page) = get(&format!("{base}/")).await;
+        assert_eq!(code, 200);
+        assert!(
+            page.contains("<td class=\"v outage\">OUTAGE</td>"),
+            "{page}"
+        );
+        for text in [&json, &page] {
+            assert!(
+                !text.contains("hook") && !text.contains(&receiver.url("")),
+                "no channel shown"
+            );
+        }
+    }
 }

@@ -1,0 +1,236 @@
+//! The read-only status page (`/`) and JSON status API (`/api/status`) on
+//! a coordinator's HTTP port: per check its global verdict, per-region
+//! state, uptime over 24 h / 7 d / 30 d and open incident; impaired
+//! vantages; open incidents. Built from the node's applied state; no
+//! channels, settings or secrets are ever shown.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{Html, IntoResponse};
+use axum::routing::get;
+use serde::Serialize;
+use vantage_common::clock::now_ms;
+
+use crate::alert::rfc3339;
+use crate::node::Coordinator;
+use crate::state::State as Replicated;
+
+const DAY_MS: i64 = 24 * 3600 * 1000;
+
+/// One check on the status page.
+#[derive(Debug, Serialize)]
+pub struct CheckView {
+    /// Name.
+    pub name: String,
+    /// ok, warning, divergent, regional, outage, blind.
+    pub verdict: String,
+    /// Since (ms since the epoch).
+    pub since_ms: i64,
+    /// Region → up, down, stale, unknown.
+    pub regions: Vec<(String, String)>,
+    /// Uptime % over 24 h, 7 d, 30 d (REGIONAL counts as degraded, not
+    /// down; undecided time is left out); `None` without decided time.
+    pub uptime_pct: [Option<f64>; 3],
+    /// Its open incident.
+    pub incident: Option<u64>,
+}
+
+/// The whole status.
+#[derive(Debug, Serialize)]
+pub struct StatusView {
+    /// Server time.
+    pub now_ms: i64,
+    /// Leader node id, if known.
+    pub leader: Option<u64>,
+    /// Every check.
+    pub checks: Vec<CheckView>,
+    /// Region → why its vantage is impaired.
+    pub impaired: Vec<(String, String)>,
+    /// Open incidents: (id, subject, verdict, opened).
+    pub incidents: Vec<(u64, String, String, i64)>,
+}
+
+/// Builds the view from replicated state.
+pub fn view(state: &Replicated, leader: Option<u64>, now: i64) -> StatusView {
+    let checks = state
+        .declared
+        .checks
+        .iter()
+        .map(|c| {
+            let v = state.verdicts.get(&c.name);
+            let uptime_pct = [DAY_MS, 7 * DAY_MS, 30 * DAY_MS].map(|window| {
+                let t = v?.time_since(now - window, now);
+                let decided = t.up_ms + t.degraded_ms + t.down_ms;
+                (decided > 0).then(|| (t.up_ms + t.degraded_ms) as f64 * 100.0 / decided as f64)
+            });
+            CheckView {
+                name: c.name.clone(),
+                verdict: v.map_or("ok", |v| v.verdict.name()).to_owned(),
+                since_ms: v.map_or(0, |v| v.since_ms),
+                regions: v
+                    .map(|v| {
+                        v.regions
+                            .iter()
+                            .map(|(r, t)| (r.clone(), t.state.name().to_owned()))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                uptime_pct,
+                incident: state.incidents.open.get(&c.name).copied(),
+            }
+        })
+        .collect();
+    StatusView {
+        now_ms: now,
+        leader,
+        checks,
+        impaired: state
+            .impaired
+            .iter()
+            .map(|(r, i)| (r.clone(), i.reason.clone()))
+            .collect(),
+        incidents: state
+            .incidents
+            .open
+            .values()
+            .filter_map(|id| state.incidents.all.get(id))
+            .map(|i| {
+                (
+                    i.id,
+                    i.check.clone(),
+                    i.verdict.name().to_owned(),
+                    i.opened_ms,
+                )
+            })
+            .collect(),
+    }
+}
+
+/// Escapes text for HTML.
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn pct(p: Option<f64>) -> String {
+    p.map_or("–".into(), |p| format!("{p:.2} %"))
+}
+
+/// Renders the HTML page.
+pub fn html(v: &StatusView) -> String {
+    let mut rows = String::new();
+    for c in &v.checks {
+        let regions: Vec<String> = c
+            .regions
+            .iter()
+            .map(|(r, s)| format!("<span class=\"r {}\">{}: {}</span>", esc(s), esc(r), esc(s)))
+            .collect();
+        let incident = c.incident.map_or(String::new(), |id| format!("#{id}"));
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td class=\"v {}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            esc(&c.name),
+            esc(&c.verdict),
+            esc(&c.verdict.to_uppercase()),
+            regions.join(" "),
+            pct(c.uptime_pct[0]),
+            pct(c.uptime_pct[1]),
+            pct(c.uptime_pct[2]),
+            incident
+        ));
+    }
+    let mut mesh = String::new();
+    for (region, why) in &v.impaired {
+        mesh.push_str(&format!(
+            "<p class=\"impaired\">vantage {} impaired (its results do not vote): {}</p>\n",
+            esc(region),
+            esc(why)
+        ));
+    }
+    let mut incidents = String::new();
+    for (id, subject, verdict, opened) in &v.incidents {
+        incidents.push_str(&format!(
+            "<li>#{id} {} — {} since {}</li>\n",
+            esc(subject),
+            esc(&verdict.to_uppercase()),
+            rfc3339(*opened)
+        ));
+    }
+    if incidents.is_empty() {
+        incidents.push_str("<li>none</li>\n");
+    }
+    format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="15">
+<title>vantage status</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; }} td, th {{ padding: .3em .8em; border-bottom: 1px solid #ddd; text-align: left; }}
+.v.ok {{ color: #17803d; }} .v.warning, .v.divergent, .v.blind {{ color: #a15c00; }}
+.v.regional {{ color: #b45309; }} .v.outage {{ color: #b91c1c; font-weight: bold; }}
+.r {{ padding: 0 .3em; border-radius: 3px; }} .r.up {{ background: #dcfce7; }} .r.down {{ background: #fee2e2; }}
+.r.stale, .r.unknown {{ background: #eee; }} .impaired {{ color: #a15c00; }}
+</style></head><body>
+<h1>vantage status</h1>
+<p>as of {} · leader {}</p>
+{}<table>
+<tr><th>check</th><th>verdict</th><th>regions</th><th>24 h</th><th>7 d</th><th>30 d</th><th>incident</th></tr>
+{}</table>
+<h2>open incidents</h2>
+<ul>
+{}</ul>
+</body></html>
+"#,
+        rfc3339(v.now_ms),
+        v.leader.map_or("unknown".into(), |l| l.to_string()),
+        mesh,
+        rows,
+        incidents
+    )
+}
+
+async fn current(node: &Coordinator) -> StatusView {
+    let leader = node.raft.metrics().borrow().current_leader;
+    let applied = node.applied.read().await;
+    view(&applied.state, leader, now_ms())
+}
+
+async fn page(State(node): State<Arc<Coordinator>>) -> impl IntoResponse {
+    Html(html(&current(&node).await))
+}
+
+async fn api(State(node): State<Arc<Coordinator>>) -> impl IntoResponse {
+    let body = serde_json::to_string(&current(&node).await).unwrap_or_else(|_| "{}".into());
+    ([(header::CONTENT_TYPE, "application/json")], body)
+}
+
+/// `/` and `/api/status`.
+pub fn routes(node: Arc<Coordinator>) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/api/status", get(api))
+        .with_state(node)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn html_is_escaped() {
+        assert_eq!(
+            super::esc("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
+    }
+}

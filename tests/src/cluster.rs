@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tonic::transport::Channel;
 use vantage_common::identity::Identity;
 use vantage_common::pki::{self, Ca};
@@ -229,7 +229,7 @@ impl Cluster {
             .create(true)
             .append(true)
             .open(node_dir.join("stderr.log"))?;
-        let mut child = Command::new(crate::built_bin("vantage-coordinator-under-test"))
+        let mut child = crate::role_command("coordinator", "vantage-coordinator-under-test")
             .args(["run", "--config"])
             .arg(&config_path)
             .stdin(Stdio::null())
@@ -327,7 +327,7 @@ impl Cluster {
             .create(true)
             .append(true)
             .open(dir.join("stderr.log"))?;
-        let child = Command::new(crate::built_bin("vantage-agent-under-test"))
+        let child = crate::role_command("agent", "vantage-agent-under-test")
             .args(["run", "--config"])
             .arg(&config_path)
             .stdin(Stdio::null())
@@ -437,7 +437,7 @@ impl Cluster {
             .map(|n| n.addr.to_string())
             .collect();
         let pki = self.pki_dir();
-        let output = Command::new(crate::built_bin("vantagectl-under-test"))
+        let output = crate::role_command("ctl", "vantagectl-under-test")
             .args(args)
             .env("VANTAGE_ENDPOINTS", endpoints.join(","))
             .env("VANTAGE_CA", pki.join("ca.pem"))

@@ -26,6 +26,28 @@ pub mod measure;
 pub mod receiver;
 pub mod smtp;
 
+static SELF_EXEC: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes the harness run this very executable in each role (with
+/// `VANTAGE_ROLE=coordinator|agent|ctl`) instead of the binaries built next
+/// to the tests: `vantage-demo` is one self-contained program.
+pub fn self_exec() {
+    SELF_EXEC.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The program to start for `role`: `bin` built next to the tests, or this
+/// executable in that role after [`self_exec`].
+pub fn role_command(role: &str, bin: &str) -> tokio::process::Command {
+    if SELF_EXEC.load(std::sync::atomic::Ordering::Relaxed) {
+        let exe = std::env::current_exe().unwrap_or_else(|_| built_bin(bin));
+        let mut c = tokio::process::Command::new(exe);
+        c.env("VANTAGE_ROLE", role);
+        c
+    } else {
+        tokio::process::Command::new(built_bin(bin))
+    }
+}
+
 /// Path of one of this package's binaries: cargo builds them for the
 /// integration tests into `target/<profile>/`, and the tests run from
 /// `target/<profile>/deps/` (benchmarks from `target/<profile>/`).

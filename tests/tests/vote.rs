@@ -147,7 +147,7 @@ async fn regional_fault_then_outage_then_recovery() {
         .await;
     assert_eq!(code, 0, "{err}");
     assert!(
-        out.contains("degraded (REGIONAL)") && out.contains("incidents: 1"),
+        out.contains("of which degraded, REGIONAL:") && out.contains("incidents: 1"),
         "{out}"
     );
 

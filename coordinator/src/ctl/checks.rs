@@ -434,8 +434,8 @@ pub async fn history(check: String, since: String, conn: &ConnArgs, format: Form
                 crate::alert::rfc3339(h.since_ms)
             );
             println!(
-                "  uptime {:.3} %   degraded (REGIONAL) {:.3} %   down (OUTAGE) {:.3} %   undecided {}",
-                h.up_pct,
+                "  uptime {:.3} % (of which degraded, REGIONAL: {:.3} %)   down (OUTAGE) {:.3} %   undecided {}",
+                h.up_pct + h.degraded_pct,
                 h.degraded_pct,
                 h.down_pct,
                 crate::state::alerts::human_duration(h.unknown_ms)

@@ -260,12 +260,13 @@ async fn certs_init_issue_inspect() {
 async fn dev_mode_serves_a_single_node_cluster_with_its_own_pki() {
     use tokio::io::AsyncBufReadExt;
     let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("vantage-dev");
     let mut child =
         tokio::process::Command::new(vantage_tests::built_bin("vantage-coordinator-under-test"))
             .args([
                 "dev",
                 "--data-dir",
-                dir.path().to_str().unwrap(),
+                data_dir.to_str().unwrap(),
                 "--listen",
                 "127.0.0.1:0",
             ])
@@ -302,7 +303,69 @@ async fn dev_mode_serves_a_single_node_cluster_with_its_own_pki() {
     );
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["leader_id"], 1);
-    assert!(dir.path().join("pki/agent-dev-1.pem").exists());
+    assert!(data_dir.join("pki/agent-dev-1.pem").exists());
+
+    // The README's one-machine quickstart: the example agent config, run
+    // from the directory holding ./vantage-dev, joins; the example local
+    // checks validate.
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples");
+    let endpoint = export
+        .split_whitespace()
+        .find_map(|p| p.strip_prefix("VANTAGE_ENDPOINTS="))
+        .unwrap()
+        .to_owned();
+    let agent_config = std::fs::read_to_string(examples.join("local-agent.toml"))
+        .unwrap()
+        .replace("127.0.0.1:7400", &endpoint)
+        .replace(
+            "metrics_listen = \"127.0.0.1:9465\"",
+            "metrics_listen = \"127.0.0.1:0\"",
+        );
+    std::fs::write(dir.path().join("agent.toml"), agent_config).unwrap();
+    let _agent = tokio::process::Command::new(vantage_tests::built_bin("vantage-agent-under-test"))
+        .args(["run", "--config", "agent.toml"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let ctl = |args: &[&str]| {
+        let mut cmd =
+            tokio::process::Command::new(vantage_tests::built_bin("vantagectl-under-test"));
+        for pair in export.split_whitespace() {
+            let (k, v) = pair.split_once('=').unwrap();
+            cmd.env(k, v);
+        }
+        cmd.args(args);
+        cmd
+    };
+    vantage_tests::cluster::wait_for("the local agent connected", || async {
+        let out = ctl(&["agents", "list", "-o", "json"]).output().await.ok()?;
+        let agents: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        agents
+            .as_array()?
+            .iter()
+            .any(|a| a["name"] == "dev-1" && a["region"] == "local" && a["connected"] == true)
+            .then_some(())
+    })
+    .await
+    .unwrap();
+    let local_checks = examples.join("local-checks.toml");
+    let out = ctl(&["apply", "-f", local_checks.to_str().unwrap(), "--dry-run"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("5 created"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[tokio::test]

@@ -33,6 +33,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::declared::ChannelDecl;
 
+/// Channel kinds, one sink file each.
+pub const KINDS: &[&str] = &[
+    "webhook",
+    "slack",
+    "telegram",
+    "email",
+    "pagerduty",
+    "alertmanager",
+];
+
 /// Deadline of one delivery attempt unless the channel sets `timeout`.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -266,6 +276,13 @@ fn settings<T: DeserializeOwned>(table: &toml::Table) -> Result<T, String> {
 impl Channel {
     /// Validates a `[[channel]]`: its kind and its sink's settings.
     pub fn from_decl(decl: &ChannelDecl) -> Result<Channel, String> {
+        if !KINDS.contains(&decl.kind.as_str()) {
+            return Err(format!(
+                "unknown kind `{}` ({})",
+                decl.kind,
+                KINDS.join(", ")
+            ));
+        }
         let mut table = decl.settings.clone();
         let common: Common = match table.remove("timeout") {
             Some(t) => settings(&toml::Table::from_iter([("timeout".to_owned(), t)]))?,
@@ -285,7 +302,7 @@ impl Channel {
             "email" => Sink::Email(email::Email::validate(&table)?),
             "pagerduty" => Sink::PagerDuty(pagerduty::PagerDuty::validate(&table)?),
             "alertmanager" => Sink::Alertmanager(alertmanager::Alertmanager::validate(&table)?),
-            other => return Err(format!("unknown kind `{other}`")),
+            other => return Err(format!("unknown kind `{other}`")), // not in KINDS
         };
         Ok(Channel {
             name: decl.name.clone(),

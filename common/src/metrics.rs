@@ -22,6 +22,17 @@ pub type Ready =
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// A label set for a metric family.
+pub type Labels = Vec<(String, String)>;
+
+/// A label set from pairs.
+pub fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
 /// Encodes `registry` as OpenMetrics text.
 pub fn encode(registry: &Registry) -> String {
     let mut text = String::new();

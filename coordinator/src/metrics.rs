@@ -15,7 +15,7 @@ use crate::node::Coordinator;
 use crate::state::alerts::DeliveryState;
 use crate::verdict::SEVERITY;
 
-type Labels = Vec<(String, String)>;
+use vantage_common::metrics::{Labels, labels};
 
 /// The coordinator's metrics.
 #[derive(Debug)]
@@ -118,19 +118,12 @@ impl Default for Metrics {
     }
 }
 
-fn label(k: &str, v: &str) -> Labels {
-    vec![(k.to_owned(), v.to_owned())]
-}
-
 impl Metrics {
     /// Counts one delivery attempt.
     pub fn delivery(&self, sink: &str, delivered: bool) {
         let outcome = if delivered { "delivered" } else { "failed" };
         self.deliveries
-            .get_or_create(&vec![
-                ("sink".to_owned(), sink.to_owned()),
-                ("outcome".to_owned(), outcome.to_owned()),
-            ])
+            .get_or_create(&labels(&[("sink", sink), ("outcome", outcome)]))
             .inc();
     }
 
@@ -150,20 +143,22 @@ impl Metrics {
             let applied = node.applied.read().await;
             let state = &applied.state;
             for name in SEVERITY {
-                self.verdicts.get_or_create(&label("verdict", name)).set(0);
+                self.verdicts
+                    .get_or_create(&labels(&[("verdict", name)]))
+                    .set(0);
             }
             for v in state.verdicts.values() {
                 self.verdicts
-                    .get_or_create(&label("verdict", v.verdict.name()))
+                    .get_or_create(&labels(&[("verdict", v.verdict.name())]))
                     .inc();
             }
             self.impaired.set(i(state.impaired.len() as u64));
             let connected = state.agents.values().filter(|a| a.connected).count();
             self.agents
-                .get_or_create(&label("state", "connected"))
+                .get_or_create(&labels(&[("state", "connected")]))
                 .set(i(connected as u64));
             self.agents
-                .get_or_create(&label("state", "disconnected"))
+                .get_or_create(&labels(&[("state", "disconnected")]))
                 .set(i((state.agents.len() - connected) as u64));
             self.incidents_open
                 .set(i(state.incidents.open.len() as u64));

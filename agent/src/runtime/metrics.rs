@@ -14,7 +14,7 @@ use vantage_common::Outcome;
 
 use crate::spool::Spool;
 
-type Labels = Vec<(String, String)>;
+use vantage_common::metrics::{Labels, labels};
 
 fn probe_buckets() -> Histogram {
     // 5 ms .. ~41 s.
@@ -89,13 +89,6 @@ impl Default for AgentMetrics {
         );
         AgentMetrics { registry, ..m }
     }
-}
-
-fn labels(pairs: &[(&str, &str)]) -> Labels {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
 }
 
 impl AgentMetrics {

@@ -46,6 +46,11 @@ pub enum Command {
         /// Log line format.
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormatArg,
+        /// Export OpenTelemetry traces over OTLP/gRPC to this collector
+        /// (e.g. http://127.0.0.1:4317): a span per probe, continued by the
+        /// coordinator that receives its result.
+        #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
+        otlp_endpoint: Option<String>,
     },
 }
 

@@ -116,6 +116,7 @@ async fn write_results(
             check: f.check.clone(),
             started_at_ms: f.started_at_ms,
             outcome: Some(v1::Outcome::from(&f.outcome)),
+            trace_parent: f.trace.clone().unwrap_or_default(),
         };
         let payload = record.encode_to_vec();
         let spool = spool.clone();

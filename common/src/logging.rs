@@ -1,6 +1,19 @@
-//! One place that sets up logging for every vantage binary.
+//! One place that sets up logging and tracing for every vantage binary:
+//! log lines on stderr (text or JSON) and, when an OTLP endpoint is given,
+//! OpenTelemetry traces exported over OTLP/gRPC. A probe's trace crosses
+//! processes as a W3C `traceparent` carried with its result (agent →
+//! coordinator) and with the notification it causes (coordinator → sink).
 
+use std::collections::HashMap;
+
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::{TraceContextExt, TracerProvider};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -11,17 +24,105 @@ pub enum LogFormat {
     Json,
 }
 
+/// Tracing could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// The endpoint is not an `http://` or `https://` URL.
+    #[error("OTLP endpoint {0:?}: expected http://host:port or https://host:port")]
+    Endpoint(String),
+    /// The exporter refused its configuration.
+    #[error("OTLP exporter: {0}")]
+    Exporter(String),
+}
+
+/// Keeps trace export running; flushes what is buffered when dropped.
+/// Drop it where the Tokio runtime still runs (e.g. in `spawn_blocking`):
+/// the exporter sends on that runtime.
+#[derive(Debug)]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if let Some(Err(e)) = self.provider.take().map(|p| p.shutdown()) {
+            eprintln!("could not flush traces: {e}");
+        }
+    }
+}
+
 /// Installs the global subscriber, writing to stderr so that stdout stays
 /// free for command output. `RUST_LOG` overrides `default_directive`.
 /// Calling it twice is harmless (the second call does nothing).
 pub fn init(format: LogFormat, default_directive: &str) {
+    // Without an endpoint nothing can fail.
+    let _ = init_traced(format, default_directive, None, "vantage");
+}
+
+/// Like [`init`], and with `otlp_endpoint` also exports spans as
+/// `service` over OTLP/gRPC (batched, in the background). Must be called
+/// inside a Tokio runtime when an endpoint is given.
+pub fn init_traced(
+    format: LogFormat,
+    default_directive: &str,
+    otlp_endpoint: Option<&str>,
+    service: &str,
+) -> Result<Telemetry, TelemetryError> {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_directive));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let provider = otlp_endpoint
+        .map(|endpoint| provider(endpoint, service))
+        .transpose()?;
+    let otel = provider.as_ref().map(|p| {
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer("vantage"))
+            .with_tracked_inactivity(false)
+    });
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(filter).with(otel);
     let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => registry.with(fmt).try_init(),
+        LogFormat::Json => registry.with(fmt.json()).try_init(),
     };
+    Ok(Telemetry { provider })
+}
+
+fn provider(endpoint: &str, service: &str) -> Result<SdkTracerProvider, TelemetryError> {
+    use opentelemetry_otlp::WithExportConfig;
+    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+        return Err(TelemetryError::Endpoint(endpoint.to_owned()));
+    }
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint)
+        .build()
+        .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(service.to_owned())
+        .build();
+    Ok(SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(resource)
+        .build())
+}
+
+/// The W3C `traceparent` of `span`, when it is being traced.
+pub fn traceparent(span: &tracing::Span) -> Option<String> {
+    let cx = span.context();
+    if !cx.span().span_context().is_valid() {
+        return None;
+    }
+    let mut carrier = HashMap::new();
+    TraceContextPropagator::new().inject_context(&cx, &mut carrier);
+    carrier.remove("traceparent")
+}
+
+/// Makes `span` a child of the remote span named by `traceparent` (as
+/// produced by [`traceparent`]); ignores values that do not parse.
+pub fn set_parent(span: &tracing::Span, traceparent: &str) {
+    let carrier = HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+    let cx = TraceContextPropagator::new().extract(&carrier);
+    if cx.span().span_context().is_valid() {
+        let _ = span.set_parent(cx);
+    }
 }

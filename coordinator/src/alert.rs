@@ -83,6 +83,10 @@ pub struct Message {
     pub started_ms: i64,
     /// When it resolved.
     pub ended_ms: Option<i64>,
+    /// Trace of the result behind it (W3C traceparent), continued by the
+    /// delivery; receivers get the delivery's own as a `traceparent` header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
 }
 
 impl Message {
@@ -132,6 +136,7 @@ impl Message {
             ]),
             started_ms: now_ms,
             ended_ms: None,
+            trace: None,
         }
     }
 }

@@ -19,6 +19,16 @@ struct Cli {
     /// Log line format.
     #[arg(long, value_enum, default_value = "text", global = true)]
     log_format: LogArg,
+    /// Export OpenTelemetry traces over OTLP/gRPC to this collector
+    /// (e.g. http://127.0.0.1:4317): agents' probe traces are continued
+    /// through result ingestion to the notifications they cause.
+    #[arg(
+        long,
+        global = true,
+        env = "OTEL_EXPORTER_OTLP_ENDPOINT",
+        value_name = "URL"
+    )]
+    otlp_endpoint: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -56,7 +66,6 @@ pub fn main() -> ExitCode {
         LogArg::Text => LogFormat::Text,
         LogArg::Json => LogFormat::Json,
     };
-    logging::init(format, "info,openraft=warn,sled=warn,h2=warn,tower=warn");
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -65,10 +74,20 @@ pub fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        match cli.command {
+        // The trace exporter sends on this runtime, so it starts inside it.
+        let telemetry = logging::init_traced(
+            format,
+            "info,openraft=warn,sled=warn,h2=warn,tower=warn",
+            cli.otlp_endpoint.as_deref(),
+            "vantage-coordinator",
+        )?;
+        let result = match cli.command {
             Command::Run { config } => run(CoordinatorConfig::load(&config)?, false, |_| {}).await,
             Command::Dev { data_dir, listen } => dev(&data_dir, &listen).await,
-        }
+        };
+        // Flushing blocks; the runtime goes on sending meanwhile.
+        let _ = tokio::task::spawn_blocking(move || drop(telemetry)).await;
+        result
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

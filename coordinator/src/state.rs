@@ -225,6 +225,10 @@ pub struct IncomingResult {
     pub check: String,
     /// The stored form.
     pub result: StoredResult,
+    /// W3C traceparent of the coordinator span that took it in (a child
+    /// of the agent's probe span), when traces are exported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
 }
 
 /// What applying a command did.
@@ -252,6 +256,7 @@ impl State {
         }
         self.alerts
             .plan(&mut self.incidents, &self.declared, self.clock_ms, all_open);
+        self.incidents.verdict_changed.clear();
         result
     }
 
@@ -364,6 +369,7 @@ impl State {
         at_ms: i64,
         results: &[IncomingResult],
     ) -> u64 {
+        self.incidents.verdict_changed.clear();
         let Some(record) = self.agents.get_mut(agent) else {
             return 0; // results are only accepted after a hello
         };
@@ -375,6 +381,8 @@ impl State {
         // Looked up once per batch, not once per result.
         let checks = self.declared.checks_by_name();
         let mut touched: BTreeSet<String> = BTreeSet::new();
+        // The latest traced result per check, for the incidents it changes.
+        let mut traces: BTreeMap<&str, &str> = BTreeMap::new();
         // Vantage health can only change with a control result or a failure.
         let mut reassess = false;
         for r in results {
@@ -400,6 +408,9 @@ impl State {
                 ) {
                     touched.insert(check.name.clone());
                 }
+                if let Some(trace) = &r.trace {
+                    traces.insert(r.check.as_str(), trace);
+                }
                 self.results
                     .entry(r.check.clone())
                     .or_default()
@@ -421,6 +432,9 @@ impl State {
                 &self.impaired,
                 self.clock_ms,
             );
+        }
+        if !traces.is_empty() {
+            self.incidents.attach_traces(&traces);
         }
         applied_seq
     }

@@ -93,6 +93,7 @@ pub struct Cluster {
     /// Agents by name.
     pub agents: BTreeMap<String, AgentProc>,
     operator: Arc<ReloadingTls>,
+    env: Vec<(String, String)>,
 }
 
 impl Drop for Cluster {
@@ -139,6 +140,7 @@ impl Cluster {
             timers,
             nodes: BTreeMap::new(),
             agents: BTreeMap::new(),
+            env: Vec::new(),
         })
     }
 
@@ -159,6 +161,13 @@ impl Cluster {
         })
     }
 
+    /// Sets `key=value` in the environment of every coordinator and agent
+    /// started from now on.
+    pub fn with_env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
     /// Issues (once) a certificate for `identity` in the cluster's PKI.
     pub fn issue(&self, identity: &Identity) -> Result<TlsFiles> {
         Self::issue_in(&self.ca, &self.pki_dir(), identity)
@@ -172,7 +181,13 @@ impl Cluster {
     /// Starts `n` nodes (ids 1..=n), initialises them as one cluster and
     /// waits for a leader.
     pub async fn start(n: u64, timers: Timers) -> Result<Self> {
-        let mut cluster = Self::new(timers)?;
+        Self::new(timers)?.started(n).await
+    }
+
+    /// Starts nodes 1..=`n` of this (new) cluster, initialises them as one
+    /// cluster and waits for a leader.
+    pub async fn started(self, n: u64) -> Result<Self> {
+        let mut cluster = self;
         for id in 1..=n {
             cluster.spawn(id).await?;
         }
@@ -230,6 +245,7 @@ impl Cluster {
             .append(true)
             .open(node_dir.join("stderr.log"))?;
         let mut child = crate::role_command("coordinator", "vantage-coordinator-under-test")
+            .envs(self.env.iter().cloned())
             .args(["run", "--config"])
             .arg(&config_path)
             .stdin(Stdio::null())
@@ -328,6 +344,7 @@ impl Cluster {
             .append(true)
             .open(dir.join("stderr.log"))?;
         let child = crate::role_command("agent", "vantage-agent-under-test")
+            .envs(self.env.iter().cloned())
             .args(["run", "--config"])
             .arg(&config_path)
             .stdin(Stdio::null())

@@ -12,6 +12,7 @@
 //! - [`cluster`] — N real coordinator processes on loopback: start, kill -9,
 //!   restart, operator clients, polling waits.
 //! - [`measure`] — CPU and peak memory of this process and of children.
+//! - [`otlp`] — a recording OTLP/gRPC trace collector.
 //! - [`receiver`] — a recording HTTP receiver for alert sinks (accept,
 //!   fail N times, hang).
 //! - `tests/` — integration tests, one file per area (`probe_smtp.rs`,
@@ -23,6 +24,7 @@ pub mod certs;
 pub mod cluster;
 pub mod dns;
 pub mod measure;
+pub mod otlp;
 pub mod receiver;
 pub mod smtp;
 

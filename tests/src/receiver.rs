@@ -1,5 +1,5 @@
 //! A recording HTTP receiver for alert sinks: every request is kept (path,
-//! `Idempotency-Key`, signature, body) and each path can be told to answer
+//! `Idempotency-Key`, signature, `traceparent`, body) and each path can be told to answer
 //! 200, fail with 500 a number of times, or hang without answering.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -32,6 +32,8 @@ pub struct Received {
     pub key: Option<String>,
     /// `X-Vantage-Signature` header.
     pub signature: Option<String>,
+    /// W3C `traceparent` header.
+    pub traceparent: Option<String>,
     /// Raw body.
     pub body: Vec<u8>,
     /// Status answered (0 when the request was left hanging).
@@ -98,6 +100,7 @@ async fn handle(
             path,
             key: header("idempotency-key"),
             signature: header("x-vantage-signature"),
+            traceparent: header("traceparent"),
             body: body.to_vec(),
             answered,
             at: std::time::Instant::now(),

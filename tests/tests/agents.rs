@@ -514,6 +514,7 @@ fn result_record(seq: u64, check: &str) -> vantage_proto::v1::ResultRecord {
             .unwrap()
             .as_millis() as i64,
         outcome: Some((&outcome).into()),
+        trace_parent: String::new(),
     }
 }
 

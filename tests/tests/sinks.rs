@@ -41,6 +41,7 @@ fn message(event: Event) -> Message {
         ]),
         started_ms: 1_790_000_000_000,
         ended_ms: (event == Event::Resolved).then_some(1_790_000_300_000),
+        trace: None,
     }
 }
 

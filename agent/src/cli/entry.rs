@@ -31,21 +31,21 @@ pub fn main() -> ExitCode {
             logging::init(LogFormat::Text, "warn");
             probe(&args)
         }
-        Command::Run { config, log_format } => {
+        Command::Run {
+            config,
+            log_format,
+            otlp_endpoint,
+        } => {
             let format = match log_format {
                 LogFormatArg::Text => LogFormat::Text,
                 LogFormatArg::Json => LogFormat::Json,
             };
-            logging::init(
-                format,
-                "info,h2=warn,tower=warn,hickory_proto=warn,hickory_resolver=warn",
-            );
-            run_agent(&config)
+            run_agent(&config, format, otlp_endpoint.as_deref())
         }
     }
 }
 
-fn run_agent(path: &std::path::Path) -> ExitCode {
+fn run_agent(path: &std::path::Path, format: LogFormat, otlp: Option<&str>) -> ExitCode {
     let config = match crate::runtime::config::AgentConfig::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -59,7 +59,29 @@ fn run_agent(path: &std::path::Path) -> ExitCode {
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    match runtime.block_on(crate::runtime::run(config)) {
+    // The trace exporter sends on this runtime, so it starts inside it.
+    let telemetry = runtime.block_on(async {
+        logging::init_traced(
+            format,
+            "info,h2=warn,tower=warn,hickory_proto=warn,hickory_resolver=warn",
+            otlp,
+            "vantage-agent",
+        )
+    });
+    let telemetry = match telemetry {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("vantage-agent: {e}");
+            return ExitCode::from(EXIT_UNKNOWN);
+        }
+    };
+    let outcome = runtime.block_on(async {
+        let outcome = crate::runtime::run(config).await;
+        // Flushing blocks; the runtime goes on sending meanwhile.
+        let _ = tokio::task::spawn_blocking(move || drop(telemetry)).await;
+        outcome
+    });
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("vantage-agent: {e:#}");

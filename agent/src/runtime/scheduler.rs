@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 use vantage_common::Outcome;
 use vantage_common::clock::now_ms;
 
@@ -41,6 +42,8 @@ pub struct Finished {
     pub started_at_ms: i64,
     /// The outcome.
     pub outcome: Outcome,
+    /// W3C traceparent of the probe's span, when traces are exported.
+    pub trace: Option<String>,
 }
 
 /// A stable 64-bit hash (FNV-1a) for schedule phases.
@@ -179,15 +182,35 @@ async fn check_loop(
             return;
         };
         let started_at_ms = now_ms();
+        let span = tracing::info_span!(
+            "probe",
+            check = %a.name,
+            kind = tracing::field::Empty,
+            target = tracing::field::Empty,
+            status = tracing::field::Empty,
+            class = tracing::field::Empty,
+            duration_ms = tracing::field::Empty,
+        );
         // Boxed: the probe's (large) future exists only while it runs, so a
         // thousand sleeping checks stay small.
-        let outcome = Box::pin(a.spec.run_within(&ctx, a.timeout)).await;
+        let outcome = Box::pin(a.spec.run_within(&ctx, a.timeout))
+            .instrument(span.clone())
+            .await;
         drop(permit);
+        span.record("kind", outcome.kind.as_str());
+        span.record("target", outcome.target.as_str());
+        span.record("status", outcome.status.as_str());
+        if let Some(class) = outcome.class {
+            span.record("class", class.as_str());
+        }
+        span.record("duration_ms", outcome.duration_ms);
         let finished = Finished {
             check: a.name.clone(),
             started_at_ms,
             outcome,
+            trace: vantage_common::logging::traceparent(&span),
         };
+        drop(span);
         if out.send(finished).await.is_err() {
             return;
         }

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tracing::Instrument;
 use vantage_common::clock::now_ms;
 
 use super::{Channel, http_client};
@@ -90,7 +91,16 @@ pub async fn run(node: Arc<Coordinator>) {
                 busy.insert(key.clone());
             }
             let (node, http, in_flight) = (node.clone(), http.clone(), in_flight.clone());
-            tokio::spawn(async move {
+            let span = tracing::info_span!(
+                "deliver",
+                key = %key,
+                channel = %delivery.channel,
+                attempt = delivery.attempts + 1,
+            );
+            if let Some(parent) = &delivery.message.trace {
+                vantage_common::logging::set_parent(&span, parent);
+            }
+            let task = async move {
                 let sink = decl
                     .as_ref()
                     .map_or("unknown", |d| d.kind.as_str())
@@ -131,7 +141,8 @@ pub async fn run(node: Arc<Coordinator>) {
                 if let Ok(mut busy) = in_flight.lock() {
                     busy.remove(&key);
                 }
-            });
+            };
+            tokio::spawn(task.instrument(span));
         }
     }
 }

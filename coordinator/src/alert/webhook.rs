@@ -52,12 +52,18 @@ impl Webhook {
         let mut body = serde_json::to_value(msg)
             .map_err(|e| SinkError::Settings(format!("cannot encode the message: {e}")))?;
         body["title"] = serde_json::Value::String(msg.title());
+        if let Some(fields) = body.as_object_mut() {
+            fields.remove("trace"); // sent as the `traceparent` header
+        }
         let bytes = serde_json::to_vec(&body)
             .map_err(|e| SinkError::Settings(format!("cannot encode the message: {e}")))?;
         let mut request = http
             .post(url)
             .header("Content-Type", "application/json")
             .header("Idempotency-Key", &msg.key);
+        if let Some(traceparent) = vantage_common::logging::traceparent(&tracing::Span::current()) {
+            request = request.header("traceparent", traceparent);
+        }
         let mut secrets = vec![url_text];
         if let Some(secret) = &self.secret {
             let key = secret.read()?;

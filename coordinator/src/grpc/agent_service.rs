@@ -31,6 +31,8 @@ pub const MAX_BATCH: usize = 1000;
 pub const MAX_MESSAGE: usize = 2048;
 /// Largest details object of one result (JSON bytes).
 pub const MAX_DETAILS: usize = 16 * 1024;
+/// Longest trace context kept with a result (a W3C traceparent is 55).
+const MAX_TRACEPARENT: usize = 128;
 /// Largest encoded session message.
 pub const MAX_FRAME: usize = 4 << 20;
 
@@ -104,9 +106,29 @@ pub fn validate(
                 duration_ms: o.duration_ms,
                 details_json,
             },
+            // A traceparent is 55 characters; anything else is dropped.
+            trace: (!r.trace_parent.is_empty() && r.trace_parent.len() <= MAX_TRACEPARENT)
+                .then_some(r.trace_parent),
         });
     }
     Ok(out)
+}
+
+/// An `ingest` span per traced result, child of the agent's probe span;
+/// each result then carries its ingest span's traceparent into the log, so
+/// the notifications it causes continue the same trace.
+fn traced_ingest(results: &mut [IncomingResult], region: &str, agent: &str) -> Vec<tracing::Span> {
+    let mut spans = Vec::new();
+    for r in results.iter_mut() {
+        let Some(parent) = r.trace.take() else {
+            continue;
+        };
+        let span = tracing::info_span!("ingest", check = %r.check, %region, %agent, seq = r.seq, status = r.result.status.as_str());
+        vantage_common::logging::set_parent(&span, &parent);
+        r.trace = vantage_common::logging::traceparent(&span);
+        spans.push(span);
+    }
+    spans
 }
 
 type SessionStream = Pin<Box<dyn Stream<Item = Result<CoordinatorMessage, Status>> + Send>>;
@@ -257,7 +279,9 @@ async fn serve(
             }
             Some(In::Batch(batch)) => {
                 coordinator.sessions.heartbeat(name, session);
-                let results = validate(batch, region, name)?;
+                let mut results = validate(batch, region, name)?;
+                // Probes traced by the agent go on here, until committed.
+                let _ingest = traced_ingest(&mut results, region, name);
                 let failing: Vec<(String, std::time::Duration)> = results
                     .iter()
                     .filter(|r| r.result.status == vantage_common::Status::Fail)

@@ -362,6 +362,7 @@ impl Alerts {
             labels: labels_of(incident, check),
             started_ms: incident.opened_ms,
             ended_ms: incident.resolved_ms,
+            trace: incident.trace.clone(),
         };
         let what = match event {
             Event::Firing if key.contains("/remind") => "reminder",

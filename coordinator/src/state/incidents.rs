@@ -57,6 +57,10 @@ pub struct Incident {
     /// Notifications a silence held back (recorded once in the timeline).
     #[serde(default)]
     pub suppressed: BTreeSet<String>,
+    /// Trace of the result that last changed its verdict (W3C
+    /// traceparent), continued by the notifications queued after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
 }
 
 /// A notification queued for an incident.
@@ -104,6 +108,10 @@ pub struct Incidents {
     /// Incidents changed since notifications were last planned.
     #[serde(default)]
     pub dirty: BTreeSet<u64>,
+    /// Incidents whose verdict changed while applying the current command
+    /// (cleared after each command, never persisted).
+    #[serde(skip)]
+    pub verdict_changed: Vec<u64>,
 }
 
 /// `OUTAGE (down from eu, ru)` and the like.
@@ -158,20 +166,24 @@ impl Incidents {
                     escalation_since_ms: None,
                     notified: BTreeMap::new(),
                     suppressed: BTreeSet::new(),
+                    trace: None,
                 };
                 self.dirty.insert(id);
+                self.verdict_changed.push(id);
                 self.all.insert(id, incident);
                 self.open.insert(check.to_owned(), id);
             }
             (Some(id), Verdict::Ok) => {
                 self.open.remove(check);
                 self.dirty.insert(id);
+                self.verdict_changed.push(id);
                 if let Some(i) = self.all.get_mut(&id) {
                     i.close(at_ms, "resolved: OK from every voting region");
                 }
             }
             (Some(id), _) => {
                 self.dirty.insert(id);
+                self.verdict_changed.push(id);
                 if let Some(i) = self.all.get_mut(&id) {
                     if severity(new.name()) > severity(&i.worst) {
                         i.worst = new.name().into();
@@ -179,6 +191,19 @@ impl Incidents {
                     i.verdict = new.clone();
                     i.note(event.at_ms, event.what);
                 }
+            }
+        }
+    }
+
+    /// Gives the incidents whose verdict changed during this command the
+    /// trace of the result on their check that changed it (`traces`: check
+    /// → traceparent).
+    pub fn attach_traces(&mut self, traces: &BTreeMap<&str, &str>) {
+        for id in &self.verdict_changed {
+            if let Some(i) = self.all.get_mut(id)
+                && let Some(trace) = traces.get(i.check.as_str())
+            {
+                i.trace = Some((*trace).to_owned());
             }
         }
     }

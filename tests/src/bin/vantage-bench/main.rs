@@ -489,7 +489,7 @@ fn ingest(agents: usize, batch: usize, results: usize, rate: u64) -> Result<()> 
                     let records = (0..batch)
                         .map(|i| {
                             seq += 1;
-                            ResultRecord { seq, check: format!("c-{}", (seq as usize + i) % 100), started_at_ms: now_ms, outcome: Some(proto_outcome.clone()) }
+                            ResultRecord { seq, check: format!("c-{}", (seq as usize + i) % 100), started_at_ms: now_ms, outcome: Some(proto_outcome.clone()), trace_parent: String::new() }
                         })
                         .collect();
                     let t0 = Instant::now();

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -94,6 +94,10 @@ pub struct Cluster {
     pub agents: BTreeMap<String, AgentProc>,
     operator: Arc<ReloadingTls>,
     env: Vec<(String, String)>,
+    /// Nodes placed in a network namespace: (namespace, address).
+    node_places: BTreeMap<u64, (String, IpAddr)>,
+    /// Agents placed in a network namespace.
+    agent_places: BTreeMap<String, String>,
 }
 
 impl Drop for Cluster {
@@ -132,7 +136,7 @@ impl Cluster {
         let operator = Identity::Operator {
             name: "tester".into(),
         };
-        let files = Self::issue_in(&ca, &dir.path().join("pki"), &operator)?;
+        let files = Self::issue_in(&ca, &dir.path().join("pki"), &operator, &[])?;
         Ok(Cluster {
             operator: ReloadingTls::load(files)?,
             dir,
@@ -141,17 +145,28 @@ impl Cluster {
             nodes: BTreeMap::new(),
             agents: BTreeMap::new(),
             env: Vec::new(),
+            node_places: BTreeMap::new(),
+            agent_places: BTreeMap::new(),
         })
     }
 
-    fn issue_in(ca: &Ca, pki_dir: &std::path::Path, identity: &Identity) -> Result<TlsFiles> {
+    /// Issues once a certificate for `identity` naming localhost,
+    /// 127.0.0.1 and `ips`.
+    fn issue_in(
+        ca: &Ca,
+        pki_dir: &std::path::Path,
+        identity: &Identity,
+        ips: &[IpAddr],
+    ) -> Result<TlsFiles> {
         let stem = pki::file_stem(identity);
         let (cert, key) = (
             pki_dir.join(format!("{stem}.pem")),
             pki_dir.join(format!("{stem}.key")),
         );
         if !cert.exists() {
-            ca.issue(identity, &["localhost".into()], &["127.0.0.1".parse()?], 30)?
+            let mut all: Vec<IpAddr> = vec!["127.0.0.1".parse()?];
+            all.extend_from_slice(ips);
+            ca.issue(identity, &["localhost".into()], &all, 30)?
                 .write(pki_dir, &stem)?;
         }
         Ok(TlsFiles {
@@ -170,7 +185,26 @@ impl Cluster {
 
     /// Issues (once) a certificate for `identity` in the cluster's PKI.
     pub fn issue(&self, identity: &Identity) -> Result<TlsFiles> {
-        Self::issue_in(&self.ca, &self.pki_dir(), identity)
+        let ips: Vec<IpAddr> = match identity {
+            Identity::Coordinator { id } => {
+                self.node_places.get(id).map(|p| p.1).into_iter().collect()
+            }
+            _ => Vec::new(),
+        };
+        Self::issue_in(&self.ca, &self.pki_dir(), identity, &ips)
+    }
+
+    /// Runs node `id` inside network namespace `netns`, listening on
+    /// `ip:7400` (its certificate names `ip`).
+    pub fn place_node(mut self, id: u64, netns: &str, ip: IpAddr) -> Self {
+        self.node_places.insert(id, (netns.to_owned(), ip));
+        self
+    }
+
+    /// Runs agent `name` inside network namespace `netns`.
+    pub fn place_agent(mut self, name: &str, netns: &str) -> Self {
+        self.agent_places.insert(name.to_owned(), netns.to_owned());
+        self
     }
 
     /// The PKI directory (ca.pem, ca.key and issued pairs).
@@ -219,10 +253,12 @@ impl Cluster {
     /// Starts node `id` (again, on its previous address if it ran before).
     pub async fn spawn(&mut self, id: u64) -> Result<SocketAddr> {
         let tls = self.issue(&Identity::Coordinator { id })?;
-        let listen = self
-            .nodes
-            .get(&id)
-            .map_or("127.0.0.1:0".to_owned(), |n| n.addr.to_string());
+        let place = self.node_places.get(&id);
+        let listen = match (self.nodes.get(&id), place) {
+            (Some(n), _) => n.addr.to_string(),
+            (None, Some((_, ip))) => SocketAddr::new(*ip, 7400).to_string(),
+            (None, None) => "127.0.0.1:0".to_owned(),
+        };
         let node_dir = self.dir.path().join(format!("node-{id}"));
         std::fs::create_dir_all(&node_dir)?;
         let t = self.timers;
@@ -244,16 +280,18 @@ impl Cluster {
             .create(true)
             .append(true)
             .open(node_dir.join("stderr.log"))?;
-        let mut child = crate::role_command("coordinator", "vantage-coordinator-under-test")
-            .envs(self.env.iter().cloned())
-            .args(["run", "--config"])
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting vantage-coordinator")?;
+        let netns = place.map(|p| p.0.as_str());
+        let mut child =
+            crate::role_command_in(netns, "coordinator", "vantage-coordinator-under-test")
+                .envs(self.env.iter().cloned())
+                .args(["run", "--config"])
+                .arg(&config_path)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::from(log))
+                .kill_on_drop(true)
+                .spawn()
+                .context("starting vantage-coordinator")?;
         let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
         let mut lines = BufReader::new(stdout).lines();
         // "... http on ADDR", then "... listening on ADDR".
@@ -343,7 +381,8 @@ impl Cluster {
             .create(true)
             .append(true)
             .open(dir.join("stderr.log"))?;
-        let child = crate::role_command("agent", "vantage-agent-under-test")
+        let netns = self.agent_places.get(name).map(String::as_str);
+        let child = crate::role_command_in(netns, "agent", "vantage-agent-under-test")
             .envs(self.env.iter().cloned())
             .args(["run", "--config"])
             .arg(&config_path)

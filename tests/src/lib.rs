@@ -12,6 +12,8 @@
 //! - [`cluster`] — N real coordinator processes on loopback: start, kill -9,
 //!   restart, operator clients, polling waits.
 //! - [`measure`] — CPU and peak memory of this process and of children.
+//! - [`netns`] — network namespaces joined by a bridge for the
+//!   real-network suite (root only).
 //! - [`otlp`] — a recording OTLP/gRPC trace collector.
 //! - [`receiver`] — a recording HTTP receiver for alert sinks (accept,
 //!   fail N times, hang).
@@ -24,6 +26,7 @@ pub mod certs;
 pub mod cluster;
 pub mod dns;
 pub mod measure;
+pub mod netns;
 pub mod otlp;
 pub mod receiver;
 pub mod smtp;
@@ -40,14 +43,30 @@ pub fn self_exec() {
 /// The program to start for `role`: `bin` built next to the tests, or this
 /// executable in that role after [`self_exec`].
 pub fn role_command(role: &str, bin: &str) -> tokio::process::Command {
-    if SELF_EXEC.load(std::sync::atomic::Ordering::Relaxed) {
-        let exe = std::env::current_exe().unwrap_or_else(|_| built_bin(bin));
-        let mut c = tokio::process::Command::new(exe);
-        c.env("VANTAGE_ROLE", role);
-        c
+    role_command_in(None, role, bin)
+}
+
+/// Like [`role_command`], run inside network namespace `netns` when given
+/// (`ip netns exec`, which execs the program: the child is the program).
+pub fn role_command_in(netns: Option<&str>, role: &str, bin: &str) -> tokio::process::Command {
+    let self_exec = SELF_EXEC.load(std::sync::atomic::Ordering::Relaxed);
+    let program = if self_exec {
+        std::env::current_exe().unwrap_or_else(|_| built_bin(bin))
     } else {
-        tokio::process::Command::new(built_bin(bin))
+        built_bin(bin)
+    };
+    let mut c = match netns {
+        Some(ns) => {
+            let mut c = tokio::process::Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(program);
+            c
+        }
+        None => tokio::process::Command::new(program),
+    };
+    if self_exec {
+        c.env("VANTAGE_ROLE", role);
     }
+    c
 }
 
 /// Path of one of this package's binaries: cargo builds them for the

@@ -117,7 +117,12 @@ async fn handle(
 impl Receiver {
     /// Listens on 127.0.0.1 (OS-chosen port).
     pub async fn start() -> Result<Receiver> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Listens on `addr`.
+    pub async fn start_on(addr: SocketAddr) -> Result<Receiver> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let inner: Arc<Mutex<Inner>> = Arc::default();
         let app = Router::new().fallback(handle).with_state(inner.clone());
@@ -127,7 +132,7 @@ impl Receiver {
         Ok(Receiver { addr, inner })
     }
 
-    /// `http://127.0.0.1:PORT/PATH`.
+    /// `http://ADDR:PORT/PATH`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}/{}", self.addr, path.trim_start_matches('/'))
     }

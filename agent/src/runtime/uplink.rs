@@ -26,6 +26,11 @@ use crate::spool::Spool;
 const MAX_IN_FLIGHT: usize = 4;
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Heartbeat intervals without a word from the coordinator before the
+/// session is given up (and another coordinator tried).
+const SILENT_BEATS: u32 = 3;
+/// ...but never sooner than this.
+const MIN_SILENCE: Duration = Duration::from_secs(3);
 
 /// What the uplink needs.
 #[derive(Debug, Clone)]
@@ -169,6 +174,10 @@ impl Uplink {
             Err(e) => return End::Failed(e),
         };
         let mut ticker = tokio::time::interval(heartbeat);
+        // The coordinator answers every heartbeat; one that stays silent
+        // (cut off, or a leader that cannot commit) is given up on.
+        let silence_limit = (heartbeat * SILENT_BEATS).max(MIN_SILENCE);
+        let mut last_heard = tokio::time::Instant::now();
         loop {
             // Send what is spooled, up to the in-flight limit.
             while in_flight.len() < MAX_IN_FLIGHT {
@@ -193,28 +202,34 @@ impl Uplink {
             }
             tokio::select! {
                 message = inbound.message() => match message {
-                    Ok(Some(m)) => match m.msg {
-                        Some(In::Ack(ack)) => {
-                            while in_flight.front().is_some_and(|s| *s <= ack.seq) {
-                                in_flight.pop_front();
+                    Ok(Some(m)) => {
+                        last_heard = tokio::time::Instant::now();
+                        match m.msg {
+                            Some(In::Ack(ack)) => {
+                                while in_flight.front().is_some_and(|s| *s <= ack.seq) {
+                                    in_flight.pop_front();
+                                }
+                                if let Err(e) = self.ack(ack.seq).await {
+                                    return End::Failed(e);
+                                }
                             }
-                            if let Err(e) = self.ack(ack.seq).await {
-                                return End::Failed(e);
+                            Some(In::Assignment(a)) => self.assign(a),
+                            Some(In::RunNow(r)) => {
+                                tracing::debug!(check = %r.check, delay_ms = r.delay_ms, "run now");
+                                // Full: the scheduler is busy; the next slot comes anyway.
+                                let _ = self.run_now.try_send((r.check, Duration::from_millis(u64::from(r.delay_ms.min(60_000)))));
                             }
+                            Some(In::Redirect(r)) => return End::Redirect(r.leader_addr),
+                            Some(In::Heartbeat(_)) | Some(In::Welcome(_)) | None => {}
                         }
-                        Some(In::Assignment(a)) => self.assign(a),
-                        Some(In::RunNow(r)) => {
-                            tracing::debug!(check = %r.check, delay_ms = r.delay_ms, "run now");
-                            // Full: the scheduler is busy; the next slot comes anyway.
-                            let _ = self.run_now.try_send((r.check, Duration::from_millis(u64::from(r.delay_ms.min(60_000)))));
-                        }
-                        Some(In::Redirect(r)) => return End::Redirect(r.leader_addr),
-                        Some(In::Heartbeat(_)) | Some(In::Welcome(_)) | None => {}
-                    },
+                    }
                     Ok(None) => return End::Failed("coordinator closed the session".into()),
                     Err(s) => return End::Failed(format!("{}: {}", s.code(), s.message())),
                 },
                 _ = ticker.tick() => {
+                    if last_heard.elapsed() > silence_limit {
+                        return End::Failed(format!("no word from the coordinator for {silence_limit:?}"));
+                    }
                     let pending = blocking({ let spool = self.spool.clone(); move || spool.lock().map(|s| s.pending()).unwrap_or(0) }).await.unwrap_or(0);
                     let beat = Heartbeat { sent_at_ms: 0, pending };
                     if tx.send(AgentMessage { msg: Some(Out::Heartbeat(beat)) }).await.is_err() {

@@ -75,6 +75,9 @@ enum Bench {
         /// How long to measure, seconds (after a 20 s warm-up).
         #[arg(long, default_value_t = 180)]
         seconds: u64,
+        /// Export traces (agent and coordinator) to an in-process OTLP collector.
+        #[arg(long)]
+        traces: bool,
     },
     /// Result ingest into a 3-node cluster through agent sessions.
     Ingest {
@@ -131,7 +134,11 @@ fn main() -> Result<()> {
         Bench::Probe { count, concurrency } => probe(count, concurrency),
         Bench::Oneshot { runs, agent } => oneshot(runs, agent),
         Bench::ServeSmtp => serve_smtp(),
-        Bench::Agent { checks, seconds } => agent(checks, seconds),
+        Bench::Agent {
+            checks,
+            seconds,
+            traces,
+        } => agent(checks, seconds, traces),
         Bench::Ingest {
             agents,
             batch,
@@ -401,14 +408,19 @@ fn proc_usage(pid: u32) -> Option<(f64, u64, u64)> {
     Some((ticks / 100.0, kib("VmRSS:")?, kib("VmHWM:")?))
 }
 
-fn agent(checks: usize, seconds: u64) -> Result<()> {
+fn agent(checks: usize, seconds: u64, traces: bool) -> Result<()> {
     use vantage_proto::v1::ApplyRequest;
     use vantage_tests::cluster::{Cluster, Timers};
 
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let server = starttls_server().await?;
-        let mut cluster = Cluster::start(1, Timers::default()).await?;
+        let collector = vantage_tests::otlp::Collector::start().await?;
+        let mut cluster = Cluster::new(Timers::default())?;
+        if traces {
+            cluster = cluster.with_env("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.endpoint());
+        }
+        let mut cluster = cluster.started(1).await?;
         let port = server.addr.port();
         let toml: String = (0..checks)
             .map(|i| format!("[[check]]\nname = \"smtp-{i}\"\nkind = \"smtp\"\ntarget = \"127.0.0.1\"\ninterval = \"60s\"\nregions = [\"eu\"]\nparams = {{ port = {port} }}\n"))
@@ -430,13 +442,18 @@ fn agent(checks: usize, seconds: u64) -> Result<()> {
         let (cpu1, rss, hwm) = proc_usage(pid).ok_or_else(|| anyhow::anyhow!("agent died"))?;
         let wall = t0.elapsed().as_secs_f64();
         let connections = server.seen.connections.load(std::sync::atomic::Ordering::Relaxed);
-        println!("vantage-bench agent: {checks} SMTP+STARTTLS checks a minute, one agent, loopback");
+        let traced = if traces { "traces exported over OTLP" } else { "no traces" };
+        println!("vantage-bench agent: {checks} SMTP+STARTTLS checks a minute, one agent, loopback, {traced}");
         println!("  measured          {wall:.0} s after a 20 s warm-up");
         println!("  probes served     {connections} connections in all");
         println!("  CPU               {:.2} % of one core", (cpu1 - cpu0) / wall * 100.0);
         println!("  RSS now           {:.1} MiB", rss as f64 / 1024.0);
         println!("  RSS max (sampled) {:.1} MiB", max_rss as f64 / 1024.0);
         println!("  RSS peak (VmHWM)  {:.1} MiB (includes start-up)", hwm as f64 / 1024.0);
+        if traces {
+            let probes = collector.spans().iter().filter(|s| s.name == "probe").count();
+            println!("  probe spans       {probes} received by the collector");
+        }
         Ok(())
     })
 }

@@ -12,6 +12,8 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -36,11 +38,19 @@ pub enum TelemetryError {
 }
 
 /// Keeps trace export running; flushes what is buffered when dropped.
-/// Drop it where the Tokio runtime still runs (e.g. in `spawn_blocking`):
+/// End it with [`Telemetry::flush`] while the Tokio runtime still runs:
 /// the exporter sends on that runtime.
 #[derive(Debug)]
 pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Exports what is buffered and stops exporting. Flushing blocks, so it
+    /// happens off the runtime's threads while the runtime goes on sending.
+    pub async fn flush(self) {
+        let _ = tokio::task::spawn_blocking(move || drop(self)).await;
+    }
 }
 
 impl Drop for Telemetry {
@@ -62,6 +72,10 @@ pub fn init(format: LogFormat, default_directive: &str) {
 /// Like [`init`], and with `otlp_endpoint` also exports spans as
 /// `service` over OTLP/gRPC (batched, in the background). Must be called
 /// inside a Tokio runtime when an endpoint is given.
+///
+/// `RUST_LOG` (or `default_directive`) filters log lines only: what is
+/// traced is fixed (vantage's own spans at INFO and above), so quieter logs
+/// never silence traces, nor do louder ones export dependencies' spans.
 pub fn init_traced(
     format: LogFormat,
     default_directive: &str,
@@ -73,28 +87,39 @@ pub fn init_traced(
     let provider = otlp_endpoint
         .map(|endpoint| provider(endpoint, service))
         .transpose()?;
+    let traced = Targets::new()
+        .with_target("vantage_agent", LevelFilter::INFO)
+        .with_target("vantage_coordinator", LevelFilter::INFO)
+        .with_target("vantage_common", LevelFilter::INFO);
     let otel = provider.as_ref().map(|p| {
         tracing_opentelemetry::layer()
             .with_tracer(p.tracer("vantage"))
             .with_tracked_inactivity(false)
+            .with_target(false)
+            .with_filter(traced)
     });
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
-    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    let registry = tracing_subscriber::registry().with(otel);
     let _ = match format {
-        LogFormat::Text => registry.with(fmt).try_init(),
-        LogFormat::Json => registry.with(fmt.json()).try_init(),
+        LogFormat::Text => registry.with(fmt.with_filter(filter)).try_init(),
+        LogFormat::Json => registry.with(fmt.json().with_filter(filter)).try_init(),
     };
     Ok(Telemetry { provider })
 }
 
 fn provider(endpoint: &str, service: &str) -> Result<SdkTracerProvider, TelemetryError> {
-    use opentelemetry_otlp::WithExportConfig;
-    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+    use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
+    let mut builder = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint);
+    if endpoint.starts_with("https://") {
+        // A hosted collector's certificate, checked against the WebPKI roots.
+        let tls = tonic::transport::ClientTlsConfig::new().with_enabled_roots();
+        builder = builder.with_tls_config(tls);
+    } else if !endpoint.starts_with("http://") {
         return Err(TelemetryError::Endpoint(endpoint.to_owned()));
     }
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_tonic()
-        .with_endpoint(endpoint)
+    let exporter = builder
         .build()
         .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
     let resource = opentelemetry_sdk::Resource::builder()

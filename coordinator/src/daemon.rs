@@ -82,11 +82,13 @@ pub fn main() -> ExitCode {
             "vantage-coordinator",
         )?;
         let result = match cli.command {
-            Command::Run { config } => run(CoordinatorConfig::load(&config)?, false, |_| {}).await,
+            Command::Run { config } => match CoordinatorConfig::load(&config) {
+                Ok(config) => run(config, false, |_| {}).await,
+                Err(e) => Err(e.into()),
+            },
             Command::Dev { data_dir, listen } => dev(&data_dir, &listen).await,
         };
-        // Flushing blocks; the runtime goes on sending meanwhile.
-        let _ = tokio::task::spawn_blocking(move || drop(telemetry)).await;
+        telemetry.flush().await;
         result
     });
     match result {

@@ -226,7 +226,8 @@ pub struct IncomingResult {
     /// The stored form.
     pub result: StoredResult,
     /// W3C traceparent of the coordinator span that took it in (a child
-    /// of the agent's probe span), when traces are exported.
+    /// of the agent's probe span), when traces are exported. (Between
+    /// validation and that span: the agent's own, at most 128 bytes.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace: Option<String>,
 }

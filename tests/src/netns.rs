@@ -98,7 +98,16 @@ impl Net {
             .collect();
         // What a killed earlier run may have left behind.
         for h in &hosts {
+            if let Ok(out) = Command::new("ip")
+                .args(["netns", "pids", &h.netns])
+                .output()
+            {
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    let _ = run("kill", &["-9", pid]);
+                }
+            }
             let _ = ip(&["link", "del", &h.link]);
+            let _ = ip(&["link", "del", &format!("vt-i-{}", h.name)]);
             let _ = ip(&["netns", "del", &h.netns]);
         }
         let _ = ip(&["link", "del", BRIDGE]);

@@ -1,7 +1,8 @@
 //! The real-network suite (root only; skipped with the reason printed
 //! elsewhere): every coordinator and every region's agent in its own
-//! network namespace, joined by veth pairs to a bridge in the core
-//! namespace, where the mail target and the alert receiver live. Routes are
+//! network namespace, joined to a bridge in the core namespace, where the
+//! mail target and the alert receiver live (coordinators by veth pairs,
+//! regions through delay lines: 60/30/90 ms round trips, 0.5 % loss). Routes are
 //! withdrawn and links cut for real: RU loses its route to the mail server
 //! ⇒ REGIONAL; the mail server goes down ⇒ one page; the leader's namespace
 //! is cut off ⇒ a new leader, no lost results, no second page; heal ⇒ the
@@ -14,7 +15,9 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use vantage_proto::v1::{GetResultsRequest, ListAgentsRequest, StatusRequest};
+use vantage_proto::v1::{
+    GetResultsRequest, ListAgentsRequest, ListIncidentsRequest, StatusRequest,
+};
 use vantage_tests::cluster::{Cluster, REGIONS, Timers, wait_for};
 use vantage_tests::netns::{HUB, Net, Shape, TARGET};
 use vantage_tests::receiver::Receiver;
@@ -83,7 +86,8 @@ async fn applied(cluster: &Cluster, via: u64) -> Option<BTreeMap<String, (u64, u
     )
 }
 
-#[tokio::test]
+// Several threads: the delay lines should not wait behind the harness.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn regions_and_coordinators_on_a_real_network() {
     let net = match Net::create(&hosts()) {
         Ok(net) => net,
@@ -175,9 +179,33 @@ async fn regions_and_coordinators_on_a_real_network() {
     .await
     .unwrap();
 
-    // The leader's namespace is cut off the network.
+    // The leader's namespace is cut off the network, once the page is
+    // recorded as delivered on the nodes that stay (until then a new
+    // leader would rightly send it again, same key).
     let old = cluster.wait_for_leader(&all).await.unwrap();
     let rest: Vec<u64> = all.into_iter().filter(|id| *id != old).collect();
+    for id in &rest {
+        wait_for(
+            &format!("the page recorded as delivered on node {id}"),
+            || async {
+                let reply = cluster
+                    .operator(*id)
+                    .ok()?
+                    .list_incidents(ListIncidentsRequest { all: false })
+                    .await
+                    .ok()?
+                    .into_inner();
+                let incident = reply.incidents.into_iter().find(|i| i.check == "mx")?;
+                incident
+                    .deliveries
+                    .iter()
+                    .any(|d| d.channel == "pager" && d.state == "delivered")
+                    .then_some(())
+            },
+        )
+        .await
+        .unwrap();
+    }
     let before = wait_for("agents' progress", || applied(&cluster, rest[0]))
         .await
         .unwrap();

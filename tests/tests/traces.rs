@@ -38,16 +38,24 @@ async fn a_page_continues_the_trace_of_the_probe_that_saw_the_outage() {
         .unwrap();
     cluster.spawn_regions().await.unwrap();
 
-    // Probes are traced from the start, each by its agent.
-    wait_for("probe spans from every region", || async {
+    // Probes are traced from the start, each by its agent, and continued
+    // by the coordinator that takes in their results.
+    wait_for("probe spans continued from every region", || async {
         let spans = collector.spans();
-        let agents = spans
+        let regions: std::collections::BTreeSet<&str> = spans
             .iter()
-            .filter(|s| s.service == "vantage-agent" && s.name == "probe")
-            .filter(|s| s.attributes.get("check").is_some_and(|c| c == "mx"))
-            .filter(|s| s.attributes.get("kind").is_some_and(|k| k == "smtp"))
-            .count();
-        (agents >= 3).then_some(())
+            .filter(|s| s.service == "vantage-coordinator" && s.name == "ingest")
+            .filter(|ingest| {
+                spans.iter().any(|p| {
+                    p.span_id == ingest.parent_id
+                        && p.name == "probe"
+                        && p.attributes.get("check").is_some_and(|c| c == "mx")
+                        && p.attributes.get("kind").is_some_and(|k| k == "smtp")
+                })
+            })
+            .filter_map(|s| s.attributes.get("region").map(String::as_str))
+            .collect();
+        (regions.len() == REGIONS.len()).then_some(())
     })
     .await
     .unwrap();

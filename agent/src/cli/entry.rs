@@ -77,8 +77,7 @@ fn run_agent(path: &std::path::Path, format: LogFormat, otlp: Option<&str>) -> E
     };
     let outcome = runtime.block_on(async {
         let outcome = crate::runtime::run(config).await;
-        // Flushing blocks; the runtime goes on sending meanwhile.
-        let _ = tokio::task::spawn_blocking(move || drop(telemetry)).await;
+        telemetry.flush().await;
         outcome
     });
     match outcome {

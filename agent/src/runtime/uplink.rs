@@ -31,6 +31,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const SILENT_BEATS: u32 = 3;
 /// ...but never sooner than this.
 const MIN_SILENCE: Duration = Duration::from_secs(3);
+/// How long a coordinator may take to welcome a new session.
+const WELCOME_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What the uplink needs.
 #[derive(Debug, Clone)]
@@ -145,7 +147,12 @@ impl Uplink {
             Ok(r) => r.into_inner(),
             Err(s) => return End::Failed(format!("{}: {}", s.code(), s.message())),
         };
-        let heartbeat = match inbound.message().await {
+        // A coordinator that cannot commit our hello never welcomes us.
+        let welcome = match tokio::time::timeout(WELCOME_TIMEOUT, inbound.message()).await {
+            Ok(w) => w,
+            Err(_) => return End::Failed(format!("no Welcome within {WELCOME_TIMEOUT:?}")),
+        };
+        let heartbeat = match welcome {
             Ok(Some(m)) => match m.msg {
                 Some(In::Welcome(w)) => {
                     if let Err(e) = self.ack(w.acked_seq).await {

@@ -21,6 +21,7 @@ use vantage_common::transport;
 use vantage_proto::v1::operator_service_client::OperatorServiceClient;
 use vantage_proto::v1::{
     ApplyRequest, ClusterMember, ClusterStatusReply, ClusterStatusRequest, InitClusterRequest,
+    StatusRequest,
 };
 
 /// Generous deadline for cluster conditions (elections, catch-up).
@@ -560,6 +561,44 @@ impl Cluster {
             .ok()?
             .ok()
             .map(|r| r.into_inner())
+    }
+
+    /// (verdict, down regions) of `check` as node `via` sees it.
+    pub async fn verdict(&self, via: u64, check: &str) -> Option<(String, Vec<String>)> {
+        let reply = self
+            .operator(via)
+            .ok()?
+            .status(StatusRequest {})
+            .await
+            .ok()?;
+        let c = reply
+            .into_inner()
+            .checks
+            .into_iter()
+            .find(|c| c.name == check)?;
+        Some((c.verdict, c.down))
+    }
+
+    /// Waits until each node in `nodes` sees `check` as `expected`, down
+    /// from exactly `down`.
+    pub async fn wait_verdict(
+        &self,
+        nodes: &[u64],
+        check: &str,
+        expected: &str,
+        down: &[&str],
+    ) -> Result<()> {
+        for via in nodes {
+            wait_for(
+                &format!("{check} {expected} {down:?} on node {via}"),
+                || async {
+                    let (v, d) = self.verdict(*via, check).await?;
+                    (v == expected && d == down).then_some(())
+                },
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     /// Waits until every node in `ids` names the same leader, itself among

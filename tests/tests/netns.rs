@@ -15,9 +15,7 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use vantage_proto::v1::{
-    GetResultsRequest, ListAgentsRequest, ListIncidentsRequest, StatusRequest,
-};
+use vantage_proto::v1::{GetResultsRequest, ListAgentsRequest, ListIncidentsRequest};
 use vantage_tests::cluster::{Cluster, REGIONS, Timers, wait_for};
 use vantage_tests::netns::{HUB, Net, Shape, TARGET};
 use vantage_tests::receiver::Receiver;
@@ -43,29 +41,11 @@ fn hosts() -> [(&'static str, Ipv4Addr, Option<Shape>); 6] {
     ]
 }
 
-/// (verdict, down regions) of `check` on node `via`.
-async fn verdict(cluster: &Cluster, via: u64, check: &str) -> Option<(String, Vec<String>)> {
-    let reply = cluster
-        .operator(via)
-        .ok()?
-        .status(StatusRequest {})
-        .await
-        .ok()?
-        .into_inner();
-    let c = reply.checks.into_iter().find(|c| c.name == check)?;
-    Some((c.verdict, c.down))
-}
-
 async fn wait_verdict(cluster: &Cluster, nodes: &[u64], expected: &str, down: &[&str]) {
-    let down: Vec<String> = down.iter().map(|s| s.to_string()).collect();
-    for via in nodes {
-        wait_for(&format!("mx {expected} {down:?} on node {via}"), || async {
-            let (v, d) = verdict(cluster, *via, "mx").await?;
-            (v == expected && d == down).then_some(())
-        })
+    cluster
+        .wait_verdict(nodes, "mx", expected, down)
         .await
         .unwrap();
-    }
 }
 
 /// Per agent: (highest seq applied, results applied), as node `via` sees it.

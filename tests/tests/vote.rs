@@ -4,39 +4,16 @@
 // Test helpers panic on broken fixtures: that is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use vantage_proto::v1::{ListIncidentsRequest, StatusRequest};
-use vantage_tests::cluster::{Cluster, Timers, wait_for};
+use vantage_proto::v1::ListIncidentsRequest;
+use vantage_tests::cluster::{Cluster, Timers};
 use vantage_tests::smtp::{SmtpScript, SmtpServer};
 
-/// (verdict, down regions) of `check` as node `via` sees it.
-async fn verdict(cluster: &Cluster, via: u64, check: &str) -> Option<(String, Vec<String>)> {
-    let reply = cluster
-        .operator(via)
-        .ok()?
-        .status(StatusRequest {})
-        .await
-        .ok()?
-        .into_inner();
-    reply
-        .checks
-        .into_iter()
-        .find(|c| c.name == check)
-        .map(|c| (c.verdict, c.down))
-}
-
 async fn wait_verdict(cluster: &Cluster, check: &str, expected: &str, down: &[&str]) {
-    let down: Vec<String> = down.iter().map(|s| s.to_string()).collect();
-    for via in cluster.ids() {
-        wait_for(
-            &format!("{check} {expected} {down:?} on node {via}"),
-            || async {
-                let (v, d) = verdict(cluster, via, check).await?;
-                (v == expected && d == down).then_some(())
-            },
-        )
+    let nodes = cluster.ids();
+    cluster
+        .wait_verdict(&nodes, check, expected, down)
         .await
         .unwrap();
-    }
 }
 
 #[tokio::test]

@@ -92,18 +92,11 @@ fn count(receiver: &Receiver, path: &str, severity: &str) -> usize {
         .count()
 }
 
+/// `check`'s (verdict, down regions) from the first node that answers.
 async fn verdict(cluster: &Cluster, check: &str) -> Option<(String, Vec<String>)> {
     for id in cluster.ids() {
-        let Ok(mut op) = cluster.operator(id) else {
-            continue;
-        };
-        if let Ok(s) = op.status(StatusRequest {}).await {
-            let c = s
-                .into_inner()
-                .checks
-                .into_iter()
-                .find(|c| c.name == check)?;
-            return Some((c.verdict, c.down));
+        if let Some(v) = cluster.verdict(id, check).await {
+            return Some(v);
         }
     }
     None

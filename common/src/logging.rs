@@ -6,12 +6,15 @@
 
 use std::collections::HashMap;
 
+use opentelemetry::KeyValue;
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{TraceContextExt, TracerProvider};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::EnvFilter;
+
+use crate::identity::Identity;
 use tracing_subscriber::Layer;
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
@@ -66,12 +69,13 @@ impl Drop for Telemetry {
 /// Calling it twice is harmless (the second call does nothing).
 pub fn init(format: LogFormat, default_directive: &str) {
     // Without an endpoint nothing can fail.
-    let _ = init_traced(format, default_directive, None, "vantage");
+    let _ = init_traced(format, default_directive, None, "vantage", None);
 }
 
 /// Like [`init`], and with `otlp_endpoint` also exports spans as
-/// `service` over OTLP/gRPC (batched, in the background). Must be called
-/// inside a Tokio runtime when an endpoint is given.
+/// `service` over OTLP/gRPC (batched, in the background), from `instance`
+/// (`service.instance.id`, and `vantage.region` for an agent). Must be
+/// called inside a Tokio runtime when an endpoint is given.
 ///
 /// `RUST_LOG` (or `default_directive`) filters log lines only: what is
 /// traced is fixed (vantage's own spans at INFO and above), so quieter logs
@@ -81,11 +85,12 @@ pub fn init_traced(
     default_directive: &str,
     otlp_endpoint: Option<&str>,
     service: &str,
+    instance: Option<&Identity>,
 ) -> Result<Telemetry, TelemetryError> {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_directive));
     let provider = otlp_endpoint
-        .map(|endpoint| provider(endpoint, service))
+        .map(|endpoint| provider(endpoint, service, instance))
         .transpose()?;
     let traced = Targets::new()
         .with_target("vantage_agent", LevelFilter::INFO)
@@ -107,7 +112,11 @@ pub fn init_traced(
     Ok(Telemetry { provider })
 }
 
-fn provider(endpoint: &str, service: &str) -> Result<SdkTracerProvider, TelemetryError> {
+fn provider(
+    endpoint: &str,
+    service: &str,
+    instance: Option<&Identity>,
+) -> Result<SdkTracerProvider, TelemetryError> {
     use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
     let mut builder = opentelemetry_otlp::SpanExporter::builder()
         .with_tonic()
@@ -122,9 +131,14 @@ fn provider(endpoint: &str, service: &str) -> Result<SdkTracerProvider, Telemetr
     let exporter = builder
         .build()
         .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
-    let resource = opentelemetry_sdk::Resource::builder()
-        .with_service_name(service.to_owned())
-        .build();
+    let mut resource = opentelemetry_sdk::Resource::builder().with_service_name(service.to_owned());
+    if let Some(identity) = instance {
+        resource = resource.with_attribute(KeyValue::new("service.instance.id", identity.name()));
+        if let Identity::Agent { region, .. } = identity {
+            resource = resource.with_attribute(KeyValue::new("vantage.region", region.clone()));
+        }
+    }
+    let resource = resource.build();
     Ok(SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
         .with_resource(resource)

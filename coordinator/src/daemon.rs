@@ -59,6 +59,12 @@ enum Command {
     },
 }
 
+/// What to start, its configuration read.
+enum Start {
+    Node(Box<CoordinatorConfig>),
+    Dev { data_dir: PathBuf, listen: String },
+}
+
 /// Entry point of `vantage-coordinator`.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -74,19 +80,26 @@ pub fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        // The config first: its node id names this process in traces.
+        let start = match cli.command {
+            Command::Run { config } => Start::Node(Box::new(CoordinatorConfig::load(&config)?)),
+            Command::Dev { data_dir, listen } => Start::Dev { data_dir, listen },
+        };
+        let id = match &start {
+            Start::Node(config) => config.node_id,
+            Start::Dev { .. } => 1,
+        };
         // The trace exporter sends on this runtime, so it starts inside it.
         let telemetry = logging::init_traced(
             format,
             "info,openraft=warn,sled=warn,h2=warn,tower=warn",
             cli.otlp_endpoint.as_deref(),
             "vantage-coordinator",
+            Some(&Identity::Coordinator { id }),
         )?;
-        let result = match cli.command {
-            Command::Run { config } => match CoordinatorConfig::load(&config) {
-                Ok(config) => run(config, false, |_| {}).await,
-                Err(e) => Err(e.into()),
-            },
-            Command::Dev { data_dir, listen } => dev(&data_dir, &listen).await,
+        let result = match start {
+            Start::Node(config) => run(*config, false, |_| {}).await,
+            Start::Dev { data_dir, listen } => dev(&data_dir, &listen).await,
         };
         telemetry.flush().await;
         result

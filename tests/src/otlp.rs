@@ -21,6 +21,8 @@ use tonic::{Request, Response, Status};
 pub struct SpanRecord {
     /// `service.name` of the exporting process.
     pub service: String,
+    /// The exporting process's resource attributes.
+    pub resource: BTreeMap<String, String>,
     /// Span name.
     pub name: String,
     /// Trace id, lowercase hex.
@@ -82,6 +84,7 @@ impl TraceService for Recorder {
             for span in rs.scope_spans.iter().flat_map(|s| &s.spans) {
                 got.push(SpanRecord {
                     service: service.clone(),
+                    resource: resource.clone(),
                     name: span.name.clone(),
                     trace_id: hex(&span.trace_id),
                     span_id: hex(&span.span_id),

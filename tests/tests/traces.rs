@@ -119,6 +119,18 @@ async fn a_page_continues_the_trace_of_the_probe_that_saw_the_outage() {
         Some("fail")
     );
     assert_eq!(probe.parent_id, "", "a probe starts its own trace");
+    // Each process says who it is; the probe came from the ingested region.
+    let instance = |s: &SpanRecord| s.resource.get("service.instance.id").cloned();
+    assert!(
+        instance(&deliver).is_some_and(|i| i.starts_with("coordinator-")),
+        "{deliver:?}"
+    );
+    assert_eq!(
+        probe.resource.get("vantage.region"),
+        ingest.attributes.get("region"),
+        "{probe:?} {ingest:?}"
+    );
+    assert_eq!(instance(&probe), ingest.attributes.get("agent").cloned());
     assert!(
         REGIONS.iter().any(
             |(_, region, _)| ingest.attributes.get("region").map(String::as_str) == Some(region)

@@ -59,6 +59,10 @@ fn run_agent(path: &std::path::Path, format: LogFormat, otlp: Option<&str>) -> E
         Ok(rt) => rt,
         Err(code) => return code,
     };
+    // Who we are, for the traces (the session reports a bad certificate).
+    let identity = vantage_common::tls::ReloadingTls::load(config.tls.clone())
+        .ok()
+        .map(|tls| tls.identity());
     // The trace exporter sends on this runtime, so it starts inside it.
     let telemetry = runtime.block_on(async {
         logging::init_traced(
@@ -66,6 +70,7 @@ fn run_agent(path: &std::path::Path, format: LogFormat, otlp: Option<&str>) -> E
             "info,h2=warn,tower=warn,hickory_proto=warn,hickory_resolver=warn",
             otlp,
             "vantage-agent",
+            identity.as_ref(),
         )
     });
     let telemetry = match telemetry {

@@ -20,8 +20,8 @@ use vantage_common::tls::{ReloadingTls, TlsFiles};
 use vantage_common::transport;
 use vantage_proto::v1::operator_service_client::OperatorServiceClient;
 use vantage_proto::v1::{
-    ApplyRequest, ClusterMember, ClusterStatusReply, ClusterStatusRequest, InitClusterRequest,
-    StatusRequest,
+    ApplyRequest, ClusterMember, ClusterStatusReply, ClusterStatusRequest, IncidentInfo,
+    InitClusterRequest, ListIncidentsRequest, StatusRequest,
 };
 
 /// Generous deadline for cluster conditions (elections, catch-up).
@@ -561,6 +561,16 @@ impl Cluster {
             .ok()?
             .ok()
             .map(|r| r.into_inner())
+    }
+
+    /// Node `via`'s incidents: the open ones, or with `all` resolved ones too.
+    pub async fn incidents(&self, via: u64, all: bool) -> Option<Vec<IncidentInfo>> {
+        let mut client = self.operator(via).ok()?;
+        let reply = client
+            .list_incidents(ListIncidentsRequest { all })
+            .await
+            .ok()?;
+        Some(reply.into_inner().incidents)
     }
 
     /// (verdict, down regions) of `check` as node `via` sees it.

@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustls::ServerConfig;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{
+    AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader,
+};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
@@ -352,6 +354,13 @@ async fn greet<S: AsyncRead + AsyncWrite + Unpin>(
     dialogue(BufReader::new(io), script, seen, tls).await
 }
 
+/// Reads one line into `line` (replacing it), keeping at most 4 KiB: what
+/// the probe under test sends is short. False at the end of the stream.
+async fn read_line<R: AsyncBufRead + Unpin>(io: &mut R, line: &mut String) -> io::Result<bool> {
+    line.clear();
+    Ok(AsyncReadExt::take(io, 4096).read_line(line).await? > 0)
+}
+
 async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
     mut io: BufReader<S>,
     script: &SmtpScript,
@@ -360,12 +369,7 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> io::Result<Option<S>> {
     let mut line = String::new();
     loop {
-        line.clear();
-        // Commands from the probe under test are short; cap what we keep.
-        let n = AsyncReadExt::take(&mut io, 4096)
-            .read_line(&mut line)
-            .await?;
-        if n == 0 {
+        if !read_line(&mut io, &mut line).await? {
             return Ok(None);
         }
         let cmd = line.trim_end().to_owned();
@@ -431,11 +435,7 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
                 io.flush().await?;
                 let mut message = String::new();
                 loop {
-                    line.clear();
-                    let n = AsyncReadExt::take(&mut io, 4096)
-                        .read_line(&mut line)
-                        .await?;
-                    if n == 0 {
+                    if !read_line(&mut io, &mut line).await? {
                         return Ok(None);
                     }
                     if line.trim_end() == "." {

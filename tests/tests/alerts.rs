@@ -500,15 +500,7 @@ channels = ["hook"]
     for (_, _, source) in REGIONS {
         m.server.flap_from(ip(source), false);
     }
-    let incidents = m
-        .cluster
-        .operator(2)
-        .unwrap()
-        .list_incidents(ListIncidentsRequest { all: true })
-        .await
-        .unwrap()
-        .into_inner()
-        .incidents;
+    let incidents = m.cluster.incidents(2, true).await.unwrap();
     assert!(
         incidents.is_empty(),
         "no incident for a flapping target: {incidents:?}"

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use vantage_proto::v1::{GetResultsRequest, ListAgentsRequest, ListIncidentsRequest};
+use vantage_proto::v1::{GetResultsRequest, ListAgentsRequest};
 use vantage_tests::cluster::{Cluster, REGIONS, Timers, wait_for};
 use vantage_tests::netns::{HUB, Net, Shape, TARGET};
 use vantage_tests::receiver::Receiver;
@@ -168,14 +168,8 @@ async fn regions_and_coordinators_on_a_real_network() {
         wait_for(
             &format!("the page recorded as delivered on node {id}"),
             || async {
-                let reply = cluster
-                    .operator(*id)
-                    .ok()?
-                    .list_incidents(ListIncidentsRequest { all: false })
-                    .await
-                    .ok()?
-                    .into_inner();
-                let incident = reply.incidents.into_iter().find(|i| i.check == "mx")?;
+                let incidents = cluster.incidents(*id, false).await?;
+                let incident = incidents.into_iter().find(|i| i.check == "mx")?;
                 incident
                     .deliveries
                     .iter()

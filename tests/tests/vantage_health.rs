@@ -5,7 +5,7 @@
 // Test helpers panic on broken fixtures: that is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use vantage_proto::v1::{ListIncidentsRequest, StatusReply, StatusRequest};
+use vantage_proto::v1::{StatusReply, StatusRequest};
 use vantage_tests::cluster::{Cluster, Timers, wait_for};
 use vantage_tests::dns::{BlackHole, DnsServer};
 use vantage_tests::receiver::Receiver;
@@ -110,14 +110,7 @@ async fn a_broken_resolver_in_one_region_pages_nobody_and_marks_that_vantage_imp
     })
     .await
     .unwrap();
-    let incidents = cluster
-        .operator(2)
-        .unwrap()
-        .list_incidents(ListIncidentsRequest { all: true })
-        .await
-        .unwrap()
-        .into_inner()
-        .incidents;
+    let incidents = cluster.incidents(2, true).await.unwrap();
     // Before the burst is recognised, a check RU already saw DOWN may be
     // noted as REGIONAL (info): never an outage, never a page.
     assert!(
@@ -163,14 +156,7 @@ async fn a_broken_resolver_in_one_region_pages_nobody_and_marks_that_vantage_imp
     .await
     .unwrap();
     wait_for("the mesh incident resolved", || async {
-        let i = cluster
-            .operator(1)
-            .ok()?
-            .list_incidents(ListIncidentsRequest { all: false })
-            .await
-            .ok()?
-            .into_inner();
-        i.incidents.is_empty().then_some(())
+        cluster.incidents(1, false).await?.is_empty().then_some(())
     })
     .await
     .unwrap();
@@ -203,14 +189,7 @@ async fn split_horizon_dns_is_reported_with_the_answer_per_region() {
     })
     .await
     .unwrap();
-    let incidents = cluster
-        .operator(2)
-        .unwrap()
-        .list_incidents(ListIncidentsRequest { all: false })
-        .await
-        .unwrap()
-        .into_inner()
-        .incidents;
+    let incidents = cluster.incidents(2, false).await.unwrap();
     assert_eq!(incidents.len(), 1);
     let story: Vec<&str> = incidents[0]
         .timeline
@@ -223,14 +202,7 @@ async fn split_horizon_dns_is_reported_with_the_answer_per_region() {
     );
     // Once every region answered, the finding names each answer.
     wait_for("every region's answer", || async {
-        let i = cluster
-            .operator(3)
-            .ok()?
-            .list_incidents(ListIncidentsRequest { all: false })
-            .await
-            .ok()?
-            .into_inner()
-            .incidents;
+        let i = cluster.incidents(3, false).await?;
         i.first()?
             .timeline
             .iter()

@@ -4,7 +4,6 @@
 // Test helpers panic on broken fixtures: that is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use vantage_proto::v1::ListIncidentsRequest;
 use vantage_tests::cluster::{Cluster, Timers};
 use vantage_tests::smtp::{SmtpScript, SmtpServer};
 
@@ -40,13 +39,9 @@ async fn regional_fault_then_outage_then_recovery() {
 
     // One incident for mx, opened at the regional fault; an operator acknowledges it.
     let incidents: Vec<_> = cluster
-        .operator(3)
-        .unwrap()
-        .list_incidents(ListIncidentsRequest { all: false })
+        .incidents(3, false)
         .await
         .unwrap()
-        .into_inner()
-        .incidents
         .into_iter()
         .filter(|i| i.check == "mx")
         .collect();

@@ -59,9 +59,9 @@ fn run_agent(path: &std::path::Path, format: LogFormat, otlp: Option<&str>) -> E
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    // Who we are, for the traces (the session reports a bad certificate).
-    let identity = vantage_common::tls::ReloadingTls::load(config.tls.clone())
-        .ok()
+    // Who we are, for the traces only (the session reports a bad certificate).
+    let identity = otlp
+        .and_then(|_| vantage_common::tls::ReloadingTls::load(config.tls.clone()).ok())
         .map(|tls| tls.identity());
     // The trace exporter sends on this runtime, so it starts inside it.
     let telemetry = runtime.block_on(async {

@@ -16,8 +16,8 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{Result, bail};
-use vantage_proto::v1::{GetIncidentRequest, ListIncidentsRequest, StatusRequest};
+use anyhow::{Result, anyhow, bail};
+use vantage_proto::v1::{GetIncidentRequest, StatusRequest};
 use vantage_tests::certs::server_tls;
 use vantage_tests::cluster::{Cluster, REGIONS, Timers, wait_for};
 use vantage_tests::dns::DnsServer;
@@ -292,16 +292,15 @@ channels = ["chat", "pager"]
     }
     story.say("resolved: one resolution to each channel told; still exactly 1 page across the leader change");
 
-    let mut op = cluster.operator(new_leader)?;
-    let incidents = op
-        .list_incidents(ListIncidentsRequest { all: true })
-        .await?
-        .into_inner()
-        .incidents;
+    let incidents = cluster
+        .incidents(new_leader, true)
+        .await
+        .ok_or_else(|| anyhow!("node {new_leader} lists no incidents"))?;
     let Some(first) = incidents.iter().find(|i| i.check == "mx-smtp-25") else {
         bail!("no incident recorded");
     };
-    let incident = op
+    let incident = cluster
+        .operator(new_leader)?
         .get_incident(GetIncidentRequest { id: first.id })
         .await?
         .into_inner();

@@ -21,7 +21,7 @@ use vantage_common::transport;
 use vantage_proto::v1::operator_service_client::OperatorServiceClient;
 use vantage_proto::v1::{
     ApplyRequest, ClusterMember, ClusterStatusReply, ClusterStatusRequest, IncidentInfo,
-    InitClusterRequest, ListIncidentsRequest, StatusRequest,
+    InitClusterRequest, ListIncidentsRequest, StatusReply, StatusRequest,
 };
 
 /// Generous deadline for cluster conditions (elections, catch-up).
@@ -573,19 +573,16 @@ impl Cluster {
         Some(reply.into_inner().incidents)
     }
 
+    /// Node `via`'s view of every check (`vantagectl status`).
+    pub async fn checks_status(&self, via: u64) -> Option<StatusReply> {
+        let mut client = self.operator(via).ok()?;
+        Some(client.status(StatusRequest {}).await.ok()?.into_inner())
+    }
+
     /// (verdict, down regions) of `check` as node `via` sees it.
     pub async fn verdict(&self, via: u64, check: &str) -> Option<(String, Vec<String>)> {
-        let reply = self
-            .operator(via)
-            .ok()?
-            .status(StatusRequest {})
-            .await
-            .ok()?;
-        let c = reply
-            .into_inner()
-            .checks
-            .into_iter()
-            .find(|c| c.name == check)?;
+        let status = self.checks_status(via).await?;
+        let c = status.checks.into_iter().find(|c| c.name == check)?;
         Some((c.verdict, c.down))
     }
 

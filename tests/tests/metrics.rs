@@ -5,7 +5,6 @@
 // Test helpers panic on broken fixtures: that is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use vantage_proto::v1::StatusRequest;
 use vantage_tests::cluster::{Cluster, REGIONS, Timers, wait_for};
 use vantage_tests::receiver::Receiver;
 use vantage_tests::smtp::{SmtpScript, SmtpServer};
@@ -60,13 +59,7 @@ async fn coordinators_and_agents_export_metrics_health_and_readiness() {
             .unwrap();
     }
     wait_for("mx OK", || async {
-        let s = cluster
-            .operator(1)
-            .ok()?
-            .status(StatusRequest {})
-            .await
-            .ok()?
-            .into_inner();
+        let s = cluster.checks_status(1).await?;
         (s.checks.first()?.verdict == "ok").then_some(())
     })
     .await

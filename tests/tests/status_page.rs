@@ -9,7 +9,6 @@
 use std::path::Path;
 use std::time::Duration;
 
-use vantage_proto::v1::StatusRequest;
 use vantage_tests::cluster::{Cluster, Timers, wait_for};
 use vantage_tests::smtp::{SmtpScript, SmtpServer};
 
@@ -67,13 +66,7 @@ async fn the_status_page_renders_in_a_real_browser() {
     cluster.apply(&toml).await.unwrap();
     cluster.spawn_regions().await.unwrap();
     wait_for("one check OK, one OUTAGE", || async {
-        let s = cluster
-            .operator(1)
-            .ok()?
-            .status(StatusRequest {})
-            .await
-            .ok()?
-            .into_inner();
+        let s = cluster.checks_status(1).await?;
         let v: Vec<&str> = s.checks.iter().map(|c| c.verdict.as_str()).collect();
         (v == ["ok", "outage"]).then_some(())
     })

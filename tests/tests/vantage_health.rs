@@ -5,7 +5,7 @@
 // Test helpers panic on broken fixtures: that is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use vantage_proto::v1::{StatusReply, StatusRequest};
+use vantage_proto::v1::StatusReply;
 use vantage_tests::cluster::{Cluster, Timers, wait_for};
 use vantage_tests::dns::{BlackHole, DnsServer};
 use vantage_tests::receiver::Receiver;
@@ -22,15 +22,7 @@ c            IN TXT "v=spf1 ip4:192.0.2.3 -all"
 "#;
 
 async fn status(cluster: &Cluster) -> Option<StatusReply> {
-    Some(
-        cluster
-            .operator(1)
-            .ok()?
-            .status(StatusRequest {})
-            .await
-            .ok()?
-            .into_inner(),
-    )
+    cluster.checks_status(1).await
 }
 
 #[tokio::test]

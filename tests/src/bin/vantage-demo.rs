@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Result, anyhow, bail};
-use vantage_proto::v1::{GetIncidentRequest, StatusRequest};
+use vantage_proto::v1::GetIncidentRequest;
 use vantage_tests::certs::server_tls;
 use vantage_tests::cluster::{Cluster, REGIONS, Timers, wait_for};
 use vantage_tests::dns::DnsServer;
@@ -222,8 +222,7 @@ channels = ["chat", "pager"]
             .await?;
     }
     wait_for("every check OK from every region", || async {
-        let mut op = cluster.operator(1).ok()?;
-        let s = op.status(StatusRequest {}).await.ok()?.into_inner();
+        let s = cluster.checks_status(1).await?;
         s.checks
             .iter()
             .all(|c| c.verdict == "ok" && c.regions.iter().all(|r| r.state == "up"))

@@ -5,7 +5,6 @@
 //! owns the deadline, records phases and turns the finding into an
 //! [`Outcome`], the same way for every kind.
 
-pub mod declare;
 pub mod dkim;
 pub mod dmarc;
 pub mod dns;
@@ -23,9 +22,10 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::time::Instant;
+pub use vantage_common::spec::CheckSpec;
+use vantage_common::spec::Kind;
 use vantage_common::{FailureClass, Outcome, Phases, Status};
 
 use crate::context::ProbeContext;
@@ -88,8 +88,8 @@ pub type CheckResult = Result<Finding, Finding>;
 /// One check kind. Implementations hold their parameters and do no I/O
 /// outside [`Probe::step`], which enforces the deadline.
 pub trait Check {
-    /// Kind name as used on the command line and in outcomes.
-    const KIND: &'static str;
+    /// Its entry in the registry of kinds.
+    const KIND: Kind;
     /// Deadline used when the caller sets none.
     const DEFAULT_TIMEOUT: Duration;
     /// What is probed, for the outcome's `target` field.
@@ -245,7 +245,7 @@ pub async fn execute_within<C: Check + Sync>(
         Err(_) => Finding::fail(FailureClass::Timeout, "no result before the deadline"),
     };
     let mut outcome = Outcome::new(
-        C::KIND,
+        C::KIND.name(),
         &check.target(),
         finding.status,
         finding.class,
@@ -257,51 +257,27 @@ pub async fn execute_within<C: Check + Sync>(
     outcome
 }
 
-/// Every check kind, as the CLI and (later) the coordinator name them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum CheckSpec {
-    /// SMTP dialogue.
-    Smtp(smtp::SmtpCheck),
-    /// Certificate of a TLS or STARTTLS endpoint.
-    Tls(tls::TlsCheck),
-    /// One DNS query with expectations.
-    Dns(dns::DnsCheck),
-    /// MX hosts and their addresses.
-    Mx(mx::MxCheck),
-    /// Reverse DNS, forward-confirmed.
-    Ptr(ptr::PtrCheck),
-    /// TCP connect.
-    Tcp(tcp::TcpCheck),
-    /// SPF record.
-    Spf(spf::SpfCheck),
-    /// DKIM key.
-    Dkim(dkim::DkimCheck),
-    /// DMARC record.
-    Dmarc(dmarc::DmarcCheck),
-    /// Blocklists.
-    Dnsbl(dnsbl::DnsblCheck),
+/// Runs `spec` under the context's deadline.
+pub async fn run(spec: &CheckSpec, ctx: &ProbeContext) -> Outcome {
+    run_within(spec, ctx, ctx.timeout).await
 }
 
-impl CheckSpec {
-    /// Runs the check under the context's deadline.
-    pub async fn run(&self, ctx: &ProbeContext) -> Outcome {
-        self.run_within(ctx, ctx.timeout).await
-    }
-
-    /// Runs the check under `timeout` (`None`: the kind's default).
-    pub async fn run_within(&self, ctx: &ProbeContext, timeout: Option<Duration>) -> Outcome {
-        match self {
-            CheckSpec::Smtp(c) => execute_within(c, ctx, timeout).await,
-            CheckSpec::Tls(c) => execute_within(c, ctx, timeout).await,
-            CheckSpec::Dns(c) => execute_within(c, ctx, timeout).await,
-            CheckSpec::Mx(c) => execute_within(c, ctx, timeout).await,
-            CheckSpec::Ptr(c) => execute_within(c, ctx, timeout).await,
-            CheckSpec::Tcp(c) => execute_within(c, ctx, timeout).await,
-            CheckSpec::Spf(c) => execute_within(c, ctx, timeout).await,
-            CheckSpec::Dkim(c) => execute_within(c, ctx, timeout).await,
-            CheckSpec::Dmarc(c) => execute_within(c, ctx, timeout).await,
-            CheckSpec::Dnsbl(c) => execute_within(c, ctx, timeout).await,
-        }
+/// Runs `spec` under `timeout` (`None`: the kind's default).
+pub async fn run_within(
+    spec: &CheckSpec,
+    ctx: &ProbeContext,
+    timeout: Option<Duration>,
+) -> Outcome {
+    match spec {
+        CheckSpec::Smtp(c) => execute_within(c, ctx, timeout).await,
+        CheckSpec::Tls(c) => execute_within(c, ctx, timeout).await,
+        CheckSpec::Dns(c) => execute_within(c, ctx, timeout).await,
+        CheckSpec::Mx(c) => execute_within(c, ctx, timeout).await,
+        CheckSpec::Ptr(c) => execute_within(c, ctx, timeout).await,
+        CheckSpec::Tcp(c) => execute_within(c, ctx, timeout).await,
+        CheckSpec::Spf(c) => execute_within(c, ctx, timeout).await,
+        CheckSpec::Dkim(c) => execute_within(c, ctx, timeout).await,
+        CheckSpec::Dmarc(c) => execute_within(c, ctx, timeout).await,
+        CheckSpec::Dnsbl(c) => execute_within(c, ctx, timeout).await,
     }
 }

@@ -51,12 +51,7 @@ pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigEr
             .span()
             .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
         let message = e.message().trim().to_owned();
-        let field = field_in(&message).or_else(|| {
-            // Type errors point at the value: the key is at the start of that line.
-            let l = line?;
-            let key = text.lines().nth(l - 1)?.split('=').next()?.trim();
-            (!key.is_empty() && !key.starts_with('[')).then(|| key.to_owned())
-        });
+        let field = field_in(&message).or_else(|| value_path(text, e.span()?.start));
         ConfigError {
             path: path.to_owned(),
             line,
@@ -64,6 +59,41 @@ pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigEr
             message,
         }
     })
+}
+
+/// The dotted path of the value at byte `at` that a type or value error
+/// points at: the table it is in (`[[route]]` → `route`), the key at the
+/// start of its line, and the key of the inline table entry it is in
+/// (`escalate = [{ after = "soon" }]` → `route.escalate.after`).
+fn value_path(text: &str, at: usize) -> Option<String> {
+    let at = at.min(text.len());
+    let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let key = line.split('=').next()?.trim();
+    if key.is_empty() || key.starts_with('[') {
+        return None;
+    }
+    let mut path: Vec<&str> = Vec::new();
+    let header = text[..line_start].lines().rev().find_map(|l| {
+        let l = l.trim();
+        l.starts_with('[')
+            .then(|| l.trim_matches(|c| c == '[' || c == ']').trim())
+    });
+    path.extend(header);
+    path.push(key);
+    // Inside an inline table: the nearest `name =` before the value.
+    let before = text[line_start..at].trim_end().strip_suffix('=');
+    if let Some(before) = before {
+        let inner = before
+            .trim_end()
+            .rsplit(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-'))
+            .next()
+            .unwrap_or("");
+        if !inner.is_empty() && inner != key {
+            path.push(inner);
+        }
+    }
+    Some(path.join("."))
 }
 
 /// The field a serde message names (`unknown field \`x\``, `missing field \`y\``).
@@ -104,6 +134,8 @@ mod tests {
         port: u16,
         #[serde(default)]
         inner: Option<Inner>,
+        #[serde(default)]
+        list: Vec<Inner>,
     }
 
     #[derive(Debug, serde::Deserialize)]
@@ -124,6 +156,16 @@ mod tests {
             ("name = \"a\"\nport = 70000\n", 2, "port"),
             ("name = \"a\"\nport = 1\n[inner]\ndepht = 1\n", 4, "depht"),
             ("name = \"a\"\nport = \"x\"\n", 2, "port"),
+            (
+                "name = \"a\"\nport = 1\n[inner]\ndepth = \"deep\"\n",
+                4,
+                "inner.depth",
+            ),
+            (
+                "name = \"a\"\nport = 1\nlist = [{ depth = -1 }]\n",
+                3,
+                "list.depth",
+            ),
         ];
         for (text, line, field) in cases {
             let e = err(text);

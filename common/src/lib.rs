@@ -6,6 +6,11 @@
 //! - [`outcome`] — `Outcome`, `Status` (pass/warn/fail/error), `FailureClass`,
 //!   per-phase timings: the result of one probe.
 //! - [`wire`] — conversion of outcomes to and from their protobuf form.
+//! - [`spec`] — the check specification agent and coordinator share: the
+//!   registry of kinds ([`spec::Kind`]), one file of parameters per kind
+//!   under `spec/`, [`spec::CheckSpec`] built and validated from a
+//!   declaration.
+//! - [`duration`] — `90s`/`5m`/`4h`/`1d` parsed once into [`duration::Period`].
 //! - [`clock`] — wall-clock milliseconds for timestamps.
 //! - [`config`] — the one TOML loader: unknown fields rejected, errors name
 //!   file, line and field.
@@ -21,12 +26,14 @@
 
 pub mod clock;
 pub mod config;
+pub mod duration;
 pub mod hash;
 pub mod identity;
 pub mod logging;
 pub mod metrics;
 pub mod outcome;
 pub mod pki;
+pub mod spec;
 pub mod tls;
 pub mod transport;
 pub mod wire;

@@ -31,6 +31,8 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use vantage_common::duration::Period;
+
 use crate::declared::ChannelDecl;
 
 /// Channel kinds, one sink file each.
@@ -267,7 +269,7 @@ pub enum Sink {
 #[derive(Debug, Deserialize)]
 struct Common {
     #[serde(default)]
-    timeout: Option<String>,
+    timeout: Option<Period>,
 }
 
 /// Deserialises a sink's settings, refusing unknown fields (the sink's
@@ -293,12 +295,10 @@ impl Channel {
             Some(t) => settings(&toml::Table::from_iter([("timeout".to_owned(), t)]))?,
             None => Common { timeout: None },
         };
-        let timeout = match &common.timeout {
+        let timeout = match common.timeout {
             None => DEFAULT_TIMEOUT,
-            Some(t) => match crate::declared::parse_seconds(t) {
-                Some(s) if (1..=120).contains(&s) => Duration::from_secs(s),
-                _ => return Err(format!("timeout {t:?} must be between 1s and 120s")),
-            },
+            Some(t) if (1..=120).contains(&t.secs()) => t.duration(),
+            Some(t) => return Err(format!("timeout {t} must be between 1s and 120s")),
         };
         let sink = match decl.kind.as_str() {
             "webhook" => Sink::Webhook(webhook::Webhook::validate(&table)?),

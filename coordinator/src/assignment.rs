@@ -75,9 +75,9 @@ mod tests {
         let checks = (0..n)
             .map(|i| CheckDecl {
                 name: format!("check-{i}"),
-                kind: "tcp".into(),
+                kind: vantage_common::spec::Kind::Tcp,
                 target: "127.0.0.1".into(),
-                interval: "60s".into(),
+                interval: vantage_common::duration::Period::from_secs(60),
                 timeout: None,
                 regions: vec!["ru".into(), "eu".into()],
                 labels: Default::default(),

@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::declared::parse_seconds;
 use crate::sessions::Sessions;
 use crate::state::State;
 use crate::verdict::{RegionState, Verdict};
@@ -79,7 +78,7 @@ impl Confirmations {
                 let delay = RETRY_DELAY.saturating_sub(*took);
                 sessions.run_now(name, delay, Some(agent), None);
             }
-            let interval = Duration::from_secs(parse_seconds(&check.interval).unwrap_or(60));
+            let interval = check.interval.duration();
             if tracker.fails == 1 && due(&self.asked, name.clone(), ASK_EVERY.max(interval * 2)) {
                 let asked = sessions.run_now(name, Duration::ZERO, None, Some(agent));
                 tracing::info!(check = %name, %region, ?asked, "failure seen: second opinions asked");

@@ -6,15 +6,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use vantage_agent::check::CheckSpec;
-use vantage_agent::check::declare::spec_from_parts;
 use vantage_common::config::{self, ConfigError};
+use vantage_common::duration::Period;
 use vantage_common::identity::valid_label;
+use vantage_common::spec::{CheckSpec, Kind, SpecError};
 
 /// Shortest interval a check may run at.
-pub const MIN_INTERVAL_S: u64 = 5;
+pub const MIN_INTERVAL: Period = Period::from_secs(5);
 /// Longest interval, escalation step or reminder period: 30 days.
-pub const MAX_PERIOD_S: u64 = 30 * 86_400;
+pub const MAX_PERIOD: Period = Period::from_secs(30 * 86_400);
 
 /// How many regions must see a failure for an outage.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,15 +39,15 @@ pub struct CheckDecl {
     /// Unique name.
     pub name: String,
     /// Check kind (`smtp`, `tls`, `dns`, ...).
-    pub kind: String,
+    pub kind: Kind,
     /// Host, domain or address, as the kind needs.
     pub target: String,
     /// How often, e.g. `60s`, `5m`.
     #[serde(default = "default_interval")]
-    pub interval: String,
+    pub interval: Period,
     /// Deadline per probe; the kind's default when absent.
     #[serde(default)]
-    pub timeout: Option<String>,
+    pub timeout: Option<Period>,
     /// Regions that run it.
     pub regions: Vec<String>,
     /// Free labels for routing.
@@ -73,8 +73,8 @@ pub struct CheckDecl {
     pub params: toml::Table,
 }
 
-fn default_interval() -> String {
-    "60s".into()
+fn default_interval() -> Period {
+    Period::from_secs(60)
 }
 fn two() -> u32 {
     2
@@ -118,7 +118,7 @@ pub struct RouteDecl {
     /// Remind every channel notified this often while the incident is open
     /// and unacknowledged (e.g. `4h`).
     #[serde(default)]
-    pub repeat: Option<String>,
+    pub repeat: Option<Period>,
 }
 
 /// One escalation step of a route.
@@ -126,7 +126,7 @@ pub struct RouteDecl {
 #[serde(deny_unknown_fields)]
 pub struct StepDecl {
     /// Age of the incident (at its current severity), e.g. `5m`.
-    pub after: String,
+    pub after: Period,
     /// Channels added at this step.
     pub channels: Vec<String>,
 }
@@ -135,7 +135,7 @@ pub struct StepDecl {
 pub const DEFAULT_ROUTE_SEVERITIES: &[&str] = &["critical", "warning"];
 
 /// Shortest reminder period.
-pub const MIN_REPEAT_S: u64 = 60;
+pub const MIN_REPEAT: Period = Period::from_secs(60);
 
 impl RouteDecl {
     /// Does this route take incidents of `severity`?
@@ -163,13 +163,11 @@ pub struct Declared {
     pub routes: Vec<RouteDecl>,
 }
 
-pub use vantage_agent::check::declare::parse_seconds;
-
 impl CheckDecl {
     /// The probe this declaration describes, built and checked by the
-    /// agent's own spec types.
-    pub fn spec(&self) -> Result<CheckSpec, String> {
-        spec_from_parts(&self.kind, &self.target, &self.params)
+    /// shared check specification.
+    pub fn spec(&self) -> Result<CheckSpec, SpecError> {
+        CheckSpec::from_parts(self.kind, &self.target, &self.params)
     }
 }
 
@@ -207,48 +205,29 @@ impl Declared {
                     format!("duplicate check name {:?}", c.name),
                 ));
             }
-            c.spec().map_err(|m| {
-                err(
-                    if m.starts_with("unknown kind") {
-                        "check.kind"
-                    } else {
-                        "check.params"
-                    },
-                    &c.name,
-                    format!("check {}: {m}", c.name),
-                )
-            })?;
-            let interval = parse_seconds(&c.interval).ok_or_else(|| {
-                err(
-                    "check.interval",
-                    &c.name,
-                    format!("check {}: {:?} is not a duration", c.name, c.interval),
-                )
-            })?;
-            if !(MIN_INTERVAL_S..=MAX_PERIOD_S).contains(&interval) {
+            c.spec()
+                .map_err(|e| err("check.params", &c.name, format!("check {}: {e}", c.name)))?;
+            if !(MIN_INTERVAL..=MAX_PERIOD).contains(&c.interval) {
                 return Err(err(
                     "check.interval",
                     &c.name,
                     format!(
-                        "check {}: interval {}s is outside {MIN_INTERVAL_S}s..=30d",
-                        c.name, interval
+                        "check {}: interval {} is outside {MIN_INTERVAL}..={MAX_PERIOD}",
+                        c.name, c.interval
                     ),
                 ));
             }
-            if let Some(t) = &c.timeout {
-                match parse_seconds(t) {
-                    Some(t) if t > 0 && t <= interval => {}
-                    _ => {
-                        return Err(err(
-                            "check.timeout",
-                            &c.name,
-                            format!(
-                                "check {}: timeout {t:?} must be between 1s and the interval",
-                                c.name
-                            ),
-                        ));
-                    }
-                }
+            if let Some(t) = c.timeout
+                && (t.secs() == 0 || t > c.interval)
+            {
+                return Err(err(
+                    "check.timeout",
+                    &c.name,
+                    format!(
+                        "check {}: timeout {t} must be between 1s and the interval",
+                        c.name
+                    ),
+                ));
             }
             if c.regions.is_empty() || c.regions.iter().any(|r| !valid_label(r)) {
                 return Err(err(
@@ -360,12 +339,12 @@ impl Declared {
                 ));
             }
             for step in &r.escalate {
-                if parse_seconds(&step.after).is_none_or(|s| s > MAX_PERIOD_S) {
+                if step.after > MAX_PERIOD {
                     return Err(err(
                         "route.escalate.after",
                         &r.name,
                         format!(
-                            "route {}: {:?} is not a duration up to 30d",
+                            "route {}: escalation after {} is beyond {MAX_PERIOD}",
                             r.name, step.after
                         ),
                     ));
@@ -382,20 +361,18 @@ impl Declared {
                     ));
                 }
             }
-            if let Some(repeat) = &r.repeat {
-                match parse_seconds(repeat) {
-                    Some(s) if (MIN_REPEAT_S..=MAX_PERIOD_S).contains(&s) => {}
-                    _ => {
-                        return Err(err(
-                            "route.repeat",
-                            &r.name,
-                            format!(
-                                "route {}: repeat {repeat:?} must be a duration from {MIN_REPEAT_S}s to 30d",
-                                r.name
-                            ),
-                        ));
-                    }
-                }
+            if let Some(repeat) = r.repeat
+                && !(MIN_REPEAT..=MAX_PERIOD).contains(&repeat)
+            {
+                return Err(err(
+                    "route.repeat",
+                    &r.name,
+                    format!(
+                        "route {}: repeat {repeat} must be from {}s to {MAX_PERIOD}",
+                        r.name,
+                        MIN_REPEAT.secs()
+                    ),
+                ));
             }
         }
         Ok(())

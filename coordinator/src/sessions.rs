@@ -13,7 +13,7 @@ use vantage_proto::v1::coordinator_message::Msg;
 use vantage_proto::v1::{AssignedCheck, Assignment, CoordinatorMessage, RunNow};
 
 use crate::assignment::assign;
-use crate::declared::{Declared, parse_seconds};
+use crate::declared::Declared;
 use crate::state::State;
 
 /// Messages to one agent.
@@ -178,12 +178,10 @@ pub fn assignment(version: u64, declared: &Declared, names: &[String]) -> Coordi
             Some(AssignedCheck {
                 name: c.name.clone(),
                 spec_json: serde_json::to_string(&spec).ok()?,
-                interval_s: u32::try_from(parse_seconds(&c.interval)?).unwrap_or(u32::MAX),
+                interval_s: u32::try_from(c.interval.secs()).unwrap_or(u32::MAX),
                 timeout_s: c
                     .timeout
-                    .as_deref()
-                    .and_then(parse_seconds)
-                    .and_then(|t| u32::try_from(t).ok())
+                    .and_then(|t| u32::try_from(t.secs()).ok())
                     .unwrap_or(0),
             })
         })

@@ -8,23 +8,16 @@ use base64::Engine;
 use mail_auth::common::parse::TxtRecordParser;
 use mail_auth::common::verify::DomainKey;
 use mail_auth::dkim::DkimError;
-use serde::{Deserialize, Serialize};
 use vantage_common::FailureClass;
 use x509_parser::prelude::FromDer;
 use x509_parser::public_key::{PublicKey, RSAPublicKey};
 use x509_parser::x509::SubjectPublicKeyInfo;
 
+use vantage_common::spec::Kind;
+
 use super::{Check, CheckResult, Finding, Probe, single_record};
 
-/// Parameters of a `dkim` check.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DkimCheck {
-    /// Signing domain.
-    pub domain: String,
-    /// Selector.
-    pub selector: String,
-}
+pub use vantage_common::spec::dkim::DkimCheck;
 
 /// Value of tag `name` in a `tag=value; ...` record.
 fn tag<'a>(record: &'a str, name: &str) -> Option<&'a str> {
@@ -60,7 +53,7 @@ fn key_strength(record: &str) -> Result<(&'static str, usize), String> {
 }
 
 impl Check for DkimCheck {
-    const KIND: &'static str = "dkim";
+    const KIND: Kind = Kind::Dkim;
     const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
     fn target(&self) -> String {

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use mail_auth::common::parse::TxtRecordParser;
 use mail_auth::dmarc::{Alignment, Dmarc, Policy};
-use serde::{Deserialize, Serialize};
 use vantage_common::FailureClass;
+
+use vantage_common::spec::Kind;
 
 use super::{Check, CheckResult, Finding, Probe, single_record};
 use crate::resolver::Resolver;
@@ -15,40 +16,7 @@ use crate::resolver::Resolver;
 /// Most names tried while walking up to the organisational domain.
 const MAX_WALK: usize = 8;
 
-/// Policy strength an operator can require.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RequiredPolicy {
-    /// `p=none` suffices (a record must exist).
-    None,
-    /// `quarantine` or `reject`.
-    Quarantine,
-    /// `reject` only.
-    Reject,
-}
-
-impl RequiredPolicy {
-    /// Parses `none`, `quarantine`, `reject`.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "none" => Some(RequiredPolicy::None),
-            "quarantine" => Some(RequiredPolicy::Quarantine),
-            "reject" => Some(RequiredPolicy::Reject),
-            _ => None,
-        }
-    }
-}
-
-/// Parameters of a `dmarc` check.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DmarcCheck {
-    /// Author domain.
-    pub domain: String,
-    /// Fail when the effective policy is weaker than this.
-    #[serde(default)]
-    pub require_policy: Option<RequiredPolicy>,
-}
+pub use vantage_common::spec::dmarc::{DmarcCheck, RequiredPolicy};
 
 fn policy_name(p: &Policy) -> &'static str {
     match p {
@@ -108,7 +76,7 @@ async fn discover(resolver: &Resolver, domain: &str) -> Result<Option<Found>, Fi
 }
 
 impl Check for DmarcCheck {
-    const KIND: &'static str = "dmarc";
+    const KIND: Kind = Kind::Dmarc;
     const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
     fn target(&self) -> String {

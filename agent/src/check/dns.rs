@@ -5,79 +5,30 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use hickory_resolver::proto::rr::{RData, RecordType as HickoryType};
-use serde::{Deserialize, Serialize};
 use vantage_common::FailureClass;
+
+use vantage_common::spec::Kind;
 
 use super::{Check, CheckResult, Finding, Probe};
 use crate::resolver::{display_name, reverse_name};
 
-/// Record types a `dns` check can ask for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum RecordType {
-    /// IPv4 address.
-    #[default]
-    A,
-    /// IPv6 address.
-    Aaaa,
-    /// Mail exchanger.
-    Mx,
-    /// Text.
-    Txt,
-    /// Reverse pointer.
-    Ptr,
-    /// Alias.
-    Cname,
-    /// Name server.
-    Ns,
-}
+pub use vantage_common::spec::dns::{DnsCheck, RecordType};
 
-impl RecordType {
-    /// Parses `A`, `aaaa`, `MX`, ...
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s.to_ascii_uppercase().as_str() {
-            "A" => RecordType::A,
-            "AAAA" => RecordType::Aaaa,
-            "MX" => RecordType::Mx,
-            "TXT" => RecordType::Txt,
-            "PTR" => RecordType::Ptr,
-            "CNAME" => RecordType::Cname,
-            "NS" => RecordType::Ns,
-            _ => return None,
-        })
+/// The hickory record type a `dns` check asks for.
+fn hickory(rtype: RecordType) -> HickoryType {
+    match rtype {
+        RecordType::A => HickoryType::A,
+        RecordType::Aaaa => HickoryType::AAAA,
+        RecordType::Mx => HickoryType::MX,
+        RecordType::Txt => HickoryType::TXT,
+        RecordType::Ptr => HickoryType::PTR,
+        RecordType::Cname => HickoryType::CNAME,
+        RecordType::Ns => HickoryType::NS,
     }
-
-    fn hickory(self) -> HickoryType {
-        match self {
-            RecordType::A => HickoryType::A,
-            RecordType::Aaaa => HickoryType::AAAA,
-            RecordType::Mx => HickoryType::MX,
-            RecordType::Txt => HickoryType::TXT,
-            RecordType::Ptr => HickoryType::PTR,
-            RecordType::Cname => HickoryType::CNAME,
-            RecordType::Ns => HickoryType::NS,
-        }
-    }
-}
-
-/// Parameters of a `dns` check.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DnsCheck {
-    /// Name to query (for PTR, an IP address is turned into its reverse name).
-    pub name: String,
-    /// Record type.
-    #[serde(default, rename = "type")]
-    pub rtype: RecordType,
-    /// Values that must all be present. MX values match `10 mx.example.org`
-    /// or just `mx.example.org`; TXT values match when the record contains
-    /// them; names are compared without case or trailing dot.
-    #[serde(default)]
-    pub expect: Vec<String>,
 }
 
 impl Check for DnsCheck {
-    const KIND: &'static str = "dns";
+    const KIND: Kind = Kind::Dns;
     const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
     fn target(&self) -> String {
@@ -89,7 +40,7 @@ impl Check for DnsCheck {
             (RecordType::Ptr, Ok(ip)) => reverse_name(ip),
             _ => self.name.clone(),
         };
-        let rtype = self.rtype.hickory();
+        let rtype = hickory(self.rtype);
         probe.detail("type", rtype.to_string());
         let resolver = probe.resolver()?;
         let answer = probe

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use hickory_resolver::proto::rr::{RData, RecordType};
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use vantage_common::FailureClass;
+
+use vantage_common::spec::Kind;
 
 use super::{Check, CheckResult, Finding, Probe};
 use crate::resolver::{LookupError, Resolver, reversed_labels};
@@ -26,17 +27,7 @@ pub const DEFAULT_IP_ZONES: &[&str] = &[
 pub const DEFAULT_DOMAIN_ZONES: &[&str] =
     &["dbl.spamhaus.org", "multi.surbl.org", "multi.uribl.com"];
 
-/// Parameters of a `dnsbl` check.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DnsblCheck {
-    /// IPv4/IPv6 address or domain.
-    pub target: String,
-    /// Zones to query; the default set for the target's type when empty.
-    #[serde(default)]
-    pub zones: Vec<String>,
-}
-
+pub use vantage_common::spec::dnsbl::DnsblCheck;
 /// What one zone said.
 #[derive(Debug, Clone, PartialEq)]
 enum ZoneAnswer {
@@ -102,7 +93,7 @@ async fn query(resolver: &Resolver, name: &str) -> ZoneAnswer {
 }
 
 impl Check for DnsblCheck {
-    const KIND: &'static str = "dnsbl";
+    const KIND: Kind = Kind::Dnsbl;
     const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
     fn target(&self) -> String {

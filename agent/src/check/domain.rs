@@ -116,7 +116,7 @@ impl DomainAudit {
         }));
 
         let (checked, dkim) = tokio::join!(
-            join_all(specs.iter().map(|s| s.run(ctx))),
+            join_all(specs.iter().map(|s| super::run(s, ctx))),
             self.dkim(&domain, ctx)
         );
         let mut outcomes = vec![mx_outcome];

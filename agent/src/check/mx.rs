@@ -4,44 +4,18 @@
 use std::time::Duration;
 
 use futures::future::join_all;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use vantage_common::{FailureClass, Status};
+
+use vantage_common::spec::Kind;
 
 use super::smtp::SmtpCheck;
 use super::{Check, CheckResult, Finding, Probe, execute};
 
-/// Parameters of an `mx` check.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MxCheck {
-    /// Mail domain.
-    pub domain: String,
-    /// Also run `smtp` against each MX host.
-    #[serde(default)]
-    pub probe: bool,
-    /// SMTP port probed on each host.
-    #[serde(default = "default_port")]
-    pub port: u16,
-}
-
-fn default_port() -> u16 {
-    25
-}
-
-impl MxCheck {
-    /// An MX check of `domain`, without SMTP probes.
-    pub fn new(domain: impl Into<String>) -> Self {
-        MxCheck {
-            domain: domain.into(),
-            probe: false,
-            port: default_port(),
-        }
-    }
-}
+pub use vantage_common::spec::mx::MxCheck;
 
 impl Check for MxCheck {
-    const KIND: &'static str = "mx";
+    const KIND: Kind = Kind::Mx;
     const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 
     fn target(&self) -> String {

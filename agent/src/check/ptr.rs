@@ -1,26 +1,20 @@
 //! `ptr`: reverse DNS of an address, forward-confirmed (the PTR name must
 //! resolve back to the address, as receiving MTAs check).
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use futures::future::join_all;
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use vantage_common::FailureClass;
 
+use vantage_common::spec::Kind;
+
 use super::{Check, CheckResult, Finding, Probe};
 
-/// Parameters of a `ptr` check.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PtrCheck {
-    /// The address whose reverse DNS is checked.
-    pub ip: IpAddr,
-}
+pub use vantage_common::spec::ptr::PtrCheck;
 
 impl Check for PtrCheck {
-    const KIND: &'static str = "ptr";
+    const KIND: Kind = Kind::Ptr;
     const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
     fn target(&self) -> String {

@@ -3,15 +3,15 @@
 //! qualifier; with `ip`, whether that address may send for the domain.
 
 use std::collections::HashSet;
-use std::net::IpAddr;
 use std::time::Duration;
 
 use mail_auth::SpfResult;
 use mail_auth::common::parse::TxtRecordParser;
 use mail_auth::spf::verify::SpfParameters;
 use mail_auth::spf::{Macro, Mechanism, Qualifier, Spf};
-use serde::{Deserialize, Serialize};
 use vantage_common::FailureClass;
+
+use vantage_common::spec::Kind;
 
 use super::{Check, CheckResult, Finding, Probe, single_record};
 use crate::resolver::{LookupError, Resolver};
@@ -19,16 +19,7 @@ use crate::resolver::{LookupError, Resolver};
 /// RFC 7208 §4.6.4: at most 10 mechanisms and modifiers that query DNS.
 pub const LOOKUP_LIMIT: u32 = 10;
 
-/// Parameters of an `spf` check.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SpfCheck {
-    /// Domain whose record is checked.
-    pub domain: String,
-    /// Evaluate whether this address may send mail for the domain.
-    #[serde(default)]
-    pub ip: Option<IpAddr>,
-}
+pub use vantage_common::spec::spf::SpfCheck;
 
 /// Finds the domain's SPF record(s) among its TXT records.
 pub async fn fetch_records(resolver: &Resolver, domain: &str) -> Result<Vec<String>, LookupError> {
@@ -145,7 +136,7 @@ fn qualifier(q: &Qualifier) -> &'static str {
 }
 
 impl Check for SpfCheck {
-    const KIND: &'static str = "spf";
+    const KIND: Kind = Kind::Spf;
     const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
     fn target(&self) -> String {

@@ -2,9 +2,10 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 use vantage_common::FailureClass;
+
+use vantage_common::spec::Kind;
 
 use super::{Check, CheckResult, Finding, Probe};
 use crate::net;
@@ -12,21 +13,10 @@ use crate::net;
 /// Most octets read while waiting for expected text.
 const MAX_READ: usize = 4096;
 
-/// Parameters of a `tcp` check.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TcpCheck {
-    /// Host name or IP address.
-    pub host: String,
-    /// TCP port.
-    pub port: u16,
-    /// Texts that must all appear in what the server sends first.
-    #[serde(default)]
-    pub expect: Vec<String>,
-}
+pub use vantage_common::spec::tcp::TcpCheck;
 
 impl Check for TcpCheck {
-    const KIND: &'static str = "tcp";
+    const KIND: Kind = Kind::Tcp;
     const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
     fn target(&self) -> String {

@@ -10,7 +10,7 @@ use crate::context::ProbeContext;
 /// Runs the plan and returns the outcomes in order.
 pub async fn run(plan: &Plan, ctx: &ProbeContext) -> Vec<Outcome> {
     match plan {
-        Plan::Single(spec) => vec![spec.run(ctx).await],
+        Plan::Single(spec) => vec![crate::check::run(spec, ctx).await],
         Plan::Audit(audit) => audit.run(ctx).await,
     }
 }

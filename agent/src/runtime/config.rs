@@ -10,7 +10,8 @@ use vantage_common::config::{self, ConfigError};
 use vantage_common::tls::TlsFiles;
 
 use super::scheduler::Assigned;
-use crate::check::declare::{parse_seconds, spec_from_parts};
+use vantage_common::duration::Period;
+use vantage_common::spec::{CheckSpec, Kind, SpecError};
 
 /// The whole file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -56,37 +57,46 @@ pub struct ControlCheck {
     /// Unique name.
     pub name: String,
     /// Check kind.
-    pub kind: String,
+    pub kind: Kind,
     /// Host, domain or address.
     pub target: String,
     /// How often (at least 5s).
     #[serde(default = "default_control_interval")]
-    pub interval: String,
+    pub interval: Period,
     /// Kind-specific parameters.
     #[serde(default)]
     pub params: toml::Table,
 }
 
-fn default_control_interval() -> String {
-    "60s".into()
+fn default_control_interval() -> Period {
+    Period::from_secs(60)
+}
+
+/// Shortest interval of a control check.
+const MIN_CONTROL_INTERVAL: Period = Period::from_secs(5);
+
+/// Why a control check cannot run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControlError {
+    /// Kind, target or params do not make a check.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// Runs too often.
+    #[error("interval {0} must be at least {MIN_CONTROL_INTERVAL}")]
+    Interval(Period),
 }
 
 impl ControlCheck {
     /// The scheduled form, named `control/<name>`.
-    pub fn assigned(&self) -> Result<Assigned, String> {
-        let spec = spec_from_parts(&self.kind, &self.target, &self.params)?;
-        let interval = parse_seconds(&self.interval)
-            .filter(|s| *s >= 5)
-            .ok_or_else(|| {
-                format!(
-                    "interval {:?} must be a duration of at least 5s",
-                    self.interval
-                )
-            })?;
+    pub fn assigned(&self) -> Result<Assigned, ControlError> {
+        let spec = CheckSpec::from_parts(self.kind, &self.target, &self.params)?;
+        if self.interval < MIN_CONTROL_INTERVAL {
+            return Err(ControlError::Interval(self.interval));
+        }
         Ok(Assigned {
             name: format!("control/{}", self.name),
             spec,
-            interval: std::time::Duration::from_secs(interval),
+            interval: self.interval.duration(),
             timeout: None,
         })
     }

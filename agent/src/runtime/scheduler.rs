@@ -193,7 +193,7 @@ async fn check_loop(
         );
         // Boxed: the probe's (large) future exists only while it runs, so a
         // thousand sleeping checks stay small.
-        let outcome = Box::pin(a.spec.run_within(&ctx, a.timeout))
+        let outcome = Box::pin(crate::check::run_within(&a.spec, &ctx, a.timeout))
             .instrument(span.clone())
             .await;
         drop(permit);

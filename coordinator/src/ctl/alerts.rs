@@ -11,8 +11,8 @@ use vantage_proto::v1::{
 
 use super::{ConnArgs, Format, explain};
 use crate::alert::rfc3339;
-use crate::declared::parse_seconds;
-use crate::state::alerts::{FIRST_MONDAY_MS, WEEK_MS, ms};
+use crate::state::alerts::{FIRST_MONDAY_MS, WEEK_MS};
+use vantage_common::duration::Period;
 
 /// Alert channel commands.
 #[derive(Debug, Subcommand)]
@@ -91,8 +91,8 @@ fn matchers(list: &[String]) -> Result<HashMap<String, String>> {
 }
 
 fn duration_ms(d: &str) -> Result<i64> {
-    match parse_seconds(d) {
-        Some(s) if s > 0 => Ok(ms(d)),
+    match d.parse::<Period>() {
+        Ok(p) if p.secs() > 0 => Ok(p.ms()),
         _ => bail!("--for {d:?}: expected a duration such as 30m, 2h, 1d"),
     }
 }

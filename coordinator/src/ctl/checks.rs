@@ -395,12 +395,14 @@ pub async fn incidents(command: IncidentsCommand, conn: &ConnArgs, format: Forma
 
 /// Runs `history CHECK --since D`.
 pub async fn history(check: String, since: String, conn: &ConnArgs, format: Format) -> Result<()> {
-    let window_s = crate::declared::parse_seconds(&since)
-        .filter(|s| *s > 0)
+    let window = since
+        .parse::<vantage_common::duration::Period>()
+        .ok()
+        .filter(|p| p.secs() > 0)
         .ok_or_else(|| {
             anyhow::anyhow!("--since {since:?}: expected a duration such as 24h, 7d, 30d")
         })?;
-    let since_ms = vantage_common::clock::now_ms() - window_s as i64 * 1000;
+    let since_ms = vantage_common::clock::now_ms().saturating_sub(window.ms());
     let mut client = conn.connect().await?;
     let at = client.endpoint.clone();
     let h = client

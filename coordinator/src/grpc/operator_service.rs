@@ -71,10 +71,10 @@ fn membership(outcome: Outcome) -> Result<Response<MembershipReply>, Status> {
 fn check_info(c: &CheckDecl) -> CheckInfo {
     CheckInfo {
         name: c.name.clone(),
-        kind: c.kind.clone(),
+        kind: c.kind.to_string(),
         target: c.target.clone(),
-        interval: c.interval.clone(),
-        timeout: c.timeout.clone(),
+        interval: c.interval.to_string(),
+        timeout: c.timeout.map(|t| t.to_string()),
         regions: c.regions.clone(),
         labels: c.labels.clone().into_iter().collect(),
         fail_after: c.fail_after,

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::incidents::{Incident, Incidents, Queued, describe};
 use crate::alert::{Event, Message};
-use crate::declared::{CheckDecl, Declared, parse_seconds};
+use crate::declared::{CheckDecl, Declared};
 use crate::verdict::Verdict;
 
 /// Finished deliveries kept in the outbox for listings.
@@ -282,7 +282,7 @@ impl Alerts {
                 && r.matches.iter().all(|(k, v)| labels.get(k) == Some(v))
         }) {
             let steps = std::iter::once((0, &route.channels))
-                .chain(route.escalate.iter().map(|s| (ms(&s.after), &s.channels)));
+                .chain(route.escalate.iter().map(|s| (s.after.ms(), &s.channels)));
             let mut due: Vec<&String> = Vec::new();
             for (after_ms, channels) in steps {
                 // Escalation stops at an acknowledgement; the first step does not.
@@ -290,8 +290,8 @@ impl Alerts {
                     due.extend(channels);
                 }
             }
-            let repeat_ms = match &route.repeat {
-                Some(r) if incident.acked_by.is_none() => Some(ms(r).max(1)),
+            let repeat_ms = match route.repeat {
+                Some(r) if incident.acked_by.is_none() => Some(r.ms().max(1)),
                 _ => None,
             };
             for channel in due {
@@ -486,14 +486,6 @@ impl Alerts {
 /// Wait after `attempts` failures: 2 s doubling, at most 5 min.
 pub fn backoff_ms(attempts: u32) -> i64 {
     (2_000i64 << attempts.saturating_sub(1).min(8)).min(300_000)
-}
-
-/// Milliseconds in a duration such as `15m` (`i64::MAX` when it does not
-/// parse: never due); saturating, never overflowing.
-pub fn ms(duration: &str) -> i64 {
-    parse_seconds(duration).map_or(i64::MAX, |s| {
-        i64::try_from(s).unwrap_or(i64::MAX).saturating_mul(1000)
-    })
 }
 
 /// `2h13m`, `4m05s`, `12s`.

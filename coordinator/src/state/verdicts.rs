@@ -115,9 +115,6 @@ impl<T: PartialEq + Clone> Steady<T> {
     }
 }
 
-/// Kinds whose answers are compared across regions.
-pub const DNS_KINDS: &[&str] = &["dns", "mx", "spf", "dmarc"];
-
 /// The answer a DNS-kind result carries: its records or MX hosts, sorted;
 /// `none` when it found none; `None` when it got no answer to compare (an
 /// error, a timeout, a resolver failure).
@@ -336,7 +333,7 @@ pub fn observe(
             v.warnings.insert(region.to_owned(), result.message.clone());
         }
     }
-    if DNS_KINDS.contains(&check.kind.as_str()) {
+    if check.kind.compares_answers() {
         // No answer (a timeout, a resolver failure) held long enough drops
         // the region from the comparison.
         changed |= v
@@ -377,7 +374,7 @@ pub fn tick(
         let Some(v) = verdicts.get_mut(&check.name) else {
             continue;
         };
-        let interval_ms = super::alerts::ms(&check.interval);
+        let interval_ms = check.interval.ms();
         let mut changed = all;
         for (region, tracker) in v.regions.iter_mut() {
             let old = tracker.state;

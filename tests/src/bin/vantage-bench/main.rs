@@ -214,7 +214,7 @@ fn probe(count: usize, concurrency: usize) -> Result<()> {
         let mut results = futures::stream::iter(0..count)
             .map(|_| {
                 let (ctx, spec) = (ctx.clone(), spec.clone());
-                tokio::spawn(async move { spec.run(&ctx).await })
+                tokio::spawn(async move { vantage_agent::check::run(&spec, &ctx).await })
             })
             .buffer_unordered(concurrency);
         let (mut passed, mut failed) = (0usize, Vec::new());

@@ -1,0 +1,92 @@
+//! The `smtp` check's parameters, as `checks.toml`, the agent's own
+//! control checks and the command line give them (the probe itself is
+//! the agent's `check/smtp.rs`).
+
+use serde::{Deserialize, Serialize};
+
+/// How TLS is used on an SMTP connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// Pick by port (465 implicit, 587 STARTTLS required, else opportunistic).
+    #[default]
+    Auto,
+    /// Plaintext only; never STARTTLS.
+    None,
+    /// STARTTLS required.
+    Starttls,
+    /// TLS from the first byte.
+    Implicit,
+}
+
+/// What the mode means on a given port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// No TLS.
+    Plain,
+    /// STARTTLS when offered.
+    Opportunistic,
+    /// STARTTLS or fail.
+    Required,
+    /// TLS from the first byte.
+    Implicit,
+}
+
+impl TlsMode {
+    /// The transport this mode means on `port`.
+    pub fn transport(self, port: u16) -> Transport {
+        match (self, port) {
+            (TlsMode::None, _) => Transport::Plain,
+            (TlsMode::Starttls, _) | (TlsMode::Auto, 587) => Transport::Required,
+            (TlsMode::Implicit, _) | (TlsMode::Auto, 465) => Transport::Implicit,
+            (TlsMode::Auto, _) => Transport::Opportunistic,
+        }
+    }
+}
+
+/// Default name sent in EHLO.
+pub const DEFAULT_HELO: &str = "vantage.invalid";
+
+/// Parameters of an `smtp` check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpCheck {
+    /// Host name or IP address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// TLS use.
+    #[serde(default)]
+    pub tls: TlsMode,
+    /// Name for SNI and certificate matching; defaults to `host`.
+    #[serde(default)]
+    pub tls_name: Option<String>,
+    /// Name sent in EHLO.
+    #[serde(default = "default_helo")]
+    pub helo: String,
+    /// Slower than this (whole dialogue) is `warn`.
+    #[serde(default = "default_degraded_ms")]
+    pub degraded_ms: u64,
+}
+
+fn default_helo() -> String {
+    DEFAULT_HELO.to_owned()
+}
+
+fn default_degraded_ms() -> u64 {
+    5000
+}
+
+impl SmtpCheck {
+    /// A check of `host:port` with defaults.
+    pub fn new(host: impl Into<String>, port: u16) -> Self {
+        SmtpCheck {
+            host: host.into(),
+            port,
+            tls: TlsMode::Auto,
+            tls_name: None,
+            helo: default_helo(),
+            degraded_ms: default_degraded_ms(),
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! The `tls` check's parameters, as `checks.toml`, the agent's own
+//! control checks and the command line give them (the probe itself is
+//! the agent's `check/tls.rs`).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::smtp::TlsMode;
+
+/// Parameters of a `tls` check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsCheck {
+    /// Host name or IP address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// `auto`: STARTTLS on 25/587/2525, TLS from the first byte elsewhere.
+    #[serde(default)]
+    pub tls: TlsMode,
+    /// Name the certificate must match; defaults to `host`.
+    #[serde(default)]
+    pub tls_name: Option<String>,
+    /// Trust anchors (PEM); system roots when absent.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Fewer days left than this is `warn`.
+    #[serde(default = "default_warn_days")]
+    pub warn_days: u32,
+    /// Fewer days left than this is `fail`.
+    #[serde(default = "default_crit_days")]
+    pub crit_days: u32,
+}
+
+fn default_warn_days() -> u32 {
+    30
+}
+fn default_crit_days() -> u32 {
+    7
+}
+
+impl TlsCheck {
+    /// A check of `host:port` with defaults.
+    pub fn new(host: impl Into<String>, port: u16) -> Self {
+        TlsCheck {
+            host: host.into(),
+            port,
+            tls: TlsMode::Auto,
+            tls_name: None,
+            ca_file: None,
+            warn_days: default_warn_days(),
+            crit_days: default_crit_days(),
+        }
+    }
+
+    /// Whether TLS starts with STARTTLS (else from the first byte).
+    pub fn uses_starttls(&self) -> bool {
+        match self.tls {
+            TlsMode::Starttls => true,
+            TlsMode::Auto => matches!(self.port, 25 | 587 | 2525),
+            TlsMode::Implicit | TlsMode::None => false,
+        }
+    }
+}

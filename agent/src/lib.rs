@@ -7,8 +7,10 @@
 //!   [`check::execute`], and one file per kind under `check/`: `smtp`
 //!   (with `smtp/reply.rs`, the bounded reply reader, and `smtp/session.rs`,
 //!   the connection with STARTTLS), `tls`, `dns`, `mx`, `ptr`, `tcp`, `spf`,
-//!   `dkim`, `dmarc`, `dnsbl`, and `domain` (the whole audit);
-//!   `check/declare.rs` turns kind + target + params into a spec.
+//!   `dkim`, `dmarc`, `dnsbl`, and `domain` (the whole audit). The
+//!   parameters of each kind, the registry of kinds and [`check::CheckSpec`]
+//!   are the shared contract in `vantage_common::spec`; only the probing
+//!   (`impl Check`) is here.
 //! - [`context`] — what probes share: timeout, source address, resolver.
 //! - [`resolver`] — hickory lookups and their mapping to findings.
 //! - [`runtime`] — `vantage-agent run`: scheduler, spool writer, coordinator

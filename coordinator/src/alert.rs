@@ -8,8 +8,11 @@
 //! - `alert/email.rs` — email over SMTP with STARTTLS (lettre).
 //! - `alert/pagerduty.rs` — PagerDuty Events API v2 (`dedup_key`).
 //! - `alert/alertmanager.rs` — Prometheus Alertmanager API v2.
-//! - `alert/dispatch.rs` — the leader's delivery loop over the replicated
-//!   outbox.
+//!
+//! Sinks know nothing of Raft or the replicated state: they are given a
+//! [`Message`] (`notification.rs`) and say whether it was delivered. The
+//! leader's sender (`node/delivery.rs`) decides what is due and records
+//! the outcome.
 //!
 //! Secrets (URLs with tokens, routing keys, passwords) are never written in
 //! `checks.toml` itself: a setting `<name>_env = "VAR"` or `<name>_file =
@@ -17,23 +20,20 @@
 //! replicated state and every listing hold the reference, never the value.
 
 pub mod alertmanager;
-pub mod dispatch;
 pub mod email;
 pub mod pagerduty;
 pub mod slack;
 pub mod telegram;
 pub mod webhook;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-
 use vantage_common::duration::Period;
 
-use crate::declared::ChannelDecl;
+use crate::notification::Message;
 
 /// Channel kinds, one sink file each.
 pub const KINDS: &[&str] = &[
@@ -47,117 +47,6 @@ pub const KINDS: &[&str] = &[
 
 /// Deadline of one delivery attempt unless the channel sets `timeout`.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Firing or resolved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Event {
-    /// The incident is open (first notice, escalation or reminder).
-    Firing,
-    /// The incident resolved.
-    Resolved,
-}
-
-/// One notification, as every sink renders it. Built once when it is queued
-/// in the outbox, so a resend after a failover is the same message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Message {
-    /// Idempotency key: incident id, transition and channel.
-    pub key: String,
-    /// Incident id (0 for a synthetic test alert).
-    pub incident: u64,
-    /// Firing or resolved.
-    pub event: Event,
-    /// A synthetic alert from `vantagectl alerts test`.
-    #[serde(default)]
-    pub test: bool,
-    /// The check (or `vantage/<region>` for a mesh alert).
-    pub check: String,
-    /// `critical`, `warning` or `info`.
-    pub severity: String,
-    /// The verdict at the time: `outage`, `regional`, `blind`, `warning`...
-    pub verdict: String,
-    /// One line: what is wrong, from where.
-    pub summary: String,
-    /// The check's labels plus `check`, `severity` and `verdict`.
-    pub labels: BTreeMap<String, String>,
-    /// When the incident opened (ms since the epoch).
-    pub started_ms: i64,
-    /// When it resolved.
-    pub ended_ms: Option<i64>,
-    /// Trace of the result behind it (W3C traceparent), continued by the
-    /// delivery; receivers get the delivery's own as a `traceparent` header.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub trace: Option<String>,
-}
-
-impl Message {
-    /// `[FIRING critical] mx1: OUTAGE (down from eu, ru)`, marked when synthetic.
-    pub fn title(&self) -> String {
-        let test = if self.test { "[TEST] " } else { "" };
-        match self.event {
-            Event::Firing => format!(
-                "{test}[FIRING {}] {}: {}",
-                self.severity, self.check, self.summary
-            ),
-            Event::Resolved => format!("{test}[RESOLVED] {}: {}", self.check, self.summary),
-        }
-    }
-
-    /// A few lines for chat and email bodies.
-    pub fn body(&self) -> String {
-        let mut s = self.title();
-        if self.incident > 0 {
-            s.push_str(&format!("\nincident #{}", self.incident));
-        }
-        s.push_str(&format!("\nstarted {}", rfc3339(self.started_ms)));
-        if let Some(end) = self.ended_ms {
-            s.push_str(&format!("\nresolved {}", rfc3339(end)));
-        }
-        if self.test {
-            s.push_str("\nThis is a synthetic test alert sent by `vantagectl alerts test`; nothing is wrong.");
-        }
-        s
-    }
-
-    /// A synthetic alert for `vantagectl alerts test`.
-    pub fn synthetic(channel: &str, now_ms: i64) -> Message {
-        Message {
-            key: format!("test/{channel}/{now_ms}"),
-            incident: 0,
-            event: Event::Firing,
-            test: true,
-            check: "vantage-test".into(),
-            severity: "info".into(),
-            verdict: "test".into(),
-            summary: "synthetic test alert, nothing is wrong".into(),
-            labels: BTreeMap::from([
-                ("check".into(), "vantage-test".into()),
-                ("severity".into(), "info".into()),
-                ("test".into(), "true".into()),
-            ]),
-            started_ms: now_ms,
-            ended_ms: None,
-            trace: None,
-        }
-    }
-}
-
-/// RFC 3339 UTC time of `ms` since the epoch (clamped to years 0–9999).
-pub fn rfc3339(ms: i64) -> String {
-    let ms = ms.clamp(-62_167_219_200_000, 253_402_300_799_999);
-    let t = time::OffsetDateTime::UNIX_EPOCH + time::Duration::milliseconds(ms);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
-}
 
 /// Why a delivery failed.
 #[derive(Debug, thiserror::Error)]
@@ -181,6 +70,30 @@ impl SinkError {
     /// the secret).
     fn http(e: reqwest::Error) -> SinkError {
         SinkError::Transport(e.without_url().to_string())
+    }
+}
+
+/// Why a channel's settings are unusable (reported at `apply`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SettingsError {
+    /// Not one of [`KINDS`].
+    #[error("unknown kind `{0}` ({list})", list = KINDS.join(", "))]
+    UnknownKind(String),
+    /// A setting is unknown, missing, ill-typed or out of range.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<String> for SettingsError {
+    fn from(reason: String) -> Self {
+        SettingsError::Invalid(reason)
+    }
+}
+
+impl From<&str> for SettingsError {
+    fn from(reason: &str) -> Self {
+        SettingsError::Invalid(reason.to_owned())
     }
 }
 
@@ -210,13 +123,15 @@ impl Secret {
         env: &Option<String>,
         file: &Option<PathBuf>,
         required: bool,
-    ) -> Result<Option<Secret>, String> {
+    ) -> Result<Option<Secret>, SettingsError> {
         match (env, file) {
-            (Some(_), Some(_)) => Err(format!("set {name}_env or {name}_file, not both")),
-            (Some(v), None) if v.is_empty() => Err(format!("{name}_env is empty")),
+            (Some(_), Some(_)) => Err(format!("set {name}_env or {name}_file, not both").into()),
+            (Some(v), None) if v.is_empty() => Err(format!("{name}_env is empty").into()),
             (Some(v), None) => Ok(Some(Secret::Env(v.clone()))),
             (None, Some(p)) => Ok(Some(Secret::File(p.clone()))),
-            (None, None) if required => Err(format!("{name}_env or {name}_file is required")),
+            (None, None) if required => {
+                Err(format!("{name}_env or {name}_file is required").into())
+            }
             (None, None) => Ok(None),
         }
     }
@@ -274,23 +189,20 @@ struct Common {
 
 /// Deserialises a sink's settings, refusing unknown fields (the sink's
 /// struct says `deny_unknown_fields`).
-fn settings<T: DeserializeOwned>(table: &toml::Table) -> Result<T, String> {
+fn settings<T: DeserializeOwned>(table: &toml::Table) -> Result<T, SettingsError> {
     toml::Value::Table(table.clone())
         .try_into()
-        .map_err(|e: toml::de::Error| e.message().to_owned())
+        .map_err(|e: toml::de::Error| SettingsError::Invalid(e.message().to_owned()))
 }
 
 impl Channel {
-    /// Validates a `[[channel]]`: its kind and its sink's settings.
-    pub fn from_decl(decl: &ChannelDecl) -> Result<Channel, String> {
-        if !KINDS.contains(&decl.kind.as_str()) {
-            return Err(format!(
-                "unknown kind `{}` ({})",
-                decl.kind,
-                KINDS.join(", ")
-            ));
+    /// Validates a channel named `name`: its `kind` and its sink's settings
+    /// (`table`).
+    pub fn new(name: &str, kind: &str, table: &toml::Table) -> Result<Channel, SettingsError> {
+        if !KINDS.contains(&kind) {
+            return Err(SettingsError::UnknownKind(kind.to_owned()));
         }
-        let mut table = decl.settings.clone();
+        let mut table = table.clone();
         let common: Common = match table.remove("timeout") {
             Some(t) => settings(&toml::Table::from_iter([("timeout".to_owned(), t)]))?,
             None => Common { timeout: None },
@@ -298,19 +210,19 @@ impl Channel {
         let timeout = match common.timeout {
             None => DEFAULT_TIMEOUT,
             Some(t) if (1..=120).contains(&t.secs()) => t.duration(),
-            Some(t) => return Err(format!("timeout {t} must be between 1s and 120s")),
+            Some(t) => return Err(format!("timeout {t} must be between 1s and 120s").into()),
         };
-        let sink = match decl.kind.as_str() {
+        let sink = match kind {
             "webhook" => Sink::Webhook(webhook::Webhook::validate(&table)?),
             "slack" => Sink::Slack(slack::Slack::validate(&table)?),
             "telegram" => Sink::Telegram(telegram::Telegram::validate(&table)?),
             "email" => Sink::Email(email::Email::validate(&table)?),
             "pagerduty" => Sink::PagerDuty(pagerduty::PagerDuty::validate(&table)?),
             "alertmanager" => Sink::Alertmanager(alertmanager::Alertmanager::validate(&table)?),
-            other => return Err(format!("unknown kind `{other}`")), // not in KINDS
+            other => return Err(SettingsError::UnknownKind(other.to_owned())), // not in KINDS
         };
         Ok(Channel {
-            name: decl.name.clone(),
+            name: name.to_owned(),
             timeout,
             sink,
         })
@@ -382,10 +294,10 @@ async fn check_response(response: reqwest::Response, secrets: &[&str]) -> Result
 }
 
 /// Parses a URL setting (`http` or `https`).
-fn url(name: &str, value: &str) -> Result<reqwest::Url, String> {
+fn url(name: &str, value: &str) -> Result<reqwest::Url, SettingsError> {
     let u = reqwest::Url::parse(value).map_err(|e| format!("{name} {value:?}: {e}"))?;
     if !matches!(u.scheme(), "http" | "https") {
-        return Err(format!("{name} {value:?}: only http and https URLs"));
+        return Err(format!("{name} {value:?}: only http and https URLs").into());
     }
     Ok(u)
 }
@@ -405,12 +317,12 @@ impl UrlSetting {
         plain: &Option<String>,
         env: &Option<String>,
         file: &Option<PathBuf>,
-    ) -> Result<UrlSetting, String> {
+    ) -> Result<UrlSetting, SettingsError> {
         match (plain, Secret::pick(name, env, file, false)?) {
-            (Some(_), Some(_)) => Err(format!("set one of {name}, {name}_env, {name}_file")),
+            (Some(_), Some(_)) => Err(format!("set one of {name}, {name}_env, {name}_file").into()),
             (Some(p), None) => Ok(UrlSetting::Plain(url(name, p)?)),
             (None, Some(s)) => Ok(UrlSetting::Secret(s)),
-            (None, None) => Err(format!("{name}, {name}_env or {name}_file is required")),
+            (None, None) => Err(format!("{name}, {name}_env or {name}_file is required").into()),
         }
     }
 
@@ -428,12 +340,8 @@ impl UrlSetting {
 mod tests {
     use super::*;
 
-    fn decl(kind: &str, settings: &str) -> ChannelDecl {
-        ChannelDecl {
-            name: "c".into(),
-            kind: kind.into(),
-            settings: toml::from_str(settings).unwrap_or_default(),
-        }
+    fn channel(kind: &str, settings: &str) -> Result<Channel, SettingsError> {
+        Channel::new("c", kind, &toml::from_str(settings).unwrap_or_default())
     }
 
     #[test]
@@ -453,7 +361,7 @@ mod tests {
             ("alertmanager", "url = \"http://127.0.0.1:9093\""),
         ];
         for (kind, s) in good {
-            assert!(Channel::from_decl(&decl(kind, s)).is_ok(), "{kind}: {s}");
+            assert!(channel(kind, s).is_ok(), "{kind}: {s}");
         }
         let bad = [
             ("webhook", "url = \"ftp://h/x\"", "only http"),
@@ -487,9 +395,9 @@ mod tests {
             ("sms", "", "unknown kind"),
         ];
         for (kind, s, want) in bad {
-            match Channel::from_decl(&decl(kind, s)) {
+            match channel(kind, s) {
                 Ok(_) => panic!("{kind} {s:?} accepted"),
-                Err(e) => assert!(e.contains(want), "{kind} {s:?}: {e}"),
+                Err(e) => assert!(e.to_string().contains(want), "{kind} {s:?}: {e}"),
             }
         }
     }
@@ -510,15 +418,5 @@ mod tests {
                 .err()
                 .is_some_and(|e| e.to_string().contains("VANTAGE_TEST_SURELY_UNSET"))
         );
-    }
-
-    #[test]
-    fn titles_mark_tests_and_resolutions() {
-        let m = Message::synthetic("chat", 0);
-        assert!(m.title().starts_with("[TEST] [FIRING info] vantage-test"));
-        assert!(m.body().contains("nothing is wrong"));
-        assert_eq!(rfc3339(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
-        assert_eq!(rfc3339(i64::MAX), "9999-12-31T23:59:59.999Z");
-        assert_eq!(rfc3339(i64::MIN), "0000-01-01T00:00:00.000Z");
     }
 }

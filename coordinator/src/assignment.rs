@@ -84,7 +84,7 @@ mod tests {
                 fail_after: 2,
                 recover_after: 2,
                 quorum: Default::default(),
-                severity: "critical".into(),
+                severity: crate::notification::Severity::Critical,
                 routes: vec![],
                 params: Default::default(),
             })

@@ -1,16 +1,24 @@
-//! The `vantage-coordinator` process: `run --config` and `dev`.
+//! The `vantage-coordinator` process: `run --config` and `dev`. This is the
+//! composition root: it starts a [`Coordinator`], hands each service and
+//! loop the handles it needs, and serves them.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::config::CoordinatorConfig;
-use crate::node::Coordinator;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio::net::TcpListener;
 use vantage_common::identity::Identity;
 use vantage_common::logging::{self, LogFormat};
 use vantage_common::pki::{self, CA_DAYS, Ca, LEAF_DAYS};
+use vantage_common::transport;
+use vantage_proto::v1::agent_service_server::AgentServiceServer;
+use vantage_proto::v1::operator_service_server::OperatorServiceServer;
+use vantage_proto::v1::raft_service_server::RaftServiceServer;
+
+use crate::config::CoordinatorConfig;
+use crate::grpc::{AgentApi, OperatorApi, PeerApi};
+use crate::node::{Coordinator, delivery, housekeeping};
 
 /// vantage coordinator node.
 #[derive(Debug, Parser)]
@@ -131,7 +139,13 @@ async fn run(
     }
     let node = Coordinator::start(&config).await?;
     if let Some(addr) = config.http_listen {
-        let router = crate::metrics::router(node.clone());
+        let router = crate::metrics::routes(
+            node.metrics.clone(),
+            node.raft.clone(),
+            node.sessions.clone(),
+            node.applied.clone(),
+        )
+        .merge(crate::web::routes(node.applied.clone(), node.raft.clone()));
         let http = vantage_common::metrics::serve(addr, router)
             .await
             .with_context(|| format!("binding the HTTP port {addr}"))?;
@@ -153,7 +167,7 @@ async fn run(
             .next()
             .is_none()
     {
-        node.initialize(Default::default()).await?;
+        node.proposer.initialize(Default::default()).await?;
     }
     if init_alone {
         // Announce only once writes can be served.
@@ -164,13 +178,58 @@ async fn run(
     }
     announce(bound);
     tokio::select! {
-        r = node.serve(listener) => r,
+        r = serve(&node, listener) => r,
         _ = tokio::signal::ctrl_c() => {
             tracing::info!("interrupted; shutting down");
             node.raft.shutdown().await.ok();
             Ok(())
         }
     }
+}
+
+/// Serves the gRPC services on `listener`, with the leader's loops, until
+/// the process ends.
+async fn serve(node: &Coordinator, listener: TcpListener) -> Result<()> {
+    let incoming = transport::incoming(listener, node.tls.clone());
+    tokio::spawn(housekeeping::run(
+        node.proposer.clone(),
+        node.applied.clone(),
+        node.sessions.clone(),
+        node.heartbeat,
+    ));
+    tokio::spawn(delivery::run(
+        node.proposer.clone(),
+        node.applied.clone(),
+        node.metrics.clone(),
+    ));
+    let peers = PeerApi::new(
+        node.raft.clone(),
+        node.proposer.clone(),
+        node.applied.clone(),
+    );
+    let operators = OperatorApi::new(
+        node.applied.clone(),
+        node.proposer.clone(),
+        node.last_contact.clone(),
+    );
+    let agents = AgentApi {
+        proposer: node.proposer.clone(),
+        applied: node.applied.clone(),
+        sessions: node.sessions.clone(),
+        confirmations: node.confirmations.clone(),
+        results: node.metrics.results.clone(),
+        heartbeat: node.heartbeat,
+    };
+    tonic::transport::Server::builder()
+        .add_service(RaftServiceServer::new(peers).max_decoding_message_size(64 << 20))
+        .add_service(OperatorServiceServer::new(operators))
+        .add_service(
+            AgentServiceServer::new(agents)
+                .max_decoding_message_size(crate::grpc::agent_service::MAX_FRAME),
+        )
+        .serve_with_incoming(incoming)
+        .await?;
+    Ok(())
 }
 
 async fn dev(dir: &Path, listen: &str) -> Result<()> {

@@ -11,24 +11,68 @@ use vantage_common::duration::Period;
 use vantage_common::identity::valid_label;
 use vantage_common::spec::{CheckSpec, Kind, SpecError};
 
+use crate::alert::{Channel, SettingsError};
+use crate::notification::Severity;
+
 /// Shortest interval a check may run at.
 pub const MIN_INTERVAL: Period = Period::from_secs(5);
 /// Longest interval, escalation step or reminder period: 30 days.
 pub const MAX_PERIOD: Period = Period::from_secs(30 * 86_400);
 
-/// How many regions must see a failure for an outage.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
+/// How many regions must see a failure for an outage: a number, or
+/// `majority`, `all`, `any` of the regions assigned.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Quorum {
     /// A fixed number of regions.
     Count(u32),
-    /// `majority`, `all` or `any`.
-    Named(String),
+    /// More than half.
+    #[default]
+    Majority,
+    /// Every one.
+    All,
+    /// A single one.
+    Any,
 }
 
-impl Default for Quorum {
-    fn default() -> Self {
-        Quorum::Named("majority".into())
+impl std::fmt::Display for Quorum {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Quorum::Count(n) => write!(f, "{n}"),
+            Quorum::Majority => f.write_str("majority"),
+            Quorum::All => f.write_str("all"),
+            Quorum::Any => f.write_str("any"),
+        }
+    }
+}
+
+impl Serialize for Quorum {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Quorum::Count(n) => s.serialize_u32(*n),
+            named => s.collect_str(named),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Quorum {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Count(u32),
+            Name(String),
+        }
+        match Written::deserialize(d)? {
+            Written::Count(n) => Ok(Quorum::Count(n)),
+            Written::Name(name) => match name.as_str() {
+                "majority" => Ok(Quorum::Majority),
+                "all" => Ok(Quorum::All),
+                "any" => Ok(Quorum::Any),
+                _ => Err(serde::de::Error::custom(format!(
+                    "quorum {name:?} must be majority, all, any or a number of regions"
+                ))),
+            },
+        }
     }
 }
 
@@ -64,7 +108,7 @@ pub struct CheckDecl {
     pub quorum: Quorum,
     /// `critical`, `warning` or `info`.
     #[serde(default = "default_severity")]
-    pub severity: String,
+    pub severity: Severity,
     /// Routes to notify (names of `[[route]]`); all matching routes when empty.
     #[serde(default)]
     pub routes: Vec<String>,
@@ -79,8 +123,8 @@ fn default_interval() -> Period {
 fn two() -> u32 {
     2
 }
-fn default_severity() -> String {
-    "critical".into()
+fn default_severity() -> Severity {
+    Severity::Critical
 }
 
 /// An alert channel; its settings are validated by its sink.
@@ -108,7 +152,7 @@ pub struct RouteDecl {
     /// Severities routed. When empty: `critical` and `warning`; `info`
     /// (REGIONAL and BLIND notices) reaches only routes that list it.
     #[serde(default)]
-    pub severities: Vec<String>,
+    pub severities: Vec<Severity>,
     /// Channels notified as soon as the incident reaches the route.
     pub channels: Vec<String>,
     /// Further channels once the incident is this old and still not
@@ -132,18 +176,18 @@ pub struct StepDecl {
 }
 
 /// Severities a route takes when it lists none.
-pub const DEFAULT_ROUTE_SEVERITIES: &[&str] = &["critical", "warning"];
+pub const DEFAULT_ROUTE_SEVERITIES: &[Severity] = &[Severity::Critical, Severity::Warning];
 
 /// Shortest reminder period.
 pub const MIN_REPEAT: Period = Period::from_secs(60);
 
 impl RouteDecl {
     /// Does this route take incidents of `severity`?
-    pub fn takes(&self, severity: &str) -> bool {
+    pub fn takes(&self, severity: Severity) -> bool {
         if self.severities.is_empty() {
             DEFAULT_ROUTE_SEVERITIES.contains(&severity)
         } else {
-            self.severities.iter().any(|s| s == severity)
+            self.severities.contains(&severity)
         }
     }
 }
@@ -161,6 +205,13 @@ pub struct Declared {
     /// Routes.
     #[serde(default, rename = "route")]
     pub routes: Vec<RouteDecl>,
+}
+
+impl ChannelDecl {
+    /// The channel this declaration describes, validated by its sink.
+    pub fn channel(&self) -> Result<Channel, SettingsError> {
+        Channel::new(&self.name, &self.kind, &self.settings)
+    }
 }
 
 impl CheckDecl {
@@ -249,28 +300,16 @@ impl Declared {
                     ),
                 ));
             }
-            match &c.quorum {
-                Quorum::Count(n) if *n >= 1 && (*n as usize) <= c.regions.len() => {}
-                Quorum::Named(q) if ["majority", "all", "any"].contains(&q.as_str()) => {}
-                q => {
-                    return Err(err(
-                        "check.quorum",
-                        &c.name,
-                        format!(
-                            "check {}: quorum {q:?} must be majority, all, any or 1..={}",
-                            c.name,
-                            c.regions.len()
-                        ),
-                    ));
-                }
-            }
-            if !["critical", "warning", "info"].contains(&c.severity.as_str()) {
+            if let Quorum::Count(n) = c.quorum
+                && !(1..=c.regions.len()).contains(&(n as usize))
+            {
                 return Err(err(
-                    "check.severity",
+                    "check.quorum",
                     &c.name,
                     format!(
-                        "check {}: severity must be critical, warning or info",
-                        c.name
+                        "check {}: quorum {n} must be majority, all, any or 1..={}",
+                        c.name,
+                        c.regions.len()
                     ),
                 ));
             }
@@ -291,16 +330,12 @@ impl Declared {
                     format!("channel name {:?} is invalid or repeated", ch.name),
                 ));
             }
-            crate::alert::Channel::from_decl(ch).map_err(|m| {
-                err(
-                    if m.starts_with("unknown kind") {
-                        "channel.kind"
-                    } else {
-                        "channel.settings"
-                    },
-                    &ch.name,
-                    format!("channel {}: {m}", ch.name),
-                )
+            ch.channel().map_err(|e| {
+                let field = match e {
+                    SettingsError::UnknownKind(_) => "channel.kind",
+                    _ => "channel.settings",
+                };
+                err(field, &ch.name, format!("channel {}: {e}", ch.name))
             })?;
         }
         let mut route_names = BTreeSet::new();
@@ -321,21 +356,6 @@ impl Declared {
                     "route.channels",
                     &r.name,
                     format!("route {}: no channel named {c:?}", r.name),
-                ));
-            }
-            let severities = ["critical", "warning", "info"];
-            if let Some(bad) = r
-                .severities
-                .iter()
-                .find(|s| !severities.contains(&s.as_str()))
-            {
-                return Err(err(
-                    "route.severities",
-                    &r.name,
-                    format!(
-                        "route {}: severity {bad:?} must be critical, warning or info",
-                        r.name
-                    ),
                 ));
             }
             for step in &r.escalate {

@@ -11,8 +11,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::node::Coordinator;
-use crate::state::alerts::DeliveryState;
+use crate::raft::state_machine::Replica;
+use crate::raft::types::Raft;
+use crate::sessions::Sessions;
 use crate::verdict::SEVERITY;
 
 use vantage_common::metrics::{Labels, labels};
@@ -127,20 +128,20 @@ impl Metrics {
             .inc();
     }
 
-    /// Reads the live gauges from `node` and encodes everything.
-    pub async fn render(&self, node: &Coordinator) -> String {
-        let raft = node.raft.metrics().borrow().clone();
+    /// Reads the live gauges and encodes everything.
+    pub async fn render(&self, raft: &Raft, sessions: &Sessions, applied: &Replica) -> String {
+        let raft = raft.metrics().borrow().clone();
         let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         self.raft_term.set(i(raft.current_term));
         self.raft_leader.set(raft.current_leader.map_or(0, i));
         self.raft_is_leader
-            .set(i64::from(raft.current_leader == Some(node.id)));
+            .set(i64::from(raft.current_leader == Some(raft.id)));
         self.raft_last_log.set(raft.last_log_index.map_or(0, i));
         self.raft_applied
             .set(raft.last_applied.map_or(0, |l| i(l.index)));
-        self.sessions.set(i(node.sessions.names().len() as u64));
+        self.sessions.set(i(sessions.names().len() as u64));
         {
-            let applied = node.applied.read().await;
+            let applied = applied.read().await;
             let state = &applied.state;
             for name in SEVERITY {
                 self.verdicts
@@ -162,38 +163,41 @@ impl Metrics {
                 .set(i((state.agents.len() - connected) as u64));
             self.incidents_open
                 .set(i(state.incidents.open.len() as u64));
-            let pending = state
-                .alerts
-                .outbox
-                .values()
-                .filter(|d| d.state == DeliveryState::Pending)
-                .count();
+            let pending = state.outbox.pending().count();
             self.outbox_pending.set(i(pending as u64));
         }
         vantage_common::metrics::encode(&self.registry)
     }
 }
 
-/// The HTTP routes of `node`: `/metrics`, `/healthz`, `/readyz` (ready when
-/// a leader is known), and the status page and API (`web.rs`).
-pub fn router(node: Arc<Coordinator>) -> axum::Router {
-    let for_metrics = node.clone();
-    let pages = crate::web::routes(node.clone());
+/// `/metrics` (these metrics, gauges read at scrape time from `raft`,
+/// `sessions` and `applied`), `/healthz`, and `/readyz` (ready when a
+/// leader is known).
+pub fn routes(
+    metrics: Arc<Metrics>,
+    raft: Raft,
+    sessions: Arc<Sessions>,
+    applied: Replica,
+) -> axum::Router {
+    let ready_raft = raft.clone();
     vantage_common::metrics::router(
         Arc::new(move || {
-            let node = for_metrics.clone();
-            Box::pin(async move { node.metrics.render(&node).await })
+            let (metrics, raft, sessions, applied) = (
+                metrics.clone(),
+                raft.clone(),
+                sessions.clone(),
+                applied.clone(),
+            );
+            Box::pin(async move { metrics.render(&raft, &sessions, &applied).await })
         }),
         Arc::new(move || {
-            let node = node.clone();
+            let raft = ready_raft.clone();
             Box::pin(async move {
-                let raft = node.raft.metrics().borrow().clone();
-                match raft.current_leader {
+                match raft.metrics().borrow().current_leader {
                     None => Err("no leader known".to_owned()),
                     Some(_) => Ok(()),
                 }
             })
         }),
     )
-    .merge(pages)
 }

@@ -1,6 +1,7 @@
-//! Agent sessions held by the leader, and the leader's housekeeping loop:
-//! expire sessions that miss 3 heartbeats, mark agents gone, refresh their
-//! last-seen time, and push each agent its assignment whenever it changes.
+//! Agent sessions held by the leader: open, heartbeat, expire, close, and
+//! what is sent down them — assignments when they change, run-now
+//! requests. The loop that drives expiry and pushes is the leader's
+//! housekeeping (`node/housekeeping.rs`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -2,21 +2,34 @@
 //! clocks; every replica applying the same commands in the same order holds
 //! the same state.
 //!
-//! The state is versioned and serialisable as a whole (snapshots). It grows
-//! with the next issues (verdicts, incidents, the alert outbox).
+//! The state is versioned and serialisable as a whole (snapshots; an older
+//! layout is migrated on load, `state/migrate.rs`).
 //!
 //! - `state/agents.rs` — the agent registry.
 //! - `state/results.rs` — latest results, recent history, roll-ups.
 //! - `state/verdicts.rs` — region trackers and the vote per check.
-//! - `state/incidents.rs` — incidents and their timelines.
 //! - `state/mesh.rs` — vantage health: impaired regions do not vote.
-//! - `state/alerts.rs` — notification planning, silences, the outbox.
+//! - `state/incidents.rs` — incidents, their timelines, and the journal of
+//!   what changed.
+//! - `state/planning.rs` — alert planning: routes, escalation, reminders,
+//!   resolutions; fed the incidents changed by each command.
+//! - `state/silences.rs` — silences and maintenance windows.
+//! - `state/outbox.rs` — the notifications to deliver, attempts written
+//!   back, and what is due now.
+//! - `state/migrate.rs` — snapshots of earlier layouts, brought up to date.
+//!
+//! Applying a command: [`State::apply`] changes verdicts, incidents and
+//! the rest (`apply_one`), then hands the incidents that changed to
+//! planning, which queues notifications in the outbox.
 
 pub mod agents;
-pub mod alerts;
 pub mod incidents;
 pub mod mesh;
+pub mod migrate;
+pub mod outbox;
+pub mod planning;
 pub mod results;
+pub mod silences;
 pub mod verdicts;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -26,12 +39,13 @@ use serde::{Deserialize, Serialize};
 use self::agents::AgentRecord;
 use self::results::{CheckResults, StoredResult};
 use crate::declared::{Declared, Diff};
+use crate::notification::Key;
 use crate::verdict::Verdict;
 use vantage_common::Status;
 
 /// Version of the serialised [`State`] layout; a snapshot of another
 /// version is refused rather than misread.
-pub const STATE_VERSION: u32 = 1;
+pub const STATE_VERSION: u32 = 2;
 
 /// Everything the cluster agrees on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,9 +66,15 @@ pub struct State {
     /// Incidents, open and recently resolved.
     #[serde(default)]
     pub incidents: incidents::Incidents,
-    /// Outbox and silences.
+    /// Alert planning per incident.
     #[serde(default)]
-    pub alerts: alerts::Alerts,
+    pub planning: planning::Planning,
+    /// Silences and maintenance windows.
+    #[serde(default)]
+    pub silences: silences::Silences,
+    /// Notifications to deliver and delivered.
+    #[serde(default)]
+    pub outbox: outbox::Outbox,
     /// Regions whose vantage is impaired.
     #[serde(default)]
     pub impaired: mesh::Impaired,
@@ -75,7 +95,9 @@ impl Default for State {
             results: BTreeMap::new(),
             verdicts: BTreeMap::new(),
             incidents: incidents::Incidents::default(),
-            alerts: alerts::Alerts::default(),
+            planning: planning::Planning::default(),
+            silences: silences::Silences::default(),
+            outbox: outbox::Outbox::default(),
             impaired: mesh::Impaired::new(),
             applied_commands: 0,
             clock_ms: 0,
@@ -161,7 +183,7 @@ pub enum Command {
     /// Hold back notifications of matching incidents for a while.
     AddSilence {
         /// The silence (its id is assigned here).
-        silence: alerts::Silence,
+        silence: silences::Silence,
         /// Leader clock.
         at_ms: i64,
     },
@@ -175,14 +197,14 @@ pub enum Command {
     /// A notification reached its receiver.
     Delivered {
         /// Idempotency key.
-        key: String,
+        key: Key,
         /// Leader clock.
         at_ms: i64,
     },
     /// A delivery attempt failed.
     DeliveryFailed {
         /// Idempotency key.
-        key: String,
+        key: Key,
         /// Why (never holds a secret).
         error: String,
         /// Leader clock.
@@ -251,13 +273,31 @@ impl State {
     /// Applies one command, then plans the notifications it calls for.
     pub fn apply(&mut self, command: &Command) -> CommandResult {
         let result = self.apply_one(command);
-        let all_open = command.replans_all();
-        if all_open {
-            self.alerts.prune(self.clock_ms);
+        let mut changed = self.incidents.take_changed();
+        if command.replans_all() {
+            self.silences.prune(self.clock_ms);
+            changed.extend(self.incidents.open.values().copied());
         }
-        self.alerts
-            .plan(&mut self.incidents, &self.declared, self.clock_ms, all_open);
-        self.incidents.verdict_changed.clear();
+        let resolved = changed.iter().any(|id| {
+            self.incidents
+                .all
+                .get(id)
+                .is_some_and(|i| i.resolved_ms.is_some())
+        });
+        self.planning.plan(
+            &changed,
+            &mut self.incidents,
+            planning::Context {
+                declared: &self.declared,
+                silences: &self.silences,
+                outbox: &mut self.outbox,
+                now_ms: self.clock_ms,
+            },
+        );
+        if resolved {
+            let forgotten = self.incidents.forget_old();
+            self.planning.forget(&forgotten);
+        }
         result
     }
 
@@ -294,17 +334,29 @@ impl State {
             }
             Command::AddSilence { silence, at_ms } => {
                 self.clock_ms = self.clock_ms.max(*at_ms);
-                return CommandResult::Created(self.alerts.add_silence(silence.clone()));
+                return CommandResult::Created(self.silences.add(silence.clone()));
             }
             Command::ExpireSilence { id, at_ms } => {
                 self.clock_ms = self.clock_ms.max(*at_ms);
-                self.alerts.expire_silence(*id, *at_ms)
+                self.silences.expire(*id, *at_ms)
             }
-            Command::Delivered { key, at_ms } => {
-                self.alerts.delivered(&mut self.incidents, key, *at_ms)
-            }
+            Command::Delivered { key, at_ms } => match self.outbox.delivered(key, *at_ms) {
+                Some(note) => {
+                    self.incidents.note(note.incident, *at_ms, note.what);
+                    true
+                }
+                None => false,
+            },
             Command::DeliveryFailed { key, error, at_ms } => {
-                self.alerts.failed(&mut self.incidents, key, error, *at_ms)
+                match self.outbox.failed(key, error, *at_ms) {
+                    Some(note) => {
+                        if let Some(note) = note {
+                            self.incidents.note(note.incident, *at_ms, note.what);
+                        }
+                        true
+                    }
+                    None => false,
+                }
             }
             Command::Revoke { name } => self.revoked.insert(name.clone()),
             Command::Unrevoke { name } => self.revoked.remove(name),
@@ -370,7 +422,8 @@ impl State {
         at_ms: i64,
         results: &[IncomingResult],
     ) -> u64 {
-        self.incidents.verdict_changed.clear();
+        // Incidents whose verdict this batch changes get its traces.
+        let mark = self.incidents.mark();
         let Some(record) = self.agents.get_mut(agent) else {
             return 0; // results are only accepted after a hello
         };
@@ -435,7 +488,7 @@ impl State {
             );
         }
         if !traces.is_empty() {
-            self.incidents.attach_traces(&traces);
+            self.incidents.attach_traces(mark, &traces);
         }
         applied_seq
     }

@@ -225,9 +225,9 @@ pub struct Ballot<'a> {
 pub fn needed(quorum: &Quorum, assigned: usize) -> usize {
     match quorum {
         Quorum::Count(n) => *n as usize,
-        Quorum::Named(q) if q == "all" => assigned,
-        Quorum::Named(q) if q == "any" => 1,
-        Quorum::Named(_) => assigned / 2 + 1, // majority
+        Quorum::All => assigned,
+        Quorum::Any => 1,
+        Quorum::Majority => assigned / 2 + 1,
     }
     .max(1)
 }
@@ -351,13 +351,13 @@ mod tests {
     }
 
     fn majority() -> Quorum {
-        Quorum::Named("majority".into())
+        Quorum::Majority
     }
 
     #[test]
     fn vote_table() {
-        let all = Quorum::Named("all".into());
-        let any = Quorum::Named("any".into());
+        let all = Quorum::All;
+        let any = Quorum::Any;
         let cases: Vec<(Vec<Region<'_>>, Quorum, Verdict)> = vec![
             (
                 vec![("ru", Up, true), ("eu", Up, true), ("us", Up, true)],
@@ -380,7 +380,7 @@ mod tests {
             ),
             (
                 vec![("ru", Down, true), ("eu", Down, true), ("us", Up, true)],
-                all.clone(),
+                all,
                 Verdict::Regional {
                     down: vec!["ru".into(), "eu".into()],
                 },
@@ -459,11 +459,7 @@ mod tests {
         let states = [Unknown, Up, Down, Stale];
         let names = ["r0", "r1", "r2", "r3", "r4"];
         for n in 1..=5usize {
-            let mut quorums = vec![
-                majority(),
-                Quorum::Named("all".into()),
-                Quorum::Named("any".into()),
-            ];
+            let mut quorums = vec![majority(), Quorum::All, Quorum::Any];
             quorums.extend((1..=n as u32).map(Quorum::Count));
             for code in 0..(8usize.pow(n as u32)) {
                 let mut c = code;

@@ -4,18 +4,16 @@
 //! vantages; open incidents. Built from the node's applied state; no
 //! channels, settings or secrets are ever shown.
 
-use std::sync::Arc;
-
 use axum::Router;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use serde::Serialize;
-use vantage_common::clock::now_ms;
+use vantage_common::clock::{now_ms, rfc3339};
 
-use crate::alert::rfc3339;
-use crate::node::Coordinator;
+use crate::node::Replica;
+use crate::raft::types::Raft;
 use crate::state::State as Replicated;
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
@@ -201,27 +199,34 @@ table {{ border-collapse: collapse; }} td, th {{ padding: .3em .8em; border-bott
     )
 }
 
-async fn current(node: &Coordinator) -> StatusView {
-    let leader = node.raft.metrics().borrow().current_leader;
-    let applied = node.applied.read().await;
+/// What the pages read: the applied state and who leads.
+#[derive(Clone)]
+struct Source {
+    applied: Replica,
+    raft: Raft,
+}
+
+async fn current(source: &Source) -> StatusView {
+    let leader = source.raft.metrics().borrow().current_leader;
+    let applied = source.applied.read().await;
     view(&applied.state, leader, now_ms())
 }
 
-async fn page(State(node): State<Arc<Coordinator>>) -> impl IntoResponse {
-    Html(html(&current(&node).await))
+async fn page(State(source): State<Source>) -> impl IntoResponse {
+    Html(html(&current(&source).await))
 }
 
-async fn api(State(node): State<Arc<Coordinator>>) -> impl IntoResponse {
-    let body = serde_json::to_string(&current(&node).await).unwrap_or_else(|_| "{}".into());
+async fn api(State(source): State<Source>) -> impl IntoResponse {
+    let body = serde_json::to_string(&current(&source).await).unwrap_or_else(|_| "{}".into());
     ([(header::CONTENT_TYPE, "application/json")], body)
 }
 
-/// `/` and `/api/status`.
-pub fn routes(node: Arc<Coordinator>) -> Router {
+/// `/` and `/api/status`, from `applied`; `raft` says who leads.
+pub fn routes(applied: Replica, raft: Raft) -> Router {
     Router::new()
         .route("/", get(page))
         .route("/api/status", get(api))
-        .with_state(node)
+        .with_state(Source { applied, raft })
 }
 
 #[cfg(test)]

@@ -10,8 +10,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use vantage_coordinator::alert::{Channel, Event, Message, http_client};
+use vantage_coordinator::alert::{Channel, http_client};
 use vantage_coordinator::declared::ChannelDecl;
+use vantage_coordinator::notification::{Event, Key, Message, Severity};
 use vantage_tests::certs::{TestCa, Validity};
 use vantage_tests::receiver::Receiver;
 use vantage_tests::smtp::{SmtpScript, SmtpServer};
@@ -22,17 +23,23 @@ fn channel(kind: &str, settings: &str) -> Channel {
         kind: kind.into(),
         settings: toml::from_str(settings).unwrap(),
     };
-    Channel::from_decl(&decl).unwrap()
+    decl.channel().unwrap()
 }
 
 fn message(event: Event) -> Message {
     Message {
-        key: format!("7/critical/{event:?}"),
+        key: match event {
+            Event::Firing => Key::notice(7, Severity::Critical, "chat"),
+            Event::Resolved => Key::Resolved {
+                incident: 7,
+                channel: "chat".into(),
+            },
+        },
         incident: 7,
         event,
         test: false,
         check: "mx1-smtp".into(),
-        severity: "critical".into(),
+        severity: Severity::Critical,
         verdict: "outage".into(),
         summary: "OUTAGE (down from eu, ru)".into(),
         labels: BTreeMap::from([
@@ -174,7 +181,7 @@ async fn email_goes_out_over_starttls_with_the_password_from_a_file() {
         "{first}"
     );
     assert!(
-        first.contains("Message-ID: <7.critical.Firing@vantage>"),
+        first.contains("Message-ID: <7.critical.chat@vantage>"),
         "{first}"
     );
     assert!(

@@ -20,7 +20,7 @@ use vantage_proto::v1::{AgentMessage, Assignment, Heartbeat, Hello, ResultBatch,
 
 use super::scheduler::{Assigned, RunNow};
 use crate::check::CheckSpec;
-use crate::spool::Spool;
+use crate::spool::{Spool, SpoolError};
 
 /// Batches in flight before waiting for acks.
 const MAX_IN_FLIGHT: usize = 4;
@@ -60,13 +60,55 @@ enum End {
     /// Go to this leader next.
     Redirect(String),
     /// Try again (after backoff).
-    Failed(String),
+    Failed(SessionError),
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| e.to_string())
+/// Why a session failed.
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    /// The endpoint is not a usable address.
+    #[error("bad endpoint: {0}")]
+    Endpoint(#[from] tonic::transport::Error),
+    /// The coordinator answered with an error.
+    #[error("{}: {}", .0.code(), .0.message())]
+    Status(#[from] tonic::Status),
+    /// The spool could not be read or written.
+    #[error("spool: {0}")]
+    Spool(#[from] SpoolError),
+    /// A spool operation panicked earlier (its lock is poisoned).
+    #[error("spool lock poisoned")]
+    Poisoned,
+    /// A spool operation could not run.
+    #[error("spool task: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// No Welcome in time (a coordinator that cannot commit our hello).
+    #[error("no Welcome within {0:?}")]
+    NoWelcome(Duration),
+    /// The coordinator stopped answering heartbeats.
+    #[error("no word from the coordinator for {0:?}")]
+    Silent(Duration),
+    /// The session stream ended or broke the protocol.
+    #[error("{0}")]
+    Closed(&'static str),
+}
+
+impl From<SessionError> for End {
+    fn from(e: SessionError) -> Self {
+        End::Failed(e)
+    }
+}
+
+/// Runs a spool operation off the async threads.
+async fn with_spool<T: Send + 'static>(
+    spool: &Arc<Mutex<Spool>>,
+    f: impl FnOnce(&mut Spool) -> Result<T, SpoolError> + Send + 'static,
+) -> Result<T, SessionError> {
+    let spool = spool.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut spool = spool.lock().map_err(|_| SessionError::Poisoned)?;
+        Ok(f(&mut spool)?)
+    })
+    .await?
 }
 
 impl Uplink {
@@ -116,18 +158,13 @@ impl Uplink {
     async fn session(&self, endpoint: &str) -> End {
         let channel = match transport::channel(endpoint, self.tls.clone()) {
             Ok(c) => c,
-            Err(e) => return End::Failed(format!("bad endpoint: {e}")),
+            Err(e) => return End::Failed(e.into()),
         };
         let mut client = AgentServiceClient::new(channel);
         let (tx, rx) = mpsc::channel::<AgentMessage>(16);
-        let spool_id = match blocking({
-            let spool = self.spool.clone();
-            move || spool.lock().map(|s| s.id()).unwrap_or(0)
-        })
-        .await
-        {
+        let spool_id = match with_spool(&self.spool, |s| Ok(s.id())).await {
             Ok(id) => id,
-            Err(e) => return End::Failed(e),
+            Err(e) => return e.into(),
         };
         let hello = Hello {
             version: env!("CARGO_PKG_VERSION").into(),
@@ -141,22 +178,22 @@ impl Uplink {
             .await
             .is_err()
         {
-            return End::Failed("session channel closed".into());
+            return SessionError::Closed("session channel closed").into();
         }
         let mut inbound = match client.session(ReceiverStream::new(rx)).await {
             Ok(r) => r.into_inner(),
-            Err(s) => return End::Failed(format!("{}: {}", s.code(), s.message())),
+            Err(s) => return End::Failed(s.into()),
         };
         // A coordinator that cannot commit our hello never welcomes us.
         let welcome = match tokio::time::timeout(WELCOME_TIMEOUT, inbound.message()).await {
             Ok(w) => w,
-            Err(_) => return End::Failed(format!("no Welcome within {WELCOME_TIMEOUT:?}")),
+            Err(_) => return SessionError::NoWelcome(WELCOME_TIMEOUT).into(),
         };
         let heartbeat = match welcome {
             Ok(Some(m)) => match m.msg {
                 Some(In::Welcome(w)) => {
                     if let Err(e) = self.ack(w.acked_seq).await {
-                        return End::Failed(e);
+                        return e.into();
                     }
                     tracing::info!(%endpoint, node = w.node_id, acked = w.acked_seq, "session open");
                     self.metrics.connected.set(1);
@@ -164,21 +201,16 @@ impl Uplink {
                     Duration::from_millis(u64::from(w.heartbeat_interval_ms).max(100))
                 }
                 Some(In::Redirect(r)) => return End::Redirect(r.leader_addr),
-                _ => return End::Failed("expected Welcome".into()),
+                _ => return SessionError::Closed("expected Welcome").into(),
             },
-            Ok(None) => return End::Failed("closed before Welcome".into()),
-            Err(s) => return End::Failed(format!("{}: {}", s.code(), s.message())),
+            Ok(None) => return SessionError::Closed("closed before Welcome").into(),
+            Err(s) => return End::Failed(s.into()),
         };
 
         let mut in_flight: VecDeque<u64> = VecDeque::new();
-        let mut sent_upto = match blocking({
-            let spool = self.spool.clone();
-            move || spool.lock().map(|s| s.acked()).unwrap_or(0)
-        })
-        .await
-        {
+        let mut sent_upto = match with_spool(&self.spool, |s| Ok(s.acked())).await {
             Ok(a) => a,
-            Err(e) => return End::Failed(e),
+            Err(e) => return e.into(),
         };
         let mut ticker = tokio::time::interval(heartbeat);
         // The coordinator answers every heartbeat; one that stays silent
@@ -190,7 +222,7 @@ impl Uplink {
             while in_flight.len() < MAX_IN_FLIGHT {
                 let batch = match self.next_batch(sent_upto).await {
                     Ok(b) => b,
-                    Err(e) => return End::Failed(e),
+                    Err(e) => return e.into(),
                 };
                 let Some(last) = batch.results.last().map(|r| r.seq) else {
                     break;
@@ -202,7 +234,7 @@ impl Uplink {
                     .await
                     .is_err()
                 {
-                    return End::Failed("session closed while sending".into());
+                    return SessionError::Closed("session closed while sending").into();
                 }
                 sent_upto = last;
                 in_flight.push_back(last);
@@ -217,7 +249,7 @@ impl Uplink {
                                     in_flight.pop_front();
                                 }
                                 if let Err(e) = self.ack(ack.seq).await {
-                                    return End::Failed(e);
+                                    return e.into();
                                 }
                             }
                             Some(In::Assignment(a)) => self.assign(a),
@@ -230,17 +262,17 @@ impl Uplink {
                             Some(In::Heartbeat(_)) | Some(In::Welcome(_)) | None => {}
                         }
                     }
-                    Ok(None) => return End::Failed("coordinator closed the session".into()),
-                    Err(s) => return End::Failed(format!("{}: {}", s.code(), s.message())),
+                    Ok(None) => return SessionError::Closed("coordinator closed the session").into(),
+                    Err(s) => return End::Failed(s.into()),
                 },
                 _ = ticker.tick() => {
                     if last_heard.elapsed() > silence_limit {
-                        return End::Failed(format!("no word from the coordinator for {silence_limit:?}"));
+                        return SessionError::Silent(silence_limit).into();
                     }
-                    let pending = blocking({ let spool = self.spool.clone(); move || spool.lock().map(|s| s.pending()).unwrap_or(0) }).await.unwrap_or(0);
+                    let pending = with_spool(&self.spool, |s| Ok(s.pending())).await.unwrap_or(0);
                     let beat = Heartbeat { sent_at_ms: 0, pending };
                     if tx.send(AgentMessage { msg: Some(Out::Heartbeat(beat)) }).await.is_err() {
-                        return End::Failed("session closed".into());
+                        return SessionError::Closed("session closed").into();
                     }
                 }
                 _ = self.spooled.notified(), if in_flight.len() < MAX_IN_FLIGHT => {}
@@ -249,17 +281,9 @@ impl Uplink {
     }
 
     /// Up to `batch_size` spooled results after `after`, decoded and numbered.
-    async fn next_batch(&self, after: u64) -> Result<ResultBatch, String> {
-        let spool = self.spool.clone();
+    async fn next_batch(&self, after: u64) -> Result<ResultBatch, SessionError> {
         let limit = self.batch_size;
-        let records = blocking(move || {
-            spool
-                .lock()
-                .map_err(|e| e.to_string())?
-                .unacked(after, limit)
-                .map_err(|e| e.to_string())
-        })
-        .await??;
+        let records = with_spool(&self.spool, move |s| s.unacked(after, limit)).await?;
         let mut results = Vec::with_capacity(records.len());
         for r in records {
             match ResultRecord::decode(r.payload.as_slice()) {
@@ -275,16 +299,8 @@ impl Uplink {
         Ok(ResultBatch { results })
     }
 
-    async fn ack(&self, seq: u64) -> Result<(), String> {
-        let spool = self.spool.clone();
-        blocking(move || {
-            spool
-                .lock()
-                .map_err(|e| e.to_string())?
-                .ack(seq)
-                .map_err(|e| e.to_string())
-        })
-        .await?
+    async fn ack(&self, seq: u64) -> Result<(), SessionError> {
+        with_spool(&self.spool, move |s| s.ack(seq)).await
     }
 
     fn assign(&self, a: Assignment) {

@@ -18,7 +18,10 @@
 
 use serde::Deserialize;
 
-use super::{Event, Message, SinkError, rfc3339, settings, url};
+use vantage_common::clock::rfc3339;
+
+use super::{SettingsError, SinkError, settings, url};
+use crate::notification::{Event, Message, Severity};
 
 /// How long a firing alert stays firing in Alertmanager without a refresh.
 const FIRING_FOR_MS: i64 = 24 * 3600 * 1000;
@@ -37,7 +40,7 @@ pub struct Alertmanager {
 
 impl Alertmanager {
     /// Checks the settings.
-    pub fn validate(table: &toml::Table) -> Result<Alertmanager, String> {
+    pub fn validate(table: &toml::Table) -> Result<Alertmanager, SettingsError> {
         let s: Settings = settings(table)?;
         let base = url("url", &s.url)?;
         let alerts = url(
@@ -56,7 +59,7 @@ impl Alertmanager {
 
 /// The alerts one message posts.
 fn alerts(msg: &Message, now_ms: i64) -> Vec<serde_json::Value> {
-    ["critical", "warning", "info"]
+    Severity::ALL
         .into_iter()
         .map(|severity| {
             let mut labels = msg.labels.clone();
@@ -64,7 +67,7 @@ fn alerts(msg: &Message, now_ms: i64) -> Vec<serde_json::Value> {
             labels.insert("alertname".into(), "VantageIncident".into());
             labels.insert("check".into(), msg.check.clone());
             labels.insert("incident".into(), msg.incident.to_string());
-            labels.insert("severity".into(), severity.into());
+            labels.insert("severity".into(), severity.to_string());
             if msg.test {
                 labels.insert("test".into(), "true".into());
             }
@@ -96,7 +99,7 @@ mod tests {
         let mut m = Message::synthetic("am", 1_000);
         m.test = false;
         m.incident = 7;
-        m.severity = "critical".into();
+        m.severity = Severity::Critical;
         let firing = alerts(&m, 5_000);
         let ends: Vec<(&str, &str)> = firing
             .iter()

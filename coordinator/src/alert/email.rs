@@ -21,7 +21,8 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde::Deserialize;
 
-use super::{Message, Secret, SinkError, settings};
+use super::{Secret, SettingsError, SinkError, settings};
+use crate::notification::Message;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -62,7 +63,7 @@ pub struct Email {
 
 impl Email {
     /// Checks the settings.
-    pub fn validate(table: &toml::Table) -> Result<Email, String> {
+    pub fn validate(table: &toml::Table) -> Result<Email, SettingsError> {
         let s: Settings = settings(table)?;
         if s.smtp_host.is_empty() {
             return Err("smtp_host is empty".into());
@@ -71,7 +72,7 @@ impl Email {
             "starttls" => Security::StartTls,
             "tls" => Security::Implicit,
             "none" => Security::None,
-            other => return Err(format!("tls {other:?} must be starttls, tls or none")),
+            other => return Err(format!("tls {other:?} must be starttls, tls or none").into()),
         };
         let port = s.smtp_port.unwrap_or(match security {
             Security::Implicit => 465,
@@ -112,7 +113,10 @@ impl Email {
         let mut builder = lettre::Message::builder()
             .from(self.from.clone())
             .subject(msg.title())
-            .message_id(Some(format!("<{}@vantage>", message_id(&msg.key))))
+            .message_id(Some(format!(
+                "<{}@vantage>",
+                message_id(&msg.key.to_string())
+            )))
             .header(ContentType::TEXT_PLAIN);
         for to in &self.to {
             builder = builder.to(to.clone());

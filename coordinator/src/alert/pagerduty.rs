@@ -13,7 +13,10 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{Event, Message, Secret, SinkError, rfc3339, settings, url};
+use vantage_common::clock::rfc3339;
+
+use super::{Secret, SettingsError, SinkError, settings, url};
+use crate::notification::{Event, Message};
 
 const API: &str = "https://events.pagerduty.com/v2/enqueue";
 
@@ -35,7 +38,7 @@ pub struct PagerDuty {
 /// The `dedup_key` of a message: one per incident.
 pub fn dedup_key(msg: &Message) -> String {
     if msg.test {
-        msg.key.clone()
+        msg.key.to_string()
     } else {
         format!("vantage-incident-{}", msg.incident)
     }
@@ -43,7 +46,7 @@ pub fn dedup_key(msg: &Message) -> String {
 
 impl PagerDuty {
     /// Checks the settings.
-    pub fn validate(table: &toml::Table) -> Result<PagerDuty, String> {
+    pub fn validate(table: &toml::Table) -> Result<PagerDuty, SettingsError> {
         let s: Settings = settings(table)?;
         let routing_key =
             Secret::pick("routing_key", &s.routing_key_env, &s.routing_key_file, true)?

@@ -12,7 +12,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{Event, Message, SinkError, UrlSetting, settings};
+use super::{SettingsError, SinkError, UrlSetting, settings};
+use crate::notification::{Event, Message, Severity};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,7 +30,7 @@ pub struct Slack {
 
 impl Slack {
     /// Checks the settings (the URL must come from the environment or a file).
-    pub fn validate(table: &toml::Table) -> Result<Slack, String> {
+    pub fn validate(table: &toml::Table) -> Result<Slack, SettingsError> {
         let s: Settings = settings(table)?;
         Ok(Slack {
             url: UrlSetting::pick(
@@ -44,10 +45,10 @@ impl Slack {
     /// Posts `msg` as one message.
     pub async fn send(&self, http: &reqwest::Client, msg: &Message) -> Result<(), SinkError> {
         let url = self.url.resolve("webhook_url")?;
-        let icon = match (msg.event, msg.severity.as_str()) {
+        let icon = match (msg.event, msg.severity) {
             (Event::Resolved, _) => ":white_check_mark:",
-            (Event::Firing, "critical") => ":rotating_light:",
-            (Event::Firing, "warning") => ":warning:",
+            (Event::Firing, Severity::Critical) => ":rotating_light:",
+            (Event::Firing, Severity::Warning) => ":warning:",
             (Event::Firing, _) => ":information_source:",
         };
         let body = serde_json::json!({ "text": format!("{icon} {}", msg.body()) });

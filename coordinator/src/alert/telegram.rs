@@ -11,7 +11,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{Message, Secret, SinkError, settings, url};
+use super::{Secret, SettingsError, SinkError, settings, url};
+use crate::notification::{Message, Severity};
 
 const API: &str = "https://api.telegram.org";
 
@@ -34,7 +35,7 @@ pub struct Telegram {
 
 impl Telegram {
     /// Checks the settings.
-    pub fn validate(table: &toml::Table) -> Result<Telegram, String> {
+    pub fn validate(table: &toml::Table) -> Result<Telegram, SettingsError> {
         let s: Settings = settings(table)?;
         let token = Secret::pick("bot_token", &s.bot_token_env, &s.bot_token_file, true)?
             .ok_or("bot_token_env or bot_token_file is required")?;
@@ -60,7 +61,7 @@ impl Telegram {
         let body = serde_json::json!({
             "chat_id": self.chat_id,
             "text": msg.body(),
-            "disable_notification": msg.severity == "info",
+            "disable_notification": msg.severity == Severity::Info,
         });
         super::post_json(http.post(endpoint), &body, &[&token]).await
     }

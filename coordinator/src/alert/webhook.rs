@@ -13,7 +13,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{Message, Secret, SinkError, UrlSetting, settings};
+use super::{Secret, SettingsError, SinkError, UrlSetting, settings};
+use crate::notification::Message;
 
 /// Header carrying the signature.
 pub const SIGNATURE_HEADER: &str = "X-Vantage-Signature";
@@ -37,7 +38,7 @@ pub struct Webhook {
 
 impl Webhook {
     /// Checks the settings.
-    pub fn validate(table: &toml::Table) -> Result<Webhook, String> {
+    pub fn validate(table: &toml::Table) -> Result<Webhook, SettingsError> {
         let s: Settings = settings(table)?;
         Ok(Webhook {
             url: UrlSetting::pick("url", &s.url, &s.url_env, &s.url_file)?,
@@ -60,7 +61,7 @@ impl Webhook {
         let mut request = http
             .post(url)
             .header("Content-Type", "application/json")
-            .header("Idempotency-Key", &msg.key);
+            .header("Idempotency-Key", msg.key.to_string());
         if let Some(traceparent) = vantage_common::logging::traceparent(&tracing::Span::current()) {
             request = request.header("traceparent", traceparent);
         }

@@ -10,8 +10,8 @@ use vantage_proto::v1::{
 };
 
 use super::{ConnArgs, Format, explain};
-use crate::alert::rfc3339;
-use crate::state::alerts::{FIRST_MONDAY_MS, WEEK_MS};
+use crate::state::silences::{FIRST_MONDAY_MS, WEEK_MS};
+use vantage_common::clock::rfc3339;
 use vantage_common::duration::Period;
 
 /// Alert channel commands.

@@ -362,7 +362,7 @@ pub async fn incidents(command: IncidentsCommand, conn: &ConnArgs, format: Forma
                         i.id, i.check, i.verdict, i.worst
                     );
                     for e in &i.timeline {
-                        println!("  {}  {}", crate::alert::rfc3339(e.at_ms), e.what);
+                        println!("  {}  {}", vantage_common::clock::rfc3339(e.at_ms), e.what);
                     }
                     if !i.deliveries.is_empty() {
                         println!("notifications:");
@@ -433,14 +433,14 @@ pub async fn history(check: String, since: String, conn: &ConnArgs, format: Form
             println!(
                 "{} since {} ({since})",
                 h.check,
-                crate::alert::rfc3339(h.since_ms)
+                vantage_common::clock::rfc3339(h.since_ms)
             );
             println!(
                 "  uptime {:.3} % (of which degraded, REGIONAL: {:.3} %)   down (OUTAGE) {:.3} %   undecided {}",
                 h.up_pct + h.degraded_pct,
                 h.degraded_pct,
                 h.down_pct,
-                crate::state::alerts::human_duration(h.unknown_ms)
+                vantage_common::clock::human_duration(h.unknown_ms)
             );
             println!(
                 "  {:<8} {:>9} {:>8} {:>6} {:>6} {:>6}",
@@ -457,7 +457,7 @@ pub async fn history(check: String, since: String, conn: &ConnArgs, format: Form
                 let end = match i.resolved_ms {
                     Some(end) => format!(
                         "resolved after {}",
-                        crate::state::alerts::human_duration(end - i.opened_ms)
+                        vantage_common::clock::human_duration(end - i.opened_ms)
                     ),
                     None => "open".into(),
                 };
@@ -465,7 +465,7 @@ pub async fn history(check: String, since: String, conn: &ConnArgs, format: Form
                     "    #{:<4} {:<9} opened {}  {end}",
                     i.id,
                     i.worst,
-                    crate::alert::rfc3339(i.opened_ms)
+                    vantage_common::clock::rfc3339(i.opened_ms)
                 );
             }
         }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
+use prometheus_client::metrics::counter::Counter;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use vantage_common::Outcome;
@@ -21,7 +22,9 @@ use vantage_proto::v1::{
 };
 
 use super::auth::{Role, authorize};
-use crate::node::Coordinator;
+use crate::confirm::Confirmations;
+use crate::node::{Proposer, Replica};
+use crate::sessions::Sessions;
 use crate::state::results::StoredResult;
 use crate::state::{Command, CommandResult, IncomingResult};
 
@@ -36,17 +39,21 @@ const MAX_TRACEPARENT: usize = 128;
 /// Largest encoded session message.
 pub const MAX_FRAME: usize = 4 << 20;
 
-/// The service.
+/// The service and the handles a session uses.
 #[derive(Debug, Clone)]
 pub struct AgentApi {
-    coordinator: Arc<Coordinator>,
-}
-
-impl AgentApi {
-    /// Serves `coordinator`.
-    pub fn new(coordinator: Arc<Coordinator>) -> Self {
-        AgentApi { coordinator }
-    }
+    /// Leadership, and where batches are written.
+    pub proposer: Proposer,
+    /// The applied state (watermarks, assignments, the deny-list).
+    pub applied: Replica,
+    /// Live sessions.
+    pub sessions: Arc<Sessions>,
+    /// Second opinions after failures.
+    pub confirmations: Arc<Confirmations>,
+    /// Results applied (the `vantage_results` counter).
+    pub results: Counter,
+    /// Heartbeat interval asked of agents.
+    pub heartbeat: Duration,
 }
 
 fn msg(m: Out) -> CoordinatorMessage {
@@ -141,27 +148,16 @@ impl AgentService for AgentApi {
         &self,
         request: Request<Streaming<AgentMessage>>,
     ) -> Result<Response<SessionStream>, Status> {
-        let peer = authorize(&self.coordinator, &request, Role::Agent, "Session").await?;
+        let peer = authorize(&self.applied, &request, Role::Agent, "Session").await?;
         let Identity::Agent { region, name } = peer.identity.clone() else {
             return Err(Status::permission_denied("agents only"));
         };
         let (tx, rx) = tokio::sync::mpsc::channel(64);
-        let coordinator = self.coordinator.clone();
-        let leader = coordinator.raft.current_leader().await;
-        if leader != Some(coordinator.id) {
-            let leader_addr = match leader {
-                Some(l) => coordinator
-                    .raft
-                    .metrics()
-                    .borrow()
-                    .membership_config
-                    .membership()
-                    .get_node(&l)
-                    .map(|n| n.addr.clone()),
-                None => None,
-            };
+        let api = self.clone();
+        if !api.proposer.leads().await {
+            let (leader_id, leader_addr) = api.proposer.leader().await.unwrap_or((0, None));
             let redirect = Redirect {
-                leader_id: leader.unwrap_or(0),
+                leader_id,
                 leader_addr: leader_addr.unwrap_or_default(),
             };
             let _ = tx.send(Ok(msg(Out::Redirect(redirect)))).await;
@@ -169,15 +165,8 @@ impl AgentService for AgentApi {
         }
         let inbound = request.into_inner();
         tokio::spawn(async move {
-            let result = run_session(
-                &coordinator,
-                inbound,
-                &tx,
-                &region,
-                &name,
-                &peer.addr.to_string(),
-            )
-            .await;
+            let result =
+                run_session(&api, inbound, &tx, &region, &name, &peer.addr.to_string()).await;
             if let Err(status) = result {
                 tracing::warn!(agent = %name, region = %region, error = %status.message(), "agent session ended with an error");
                 let _ = tx.send(Err(status)).await;
@@ -188,7 +177,7 @@ impl AgentService for AgentApi {
 }
 
 async fn run_session(
-    coordinator: &Arc<Coordinator>,
+    api: &AgentApi,
     mut inbound: Streaming<AgentMessage>,
     tx: &crate::sessions::Outbox,
     region: &str,
@@ -212,11 +201,8 @@ async fn run_session(
         spool_id,
         at_ms: now_ms(),
     };
-    coordinator
-        .write(command)
-        .await
-        .map_err(|e| Status::unavailable(e.to_string()))?;
-    let acked_seq = coordinator
+    api.proposer.write(command).await?;
+    let acked_seq = api
         .applied
         .read()
         .await
@@ -225,32 +211,31 @@ async fn run_session(
         .get(name)
         .map_or(0, |a| a.applied_seq);
     let welcome = Welcome {
-        node_id: coordinator.id,
+        node_id: api.proposer.id(),
         acked_seq,
-        heartbeat_interval_ms: u32::try_from(coordinator.heartbeat.as_millis()).unwrap_or(u32::MAX),
+        heartbeat_interval_ms: u32::try_from(api.heartbeat.as_millis()).unwrap_or(u32::MAX),
     };
     tx.send(Ok(msg(Out::Welcome(welcome))))
         .await
         .map_err(|_| Status::cancelled("agent went away"))?;
-    let (session, stop) = coordinator.sessions.open(name, tx.clone());
+    let (session, stop) = api.sessions.open(name, tx.clone());
     tracing::info!(agent = %name, region = %region, %address, version = %hello.version, "agent session opened");
-    coordinator
-        .sessions
-        .push_assignments(&coordinator.applied.read().await.state);
+    api.sessions
+        .push_assignments(&api.applied.read().await.state);
 
     let result = tokio::select! {
-        r = serve(coordinator, &mut inbound, tx, (region, name), spool_id, session) => r,
+        r = serve(api, &mut inbound, tx, (region, name), spool_id, session) => r,
         _ = stop.notified() => Err(Status::unavailable(
             "session ended by the coordinator (missed heartbeats, a newer session, or a leadership change)",
         )),
     };
-    if coordinator.sessions.close(name, session) {
+    if api.sessions.close(name, session) {
         tracing::info!(agent = %name, region = %region, "agent session closed");
         let gone = Command::AgentGone {
             name: name.to_owned(),
             at_ms: now_ms(),
         };
-        if let Err(e) = coordinator.write(gone).await {
+        if let Err(e) = api.proposer.write(gone).await {
             tracing::warn!(agent = %name, error = %e, "could not record the agent as gone");
         }
     }
@@ -258,7 +243,7 @@ async fn run_session(
 }
 
 async fn serve(
-    coordinator: &Arc<Coordinator>,
+    api: &AgentApi,
     inbound: &mut Streaming<AgentMessage>,
     tx: &crate::sessions::Outbox,
     (region, name): (&str, &str),
@@ -268,7 +253,7 @@ async fn serve(
     while let Some(message) = inbound.message().await? {
         match message.msg {
             Some(In::Heartbeat(h)) => {
-                coordinator.sessions.heartbeat(name, session);
+                api.sessions.heartbeat(name, session);
                 let beat = Heartbeat {
                     sent_at_ms: now_ms(),
                     pending: h.pending,
@@ -278,7 +263,7 @@ async fn serve(
                 }
             }
             Some(In::Batch(batch)) => {
-                coordinator.sessions.heartbeat(name, session);
+                api.sessions.heartbeat(name, session);
                 let mut results = validate(batch, region, name)?;
                 // Probes traced by the agent go on here, until committed.
                 let _ingest = traced_ingest(&mut results, region, name);
@@ -297,13 +282,13 @@ async fn serve(
                     at_ms: now_ms(),
                     results,
                 };
-                match coordinator.write(command).await {
+                match api.proposer.write(command).await {
                     Ok(CommandResult::Acked(seq)) => {
-                        coordinator.metrics.results.inc_by(count);
+                        api.results.inc_by(count);
                         if !failing.is_empty() {
-                            let applied = coordinator.applied.read().await;
-                            coordinator.confirmations.after_batch(
-                                &coordinator.sessions,
+                            let applied = api.applied.read().await;
+                            api.confirmations.after_batch(
+                                &api.sessions,
                                 &applied.state,
                                 name,
                                 region,
@@ -317,7 +302,7 @@ async fn serve(
                     Ok(other) => {
                         return Err(Status::internal(format!("unexpected result {other:?}")));
                     }
-                    Err(e) => return Err(Status::unavailable(e.to_string())),
+                    Err(e) => return Err(e.into()),
                 }
             }
             Some(In::Hello(_)) => {

@@ -5,7 +5,7 @@ use tonic::{Request, Status};
 use vantage_common::identity::Identity;
 use vantage_common::transport::{Peer, peer};
 
-use crate::node::Coordinator;
+use crate::node::Replica;
 
 /// Roles a service can require.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +31,7 @@ impl Role {
 
 /// The caller of `request` if it has `role` and is not revoked.
 pub async fn authorize<T>(
-    coordinator: &Coordinator,
+    applied: &Replica,
     request: &Request<T>,
     role: Role,
     method: &str,
@@ -47,8 +47,7 @@ pub async fn authorize<T>(
             caller.identity
         )));
     }
-    if coordinator
-        .applied
+    if applied
         .read()
         .await
         .state

@@ -1,8 +1,6 @@
 //! `RaftService`: openraft RPCs between coordinators, and writes forwarded
 //! by followers to the leader.
 
-use std::sync::Arc;
-
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::{Request, Response, Status};
@@ -10,19 +8,33 @@ use vantage_proto::v1::RaftPayload;
 use vantage_proto::v1::raft_service_server::RaftService;
 
 use super::auth::{Role, authorize};
-use crate::node::{Coordinator, Proposal, ProposeError, Redirect};
+use crate::node::{Proposal, ProposeError, Proposer, Redirect, Replica};
 use crate::raft::network::{decode, encode};
+use crate::raft::types::Raft;
 
 /// The service.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PeerApi {
-    coordinator: Arc<Coordinator>,
+    raft: Raft,
+    proposer: Proposer,
+    applied: Replica,
+}
+
+impl std::fmt::Debug for PeerApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerApi").finish_non_exhaustive()
+    }
 }
 
 impl PeerApi {
-    /// Serves `coordinator`.
-    pub fn new(coordinator: Arc<Coordinator>) -> Self {
-        PeerApi { coordinator }
+    /// Serves `raft`'s RPCs and forwarded proposals; `applied` for the
+    /// deny-list.
+    pub fn new(raft: Raft, proposer: Proposer, applied: Replica) -> Self {
+        PeerApi {
+            raft,
+            proposer,
+            applied,
+        }
     }
 
     async fn args<T: DeserializeOwned>(
@@ -30,7 +42,7 @@ impl PeerApi {
         request: &Request<RaftPayload>,
         method: &str,
     ) -> Result<T, Status> {
-        authorize(&self.coordinator, request, Role::Coordinator, method).await?;
+        authorize(&self.applied, request, Role::Coordinator, method).await?;
         decode(request.get_ref())
             .map_err(|e| Status::invalid_argument(format!("{method}: undecodable payload: {e}")))
     }
@@ -49,12 +61,12 @@ impl RaftService for PeerApi {
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
         let rpc = self.args(&request, "AppendEntries").await?;
-        reply(&self.coordinator.raft.append_entries(rpc).await)
+        reply(&self.raft.append_entries(rpc).await)
     }
 
     async fn vote(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         let rpc = self.args(&request, "Vote").await?;
-        reply(&self.coordinator.raft.vote(rpc).await)
+        reply(&self.raft.vote(rpc).await)
     }
 
     async fn install_snapshot(
@@ -62,7 +74,7 @@ impl RaftService for PeerApi {
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
         let rpc = self.args(&request, "InstallSnapshot").await?;
-        reply(&self.coordinator.raft.install_snapshot(rpc).await)
+        reply(&self.raft.install_snapshot(rpc).await)
     }
 
     async fn forward(
@@ -72,7 +84,7 @@ impl RaftService for PeerApi {
         let proposal: Proposal = self.args(&request, "Forward").await?;
         // Only this node is tried: if it no longer leads, the follower
         // looks for the leader again.
-        let result = match self.coordinator.propose_here(&proposal).await {
+        let result = match self.proposer.propose_here(&proposal).await {
             Ok(outcome) => Ok(outcome),
             Err(Redirect::Leader(node)) => Err(ProposeError::NoLeader(format!(
                 "leadership moved to {}",

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::RwLock;
 
 use super::types::{Entry, Node, NodeId, SnapshotData, StorageError, TypeConfig};
-use crate::state::{CommandResult, STATE_VERSION, State};
+use crate::state::{CommandResult, State, migrate};
 
 const SNAPSHOT: &[u8] = b"current";
 
@@ -37,6 +37,10 @@ pub struct Applied {
     /// The replicated state.
     pub state: State,
 }
+
+/// The applied replicated state of a node, for reading: the handle the
+/// services and loops are given.
+pub type Replica = Arc<RwLock<Applied>>;
 
 /// openraft's `RaftStateMachine` over [`Applied`].
 #[derive(Debug, Clone)]
@@ -64,7 +68,7 @@ impl StateMachineStore {
     }
 
     /// Shared read access to the applied state.
-    pub fn applied(&self) -> Arc<RwLock<Applied>> {
+    pub fn applied(&self) -> Replica {
         self.applied.clone()
     }
 
@@ -97,15 +101,9 @@ impl StateMachineStore {
 
     async fn load(&self, snap: &StoredSnapshot) -> Result<()> {
         let sig = Some(snap.meta.signature());
-        let state: State = serde_json::from_slice(&snap.data)
-            .map_err(|e| StorageIOError::read_snapshot(sig.clone(), &e))?;
-        if state.version != STATE_VERSION {
-            let e = std::io::Error::other(format!(
-                "snapshot holds state version {}, this build reads {STATE_VERSION}",
-                state.version
-            ));
-            return Err(StorageIOError::read_snapshot(sig, &e).into());
-        }
+        let state = migrate::load(&snap.data).map_err(|e| {
+            StorageIOError::read_snapshot(sig, &std::io::Error::other(e.to_string()))
+        })?;
         let mut applied = self.applied.write().await;
         applied.last_applied = snap.meta.last_log_id;
         applied.membership = snap.meta.last_membership.clone();

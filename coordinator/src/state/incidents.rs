@@ -2,6 +2,9 @@
 //! timeline of every verdict and region transition and of acknowledgements,
 //! resolved when the verdict is OK again (after `recover_after` passing
 //! rounds, which the region trackers enforce).
+//!
+//! Every change to an incident is journalled; the state hands the journal
+//! to alert planning once per command ([`Incidents::take_changed`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -40,36 +43,10 @@ pub struct Incident {
     pub acked_by: Option<String>,
     /// Everything that happened.
     pub timeline: Vec<Event>,
-    /// Routing severity now: the check's severity for an outage, `info`
-    /// for REGIONAL and BLIND notices.
-    #[serde(default)]
-    pub severity: String,
-    /// When it reached that severity.
-    #[serde(default)]
-    pub severity_since_ms: i64,
-    /// When it could first be notified at that severity (no silence held
-    /// it): escalation steps count from here.
-    #[serde(default)]
-    pub escalation_since_ms: Option<i64>,
-    /// Notifications queued for it, by idempotency key.
-    #[serde(default)]
-    pub notified: BTreeMap<String, Queued>,
-    /// Notifications a silence held back (recorded once in the timeline).
-    #[serde(default)]
-    pub suppressed: BTreeSet<String>,
     /// Trace of the result that last changed its verdict (W3C
     /// traceparent), continued by the notifications queued after it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace: Option<String>,
-}
-
-/// A notification queued for an incident.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Queued {
-    /// Channel.
-    pub channel: String,
-    /// When (log time).
-    pub at_ms: i64,
 }
 
 /// Timeline events kept per incident: the first (how it opened) and the
@@ -105,13 +82,18 @@ pub struct Incidents {
     pub open: BTreeMap<String, u64>,
     /// Incidents by id.
     pub all: BTreeMap<u64, Incident>,
-    /// Incidents changed since notifications were last planned.
-    #[serde(default)]
-    pub dirty: BTreeSet<u64>,
-    /// Incidents whose verdict changed while applying the current command
-    /// (cleared after each command, never persisted).
+    /// Changes since the journal was last taken (within one command; never
+    /// persisted: every command ends by taking it).
     #[serde(skip)]
-    pub verdict_changed: Vec<u64>,
+    journal: Vec<Change>,
+}
+
+/// One journalled change to an incident.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Change {
+    id: u64,
+    /// Its verdict changed (opened, moved, resolved).
+    verdict: bool,
 }
 
 /// `OUTAGE (down from eu, ru)` and the like.
@@ -161,29 +143,21 @@ impl Incidents {
                         at_ms,
                         what: format!("opened: {}", describe(new)),
                     }],
-                    severity: String::new(),
-                    severity_since_ms: at_ms,
-                    escalation_since_ms: None,
-                    notified: BTreeMap::new(),
-                    suppressed: BTreeSet::new(),
                     trace: None,
                 };
-                self.dirty.insert(id);
-                self.verdict_changed.push(id);
+                self.changed(id, true);
                 self.all.insert(id, incident);
                 self.open.insert(check.to_owned(), id);
             }
             (Some(id), Verdict::Ok) => {
                 self.open.remove(check);
-                self.dirty.insert(id);
-                self.verdict_changed.push(id);
+                self.changed(id, true);
                 if let Some(i) = self.all.get_mut(&id) {
                     i.close(at_ms, "resolved: OK from every voting region");
                 }
             }
             (Some(id), _) => {
-                self.dirty.insert(id);
-                self.verdict_changed.push(id);
+                self.changed(id, true);
                 if let Some(i) = self.all.get_mut(&id) {
                     if severity(new.name()) > severity(&i.worst) {
                         i.worst = new.name().into();
@@ -195,11 +169,41 @@ impl Incidents {
         }
     }
 
-    /// Gives the incidents whose verdict changed during this command the
-    /// trace of the result on their check that changed it (`traces`: check
-    /// → traceparent).
-    pub fn attach_traces(&mut self, traces: &BTreeMap<&str, &str>) {
-        for id in &self.verdict_changed {
+    fn changed(&mut self, id: u64, verdict: bool) {
+        self.journal.push(Change { id, verdict });
+    }
+
+    /// Where the journal stands now (see [`Incidents::attach_traces`]).
+    pub fn mark(&self) -> usize {
+        self.journal.len()
+    }
+
+    /// The incidents changed since the journal was last taken, emptying it:
+    /// the one hand-off to alert planning, once per command.
+    pub fn take_changed(&mut self) -> BTreeSet<u64> {
+        self.journal.drain(..).map(|c| c.id).collect()
+    }
+
+    /// Appends to the timeline of incident `id`, if it is kept.
+    pub fn note(&mut self, id: u64, at_ms: i64, what: impl Into<String>) {
+        if let Some(i) = self.all.get_mut(&id) {
+            i.note(at_ms, what);
+        }
+    }
+
+    /// Gives the incidents whose verdict changed since `mark` the trace of
+    /// the result on their check that changed it (`traces`: check →
+    /// traceparent).
+    pub fn attach_traces(&mut self, mark: usize, traces: &BTreeMap<&str, &str>) {
+        let changed: Vec<u64> = self
+            .journal
+            .get(mark..)
+            .unwrap_or_default()
+            .iter()
+            .filter(|c| c.verdict)
+            .map(|c| c.id)
+            .collect();
+        for id in &changed {
             if let Some(i) = self.all.get_mut(id)
                 && let Some(trace) = traces.get(i.check.as_str())
             {
@@ -227,9 +231,11 @@ impl Incidents {
 
     /// The check was deleted: its open incident ends.
     pub fn on_deleted(&mut self, check: &str, at_ms: i64) {
-        if let Some(i) = self.open.remove(check).and_then(|id| self.all.get_mut(&id)) {
-            self.dirty.insert(i.id);
-            i.close(at_ms, "closed: the check was deleted");
+        if let Some(id) = self.open.remove(check) {
+            self.changed(id, true);
+            if let Some(i) = self.all.get_mut(&id) {
+                i.close(at_ms, "closed: the check was deleted");
+            }
         }
     }
 
@@ -238,9 +244,9 @@ impl Incidents {
         match self.all.get_mut(&id) {
             Some(i) if i.resolved_ms.is_none() => {
                 if i.acked_by.is_none() {
-                    self.dirty.insert(id);
                     i.acked_by = Some(by.to_owned());
                     i.note(at_ms, format!("acknowledged by {by}"));
+                    self.changed(id, false);
                 }
                 true
             }
@@ -249,22 +255,26 @@ impl Incidents {
     }
 
     /// Forgets the resolved incidents beyond [`KEEP_RESOLVED`], those
-    /// resolved longest ago first; never one whose notifications are not
-    /// planned yet. Called after planning.
-    pub fn forget_old(&mut self) {
+    /// resolved longest ago first, and returns their ids. Called after
+    /// planning (so never before a resolution is planned).
+    pub fn forget_old(&mut self) -> Vec<u64> {
         let mut resolved: Vec<(i64, u64)> = self
             .all
             .values()
-            .filter(|i| !self.dirty.contains(&i.id))
             .filter_map(|i| i.resolved_ms.map(|at| (at, i.id)))
             .collect();
         if resolved.len() <= KEEP_RESOLVED {
-            return;
+            return Vec::new();
         }
         resolved.sort_unstable();
-        for (_, id) in &resolved[..resolved.len() - KEEP_RESOLVED] {
+        let old: Vec<u64> = resolved[..resolved.len() - KEEP_RESOLVED]
+            .iter()
+            .map(|(_, id)| *id)
+            .collect();
+        for id in &old {
             self.all.remove(id);
         }
+        old
     }
 }
 

@@ -308,11 +308,7 @@ channels = ["chat", "pager"]
         incident.id, incident.check, incident.worst
     );
     for e in &incident.timeline {
-        println!(
-            "  {}  {}",
-            vantage_coordinator::alert::rfc3339(e.at_ms),
-            e.what
-        );
+        println!("  {}  {}", vantage_common::clock::rfc3339(e.at_ms), e.what);
     }
     println!(
         "\nsummary: regional fault → 1 notice, 0 pages; outage → {} page; leader {} killed → still {} page; recovery → resolved. {:.0} s in all.",

@@ -1,27 +1,29 @@
-//! The alerting part of `OperatorService`: silences and maintenance
-//! windows, and `alerts test` (a synthetic alert sent end to end from the
-//! node the operator reached, with that node's secrets).
+//! Silences and maintenance windows, and `alerts test` (a synthetic alert
+//! sent end to end from the node the operator reached, with that node's
+//! secrets).
 
 use std::time::Instant;
 
 use tonic::{Response, Status};
 use vantage_common::clock::now_ms;
 use vantage_proto::v1::{
-    AddSilenceReply, AddSilenceRequest, DeliveryInfo, ExpireSilenceReply, ListSilencesReply,
-    SilenceInfo, TestChannelReply,
+    AddSilenceReply, AddSilenceRequest, ExpireSilenceReply, ListSilencesReply, SilenceInfo,
+    TestChannelReply,
 };
 
-use crate::alert::{Channel, Message, http_client};
-use crate::node::Coordinator;
-use crate::state::alerts::{Alerts, Silence, SilenceKind, WEEK_MS, Weekly};
+use super::Reply;
+use crate::alert::http_client;
+use crate::node::{Proposer, Replica};
+use crate::notification::Message;
+use crate::state::silences::{Silence, SilenceKind, WEEK_MS, Weekly};
 use crate::state::{Command, CommandResult};
 
 /// Validates and records a silence or maintenance window.
-pub async fn add_silence(
-    node: &Coordinator,
+pub(super) async fn add_silence(
+    proposer: &Proposer,
     by: String,
     r: AddSilenceRequest,
-) -> Result<Response<AddSilenceReply>, Status> {
+) -> Reply<AddSilenceReply> {
     let kind = match r.kind.as_str() {
         "" | "silence" => SilenceKind::Silence,
         "maintenance" => SilenceKind::Maintenance,
@@ -79,13 +81,12 @@ pub async fn add_silence(
         by,
         expired_ms: None,
     };
-    match node
+    match proposer
         .write(Command::AddSilence {
             silence,
             at_ms: now,
         })
-        .await
-        .map_err(super::operator_service::status)?
+        .await?
     {
         CommandResult::Created(id) => Ok(Response::new(AddSilenceReply { id })),
         other => Err(Status::internal(format!("unexpected reply {other:?}"))),
@@ -93,11 +94,14 @@ pub async fn add_silence(
 }
 
 /// Every silence still kept (active, upcoming and recently ended).
-pub fn list_silences(alerts: &Alerts) -> ListSilencesReply {
+pub(super) async fn list_silences(applied: &Replica) -> Reply<ListSilencesReply> {
+    let applied = applied.read().await;
     let now = now_ms();
-    ListSilencesReply {
-        silences: alerts
+    Ok(Response::new(ListSilencesReply {
+        silences: applied
+            .state
             .silences
+            .by_id
             .values()
             .map(|s| SilenceInfo {
                 id: s.id,
@@ -120,23 +124,16 @@ pub fn list_silences(alerts: &Alerts) -> ListSilencesReply {
             })
             .collect(),
         now_ms: now,
-    }
+    }))
 }
 
 /// Ends a silence now.
-pub async fn expire_silence(
-    node: &Coordinator,
-    id: u64,
-) -> Result<Response<ExpireSilenceReply>, Status> {
+pub(super) async fn expire_silence(proposer: &Proposer, id: u64) -> Reply<ExpireSilenceReply> {
     let command = Command::ExpireSilence {
         id,
         at_ms: now_ms(),
     };
-    match node
-        .write(command)
-        .await
-        .map_err(super::operator_service::status)?
-    {
+    match proposer.write(command).await? {
         CommandResult::Changed => Ok(Response::new(ExpireSilenceReply {})),
         _ => Err(Status::failed_precondition(format!(
             "silence {id} is unknown or already over"
@@ -145,12 +142,8 @@ pub async fn expire_silence(
 }
 
 /// Sends a synthetic alert to `channel` from this node.
-pub async fn test_channel(
-    node: &Coordinator,
-    channel: &str,
-) -> Result<Response<TestChannelReply>, Status> {
-    let decl = node
-        .applied
+pub(super) async fn test_channel(applied: &Replica, channel: &str) -> Reply<TestChannelReply> {
+    let decl = applied
         .read()
         .await
         .state
@@ -158,7 +151,8 @@ pub async fn test_channel(
         .channel(channel)
         .cloned();
     let decl = decl.ok_or_else(|| Status::not_found(format!("no channel named {channel:?}")))?;
-    let channel = Channel::from_decl(&decl)
+    let channel = decl
+        .channel()
         .map_err(|e| Status::failed_precondition(format!("channel {}: {e}", decl.name)))?;
     let http = http_client().map_err(|e| Status::internal(e.to_string()))?;
     let msg = Message::synthetic(&decl.name, now_ms());
@@ -168,28 +162,7 @@ pub async fn test_channel(
         .await
         .map_err(|e| Status::unavailable(format!("channel {}: {e}", decl.name)))?;
     Ok(Response::new(TestChannelReply {
-        key: msg.key,
+        key: msg.key.to_string(),
         elapsed_ms: started.elapsed().as_millis() as u64,
     }))
-}
-
-/// An incident's deliveries, oldest first.
-pub fn deliveries(alerts: &Alerts, incident: u64) -> Vec<DeliveryInfo> {
-    let mut list: Vec<DeliveryInfo> = alerts
-        .outbox
-        .values()
-        .filter(|d| d.message.incident == incident)
-        .map(|d| DeliveryInfo {
-            key: d.message.key.clone(),
-            channel: d.channel.clone(),
-            event: format!("{:?}", d.message.event).to_lowercase(),
-            state: format!("{:?}", d.state).to_lowercase(),
-            attempts: d.attempts,
-            last_error: d.last_error.clone().unwrap_or_default(),
-            queued_ms: d.queued_ms,
-            finished_ms: d.finished_ms,
-        })
-        .collect();
-    list.sort_by_key(|d| d.queued_ms);
-    list
 }

@@ -1,0 +1,257 @@
+//! The declared checks and what they see: apply, list, status, results,
+//! history.
+
+use tonic::{Response, Status};
+use vantage_common::clock::now_ms;
+use vantage_proto::v1::{
+    ApplyReply, ApplyRequest, CheckInfo, CheckStatus, GetResultsReply, GetResultsRequest,
+    HistoryReply, HistoryRequest, ImpairedRegion, ListChecksReply, RegionStatus, RegionUptime,
+    ResultInfo, StatusReply,
+};
+
+use super::Reply;
+use super::incidents::incident_info;
+use crate::declared::{CheckDecl, Declared, Diff};
+use crate::node::{Proposer, Replica};
+use crate::state::results::{HOUR_MS, StoredResult};
+use crate::state::{Command, CommandResult};
+use crate::verdict::Verdict;
+
+fn check_info(c: &CheckDecl) -> CheckInfo {
+    CheckInfo {
+        name: c.name.clone(),
+        kind: c.kind.to_string(),
+        target: c.target.clone(),
+        interval: c.interval.to_string(),
+        timeout: c.timeout.map(|t| t.to_string()),
+        regions: c.regions.clone(),
+        labels: c.labels.clone().into_iter().collect(),
+        fail_after: c.fail_after,
+        recover_after: c.recover_after,
+        quorum: c.quorum.to_string(),
+        severity: c.severity.to_string(),
+        routes: c.routes.clone(),
+        params_json: serde_json::to_string(&c.params).unwrap_or_else(|_| "{}".into()),
+    }
+}
+
+fn result_info(r: &StoredResult) -> ResultInfo {
+    ResultInfo {
+        region: r.region.clone(),
+        agent: r.agent.clone(),
+        started_at_ms: r.started_at_ms,
+        status: r.status.to_string(),
+        class: r.class.map(|c| c.to_string()).unwrap_or_default(),
+        message: r.message.clone(),
+        duration_ms: r.duration_ms,
+    }
+}
+
+fn apply_reply(diff: Diff, applied: bool) -> Response<ApplyReply> {
+    Response::new(ApplyReply {
+        created: diff.created,
+        changed: diff.changed,
+        deleted: diff.deleted,
+        routing_changed: diff.routing_changed,
+        applied,
+    })
+}
+
+/// Validates a whole declaration, then replaces the current one with it
+/// (or, dry run, says what that would change).
+pub(super) async fn apply(
+    applied: &Replica,
+    proposer: &Proposer,
+    req: ApplyRequest,
+) -> Reply<ApplyReply> {
+    let source = if req.source_name.is_empty() {
+        "checks.toml".to_owned()
+    } else {
+        req.source_name
+    };
+    // Everything is validated before anything is proposed: a bad file
+    // writes nothing.
+    let declared = Declared::parse(std::path::Path::new(&source), &req.toml)
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    if req.dry_run {
+        let current = applied.read().await.state.declared.clone();
+        return Ok(apply_reply(Diff::between(&current, &declared), false));
+    }
+    let command = Command::ApplyConfig {
+        declared: Box::new(declared),
+        at_ms: now_ms(),
+    };
+    match proposer.write(command).await? {
+        CommandResult::Applied(diff) => Ok(apply_reply(diff, true)),
+        other => Err(Status::internal(format!("unexpected result {other:?}"))),
+    }
+}
+
+/// Every declared check.
+pub(super) async fn list(applied: &Replica) -> Reply<ListChecksReply> {
+    let applied = applied.read().await;
+    let checks = applied
+        .state
+        .declared
+        .checks
+        .iter()
+        .map(check_info)
+        .collect();
+    Ok(Response::new(ListChecksReply { checks }))
+}
+
+/// One declared check.
+pub(super) async fn get(applied: &Replica, name: &str) -> Reply<CheckInfo> {
+    let applied = applied.read().await;
+    let check = applied
+        .state
+        .declared
+        .checks
+        .iter()
+        .find(|c| c.name == name);
+    check
+        .map(|c| Response::new(check_info(c)))
+        .ok_or_else(|| Status::not_found(format!("no check named {name:?}")))
+}
+
+/// The verdict of every check, per region, and the impaired vantages.
+pub(super) async fn status(applied: &Replica) -> Reply<StatusReply> {
+    let applied = applied.read().await;
+    let state = &applied.state;
+    let checks = state
+        .declared
+        .checks
+        .iter()
+        .map(|c| {
+            let v = state.verdicts.get(&c.name);
+            let verdict = v.map_or(&Verdict::Ok, |v| &v.verdict);
+            let down = match verdict {
+                Verdict::Regional { down } | Verdict::Outage { down } => down.clone(),
+                _ => vec![],
+            };
+            let regions = v
+                .map(|v| {
+                    v.regions
+                        .iter()
+                        .map(|(region, t)| RegionStatus {
+                            region: region.clone(),
+                            state: t.state.name().into(),
+                            fails: t.fails,
+                            passes: t.passes,
+                            last_result_ms: t.last_result_ms,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            CheckStatus {
+                name: c.name.clone(),
+                verdict: verdict.name().into(),
+                down,
+                since_ms: v.map_or(0, |v| v.since_ms),
+                regions,
+            }
+        })
+        .collect();
+    let impaired = state
+        .impaired
+        .iter()
+        .map(|(region, i)| ImpairedRegion {
+            region: region.clone(),
+            reason: i.reason.clone(),
+            since_ms: i.since_ms,
+        })
+        .collect();
+    Ok(Response::new(StatusReply {
+        checks,
+        now_ms: now_ms(),
+        impaired,
+    }))
+}
+
+/// The latest result per region and the recent ones of a check.
+pub(super) async fn results(applied: &Replica, req: GetResultsRequest) -> Reply<GetResultsReply> {
+    let applied = applied.read().await;
+    let state = &applied.state;
+    if !state.declared.checks.iter().any(|c| c.name == req.check) {
+        return Err(Status::not_found(format!("no check named {:?}", req.check)));
+    }
+    let wanted = |region: &str| req.region.is_empty() || req.region == region;
+    let (latest, recent) = match state.results.get(&req.check) {
+        Some(r) => (
+            r.latest
+                .values()
+                .filter(|x| wanted(&x.region))
+                .map(result_info)
+                .collect(),
+            r.recent
+                .iter()
+                .rev()
+                .filter(|x| wanted(&x.region))
+                .take(req.recent as usize)
+                .map(result_info)
+                .collect(),
+        ),
+        None => (Vec::new(), Vec::new()),
+    };
+    Ok(Response::new(GetResultsReply {
+        latest,
+        recent,
+        now_ms: now_ms(),
+    }))
+}
+
+/// Uptime of a check since a time, per region, with its incidents.
+pub(super) async fn history(applied: &Replica, r: HistoryRequest) -> Reply<HistoryReply> {
+    let applied = applied.read().await;
+    let state = &applied.state;
+    let Some(verdict) = state.verdicts.get(&r.check) else {
+        return Err(Status::not_found(format!("no check named {:?}", r.check)));
+    };
+    let now = now_ms();
+    let since = r.since_ms - r.since_ms.rem_euclid(HOUR_MS);
+    let t = verdict.time_since(since, now);
+    let decided = (t.up_ms + t.degraded_ms + t.down_ms).max(1) as f64;
+    let pct = |ms: i64| ms as f64 * 100.0 / decided;
+    let regions = state
+        .results
+        .get(&r.check)
+        .map(|res| {
+            res.hours
+                .iter()
+                .map(|(region, hours)| {
+                    let mut u = RegionUptime {
+                        region: region.clone(),
+                        ..Default::default()
+                    };
+                    for (_, h) in hours.range(since..) {
+                        u.pass += u64::from(h.pass);
+                        u.warn += u64::from(h.warn);
+                        u.fail += u64::from(h.fail);
+                        u.error += u64::from(h.error);
+                    }
+                    let counted = (u.pass + u.warn + u.fail).max(1) as f64;
+                    u.uptime_pct = (u.pass + u.warn) as f64 * 100.0 / counted;
+                    u
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let incidents = state
+        .incidents
+        .all
+        .values()
+        .filter(|i| i.check == r.check && i.resolved_ms.is_none_or(|end| end >= since))
+        .map(|i| incident_info(i, state))
+        .collect();
+    Ok(Response::new(HistoryReply {
+        check: r.check,
+        since_ms: since,
+        now_ms: now,
+        up_pct: pct(t.up_ms),
+        degraded_pct: pct(t.degraded_ms),
+        down_pct: pct(t.down_ms),
+        unknown_ms: t.unknown_ms,
+        regions,
+        incidents,
+    }))
+}

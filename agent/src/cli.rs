@@ -9,9 +9,12 @@ pub mod plan;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::LazyLock;
 use std::time::Duration;
 
+use clap::builder::PossibleValue;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use vantage_common::spec;
 
 use crate::check::dmarc::RequiredPolicy;
 use crate::check::dns::RecordType;
@@ -63,31 +66,63 @@ pub enum LogFormatArg {
     Json,
 }
 
-/// Check kinds on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+/// What `probe` runs: a check of a kind from the registry
+/// (`vantage_common::spec::Kind`), or the whole audit of a domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// SMTP dialogue: banner, EHLO, STARTTLS, QUIT.
-    Smtp,
-    /// Certificate of an SMTP (STARTTLS/implicit) or TLS endpoint.
-    Tls,
-    /// One DNS query (--type, --expect).
-    Dns,
-    /// MX hosts and their addresses (--probe runs smtp on each).
-    Mx,
-    /// Reverse DNS of an address, forward-confirmed.
-    Ptr,
-    /// TCP connect (--expect text in the greeting).
-    Tcp,
-    /// SPF record of a domain (--ip evaluates an address).
-    Spf,
-    /// DKIM key (--selector).
-    Dkim,
-    /// DMARC policy (--require-policy).
-    Dmarc,
-    /// Blocklists for an address or domain (--zone).
-    Dnsbl,
+    /// One check.
+    Check(spec::Kind),
     /// The whole mail audit of a domain.
     Domain,
+}
+
+/// Every kind the command line takes, in the registry's order.
+static KINDS: LazyLock<Vec<Kind>> = LazyLock::new(|| {
+    spec::Kind::ALL
+        .into_iter()
+        .map(Kind::Check)
+        .chain([Kind::Domain])
+        .collect()
+});
+
+/// `probe --help` for a kind: what it checks and the options it takes.
+fn kind_help(kind: spec::Kind) -> &'static str {
+    match kind {
+        spec::Kind::Smtp => "SMTP dialogue: banner, EHLO, STARTTLS, QUIT",
+        spec::Kind::Tls => "Certificate of an SMTP (STARTTLS/implicit) or TLS endpoint",
+        spec::Kind::Dns => "One DNS query (--type, --expect)",
+        spec::Kind::Mx => "MX hosts and their addresses (--probe runs smtp on each)",
+        spec::Kind::Ptr => "Reverse DNS of an address, forward-confirmed",
+        spec::Kind::Tcp => "TCP connect (--expect text in the greeting)",
+        spec::Kind::Spf => "SPF record of a domain (--ip evaluates an address)",
+        spec::Kind::Dkim => "DKIM key (--selector)",
+        spec::Kind::Dmarc => "DMARC policy (--require-policy)",
+        spec::Kind::Dnsbl => "Blocklists for an address or domain (--zone)",
+    }
+}
+
+impl Kind {
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Check(k) => k.name(),
+            Kind::Domain => "domain",
+        }
+    }
+}
+
+impl ValueEnum for Kind {
+    fn value_variants<'a>() -> &'a [Self] {
+        &KINDS
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        let help = match self {
+            Kind::Check(k) => kind_help(*k),
+            Kind::Domain => "The whole mail audit of a domain",
+        };
+        Some(PossibleValue::new(self.name()).help(help))
+    }
 }
 
 /// TLS mode on the command line.

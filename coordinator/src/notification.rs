@@ -42,14 +42,19 @@ impl fmt::Display for Severity {
     }
 }
 
+/// Text that is not a severity.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a severity (critical, warning, info)")]
+pub struct SeverityError(pub String);
+
 impl FromStr for Severity {
-    type Err = KeyError;
+    type Err = SeverityError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Severity::ALL
             .into_iter()
             .find(|v| v.as_str() == s)
-            .ok_or_else(|| KeyError(s.to_owned()))
+            .ok_or_else(|| SeverityError(s.to_owned()))
     }
 }
 
@@ -96,7 +101,7 @@ pub enum Key {
     },
 }
 
-/// Text that is not an idempotency key (or a severity).
+/// Text that is not an idempotency key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0:?} is not a notification key")]
 pub struct KeyError(pub String);

@@ -3,6 +3,8 @@
 
 use std::net::IpAddr;
 
+use vantage_common::spec;
+
 use super::{Kind, ProbeArgs, TlsArg, is_domain_name};
 use crate::check::CheckSpec;
 use crate::check::dkim::DkimCheck;
@@ -32,7 +34,7 @@ impl ProbeArgs {
     /// The error is one line naming the bad value.
     pub fn plan(&self) -> Result<Plan, String> {
         let t = self.target.trim();
-        let kind = format!("{:?}", self.kind).to_lowercase();
+        let kind = self.kind.name();
         let bad = |want: &str| format!("invalid target '{t}' for {kind}: expected {want}");
         let host = || -> Result<String, String> {
             let bare = t.trim_start_matches('[').trim_end_matches(']');
@@ -57,7 +59,7 @@ impl ProbeArgs {
             TlsArg::Implicit => TlsMode::Implicit,
         };
         let spec = match self.kind {
-            Kind::Smtp => CheckSpec::Smtp(SmtpCheck {
+            Kind::Check(spec::Kind::Smtp) => CheckSpec::Smtp(SmtpCheck {
                 host: host()?,
                 port: self.port.unwrap_or(25),
                 tls,
@@ -65,7 +67,7 @@ impl ProbeArgs {
                 helo: self.helo.clone(),
                 degraded_ms: self.degraded_ms,
             }),
-            Kind::Tls => {
+            Kind::Check(spec::Kind::Tls) => {
                 if tls == TlsMode::None {
                     return Err("invalid value 'none' for --tls: a tls check needs TLS".into());
                 }
@@ -79,7 +81,7 @@ impl ProbeArgs {
                     crit_days: self.crit_days,
                 })
             }
-            Kind::Dns => {
+            Kind::Check(spec::Kind::Dns) => {
                 let name_ok =
                     is_domain_name(t, true) || (self.rtype == RecordType::Ptr && ip().is_ok());
                 if !name_ok {
@@ -91,13 +93,13 @@ impl ProbeArgs {
                     expect: self.expect.clone(),
                 })
             }
-            Kind::Mx => CheckSpec::Mx(MxCheck {
+            Kind::Check(spec::Kind::Mx) => CheckSpec::Mx(MxCheck {
                 domain: domain()?,
                 probe: self.probe,
                 port: self.port.unwrap_or(25),
             }),
-            Kind::Ptr => CheckSpec::Ptr(PtrCheck { ip: ip()? }),
-            Kind::Tcp => {
+            Kind::Check(spec::Kind::Ptr) => CheckSpec::Ptr(PtrCheck { ip: ip()? }),
+            Kind::Check(spec::Kind::Tcp) => {
                 let port = self.port.ok_or("tcp needs --port")?;
                 CheckSpec::Tcp(TcpCheck {
                     host: host()?,
@@ -105,11 +107,11 @@ impl ProbeArgs {
                     expect: self.expect.clone(),
                 })
             }
-            Kind::Spf => CheckSpec::Spf(SpfCheck {
+            Kind::Check(spec::Kind::Spf) => CheckSpec::Spf(SpfCheck {
                 domain: domain()?,
                 ip: self.ip,
             }),
-            Kind::Dkim => {
+            Kind::Check(spec::Kind::Dkim) => {
                 let selector = match self.selector.as_slice() {
                     [one] if is_domain_name(one, true) => one.clone(),
                     [one] => return Err(format!("invalid value '{one}' for --selector")),
@@ -121,11 +123,11 @@ impl ProbeArgs {
                     selector,
                 })
             }
-            Kind::Dmarc => CheckSpec::Dmarc(DmarcCheck {
+            Kind::Check(spec::Kind::Dmarc) => CheckSpec::Dmarc(DmarcCheck {
                 domain: domain()?,
                 require_policy: self.require_policy,
             }),
-            Kind::Dnsbl => {
+            Kind::Check(spec::Kind::Dnsbl) => {
                 let target = if ip().is_ok() {
                     t.to_owned()
                 } else {

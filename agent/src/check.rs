@@ -101,11 +101,13 @@ pub trait Check {
 /// Records phases and details of one running probe and enforces its deadline.
 #[derive(Debug)]
 pub struct Probe<'a> {
-    /// Shared resolver, TLS configs and source address.
+    /// Resolver settings, timeout and source address.
     pub ctx: &'a ProbeContext,
     deadline: Instant,
     phases: Phases,
     details: BTreeMap<String, Value>,
+    /// This run's resolver, built on its first question.
+    resolver: Option<Resolver>,
 }
 
 impl<'a> Probe<'a> {
@@ -115,6 +117,7 @@ impl<'a> Probe<'a> {
             deadline,
             phases: Phases::default(),
             details: BTreeMap::new(),
+            resolver: None,
         }
     }
 
@@ -155,9 +158,15 @@ impl<'a> Probe<'a> {
             .map(str::to_owned)
     }
 
-    /// The shared resolver.
-    pub fn resolver(&self) -> Result<Resolver, Finding> {
-        self.ctx.resolver().cloned()
+    /// This run's resolver: every question goes to the DNS servers, none is
+    /// answered from an earlier run.
+    pub fn resolver(&mut self) -> Result<Resolver, Finding> {
+        if let Some(r) = &self.resolver {
+            return Ok(r.clone());
+        }
+        let r = self.ctx.resolver()?;
+        self.resolver = Some(r.clone());
+        Ok(r)
     }
 
     /// The address to connect to for `host` (an IP literal, or a name looked
@@ -254,6 +263,18 @@ pub async fn execute_within<C: Check + Sync>(
     outcome.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     outcome.phases = probe.phases;
     outcome.details = probe.details;
+    // The TTL of every answer, so a reader knows how long resolvers may
+    // keep serving what this run saw.
+    let ttls = probe
+        .resolver
+        .as_ref()
+        .map(Resolver::ttls)
+        .unwrap_or_default();
+    if !ttls.is_empty() {
+        outcome
+            .details
+            .insert("ttl".into(), serde_json::json!(ttls));
+    }
     outcome
 }
 

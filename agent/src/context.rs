@@ -1,9 +1,12 @@
 //! What all probes of one process share: timeout override, source address
-//! and the (lazily built) resolver.
+//! and the resolver settings (read once; every probe run gets a resolver
+//! of its own, so nothing it is told was cached by an earlier run).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::OnceLock;
 use std::time::Duration;
+
+use hickory_resolver::config::{ResolverConfig, ResolverOpts};
 
 use crate::check::Finding;
 use crate::resolver::{LookupError, Resolver, ResolverSettings};
@@ -16,7 +19,7 @@ pub struct ProbeContext {
     /// Bind outgoing connections (and DNS queries) to this address.
     pub source_address: Option<IpAddr>,
     resolver_settings: ResolverSettings,
-    resolver: OnceLock<Result<Resolver, LookupError>>,
+    resolver_config: OnceLock<Result<(ResolverConfig, ResolverOpts), LookupError>>,
 }
 
 impl ProbeContext {
@@ -34,7 +37,7 @@ impl ProbeContext {
                 server: resolver,
                 source_address,
             },
-            resolver: OnceLock::new(),
+            resolver_config: OnceLock::new(),
         }
     }
 
@@ -43,11 +46,14 @@ impl ProbeContext {
         &self.resolver_settings
     }
 
-    /// The shared resolver, built on first use.
-    pub fn resolver(&self) -> Result<&Resolver, Finding> {
-        self.resolver
-            .get_or_init(|| self.resolver_settings.build())
+    /// A new resolver with nothing cached, from the settings (read on
+    /// first use).
+    pub fn resolver(&self) -> Result<Resolver, Finding> {
+        let (config, opts) = self
+            .resolver_config
+            .get_or_init(|| self.resolver_settings.config())
             .as_ref()
-            .map_err(LookupError::finding)
+            .map_err(LookupError::finding)?;
+        Resolver::new(config, opts).map_err(|e| e.finding())
     }
 }

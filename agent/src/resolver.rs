@@ -1,12 +1,20 @@
-//! DNS for probes: one hickory resolver per context, typed lookups, and the
-//! mapping of resolver errors to findings.
+//! DNS for probes: a fresh hickory resolver per probe run, typed lookups,
+//! the TTL of every answer, and the mapping of resolver errors to findings.
 //!
 //! Every query of a probe goes to `--resolver` when set (and nowhere else:
 //! no hosts file, no search domains), else to the system's resolvers.
 //! `source_address` binds the resolver's sockets too, so a vantage's DNS
 //! comes from the same address as its connections.
+//!
+//! Answers are never served from a cache kept between runs: each run of a
+//! check builds its own [`Resolver`] (from settings read once), so a dead
+//! resolver or a changed record shows on the very next run, whatever TTL
+//! the answer had. Within one run a repeated question is answered once, so
+//! the run sees one consistent view.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hickory_resolver::TokioResolver;
@@ -134,21 +142,23 @@ impl ResolverSettings {
         ))
     }
 
-    /// Builds the resolver.
+    /// Builds a resolver.
     pub fn build(&self) -> Result<Resolver, LookupError> {
         let (config, opts) = self.config()?;
-        let inner = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
-            .with_options(opts)
-            .build()
-            .map_err(|e| LookupError::Local(e.to_string()))?;
-        Ok(Resolver { inner })
+        Resolver::new(&config, &opts)
     }
 }
 
-/// Typed DNS lookups for checks.
+/// Questions a run may ask before its own answers are forgotten (a run
+/// asks a handful; an SPF tree at most a few dozen).
+const RUN_CACHE: u64 = 256;
+
+/// Typed DNS lookups for one probe run.
 #[derive(Clone)]
 pub struct Resolver {
     inner: TokioResolver,
+    /// Lowest TTL of each answer received, by `name TYPE`.
+    ttls: Arc<Mutex<BTreeMap<String, u32>>>,
 }
 
 impl std::fmt::Debug for Resolver {
@@ -171,7 +181,31 @@ pub fn display_name(name: &Name) -> String {
 }
 
 impl Resolver {
-    /// mail-auth over the same resolver (same servers, same cache).
+    /// A resolver with nothing cached yet.
+    pub fn new(config: &ResolverConfig, opts: &ResolverOpts) -> Result<Self, LookupError> {
+        let mut opts = opts.clone();
+        opts.cache_size = RUN_CACHE;
+        let inner =
+            TokioResolver::builder_with_config(config.clone(), TokioRuntimeProvider::default())
+                .with_options(opts)
+                .build()
+                .map_err(|e| LookupError::Local(e.to_string()))?;
+        Ok(Resolver {
+            inner,
+            ttls: Arc::default(),
+        })
+    }
+
+    /// The TTL of every answer this resolver received (the lowest of its
+    /// records), by `name TYPE`.
+    pub fn ttls(&self) -> BTreeMap<String, u32> {
+        match self.ttls.lock() {
+            Ok(t) => t.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// mail-auth over the same resolver (same servers, same run).
     pub fn authenticator(&self) -> mail_auth::MessageAuthenticator {
         mail_auth::MessageAuthenticator(self.inner.clone())
     }
@@ -185,12 +219,21 @@ impl Resolver {
             .lookup(fq, rtype)
             .await
             .map_err(|e| classify(name, rtype, &e))?;
-        let records: Vec<RData> = lookup
+        let answers = lookup
             .answers()
             .iter()
-            .filter(|r| r.data.record_type() == rtype)
-            .map(|r| r.data.clone())
-            .collect();
+            .filter(|r| r.data.record_type() == rtype);
+        if let Some(ttl) = answers.clone().map(|r| r.ttl).min() {
+            let key = format!(
+                "{} {rtype}",
+                name.trim_end_matches('.').to_ascii_lowercase()
+            );
+            if let Ok(mut ttls) = self.ttls.lock() {
+                let slot = ttls.entry(key).or_insert(ttl);
+                *slot = (*slot).min(ttl);
+            }
+        }
+        let records: Vec<RData> = answers.map(|r| r.data.clone()).collect();
         if records.is_empty() {
             return Err(LookupError::NoRecords {
                 name: name.to_owned(),

@@ -1,11 +1,14 @@
 //! An authoritative DNS server (hickory-server) on loopback, loaded with
 //! zones written in the test in zone-file syntax, plus names that answer
-//! SERVFAIL and a resolver address that never answers.
+//! SERVFAIL and a resolver address that never answers. A running server's
+//! zones can be replaced and it can be told to fall silent, so tests see
+//! what a check makes of changed records and a dead server.
 
 use std::collections::HashSet;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use hickory_proto::op::{Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
@@ -41,6 +44,22 @@ pub struct DnsServer {
     /// UDP and TCP address (same port).
     pub addr: SocketAddr,
     task: JoinHandle<()>,
+    live: Live,
+}
+
+/// What a running server answers from, shared with its handler.
+#[derive(Clone, Default)]
+struct Live {
+    catalog: Arc<RwLock<Arc<Catalog>>>,
+    silent: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Live")
+            .field("silent", &self.silent.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Drop for DnsServer {
@@ -50,7 +69,7 @@ impl Drop for DnsServer {
 }
 
 struct Handler {
-    catalog: Catalog,
+    live: Live,
     servfail: HashSet<LowerName>,
 }
 
@@ -61,14 +80,27 @@ impl RequestHandler for Handler {
         request: &Request,
         mut response_handle: R,
     ) -> ResponseInfo {
+        if self.live.silent.load(Ordering::Relaxed) {
+            // Nothing is sent: the client times out.
+            let mut metadata =
+                Metadata::new(request.metadata.id, MessageType::Response, OpCode::Query);
+            metadata.response_code = ResponseCode::ServFail;
+            return ResponseInfo::from(Header {
+                metadata,
+                counts: HeaderCounts::default(),
+            });
+        }
         let failing = request
             .queries
             .queries()
             .iter()
             .any(|q| self.servfail.contains(q.name()));
         if !failing {
-            return self
-                .catalog
+            let catalog = match self.live.catalog.read() {
+                Ok(c) => c.clone(),
+                Err(poisoned) => poisoned.into_inner().clone(),
+            };
+            return catalog
                 .handle_request::<R, T>(request, response_handle)
                 .await;
         }
@@ -98,21 +130,10 @@ impl DnsServer {
 
     /// Like [`Self::start`]; queries for names in `servfail` answer SERVFAIL.
     pub async fn start_with(zones: &[&str], servfail: &[&str]) -> Result<Self, DnsError> {
-        let mut catalog = Catalog::new();
-        for (index, text) in zones.iter().enumerate() {
-            let zone_err = |message: String| DnsError::Zone { index, message };
-            let (origin, records) = Parser::new(*text, None, None)
-                .parse()
-                .map_err(|e| zone_err(e.to_string()))?;
-            let handler = InMemoryZoneHandler::<TokioRuntimeProvider>::new(
-                origin.clone(),
-                records,
-                ZoneType::Primary,
-                AxfrPolicy::Deny,
-            )
-            .map_err(zone_err)?;
-            catalog.upsert(LowerName::new(&origin), vec![Arc::new(handler)]);
-        }
+        let live = Live {
+            catalog: Arc::new(RwLock::new(Arc::new(catalog(zones)?))),
+            silent: Arc::default(),
+        };
         let servfail = servfail
             .iter()
             .filter_map(|n| hickory_proto::rr::Name::from_ascii(n).ok())
@@ -129,13 +150,17 @@ impl DnsServer {
             let addr = udp.local_addr()?;
             match TcpListener::bind(addr).await {
                 Ok(tcp) => {
-                    let mut server = Server::new(Handler { catalog, servfail });
+                    let handler = Handler {
+                        live: live.clone(),
+                        servfail,
+                    };
+                    let mut server = Server::new(handler);
                     server.register_socket(udp);
                     server.register_listener(tcp, Duration::from_secs(5), 64 * 1024);
                     let task = tokio::spawn(async move {
                         let _ = server.block_until_done().await;
                     });
-                    return Ok(DnsServer { addr, task });
+                    return Ok(DnsServer { addr, task, live });
                 }
                 Err(e) => last_err = Some(e),
             }
@@ -144,6 +169,44 @@ impl DnsServer {
             last_err.unwrap_or_else(|| io::Error::other("no free port")),
         ))
     }
+}
+
+impl DnsServer {
+    /// Serves `zones` from now on instead of the ones it had (a record
+    /// changed at its source, whatever TTL it was served with).
+    pub fn set_zones(&self, zones: &[&str]) -> Result<(), DnsError> {
+        let new = Arc::new(catalog(zones)?);
+        match self.live.catalog.write() {
+            Ok(mut c) => *c = new,
+            Err(poisoned) => *poisoned.into_inner() = new,
+        }
+        Ok(())
+    }
+
+    /// Stops answering anything (`true`) or answers again (`false`).
+    pub fn set_silent(&self, silent: bool) {
+        self.live.silent.store(silent, Ordering::Relaxed);
+    }
+}
+
+/// The zones (zone-file text) as a catalog.
+fn catalog(zones: &[&str]) -> Result<Catalog, DnsError> {
+    let mut catalog = Catalog::new();
+    for (index, text) in zones.iter().enumerate() {
+        let zone_err = |message: String| DnsError::Zone { index, message };
+        let (origin, records) = Parser::new(*text, None, None)
+            .parse()
+            .map_err(|e| zone_err(e.to_string()))?;
+        let handler = InMemoryZoneHandler::<TokioRuntimeProvider>::new(
+            origin.clone(),
+            records,
+            ZoneType::Primary,
+            AxfrPolicy::Deny,
+        )
+        .map_err(zone_err)?;
+        catalog.upsert(LowerName::new(&origin), vec![Arc::new(handler)]);
+    }
+    Ok(catalog)
 }
 
 /// A UDP socket that reads queries and never answers: a resolver address

@@ -105,12 +105,11 @@ impl Planning {
     }
 
     /// Plans the notifications of incidents `ids`.
-    pub fn plan(&mut self, ids: &BTreeSet<u64>, incidents: &mut Incidents, cx: Context<'_>) {
+    pub fn plan(&mut self, ids: &BTreeSet<u64>, incidents: &mut Incidents, mut cx: Context<'_>) {
         if ids.is_empty() {
             return;
         }
         let checks = cx.declared.checks_by_name();
-        let mut cx = cx;
         for id in ids {
             if let Some(incident) = incidents.all.get_mut(id) {
                 let check = checks.get(incident.check.as_str()).copied();

@@ -78,6 +78,11 @@ enum Bench {
         /// Export traces (agent and coordinator) to an in-process OTLP collector.
         #[arg(long)]
         traces: bool,
+        /// What the checks are: `smtp` (SMTP+STARTTLS), or `mail`, a mix of
+        /// smtp, dns, mx, spf and dmarc checks, their DNS asked of a testkit
+        /// server.
+        #[arg(long, value_enum, default_value = "smtp")]
+        mix: Mix,
     },
     /// Result ingest into a 3-node cluster through agent sessions.
     Ingest {
@@ -138,7 +143,8 @@ fn main() -> Result<()> {
             checks,
             seconds,
             traces,
-        } => agent(checks, seconds, traces),
+            mix,
+        } => agent(checks, seconds, traces, mix),
         Bench::Ingest {
             agents,
             batch,
@@ -408,13 +414,53 @@ fn proc_usage(pid: u32) -> Option<(f64, u64, u64)> {
     Some((ticks / 100.0, kib("VmRSS:")?, kib("VmHWM:")?))
 }
 
-fn agent(checks: usize, seconds: u64, traces: bool) -> Result<()> {
+/// The checks `vantage-bench agent` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Mix {
+    /// SMTP with STARTTLS only.
+    Smtp,
+    /// smtp, dns, mx, spf and dmarc in turn.
+    Mail,
+}
+
+/// The zone the `mail` mix asks about.
+const BENCH_ZONE: &str = r#"
+$ORIGIN example.test.
+@       3600 IN SOA ns.example.test. hostmaster.example.test. 1 3600 600 86400 300
+@       3600 IN NS  ns
+ns      3600 IN A   127.0.0.1
+mx      3600 IN A   127.0.0.1
+@       3600 IN MX  10 mx
+@       3600 IN TXT "v=spf1 ip4:192.0.2.0/24 include:_spf.example.test -all"
+_spf    3600 IN TXT "v=spf1 ip4:198.51.100.0/24 -all"
+_dmarc  3600 IN TXT "v=DMARC1; p=reject; rua=mailto:dmarc@example.test"
+"#;
+
+/// Check `i` of the mix, as a `[[check]]`.
+fn bench_check(mix: Mix, i: usize, smtp_port: u16) -> String {
+    let head = |kind: &str, target: &str| {
+        format!(
+            "[[check]]\nname = \"{kind}-{i}\"\nkind = \"{kind}\"\ntarget = \"{target}\"\ninterval = \"60s\"\nregions = [\"eu\"]\n"
+        )
+    };
+    let smtp = || head("smtp", "127.0.0.1") + &format!("params = {{ port = {smtp_port} }}\n");
+    match (mix, i % 5) {
+        (Mix::Smtp, _) | (Mix::Mail, 0) => smtp(),
+        (Mix::Mail, 1) => head("dns", "mx.example.test"),
+        (Mix::Mail, 2) => head("mx", "example.test"),
+        (Mix::Mail, 3) => head("spf", "example.test"),
+        (Mix::Mail, _) => head("dmarc", "example.test"),
+    }
+}
+
+fn agent(checks: usize, seconds: u64, traces: bool, mix: Mix) -> Result<()> {
     use vantage_proto::v1::ApplyRequest;
     use vantage_tests::cluster::{Cluster, Timers};
 
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let server = starttls_server().await?;
+        let dns = vantage_tests::dns::DnsServer::start(&[BENCH_ZONE]).await?;
         let collector = vantage_tests::otlp::Collector::start().await?;
         let mut cluster = Cluster::new(Timers::default())?;
         if traces {
@@ -422,15 +468,26 @@ fn agent(checks: usize, seconds: u64, traces: bool) -> Result<()> {
         }
         let mut cluster = cluster.started(1).await?;
         let port = server.addr.port();
-        let toml: String = (0..checks)
-            .map(|i| format!("[[check]]\nname = \"smtp-{i}\"\nkind = \"smtp\"\ntarget = \"127.0.0.1\"\ninterval = \"60s\"\nregions = [\"eu\"]\nparams = {{ port = {port} }}\n"))
-            .collect();
-        cluster.operator(1)?.apply(ApplyRequest { source_name: "bench.toml".into(), toml, dry_run: false }).await?;
-        cluster.spawn_agent("bench-1", "eu", "127.0.0.1", &[]).await?;
-        let pid = cluster.agent_pid("bench-1").ok_or_else(|| anyhow::anyhow!("agent not running"))?;
+        let toml: String = (0..checks).map(|i| bench_check(mix, i, port)).collect();
+        cluster
+            .operator(1)?
+            .apply(ApplyRequest {
+                source_name: "bench.toml".into(),
+                toml,
+                dry_run: false,
+            })
+            .await?;
+        let resolver = format!("resolver = \"{}\"\n", dns.addr);
+        cluster
+            .spawn_agent_with("bench-1", "eu", "127.0.0.1", &[], &resolver)
+            .await?;
+        let pid = cluster
+            .agent_pid("bench-1")
+            .ok_or_else(|| anyhow::anyhow!("agent not running"))?;
         // Warm-up: sessions, the first burst of probes.
         tokio::time::sleep(Duration::from_secs(20)).await;
-        let (cpu0, _, _) = proc_usage(pid).ok_or_else(|| anyhow::anyhow!("cannot read /proc for the agent"))?;
+        let (cpu0, _, _) =
+            proc_usage(pid).ok_or_else(|| anyhow::anyhow!("cannot read /proc for the agent"))?;
         let t0 = Instant::now();
         let mut max_rss = 0;
         while t0.elapsed() < Duration::from_secs(seconds) {
@@ -441,17 +498,38 @@ fn agent(checks: usize, seconds: u64, traces: bool) -> Result<()> {
         }
         let (cpu1, rss, hwm) = proc_usage(pid).ok_or_else(|| anyhow::anyhow!("agent died"))?;
         let wall = t0.elapsed().as_secs_f64();
-        let connections = server.seen.connections.load(std::sync::atomic::Ordering::Relaxed);
-        let traced = if traces { "traces exported over OTLP" } else { "no traces" };
-        println!("vantage-bench agent: {checks} SMTP+STARTTLS checks a minute, one agent, loopback, {traced}");
+        let connections = server
+            .seen
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let traced = if traces {
+            "traces exported over OTLP"
+        } else {
+            "no traces"
+        };
+        let what = match mix {
+            Mix::Smtp => "SMTP+STARTTLS checks",
+            Mix::Mail => "checks (smtp, dns, mx, spf, dmarc in turn; DNS from a testkit server)",
+        };
+        println!("vantage-bench agent: {checks} {what} a minute, one agent, loopback, {traced}");
         println!("  measured          {wall:.0} s after a 20 s warm-up");
         println!("  probes served     {connections} connections in all");
-        println!("  CPU               {:.2} % of one core", (cpu1 - cpu0) / wall * 100.0);
+        println!(
+            "  CPU               {:.2} % of one core",
+            (cpu1 - cpu0) / wall * 100.0
+        );
         println!("  RSS now           {:.1} MiB", rss as f64 / 1024.0);
         println!("  RSS max (sampled) {:.1} MiB", max_rss as f64 / 1024.0);
-        println!("  RSS peak (VmHWM)  {:.1} MiB (includes start-up)", hwm as f64 / 1024.0);
+        println!(
+            "  RSS peak (VmHWM)  {:.1} MiB (includes start-up)",
+            hwm as f64 / 1024.0
+        );
         if traces {
-            let probes = collector.spans().iter().filter(|s| s.name == "probe").count();
+            let probes = collector
+                .spans()
+                .iter()
+                .filter(|s| s.name == "probe")
+                .count();
             println!("  probe spans       {probes} received by the collector");
         }
         Ok(())

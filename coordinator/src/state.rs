@@ -43,8 +43,9 @@ use crate::notification::Key;
 use crate::verdict::Verdict;
 use vantage_common::Status;
 
-/// Version of the serialised [`State`] layout; a snapshot of another
-/// version is refused rather than misread.
+/// Version of the serialised [`State`] layout: a snapshot of an older one
+/// is migrated (`state/migrate.rs`), one of a newer one refused rather
+/// than misread.
 pub const STATE_VERSION: u32 = 2;
 
 /// Everything the cluster agrees on.

@@ -212,10 +212,12 @@ async fn the_runtime_sees_a_changed_record_and_a_dead_resolver_on_the_next_run()
     })
     .await
     .unwrap();
+    // (A change reaching the regions a few seconds apart may still be
+    // noted as a DNS divergence, a warning: never a page.)
     for r in receiver.received("/hook") {
         let j = r.json();
         assert!(
-            j["check"] == "vantage/ru" || j["severity"] == "info",
+            j["check"] == "vantage/ru" || j["severity"] != "critical",
             "no page about a target: {j}"
         );
     }

@@ -33,9 +33,12 @@ pub struct CheckVerdict {
     /// Per region: is it warning, held steady against flapping.
     #[serde(default)]
     pub warn_state: BTreeMap<String, Steady<bool>>,
-    /// DNS-answer kinds: the latest answer per region.
+    /// DNS-answer kinds: the answer per region, held steady.
     #[serde(default)]
     pub answers: BTreeMap<String, Steady<String>>,
+    /// DNS-answer kinds: the answer per region as last seen, and since when.
+    #[serde(default)]
+    pub seen: BTreeMap<String, Seen>,
     /// Time spent per verdict class, per hour (30 days), closed periods only.
     #[serde(default)]
     pub hours: BTreeMap<i64, VerdictTime>,
@@ -85,6 +88,17 @@ fn account(hours: &mut BTreeMap<i64, VerdictTime>, verdict: &Verdict, from: i64,
     while hours.len() > ROLLUP_HOURS {
         hours.pop_first();
     }
+}
+
+/// A region's latest answer and when it was seen (probe times).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seen {
+    /// The answer (`None`: the region got none to compare).
+    pub answer: Option<String>,
+    /// When it was first seen, in an unbroken run of equal answers.
+    pub since_ms: i64,
+    /// When it was last seen.
+    pub at_ms: i64,
 }
 
 /// A per-region value that changes only after the same observation
@@ -157,6 +171,7 @@ impl CheckVerdict {
             warnings: BTreeMap::new(),
             warn_state: BTreeMap::new(),
             answers: BTreeMap::new(),
+            seen: BTreeMap::new(),
             hours: BTreeMap::new(),
         };
         v.verdict = v.decide(check, impaired);
@@ -177,15 +192,7 @@ impl CheckVerdict {
         if verdict != Verdict::Ok {
             return verdict;
         }
-        // Answers seen through an impaired vantage prove nothing.
-        let answers: BTreeMap<String, String> = self
-            .answers
-            .iter()
-            .filter(|(region, _)| !impaired.contains_key(*region))
-            .filter_map(|(r, a)| Some((r.clone(), a.value.clone()?)))
-            .collect();
-        let distinct: std::collections::BTreeSet<&String> = answers.values().collect();
-        if distinct.len() > 1 {
+        if let Some(answers) = self.divergence(impaired) {
             return Verdict::Divergent { answers };
         }
         match self.warnings.iter().next() {
@@ -195,6 +202,36 @@ impl CheckVerdict {
             },
             None => Verdict::Ok,
         }
+    }
+
+    /// The held answers per region when the regions really disagree: their
+    /// answers, held steady, differ, and so do the answers they see now,
+    /// among the regions that have answered since the latest change seen
+    /// anywhere. A change on its way to every region (seen a few seconds
+    /// apart) is therefore no divergence; answers seen through an impaired
+    /// vantage prove nothing.
+    fn divergence(&self, impaired: &Impaired) -> Option<BTreeMap<String, String>> {
+        let trusted = |region: &String| !impaired.contains_key(region);
+        let seen = |region: &String| self.seen.get(region).cloned().unwrap_or_default();
+        let changed_ms = self
+            .answers
+            .keys()
+            .filter(|r| trusted(r))
+            .map(|r| seen(r).since_ms)
+            .max()?;
+        let fresh: Vec<&String> = self
+            .answers
+            .keys()
+            .filter(|r| trusted(r) && seen(r).at_ms >= changed_ms)
+            .collect();
+        let held: BTreeMap<String, String> = fresh
+            .iter()
+            .filter_map(|r| Some(((*r).clone(), self.answers[*r].value.clone()?)))
+            .collect();
+        let now: std::collections::BTreeSet<String> =
+            fresh.iter().filter_map(|r| seen(r).answer).collect();
+        let distinct: std::collections::BTreeSet<&String> = held.values().collect();
+        (distinct.len() > 1 && now.len() > 1).then_some(held)
     }
 
     fn refresh(
@@ -263,6 +300,7 @@ pub fn follow_declaration(
                 v.regions.retain(|r, _| check.regions.contains(r));
                 v.warnings.retain(|r, _| check.regions.contains(r));
                 v.answers.retain(|r, _| check.regions.contains(r));
+                v.seen.retain(|r, _| check.regions.contains(r));
                 v.warn_state.retain(|r, _| check.regions.contains(r));
                 for r in &check.regions {
                     v.regions.entry(r.clone()).or_default();
@@ -334,13 +372,24 @@ pub fn observe(
         }
     }
     if check.kind.compares_answers() {
+        let now = answer(result);
+        let changed_ms = v.seen.values().map(|s| s.since_ms).max().unwrap_or(0);
+        let seen = v.seen.entry(region.to_owned()).or_default();
+        // A new answer, or the first since a change elsewhere (the region
+        // is comparable again), may decide a divergence.
+        changed |= seen.answer != now || seen.at_ms < changed_ms;
+        if seen.answer != now || seen.at_ms == 0 {
+            seen.answer = now.clone();
+            seen.since_ms = result.started_at_ms;
+        }
+        seen.at_ms = result.started_at_ms;
         // No answer (a timeout, a resolver failure) held long enough drops
         // the region from the comparison.
         changed |= v
             .answers
             .entry(region.to_owned())
             .or_default()
-            .observe(answer(result), check.fail_after);
+            .observe(now, check.fail_after);
     }
     changed
 }
@@ -565,5 +614,42 @@ mod tests {
             .collect();
         feed(&mut v, &mut inc, &c, &fails);
         assert_eq!(v["c"].verdict.name(), "outage");
+    }
+
+    #[test]
+    fn a_change_reaching_every_region_is_no_divergence() {
+        let c = check("spf", "");
+        let (mut v, mut inc) = (Verdicts::new(), Incidents::default());
+        let old = r#"{"record":"v=spf1 -all"}"#;
+        let new = r#"{"record":"v=spf1 ~all"}"#;
+        // Each region probes every 10 s, a few seconds apart; the record
+        // changes at 25 s, and back at 85 s.
+        for t in (0..150).step_by(10) {
+            for (offset, region) in [(0, "ru"), (3, "eu"), (6, "us")] {
+                let at = t + offset;
+                let answer = if (25..85).contains(&at) { new } else { old };
+                feed(
+                    &mut v,
+                    &mut inc,
+                    &c,
+                    &[result(region, at, Status::Pass, "", answer)],
+                );
+                assert_ne!(v["c"].verdict.name(), "divergent", "at {at}");
+            }
+        }
+        assert!(inc.all.is_empty(), "no incident: {:?}", inc.all);
+        // A region that keeps seeing the old answer is a divergence.
+        for t in (150..200).step_by(10) {
+            for (offset, region) in [(0, "ru"), (3, "eu"), (6, "us")] {
+                let answer = if region == "ru" { old } else { new };
+                feed(
+                    &mut v,
+                    &mut inc,
+                    &c,
+                    &[result(region, t + offset, Status::Pass, "", answer)],
+                );
+            }
+        }
+        assert_eq!(v["c"].verdict.name(), "divergent");
     }
 }

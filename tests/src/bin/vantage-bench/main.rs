@@ -64,6 +64,10 @@ enum Bench {
         /// The agent binary; default: `vantage-agent` next to this program.
         #[arg(long)]
         agent: Option<PathBuf>,
+        /// What to probe: `smtp` (STARTTLS, loopback) or `spf` (a record
+        /// with an include, from a testkit DNS server, asked afresh).
+        #[arg(long, value_enum, default_value = "smtp")]
+        kind: OneshotKind,
     },
     /// Serve scripted SMTP with STARTTLS on loopback until stdin closes.
     ServeSmtp,
@@ -137,7 +141,7 @@ enum Bench {
 fn main() -> Result<()> {
     match Cli::parse().command {
         Bench::Probe { count, concurrency } => probe(count, concurrency),
-        Bench::Oneshot { runs, agent } => oneshot(runs, agent),
+        Bench::Oneshot { runs, agent, kind } => oneshot(runs, agent, kind),
         Bench::ServeSmtp => serve_smtp(),
         Bench::Agent {
             checks,
@@ -276,7 +280,16 @@ fn probe(count: usize, concurrency: usize) -> Result<()> {
     Ok(())
 }
 
-fn oneshot(runs: usize, agent: Option<PathBuf>) -> Result<()> {
+/// What `vantage-bench oneshot` probes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OneshotKind {
+    /// SMTP with STARTTLS.
+    Smtp,
+    /// SPF, its DNS asked of a testkit server.
+    Spf,
+}
+
+fn oneshot(runs: usize, agent: Option<PathBuf>, kind: OneshotKind) -> Result<()> {
     let agent = match agent {
         Some(a) => a,
         None => std::env::current_exe()?.with_file_name("vantage-agent"),
@@ -288,37 +301,68 @@ fn oneshot(runs: usize, agent: Option<PathBuf>) -> Result<()> {
         );
     }
     let rt = tokio::runtime::Runtime::new()?;
-    let server = rt.block_on(starttls_server())?;
-    let args: Vec<String> = [
-        "smtp",
-        "127.0.0.1",
-        "--port",
-        &server.addr.port().to_string(),
-        "-o",
-        "json",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
-    let mut peaks = Vec::new();
+    let smtp = rt.block_on(starttls_server())?;
+    let dns = rt.block_on(vantage_tests::dns::DnsServer::start(&[BENCH_ZONE]))?;
+    let (what, args) = match kind {
+        OneshotKind::Smtp => (
+            "smtp (STARTTLS)",
+            vec![
+                "smtp".to_owned(),
+                "127.0.0.1".into(),
+                "--port".into(),
+                smtp.addr.port().to_string(),
+            ],
+        ),
+        OneshotKind::Spf => (
+            "spf (a record with an include, testkit DNS)",
+            vec![
+                "spf".to_owned(),
+                "example.test".into(),
+                "--resolver".into(),
+                dns.addr.to_string(),
+            ],
+        ),
+    };
+    let args: Vec<String> = args
+        .into_iter()
+        .chain(["-o".into(), "json".into()])
+        .collect();
+    let (mut peaks, mut probe_ms, mut wall_ms) = (Vec::new(), Vec::new(), Vec::new());
+    let mut outcome = String::new();
     for _ in 0..runs {
+        let started = Instant::now();
         let (run, rss) = vantage_tests::agent::run_measured(&agent, &args);
+        wall_ms.push(started.elapsed().as_secs_f64() * 1000.0);
         if run.code != 0 {
             bail!("probe did not pass: {run:?}");
         }
-        peaks.push(rss);
+        peaks.push(rss as f64 / 1024.0);
+        let json = run.json();
+        probe_ms.push(json["duration_ms"].as_f64().unwrap_or(f64::NAN));
+        outcome = format!("{} {}", json["status"], json["message"]);
     }
-    peaks.sort_unstable();
-    let mib = |k: u64| k as f64 / 1024.0;
-    println!(
-        "vantage-bench oneshot: {} x `vantage-agent probe smtp` (STARTTLS) on loopback",
-        runs
-    );
+    let spread = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        format!(
+            "min {:.1}, median {:.1}, max {:.1}",
+            v[0],
+            v[v.len() / 2],
+            v[v.len() - 1]
+        )
+    };
+    println!("vantage-bench oneshot: {runs} x `vantage-agent probe {what}` on loopback");
     println!("  binary            {}", agent.display());
-    println!("  peak RSS min      {:.1} MiB", mib(peaks[0]));
-    println!("  peak RSS median   {:.1} MiB", mib(peaks[peaks.len() / 2]));
-    println!("  peak RSS max      {:.1} MiB", mib(peaks[peaks.len() - 1]));
-    drop(server);
+    println!("  outcome           {outcome}");
+    println!("  peak RSS (MiB)    {}", spread(&mut peaks));
+    println!(
+        "  probe (ms)        {}  (the outcome's duration_ms)",
+        spread(&mut probe_ms)
+    );
+    println!(
+        "  process (ms)      {}  (start to exit)",
+        spread(&mut wall_ms)
+    );
+    drop((smtp, dns));
     Ok(())
 }
 

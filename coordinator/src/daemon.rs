@@ -156,17 +156,7 @@ async fn run(
         "vantage-coordinator node {} listening on {}",
         node.id, bound
     );
-    if init_alone
-        && node
-            .raft
-            .metrics()
-            .borrow()
-            .membership_config
-            .membership()
-            .voter_ids()
-            .next()
-            .is_none()
-    {
+    if init_alone && node.proposer.voters().is_empty() {
         node.proposer.initialize(Default::default()).await?;
     }
     if init_alone {

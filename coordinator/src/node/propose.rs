@@ -113,6 +113,17 @@ impl Proposer {
         self.raft.current_leader().await == Some(self.id)
     }
 
+    /// The voters of the membership this node knows.
+    pub fn voters(&self) -> BTreeSet<NodeId> {
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect()
+    }
+
     /// The leader as this node knows it: its id and address.
     pub async fn leader(&self) -> Option<(NodeId, Option<String>)> {
         let id = self.raft.current_leader().await?;
@@ -192,14 +203,7 @@ impl Proposer {
                 Ok(self.membership().await)
             }
             Proposal::RemoveMember { id } => {
-                let is_voter = self
-                    .raft
-                    .metrics()
-                    .borrow()
-                    .membership_config
-                    .membership()
-                    .voter_ids()
-                    .any(|v| v == *id);
+                let is_voter = self.voters().contains(id);
                 let ids = BTreeSet::from([*id]);
                 let change = if is_voter {
                     ChangeMembers::RemoveVoters(ids)

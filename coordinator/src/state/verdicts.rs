@@ -2,7 +2,7 @@
 //! trackers fed by results, staleness driven by `Tick` entries from the
 //! log, and the current cross-region verdict with the time it began.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use vantage_common::{FailureClass, Status};
@@ -211,26 +211,25 @@ impl CheckVerdict {
     /// apart) is therefore no divergence; answers seen through an impaired
     /// vantage prove nothing.
     fn divergence(&self, impaired: &Impaired) -> Option<BTreeMap<String, String>> {
-        let trusted = |region: &String| !impaired.contains_key(region);
-        let seen = |region: &String| self.seen.get(region).cloned().unwrap_or_default();
-        let changed_ms = self
+        let unseen = Seen::default();
+        let trusted: Vec<(&String, &Steady<String>, &Seen)> = self
             .answers
-            .keys()
-            .filter(|r| trusted(r))
-            .map(|r| seen(r).since_ms)
-            .max()?;
-        let fresh: Vec<&String> = self
-            .answers
-            .keys()
-            .filter(|r| trusted(r) && seen(r).at_ms >= changed_ms)
-            .collect();
-        let held: BTreeMap<String, String> = fresh
             .iter()
-            .filter_map(|r| Some(((*r).clone(), self.answers[*r].value.clone()?)))
+            .filter(|(region, _)| !impaired.contains_key(*region))
+            .map(|(region, held)| (region, held, self.seen.get(region).unwrap_or(&unseen)))
             .collect();
-        let now: std::collections::BTreeSet<String> =
-            fresh.iter().filter_map(|r| seen(r).answer).collect();
-        let distinct: std::collections::BTreeSet<&String> = held.values().collect();
+        let changed_ms = trusted.iter().map(|(_, _, seen)| seen.since_ms).max()?;
+        let fresh = trusted
+            .iter()
+            .filter(|(_, _, seen)| seen.at_ms >= changed_ms);
+        let held: BTreeMap<String, String> = fresh
+            .clone()
+            .filter_map(|(region, held, _)| Some(((*region).clone(), held.value.clone()?)))
+            .collect();
+        let now: BTreeSet<&String> = fresh
+            .filter_map(|(_, _, seen)| seen.answer.as_ref())
+            .collect();
+        let distinct: BTreeSet<&String> = held.values().collect();
         (distinct.len() > 1 && now.len() > 1).then_some(held)
     }
 

@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::time::Instant;
+use vantage_common::observed::Observed;
 pub use vantage_common::spec::CheckSpec;
 use vantage_common::spec::Kind;
 use vantage_common::{FailureClass, Outcome, Phases, Status};
@@ -148,6 +149,32 @@ impl<'a> Probe<'a> {
     /// Adds a detail (banner, extensions, records seen...).
     pub fn detail(&mut self, key: &str, value: impl Into<Value>) {
         self.details.insert(key.to_owned(), value.into());
+    }
+
+    /// Records what the check saw, normalised (`details.observed`: the
+    /// cluster's baseline compares it across runs and regions), and holds
+    /// it against the check's pin: a different value fails with class
+    /// `policy`, naming the difference.
+    pub fn observed(
+        &mut self,
+        what: &str,
+        seen: Observed,
+        pin: Option<&Observed>,
+    ) -> Result<(), Finding> {
+        let diff = pin.map(|p| p.diff(&seen)).unwrap_or_default();
+        if let Ok(value) = serde_json::to_value(&seen) {
+            self.detail("observed", value);
+        }
+        if diff.is_empty() {
+            return Ok(());
+        }
+        Err(Finding::fail(
+            FailureClass::Policy,
+            format!(
+                "{what} differs from the pinned value (pinned → seen): {}",
+                diff.join("; ")
+            ),
+        ))
     }
 
     /// A string detail recorded earlier.

@@ -177,7 +177,11 @@ pub struct ProbeArgs {
     /// Bind outgoing connections and DNS queries to this address.
     #[arg(long)]
     pub source_address: Option<IpAddr>,
-    /// dns: a value that must be in the answer; tcp: text the server must send. Repeatable.
+    /// dns: a value that must be in the answer; tcp: text the server must
+    /// send; mx, ptr: the pinned set (`10 mx.example.org`; repeatable);
+    /// spf, dmarc, dkim: the pinned record (dkim also `sha256:...` of its
+    /// key); tls: the pinned certificate (`sha256:...`). A pinned value
+    /// that differs fails with class policy.
     #[arg(long)]
     pub expect: Vec<String>,
     /// dns: record type (A, AAAA, MX, TXT, PTR, CNAME, NS).

@@ -10,6 +10,8 @@
 //!   registry of kinds ([`spec::Kind`]), one file of parameters per kind
 //!   under `spec/`, [`spec::CheckSpec`] built and validated from a
 //!   declaration.
+//! - [`observed`] — what a check saw, normalised: compared across runs and
+//!   regions, pinned by `expect`, and described as a change.
 //! - [`duration`] — `90s`/`5m`/`4h`/`1d` parsed once into [`duration::Period`].
 //! - [`clock`] — wall-clock milliseconds for timestamps.
 //! - [`config`] — the one TOML loader: unknown fields rejected, errors name
@@ -31,6 +33,7 @@ pub mod hash;
 pub mod identity;
 pub mod logging;
 pub mod metrics;
+pub mod observed;
 pub mod outcome;
 pub mod pki;
 pub mod spec;

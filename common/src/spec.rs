@@ -93,6 +93,15 @@ impl Kind {
         matches!(self, Kind::Dns | Kind::Mx | Kind::Spf | Kind::Dmarc)
     }
 
+    /// Does the cluster keep a baseline of what it observes and report
+    /// changes (`details.observed`)?
+    pub fn tracks_changes(self) -> bool {
+        matches!(
+            self,
+            Kind::Dns | Kind::Mx | Kind::Ptr | Kind::Spf | Kind::Dkim | Kind::Dmarc | Kind::Tls
+        )
+    }
+
     /// `smtp, tls, dns, ...` for error messages and help texts.
     pub fn list() -> String {
         Kind::ALL.map(Kind::name).join(", ")
@@ -140,8 +149,40 @@ pub enum SpecError {
     #[error("params may not set `{0}` (use the check's kind/target)")]
     Reserved(&'static str),
     /// The parameters do not fit the kind (unknown, missing, out of range).
-    #[error("params: {0}")]
-    Params(String),
+    #[error("params: {}{message}", field.as_deref().map(|f| format!("{f}: ")).unwrap_or_default())]
+    Params {
+        /// The parameter at fault, when one is (`expect`, `port`).
+        field: Option<String>,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl SpecError {
+    fn param(field: &str, message: impl Into<String>) -> Self {
+        SpecError::Params {
+            field: Some(field.to_owned()),
+            message: message.into(),
+        }
+    }
+}
+
+/// Builds one kind's parameters from its table, naming the field at fault.
+fn build<T: serde::de::DeserializeOwned>(table: toml::Table) -> Result<T, SpecError> {
+    serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.inner().message().trim().to_owned();
+        // Unknown and missing fields name themselves in the message.
+        let named = message.split('`').nth(1).filter(|_| {
+            message.starts_with("unknown field") || message.starts_with("missing field")
+        });
+        let field = match named {
+            Some(name) => Some(name.to_owned()),
+            None if path != "." => Some(path),
+            None => None,
+        };
+        SpecError::Params { field, message }
+    })
 }
 
 /// A validated check of any kind.
@@ -182,11 +223,49 @@ impl CheckSpec {
                 return Err(SpecError::Reserved(reserved));
             }
         }
-        table.insert("kind".into(), kind.name().into());
         table.insert(field.into(), target.into());
-        toml::Value::Table(table)
-            .try_into::<CheckSpec>()
-            .map_err(|e| SpecError::Params(e.message().trim().to_owned()))
+        let spec = match kind {
+            Kind::Smtp => CheckSpec::Smtp(build(table)?),
+            Kind::Tls => CheckSpec::Tls(build(table)?),
+            Kind::Dns => CheckSpec::Dns(build(table)?),
+            Kind::Mx => CheckSpec::Mx(build(table)?),
+            Kind::Ptr => CheckSpec::Ptr(build(table)?),
+            Kind::Tcp => CheckSpec::Tcp(build(table)?),
+            Kind::Spf => CheckSpec::Spf(build(table)?),
+            Kind::Dkim => CheckSpec::Dkim(build(table)?),
+            Kind::Dmarc => CheckSpec::Dmarc(build(table)?),
+            Kind::Dnsbl => CheckSpec::Dnsbl(build(table)?),
+        };
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// Checks what types alone cannot: the form of pinned values.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        let pin = match self {
+            CheckSpec::Spf(c) => c.pin().map(drop),
+            CheckSpec::Dmarc(c) => c.pin().map(drop),
+            CheckSpec::Dkim(c) => c.validate_pin(),
+            CheckSpec::Tls(c) => c.validate_pin(),
+            CheckSpec::Mx(c) => c.pin().map(drop),
+            _ => Ok(()),
+        };
+        pin.map_err(|e| SpecError::param("expect", e))
+    }
+
+    /// Does it pin the value it observes (`expect`)? A pinned check fails
+    /// on a different answer instead of reporting a change.
+    pub fn pins(&self) -> bool {
+        match self {
+            CheckSpec::Spf(c) => c.expect.is_some(),
+            CheckSpec::Dmarc(c) => c.expect.is_some(),
+            CheckSpec::Dkim(c) => c.expect.is_some(),
+            CheckSpec::Tls(c) => c.expect.is_some(),
+            CheckSpec::Mx(c) => !c.expect.is_empty(),
+            CheckSpec::Ptr(c) => !c.expect.is_empty(),
+            CheckSpec::Dns(c) => !c.expect.is_empty(),
+            _ => false,
+        }
     }
 
     /// Its kind.
@@ -268,15 +347,36 @@ mod tests {
             CheckSpec::from_parts(Kind::Dns, "h", &params("kind = \"mx\"")),
             Err(SpecError::Reserved("kind"))
         );
-        let e = CheckSpec::from_parts(Kind::Smtp, "h", &params("prot = 25"));
-        assert!(
-            matches!(&e, Err(SpecError::Params(m)) if m.contains("unknown field `prot`")),
-            "{e:?}"
-        );
+        let field = |kind: Kind, target: &str, p: &str| match CheckSpec::from_parts(
+            kind,
+            target,
+            &params(p),
+        ) {
+            Err(SpecError::Params { field, message }) => (field.unwrap_or_default(), message),
+            other => panic!("{kind} {p}: {other:?}"),
+        };
+        let (f, m) = field(Kind::Smtp, "h", "prot = 25");
+        assert_eq!(f, "prot");
+        assert!(m.contains("unknown field `prot`"), "{m}");
         assert!(matches!(
             CheckSpec::from_parts(Kind::Ptr, "not-an-ip", &none),
-            Err(SpecError::Params(_))
+            Err(SpecError::Params { .. })
         ));
+        // Ill-typed and malformed pins name their field.
+        assert_eq!(field(Kind::Spf, "d", "expect = 5").0, "expect");
+        assert_eq!(field(Kind::Smtp, "h", "port = \"x\"").0, "port");
+        for (kind, pin) in [
+            (Kind::Spf, "expect = \"v=DMARC1; p=none\""),
+            (Kind::Dmarc, "expect = \"v=spf1 -all\""),
+            (Kind::Dkim, "selector = \"s\"\nexpect = \"k=rsa\""),
+            (Kind::Tls, "port = 443\nexpect = \"sha1:00\""),
+            (Kind::Mx, "expect = [\"mx.example.org\"]"),
+        ] {
+            let (f, m) = field(kind, "example.org", pin);
+            assert_eq!(f, "expect", "{kind}: {m}");
+        }
+        let pinned = CheckSpec::from_parts(Kind::Spf, "d", &params("expect = \"v=spf1 -all\""));
+        assert!(pinned.is_ok_and(|s| s.pins()));
     }
 
     #[test]

@@ -85,6 +85,7 @@ mod tests {
                 recover_after: 2,
                 quorum: Default::default(),
                 severity: crate::notification::Severity::Critical,
+                on_change: Default::default(),
                 routes: vec![],
                 params: Default::default(),
             })

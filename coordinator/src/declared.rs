@@ -109,12 +109,41 @@ pub struct CheckDecl {
     /// `critical`, `warning` or `info`.
     #[serde(default = "default_severity")]
     pub severity: Severity,
+    /// What a change of the observed value (a record, a certificate) raises:
+    /// a `warning` or `critical` CHANGED incident, or nothing (`ignore`;
+    /// it is still recorded). Kinds that keep a baseline only.
+    #[serde(default)]
+    pub on_change: OnChange,
     /// Routes to notify (names of `[[route]]`); all matching routes when empty.
     #[serde(default)]
     pub routes: Vec<String>,
     /// Kind-specific parameters (`port`, `tls`, `expect`, `zones`...).
     #[serde(default)]
     pub params: toml::Table,
+}
+
+/// What a change of a check's observed value raises.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnChange {
+    /// A CHANGED incident of severity `warning`.
+    #[default]
+    Warning,
+    /// A CHANGED incident of severity `critical` (pages).
+    Critical,
+    /// Recorded (`vantagectl changes`), no incident.
+    Ignore,
+}
+
+impl OnChange {
+    /// The severity of the incident a change raises, if any.
+    pub fn severity(self) -> Option<Severity> {
+        match self {
+            OnChange::Warning => Some(Severity::Warning),
+            OnChange::Critical => Some(Severity::Critical),
+            OnChange::Ignore => None,
+        }
+    }
 }
 
 fn default_interval() -> Period {
@@ -233,10 +262,10 @@ impl Declared {
     fn validate(&self, path: &Path, text: &str) -> Result<(), ConfigError> {
         let err = |field: &str, name: &str, msg: String| {
             let mut e = config::invalid(path, text, field, msg);
-            // Point at the entry's `name = "..."` line when the field is not set there.
-            if let Some(line) = name_line(text, name) {
-                e.line = e.line.filter(|l| *l >= line).or(Some(line));
-            }
+            // The line in the entry where the field is set, else the
+            // entry's `name = "..."` line.
+            let key = field.rsplit('.').next().unwrap_or(field);
+            e.line = entry_line(text, name, key).or(e.line);
             e
         };
         let mut names = BTreeSet::new();
@@ -256,8 +285,29 @@ impl Declared {
                     format!("duplicate check name {:?}", c.name),
                 ));
             }
-            c.spec()
-                .map_err(|e| err("check.params", &c.name, format!("check {}: {e}", c.name)))?;
+            let spec = c.spec().map_err(|e| {
+                let field = match &e {
+                    SpecError::Params { field: Some(f), .. } => format!("check.params.{f}"),
+                    _ => "check.params".to_owned(),
+                };
+                err(&field, &c.name, format!("check {}: {e}", c.name))
+            })?;
+            if c.on_change != OnChange::default() {
+                let why = if !c.kind.tracks_changes() {
+                    Some(format!("{} checks keep no baseline", c.kind))
+                } else if spec.pins() {
+                    Some("a pinned check (expect) fails on a different value instead".to_owned())
+                } else {
+                    None
+                };
+                if let Some(why) = why {
+                    return Err(err(
+                        "check.on_change",
+                        &c.name,
+                        format!("check {}: on_change does not apply: {why}", c.name),
+                    ));
+                }
+            }
             if !(MIN_INTERVAL..=MAX_PERIOD).contains(&c.interval) {
                 return Err(err(
                     "check.interval",
@@ -409,15 +459,33 @@ impl Declared {
     }
 }
 
-/// Line of the `name = "<name>"` entry, if any.
-fn name_line(text: &str, name: &str) -> Option<usize> {
+/// The line where `key` is set in the entry named `name` (inline tables
+/// included: `params = { expect = ... }`), else the entry's `name = "..."`
+/// line, if there is one.
+fn entry_line(text: &str, name: &str, key: &str) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
     let quoted = format!("\"{name}\"");
-    text.lines()
-        .position(|l| {
-            let l = l.trim_start();
-            l.starts_with("name") && l.contains(&quoted)
+    let at = lines.iter().position(|l| {
+        let l = l.trim_start();
+        l.strip_prefix("name")
+            .is_some_and(|rest| rest.trim_start().starts_with('=') && rest.contains(&quoted))
+    })?;
+    let header = |l: &&str| l.trim_start().starts_with('[');
+    let start = lines[..at].iter().rposition(header).unwrap_or(0);
+    let end = lines[at + 1..]
+        .iter()
+        .position(header)
+        .map_or(lines.len(), |i| at + 1 + i);
+    let sets_key = |l: &str| {
+        l.match_indices(key).any(|(i, _)| {
+            let before = l[..i].trim_end();
+            let after = l[i + key.len()..].trim_start();
+            after.starts_with('=')
+                && (before.is_empty() || before.ends_with('{') || before.ends_with(','))
         })
-        .map(|i| i + 1)
+    };
+    let line = (start..end).find(|i| sets_key(lines[*i])).unwrap_or(at);
+    Some(line + 1)
 }
 
 /// What applying `new` over `old` changes, by check name.
@@ -479,6 +547,15 @@ regions = ["ru", "eu", "us"]
 params = { port = 587 }
 "#;
 
+    const SPF: &str = r#"
+[[check]]
+name = "spf"
+kind = "spf"
+target = "example.org"
+regions = ["ru", "eu", "us"]
+params = {}
+"#;
+
     fn parse(text: &str) -> Result<Declared, ConfigError> {
         Declared::parse(Path::new("checks.toml"), text)
     }
@@ -522,13 +599,58 @@ params = { port = 587 }
             (
                 &GOOD.replace("port = 587", "prot = 587"),
                 7,
-                "check.params",
+                "check.params.prot",
                 "unknown field `prot`",
             ),
             (
                 &GOOD.replace("port = 587", "port = 70000"),
                 7,
-                "check.params",
+                "check.params.port",
+                "",
+            ),
+            (
+                &GOOD.replace("params = {", "on_change = \"sometimes\"\nparams = {"),
+                7,
+                "check.on_change",
+                "unknown variant",
+            ),
+            (
+                &GOOD.replace("params = {", "on_change = \"critical\"\nparams = {"),
+                7,
+                "check.on_change",
+                "smtp checks keep no baseline",
+            ),
+            (
+                &format!(
+                    "{GOOD}{}",
+                    SPF.replace(
+                        "params = {}",
+                        "params = {\n  expect = \"v=DMARC1; p=none\" }"
+                    )
+                ),
+                15,
+                "check.params.expect",
+                "not an SPF record",
+            ),
+            (
+                &format!(
+                    "{GOOD}{}",
+                    SPF.replace(
+                        "params = {}",
+                        "on_change = \"ignore\"\nparams = { expect = \"v=spf1 -all\" }"
+                    )
+                ),
+                14,
+                "check.on_change",
+                "pinned",
+            ),
+            (
+                &format!(
+                    "{GOOD}{}",
+                    SPF.replace("params = {}", "params = { authoritative = \"yes\" }")
+                ),
+                14,
+                "check.params.authoritative",
                 "",
             ),
             (

@@ -50,6 +50,7 @@ async fn a_changed_record_shows_on_the_next_run_whatever_its_ttl() {
     let spf = CheckSpec::Spf(SpfCheck {
         domain: "example.test".into(),
         ip: None,
+        expect: None,
     });
 
     let before = run(&www(), &ctx).await;

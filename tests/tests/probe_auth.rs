@@ -260,3 +260,94 @@ async fn dmarc_missing_duplicate_and_invalid_records_fail() {
         assert_eq!(verdict(&r), fail_policy(), "{domain}: {r:?}");
     }
 }
+
+#[tokio::test]
+async fn observations_are_normalised_and_pins_fail_on_a_different_value() {
+    let dns = dns().await;
+    // What each kind observed, in the form changes and pins compare.
+    let r = run(&dns, &["spf", "example.test"]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let observed = &r.json()["details"]["observed"];
+    assert_eq!(observed["all"], "~all", "{observed}");
+    assert_eq!(
+        observed["include:_spf.example.test"],
+        "include:_spf.example.test"
+    );
+    let r = run(&dns, &["dmarc", "example.test"]).await;
+    assert_eq!(r.json()["details"]["observed"]["p"], "p=reject", "{r:?}");
+    let r = run(&dns, &["dkim", "example.test", "--selector", "s2048"]).await;
+    let key = r.json()["details"]["observed"]["p"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(key.starts_with("p=sha256:") && key.len() == 73, "{r:?}");
+
+    // The same record, written differently, holds the pin.
+    let same = "V=SPF1 +ip4:192.0.2.0/24  include:_spf.example.test ~all";
+    let r = run(&dns, &["spf", "example.test", "--expect", same]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    // A different one fails with the difference.
+    let r = run(
+        &dns,
+        &[
+            "spf",
+            "example.test",
+            "--expect",
+            "v=spf1 ip4:192.0.2.0/24 -all",
+        ],
+    )
+    .await;
+    assert_eq!(verdict(&r), fail_policy(), "{r:?}");
+    let message = r.json()["message"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        message.contains("~all") && message.contains("added include:_spf.example.test"),
+        "{message}"
+    );
+    let r = run(
+        &dns,
+        &["dmarc", "example.test", "--expect", "v=DMARC1; p=none"],
+    )
+    .await;
+    assert_eq!(verdict(&r), fail_policy(), "{r:?}");
+    assert!(r.stdout.contains("p=none → p=reject"), "{r:?}");
+    // A DKIM key pinned by its fingerprint: the reported one holds, another fails.
+    let fp = key.trim_start_matches("p=");
+    let r = run(
+        &dns,
+        &[
+            "dkim",
+            "example.test",
+            "--selector",
+            "s2048",
+            "--expect",
+            fp,
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = run(
+        &dns,
+        &[
+            "dkim",
+            "example.test",
+            "--selector",
+            "s1024",
+            "--expect",
+            fp,
+        ],
+    )
+    .await;
+    assert_eq!(verdict(&r), fail_policy(), "{r:?}");
+
+    // A pin that cannot be one is refused before anything runs.
+    let r = run(
+        &dns,
+        &["spf", "example.test", "--expect", "v=DMARC1; p=none"],
+    )
+    .await;
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(
+        r.stderr.contains("--expect") && r.stderr.contains("not an SPF record"),
+        "{r:?}"
+    );
+}

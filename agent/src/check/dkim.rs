@@ -9,6 +9,7 @@ use mail_auth::common::parse::TxtRecordParser;
 use mail_auth::common::verify::DomainKey;
 use mail_auth::dkim::DkimError;
 use vantage_common::FailureClass;
+use vantage_common::observed::{self, Observed};
 use x509_parser::prelude::FromDer;
 use x509_parser::public_key::{PublicKey, RSAPublicKey};
 use x509_parser::x509::SubjectPublicKeyInfo;
@@ -25,6 +26,19 @@ fn tag<'a>(record: &'a str, name: &str) -> Option<&'a str> {
         let (k, v) = t.split_once('=')?;
         k.trim().eq_ignore_ascii_case(name).then_some(v.trim())
     })
+}
+
+/// The record's tags with the key replaced by its fingerprint (SHA-256 of
+/// the `p=` value without whitespace), so a new key reads as
+/// `p=sha256:… → p=sha256:…` and a pin may name the key alone.
+pub fn observe(record: &str) -> Observed {
+    let mut o = Observed::tags(record).unwrap_or_default();
+    if let Some(p) = tag(record, "p") {
+        let p: String = p.chars().filter(|c| !c.is_whitespace()).collect();
+        let digest = ring::digest::digest(&ring::digest::SHA256, p.as_bytes());
+        o.set("p", format!("p={}", observed::fingerprint(digest.as_ref())));
+    }
+    o
 }
 
 /// Key algorithm and size of the record's `p=` key.
@@ -86,6 +100,18 @@ impl Check for DkimCheck {
             };
             return Ok(Finding::fail(FailureClass::Policy, msg));
         }
+        let seen = observe(&record);
+        let pin = match self.expect.as_deref() {
+            None => None,
+            // A fingerprint pins the key alone: the rest is as seen.
+            Some(fp) if observed::is_fingerprint(fp) => {
+                let mut pin = seen.clone();
+                pin.set("p", format!("p={fp}"));
+                Some(pin)
+            }
+            Some(record) => Some(observe(record)),
+        };
+        probe.observed(&format!("DKIM record at {name}"), seen, pin.as_ref())?;
         let (algorithm, bits) = key_strength(&record)
             .map_err(|e| Finding::fail(FailureClass::Policy, format!("{name}: {e}")))?;
         probe.detail("algorithm", algorithm);

@@ -7,6 +7,7 @@ use std::time::Duration;
 use mail_auth::common::parse::TxtRecordParser;
 use mail_auth::dmarc::{Alignment, Dmarc, Policy};
 use vantage_common::FailureClass;
+use vantage_common::observed::Observed;
 
 use vantage_common::spec::Kind;
 
@@ -103,6 +104,11 @@ impl Check for DmarcCheck {
                 format!("DMARC syntax error at _dmarc.{at} ({e}): {record}"),
             )
         })?;
+        let pin = self
+            .pin()
+            .map_err(|e| Finding::error(FailureClass::Policy, e))?;
+        let seen = Observed::tags(&record).unwrap_or_default();
+        probe.observed(&format!("DMARC _dmarc.{at}"), seen, pin.as_ref())?;
         // A subdomain without its own record gets the organisational domain's
         // subdomain policy (sp=, defaulting to p=).
         let effective = match (&dmarc.sp, inherited) {

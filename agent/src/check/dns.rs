@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use hickory_resolver::proto::rr::{RData, RecordType as HickoryType};
 use vantage_common::FailureClass;
+use vantage_common::observed::Observed;
 
 use vantage_common::spec::Kind;
 
@@ -53,6 +54,11 @@ impl Check for DnsCheck {
             .await?;
         let values: Vec<String> = answer.iter().filter_map(render).collect();
         probe.detail("records", values.clone());
+        let seen = match self.rtype {
+            RecordType::Txt => Observed::records(&values),
+            _ => Observed::names(&values),
+        };
+        probe.observed(&format!("{rtype} {qname}"), seen, None)?;
 
         let missing: Vec<&String> = self
             .expect

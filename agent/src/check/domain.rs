@@ -96,7 +96,10 @@ impl DomainAudit {
             specs.push(CheckSpec::Tls(tls));
         }
         for ip in &addresses {
-            specs.push(CheckSpec::Ptr(PtrCheck { ip: *ip }));
+            specs.push(CheckSpec::Ptr(PtrCheck {
+                ip: *ip,
+                expect: Vec::new(),
+            }));
             specs.push(CheckSpec::Dnsbl(DnsblCheck {
                 target: ip.to_string(),
                 zones: self.zones.clone(),
@@ -105,10 +108,12 @@ impl DomainAudit {
         specs.push(CheckSpec::Spf(SpfCheck {
             domain: domain.clone(),
             ip: None,
+            expect: None,
         }));
         specs.push(CheckSpec::Dmarc(DmarcCheck {
             domain: domain.clone(),
             require_policy: None,
+            expect: None,
         }));
         specs.push(CheckSpec::Dnsbl(DnsblCheck {
             target: domain.clone(),
@@ -139,6 +144,7 @@ impl DomainAudit {
             .map(|s| DkimCheck {
                 domain: domain.to_owned(),
                 selector: s.clone(),
+                expect: None,
             })
             .collect();
         let outcomes = join_all(checks.iter().map(|c| execute(c, ctx))).await;

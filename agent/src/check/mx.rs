@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use serde_json::json;
+use vantage_common::observed::Observed;
 use vantage_common::{FailureClass, Status};
 
 use vantage_common::spec::Kind;
@@ -37,6 +38,15 @@ impl Check for MxCheck {
                 format!("{domain} publishes a null MX (RFC 7505): it accepts no mail"),
             ));
         }
+        let pin = self
+            .pin()
+            .map_err(|e| Finding::error(FailureClass::Policy, e))?;
+        let listing: Vec<String> = mx.iter().map(|(p, h)| format!("{p} {h}")).collect();
+        probe.observed(
+            &format!("MX {domain}"),
+            Observed::names(&listing),
+            pin.as_ref(),
+        )?;
         let lookups = probe
             .step("addresses", async {
                 Ok(join_all(mx.iter().map(|(_, host)| resolver.addresses(host))).await)
@@ -69,7 +79,6 @@ impl Check for MxCheck {
             return Err(e.finding().during(&format!("MX host {host}")));
         }
 
-        let listing: Vec<String> = mx.iter().map(|(p, h)| format!("{p} {h}")).collect();
         if !self.probe {
             return Ok(Finding::pass(format!(
                 "{} MX: {}",

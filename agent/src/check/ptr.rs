@@ -6,6 +6,7 @@ use std::time::Duration;
 use futures::future::join_all;
 use serde_json::{Map, Value};
 use vantage_common::FailureClass;
+use vantage_common::observed::Observed;
 
 use vantage_common::spec::Kind;
 
@@ -30,6 +31,11 @@ impl Check for PtrCheck {
             })
             .await?;
         probe.detail("names", names.clone());
+        probe.observed(
+            &format!("PTR {ip}"),
+            Observed::names(&names),
+            self.pin().as_ref(),
+        )?;
         let forward = probe
             .step("forward", async {
                 Ok(join_all(names.iter().map(|n| resolver.addresses(n))).await)

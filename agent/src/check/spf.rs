@@ -10,6 +10,7 @@ use mail_auth::common::parse::TxtRecordParser;
 use mail_auth::spf::verify::SpfParameters;
 use mail_auth::spf::{Macro, Mechanism, Qualifier, Spf};
 use vantage_common::FailureClass;
+use vantage_common::observed::Observed;
 
 use vantage_common::spec::Kind;
 
@@ -162,6 +163,11 @@ impl Check for SpfCheck {
                     format!("SPF syntax error ({e}): {record}"),
                 )
             })?;
+        let pin = self
+            .pin()
+            .map_err(|e| Finding::error(FailureClass::Policy, e))?;
+        let seen = Observed::spf(&record).unwrap_or_default();
+        probe.observed(&format!("SPF {domain}"), seen, pin.as_ref())?;
         let all = spf
             .directives
             .iter()

@@ -6,10 +6,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rustls::pki_types::CertificateDer;
 use serde_json::json;
 use vantage_common::FailureClass;
+use vantage_common::clock::rfc3339;
+use vantage_common::observed::{Observed, cert, fingerprint};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 use vantage_common::spec::Kind;
 
+use super::smtp::session::TlsInfo;
 use super::smtp::{self, DEFAULT_HELO, TlsMode, Transport};
 use super::{Check, CheckResult, Finding, Probe};
 use crate::net;
@@ -34,7 +37,7 @@ impl Check for TlsCheck {
         let sni = smtp::tls_server_name(&self.host, self.tls_name.as_deref())?;
         let roots = net::trust_roots(self.ca_file.as_deref())?;
 
-        let (chain, version) = if self.uses_starttls() {
+        let tls = if self.uses_starttls() {
             let mut d = smtp::open(
                 probe,
                 &self.host,
@@ -50,32 +53,38 @@ impl Check for TlsCheck {
                 _ => f,
             })?;
             smtp::quit(probe, &mut d).await;
-            let tls = d
-                .session
+            d.session
                 .tls()
                 .cloned()
-                .ok_or_else(|| Finding::fail(FailureClass::Tls, "TLS was not established"))?;
-            (tls.chain, tls.version)
+                .ok_or_else(|| Finding::fail(FailureClass::Tls, "TLS was not established"))?
         } else {
             let addr = probe.endpoint(&self.host, self.port).await?;
             let source = probe.ctx.source_address;
             let tcp = probe.step("connect", net::connect(addr, source)).await?;
             let stream = probe.step("tls", net::handshake(tcp, &sni)).await?;
-            let conn = stream.get_ref().1;
-            let version = conn
-                .protocol_version()
-                .map(|v| format!("{v:?}"))
-                .unwrap_or_default();
-            probe.detail("tls_version", version.clone());
-            let chain: Vec<CertificateDer<'static>> = conn
-                .peer_certificates()
-                .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
-                .unwrap_or_default();
-            (chain, version)
+            let tls = TlsInfo::of(stream.get_ref().1);
+            probe.detail("tls_version", tls.version.clone());
+            probe.detail("tls_cipher", tls.cipher.clone());
+            tls
         };
+        let TlsInfo {
+            chain,
+            version,
+            cipher,
+        } = tls;
 
         let leaf = describe_leaf(probe, &chain)?;
         probe.detail("chain_length", chain.len());
+        let mut seen = leaf.observed;
+        seen.set(cert::VERSION, version.clone());
+        seen.set(cert::CIPHER, cipher);
+        let pin = self.expect.as_ref().map(|fp| {
+            let mut pin = seen.clone();
+            pin.set(cert::FINGERPRINT, fp.clone());
+            pin
+        });
+        let what = format!("certificate of {}", self.target());
+        probe.observed(&what, seen, pin.as_ref())?;
         net::verify_chain(&chain, &sni, roots)?;
 
         let days = leaf.days_left;
@@ -96,6 +105,8 @@ impl Check for TlsCheck {
 struct Leaf {
     days_left: i64,
     not_after: String,
+    /// Fingerprint, subject, issuer, expiry and names, normalised.
+    observed: Observed,
 }
 
 /// Records subject, issuer, names and expiry of the leaf certificate.
@@ -131,6 +142,15 @@ fn describe_leaf(
                 .collect()
         })
         .unwrap_or_default();
+    let mut observed = Observed::new();
+    let digest = ring::digest::digest(&ring::digest::SHA256, der.as_ref());
+    observed.set(cert::FINGERPRINT, fingerprint(digest.as_ref()));
+    observed.set(cert::SUBJECT, cert.subject().to_string());
+    observed.set(cert::ISSUER, cert.issuer().to_string());
+    observed.set(cert::NOT_AFTER, rfc3339(not_after_ts.saturating_mul(1000)));
+    let mut sorted = names.clone();
+    sorted.sort();
+    observed.set(cert::NAMES, sorted.join(" "));
     probe.detail("subject", cert.subject().to_string());
     probe.detail("issuer", cert.issuer().to_string());
     probe.detail("names", json!(names));
@@ -146,6 +166,7 @@ fn describe_leaf(
     Ok(Leaf {
         days_left,
         not_after,
+        observed,
     })
 }
 

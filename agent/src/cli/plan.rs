@@ -52,6 +52,13 @@ impl ProbeArgs {
             }
         };
         let ip = || t.parse::<IpAddr>().map_err(|_| bad("an IP address"));
+        let pin = || -> Result<Option<String>, String> {
+            match self.expect.as_slice() {
+                [] => Ok(None),
+                [one] => Ok(Some(one.clone())),
+                _ => Err(format!("{kind} takes one --expect")),
+            }
+        };
         let tls = match self.tls {
             TlsArg::Auto => TlsMode::Auto,
             TlsArg::None => TlsMode::None,
@@ -79,6 +86,7 @@ impl ProbeArgs {
                     ca_file: self.ca_file.clone(),
                     warn_days: self.warn_days,
                     crit_days: self.crit_days,
+                    expect: pin()?,
                 })
             }
             Kind::Check(spec::Kind::Dns) => {
@@ -97,8 +105,12 @@ impl ProbeArgs {
                 domain: domain()?,
                 probe: self.probe,
                 port: self.port.unwrap_or(25),
+                expect: self.expect.clone(),
             }),
-            Kind::Check(spec::Kind::Ptr) => CheckSpec::Ptr(PtrCheck { ip: ip()? }),
+            Kind::Check(spec::Kind::Ptr) => CheckSpec::Ptr(PtrCheck {
+                ip: ip()?,
+                expect: self.expect.clone(),
+            }),
             Kind::Check(spec::Kind::Tcp) => {
                 let port = self.port.ok_or("tcp needs --port")?;
                 CheckSpec::Tcp(TcpCheck {
@@ -110,6 +122,7 @@ impl ProbeArgs {
             Kind::Check(spec::Kind::Spf) => CheckSpec::Spf(SpfCheck {
                 domain: domain()?,
                 ip: self.ip,
+                expect: pin()?,
             }),
             Kind::Check(spec::Kind::Dkim) => {
                 let selector = match self.selector.as_slice() {
@@ -121,11 +134,13 @@ impl ProbeArgs {
                 CheckSpec::Dkim(DkimCheck {
                     domain: domain()?,
                     selector,
+                    expect: pin()?,
                 })
             }
             Kind::Check(spec::Kind::Dmarc) => CheckSpec::Dmarc(DmarcCheck {
                 domain: domain()?,
                 require_policy: self.require_policy,
+                expect: pin()?,
             }),
             Kind::Check(spec::Kind::Dnsbl) => {
                 let target = if ip().is_ok() {
@@ -155,6 +170,8 @@ impl ProbeArgs {
                 }));
             }
         };
+        spec.validate()
+            .map_err(|e| format!("invalid value for --expect: {e}"))?;
         Ok(Plan::Single(spec))
     }
 

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::observed::{Observed, is_fingerprint};
+
 /// Parameters of a `dkim` check.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -12,4 +14,27 @@ pub struct DkimCheck {
     pub domain: String,
     /// Selector.
     pub selector: String,
+    /// The key pinned: the whole record (`v=DKIM1; k=rsa; p=...`) or the
+    /// key's fingerprint as reported (`sha256:...`). A different key or
+    /// record fails with class `policy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<String>,
+}
+
+impl DkimCheck {
+    /// Checks the pin's form: a fingerprint or a record with a key.
+    pub fn validate_pin(&self) -> Result<(), String> {
+        match self.expect.as_deref() {
+            None => Ok(()),
+            Some(e) if is_fingerprint(e) => Ok(()),
+            Some(e)
+                if Observed::tags(e).is_some_and(|o| o.get("p").is_some_and(|p| p.len() > 2)) =>
+            {
+                Ok(())
+            }
+            Some(e) => Err(format!(
+                "{e:?} is neither a DKIM record with a key (p=...) nor a sha256: fingerprint"
+            )),
+        }
+    }
 }

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::observed::Observed;
+
 /// Policy strength an operator can require.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -37,4 +39,25 @@ pub struct DmarcCheck {
     /// Fail when the effective policy is weaker than this.
     #[serde(default)]
     pub require_policy: Option<RequiredPolicy>,
+    /// The record pinned: an answer that differs from it (compared tag by
+    /// tag) fails with class `policy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<String>,
+}
+
+impl DmarcCheck {
+    /// The pinned record, normalised.
+    pub fn pin(&self) -> Result<Option<Observed>, String> {
+        self.expect
+            .as_deref()
+            .map(|e| {
+                Observed::tags(e)
+                    .filter(|o| {
+                        o.get("v")
+                            .is_some_and(|v| v.eq_ignore_ascii_case("v=DMARC1"))
+                    })
+                    .ok_or_else(|| format!("{e:?} is not a DMARC record (v=DMARC1; p=...)"))
+            })
+            .transpose()
+    }
 }

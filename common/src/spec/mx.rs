@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::observed::Observed;
+
 /// Parameters of an `mx` check.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -16,6 +18,10 @@ pub struct MxCheck {
     /// SMTP port probed on each host.
     #[serde(default = "default_port")]
     pub port: u16,
+    /// The MX set pinned (`10 mx1.example.org`, ...): a different set
+    /// fails with class `policy`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expect: Vec<String>,
 }
 
 fn default_port() -> u16 {
@@ -29,6 +35,20 @@ impl MxCheck {
             domain: domain.into(),
             probe: false,
             port: default_port(),
+            expect: Vec::new(),
         }
+    }
+
+    /// The pinned set, normalised (`None` when nothing is pinned).
+    pub fn pin(&self) -> Result<Option<Observed>, String> {
+        for e in &self.expect {
+            let ok = e
+                .split_once(' ')
+                .is_some_and(|(pref, host)| pref.parse::<u16>().is_ok() && !host.trim().is_empty());
+            if !ok {
+                return Err(format!("{e:?} is not an MX record (\"10 mx.example.org\")"));
+            }
+        }
+        Ok((!self.expect.is_empty()).then(|| Observed::names(&self.expect)))
     }
 }

@@ -6,6 +6,8 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::observed::Observed;
+
 /// Parameters of an `spf` check.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -15,4 +17,20 @@ pub struct SpfCheck {
     /// Evaluate whether this address may send mail for the domain.
     #[serde(default)]
     pub ip: Option<IpAddr>,
+    /// The record pinned: an answer that differs from it (compared term
+    /// by term, without case) fails with class `policy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<String>,
+}
+
+impl SpfCheck {
+    /// The pinned record, normalised.
+    pub fn pin(&self) -> Result<Option<Observed>, String> {
+        self.expect
+            .as_deref()
+            .map(|e| {
+                Observed::spf(e).ok_or_else(|| format!("{e:?} is not an SPF record (v=spf1 ...)"))
+            })
+            .transpose()
+    }
 }

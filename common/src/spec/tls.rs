@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::smtp::TlsMode;
+use crate::observed::is_fingerprint;
 
 /// Parameters of a `tls` check.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,6 +32,11 @@ pub struct TlsCheck {
     /// Fewer days left than this is `fail`.
     #[serde(default = "default_crit_days")]
     pub crit_days: u32,
+    /// The certificate pinned by its fingerprint (`sha256:` and 64 hex
+    /// digits, as reported in `details.observed`): another certificate
+    /// fails with class `policy`, even a valid renewal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<String>,
 }
 
 fn default_warn_days() -> u32 {
@@ -51,6 +57,17 @@ impl TlsCheck {
             ca_file: None,
             warn_days: default_warn_days(),
             crit_days: default_crit_days(),
+            expect: None,
+        }
+    }
+
+    /// Checks the pin's form.
+    pub fn validate_pin(&self) -> Result<(), String> {
+        match self.expect.as_deref() {
+            Some(e) if !is_fingerprint(e) => Err(format!(
+                "{e:?} is not a certificate fingerprint (sha256: and 64 hex digits)"
+            )),
+            _ => Ok(()),
         }
     }
 

@@ -24,6 +24,26 @@ pub struct TlsInfo {
     pub chain: Vec<CertificateDer<'static>>,
 }
 
+impl TlsInfo {
+    /// What a finished handshake negotiated and the chain it got.
+    pub fn of(conn: &rustls::ClientConnection) -> Self {
+        TlsInfo {
+            version: conn
+                .protocol_version()
+                .map(|v| format!("{v:?}"))
+                .unwrap_or_default(),
+            cipher: conn
+                .negotiated_cipher_suite()
+                .map(|c| format!("{:?}", c.suite()))
+                .unwrap_or_default(),
+            chain: conn
+                .peer_certificates()
+                .map(|certs| certs.iter().map(|c| c.clone().into_owned()).collect())
+                .unwrap_or_default(),
+        }
+    }
+}
+
 /// An SMTP client connection.
 pub struct Session {
     io: BufReader<Box<dyn Io>>,
@@ -109,21 +129,7 @@ async fn upgrade(
     sni: &ServerName<'static>,
 ) -> Result<(Box<dyn Io>, TlsInfo), Finding> {
     let stream = net::handshake(io, sni).await?;
-    let conn = stream.get_ref().1;
-    let info = TlsInfo {
-        version: conn
-            .protocol_version()
-            .map(|v| format!("{v:?}"))
-            .unwrap_or_default(),
-        cipher: conn
-            .negotiated_cipher_suite()
-            .map(|c| format!("{:?}", c.suite()))
-            .unwrap_or_default(),
-        chain: conn
-            .peer_certificates()
-            .map(|certs| certs.iter().map(|c| c.clone().into_owned()).collect())
-            .unwrap_or_default(),
-    };
+    let info = TlsInfo::of(stream.get_ref().1);
     Ok((Box::new(stream), info))
 }
 

@@ -244,6 +244,17 @@ impl ChannelDecl {
 }
 
 impl CheckDecl {
+    /// Does the cluster keep a baseline of what it observes and report
+    /// its changes? Kinds that observe a value, unless `expect` pins it.
+    pub fn tracks_changes(&self) -> bool {
+        let pinned = match self.params.get("expect") {
+            Some(toml::Value::Array(a)) => !a.is_empty(),
+            Some(_) => true,
+            None => false,
+        };
+        self.kind.tracks_changes() && !pinned
+    }
+
     /// The probe this declaration describes, built and checked by the
     /// shared check specification.
     pub fn spec(&self) -> Result<CheckSpec, SpecError> {

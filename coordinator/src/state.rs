@@ -8,6 +8,8 @@
 //! - `state/agents.rs` — the agent registry.
 //! - `state/results.rs` — latest results, recent history, roll-ups.
 //! - `state/verdicts.rs` — region trackers and the vote per check.
+//! - `state/changes.rs` — change alerts: the value regions agreed on per
+//!   check (baseline) and its changes, raised as CHANGED incidents.
 //! - `state/mesh.rs` — vantage health: impaired regions do not vote.
 //! - `state/incidents.rs` — incidents, their timelines, and the journal of
 //!   what changed.
@@ -23,6 +25,7 @@
 //! planning, which queues notifications in the outbox.
 
 pub mod agents;
+pub mod changes;
 pub mod incidents;
 pub mod mesh;
 pub mod migrate;
@@ -307,12 +310,13 @@ impl State {
         let changed = match command {
             Command::ApplyConfig { declared, at_ms } => {
                 let diff = Diff::between(&self.declared, declared);
-                self.declared = (**declared).clone();
+                let old = std::mem::replace(&mut self.declared, (**declared).clone());
                 self.clock_ms = self.clock_ms.max(*at_ms);
                 let at = self.clock_ms;
                 verdicts::follow_declaration(
                     &mut self.verdicts,
                     &mut self.incidents,
+                    &old,
                     &self.declared.checks,
                     &self.impaired,
                     at,

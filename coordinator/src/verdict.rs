@@ -147,6 +147,15 @@ pub enum Verdict {
         /// The answer seen from each region.
         answers: std::collections::BTreeMap<String, String>,
     },
+    /// Not a check's verdict: what a quorum of regions observes (a record,
+    /// a certificate) changed. The subject of a one-shot incident, opened
+    /// and resolved at once, notified once, never reminded.
+    Changed {
+        /// `SPF example.org: -all → ~all; removed ip4:192.0.2.62`.
+        summary: String,
+        /// Its routing severity (`on_change`; `info` for a renewal).
+        severity: crate::notification::Severity,
+    },
     /// Not a check's verdict: a region's vantage is impaired (the subject
     /// of a mesh-degraded incident, `vantage/<region>`).
     Impaired {
@@ -158,8 +167,9 @@ pub enum Verdict {
 }
 
 /// Verdict names from least to most severe.
-pub const SEVERITY: [&str; 7] = [
+pub const SEVERITY: [&str; 8] = [
     "ok",
+    "changed",
     "warning",
     "divergent",
     "blind",
@@ -175,7 +185,7 @@ pub fn severity(name: &str) -> usize {
 
 impl Verdict {
     /// Lower-case name: `ok`, `regional`, `outage`, `blind`, `impaired`,
-    /// `warning`, `divergent`.
+    /// `warning`, `divergent`, `changed`.
     pub fn name(&self) -> &'static str {
         match self {
             Verdict::Ok => "ok",
@@ -185,7 +195,14 @@ impl Verdict {
             Verdict::Impaired { .. } => "impaired",
             Verdict::Warning { .. } => "warning",
             Verdict::Divergent { .. } => "divergent",
+            Verdict::Changed { .. } => "changed",
         }
+    }
+
+    /// Is it an event rather than a state (a change): its incident opens
+    /// and resolves at once, is notified once and never reminded?
+    pub fn is_event(&self) -> bool {
+        matches!(self, Verdict::Changed { .. })
     }
 
     /// The same situation (a warning's changing message aside): no new

@@ -110,6 +110,7 @@ pub fn describe(v: &Verdict) -> String {
             let answers: Vec<String> = answers.iter().map(|(r, a)| format!("{r}: {a}")).collect();
             format!("DIVERGENT DNS answers ({})", answers.join("; "))
         }
+        Verdict::Changed { summary, .. } => format!("CHANGED {summary}"),
         Verdict::Blind { voting, needed } => {
             format!(
                 "BLIND ({} of {needed} needed regions can vote)",
@@ -167,6 +168,42 @@ impl Incidents {
                 }
             }
         }
+    }
+
+    /// What a check observes changed (`verdict` is a
+    /// [`Verdict::Changed`]): a one-shot incident, opened and resolved at
+    /// once, apart from the check's open incident. Returns its id.
+    pub fn on_change(
+        &mut self,
+        check: &str,
+        verdict: &Verdict,
+        regions: &[String],
+        at_ms: i64,
+    ) -> u64 {
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut incident = Incident {
+            id,
+            check: check.to_owned(),
+            verdict: verdict.clone(),
+            worst: verdict.name().into(),
+            opened_ms: at_ms,
+            resolved_ms: None,
+            acked_by: None,
+            timeline: vec![Event {
+                at_ms,
+                what: format!(
+                    "opened: {} (seen from {})",
+                    describe(verdict),
+                    regions.join(", ")
+                ),
+            }],
+            trace: None,
+        };
+        incident.close(at_ms, "recorded: the new value is the baseline");
+        self.changed(id, true);
+        self.all.insert(id, incident);
+        id
     }
 
     fn changed(&mut self, id: u64, verdict: bool) {

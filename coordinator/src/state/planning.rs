@@ -64,6 +64,7 @@ pub fn severity_of(verdict: &Verdict, check: Option<&CheckDecl>) -> Severity {
         Verdict::Impaired { .. } | Verdict::Warning { .. } | Verdict::Divergent { .. } => {
             Severity::Warning
         }
+        Verdict::Changed { severity, .. } => *severity,
         Verdict::Ok | Verdict::Regional { .. } | Verdict::Blind { .. } => Severity::Info,
     }
 }
@@ -139,7 +140,10 @@ fn plan_one(
     cx: &mut Context<'_>,
 ) {
     let now_ms = cx.now_ms;
-    if incident.resolved_ms.is_some() {
+    // A change is notified once, at once: no escalation, no reminder, no
+    // resolution.
+    let event = incident.verdict.is_event();
+    if incident.resolved_ms.is_some() && !event {
         // Everyone told it fired hears it ended, silences or not.
         let told: BTreeSet<String> = plan
             .notified
@@ -168,7 +172,10 @@ fn plan_one(
     if silence.is_none() && plan.escalation_since_ms.is_none() {
         plan.escalation_since_ms = Some(now_ms);
     }
-    let age_ms = plan.escalation_since_ms.map_or(0, |since| now_ms - since);
+    let age_ms = match plan.escalation_since_ms {
+        Some(since) if !event => now_ms - since,
+        _ => 0,
+    };
     let mut wanted: Vec<Key> = Vec::new();
     for route in cx.declared.routes.iter().filter(|r| {
         check.is_none_or(|c| c.routes.is_empty() || c.routes.contains(&r.name))
@@ -185,7 +192,7 @@ fn plan_one(
             }
         }
         let repeat_ms = match route.repeat {
-            Some(r) if incident.acked_by.is_none() => Some(r.ms().max(1)),
+            Some(r) if incident.acked_by.is_none() && !event => Some(r.ms().max(1)),
             _ => None,
         };
         for channel in due {
@@ -285,7 +292,10 @@ fn queue(
             summary,
             labels: labels_of(incident, plan.severity, check),
             started_ms: incident.opened_ms,
-            ended_ms: incident.resolved_ms,
+            // A change's incident is over at once; its notice is no resolution.
+            ended_ms: incident
+                .resolved_ms
+                .filter(|_| !incident.verdict.is_event()),
             trace: incident.trace.clone(),
         },
         now_ms,
@@ -509,5 +519,43 @@ repeat = "1h"
         assert_eq!(w.outbox.deliveries.len(), 2);
         w.tick(136 * MIN);
         assert!(w.keys().contains(&"1/critical/boss".to_owned()));
+    }
+
+    #[test]
+    fn a_change_is_notified_once_without_escalation_reminder_or_resolution() {
+        let mut w = World::new();
+        let changed = |severity| Verdict::Changed {
+            summary: "SPF example.org: -all → ~all".into(),
+            severity,
+        };
+        let id = w
+            .incidents
+            .on_change("mx", &changed(Severity::Critical), &["ru".into()], 0);
+        let ids = w.incidents.take_changed();
+        w.plan(ids, 0);
+        // Hours later (escalation and reminder periods passed) nothing more.
+        w.plan(BTreeSet::from([id]), 3 * 60 * MIN);
+        assert_eq!(w.keys(), ["1/critical/chat", "1/critical/pager"]);
+        let msg = &w
+            .outbox
+            .deliveries
+            .values()
+            .next()
+            .map(|d| d.message.clone());
+        assert!(
+            msg.as_ref().is_some_and(|m| m.event == Event::Firing
+                && m.ended_ms.is_none()
+                && m.summary == "CHANGED SPF example.org: -all → ~all"),
+            "{msg:?}"
+        );
+        // A renewal (info) reaches only the routes that take info.
+        w.incidents
+            .on_change("mx", &changed(Severity::Info), &["ru".into()], 4 * 60 * MIN);
+        let ids = w.incidents.take_changed();
+        w.plan(ids, 4 * 60 * MIN);
+        assert_eq!(
+            w.keys(),
+            ["1/critical/chat", "1/critical/pager", "2/info/chat"]
+        );
     }
 }

@@ -5,13 +5,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
+use vantage_common::observed::Observed;
 use vantage_common::{FailureClass, Status};
 
 use super::results::{HOUR_MS, ROLLUP_HOURS, StoredResult};
 
+use super::changes::Drift;
 use super::incidents::Incidents;
 use super::mesh::Impaired;
-use crate::declared::CheckDecl;
+use crate::declared::{CheckDecl, Declared};
 use crate::verdict::{Ballot, RegionTracker, Verdict, vote};
 
 /// Everything the vote keeps for one check.
@@ -42,6 +44,10 @@ pub struct CheckVerdict {
     /// Time spent per verdict class, per hour (30 days), closed periods only.
     #[serde(default)]
     pub hours: BTreeMap<i64, VerdictTime>,
+    /// Kinds that keep a baseline: what regions observe, the value they
+    /// agreed on, and its changes.
+    #[serde(default)]
+    pub drift: Drift,
 }
 
 /// Time in each verdict class.
@@ -60,7 +66,10 @@ pub struct VerdictTime {
 impl VerdictTime {
     fn add(&mut self, verdict: &Verdict, ms: i64) {
         match verdict {
-            Verdict::Ok | Verdict::Warning { .. } | Verdict::Divergent { .. } => self.up_ms += ms,
+            Verdict::Ok
+            | Verdict::Warning { .. }
+            | Verdict::Divergent { .. }
+            | Verdict::Changed { .. } => self.up_ms += ms,
             Verdict::Regional { .. } => self.degraded_ms += ms,
             Verdict::Outage { .. } => self.down_ms += ms,
             Verdict::Blind { .. } | Verdict::Impaired { .. } => self.unknown_ms += ms,
@@ -132,7 +141,7 @@ impl<T: PartialEq + Clone> Steady<T> {
 /// The answer a DNS-kind result carries: its records or MX hosts, sorted;
 /// `none` when it found none; `None` when it got no answer to compare (an
 /// error, a timeout, a resolver failure).
-pub fn answer(result: &StoredResult) -> Option<String> {
+fn answer(result: &StoredResult, details: Option<&serde_json::Value>) -> Option<String> {
     let answered = match result.status {
         Status::Pass | Status::Warn => true,
         Status::Fail => result.class == Some(FailureClass::Policy),
@@ -141,7 +150,7 @@ pub fn answer(result: &StoredResult) -> Option<String> {
     if !answered {
         return None;
     }
-    let details: serde_json::Value = serde_json::from_str(&result.details_json).ok()?;
+    let details = details?;
     for key in ["record", "records", "hosts"] {
         match details.get(key) {
             Some(serde_json::Value::Array(items)) => {
@@ -173,6 +182,7 @@ impl CheckVerdict {
             answers: BTreeMap::new(),
             seen: BTreeMap::new(),
             hours: BTreeMap::new(),
+            drift: Drift::default(),
         };
         v.verdict = v.decide(check, impaired);
         v
@@ -240,6 +250,11 @@ impl CheckVerdict {
         impaired: &Impaired,
         at_ms: i64,
     ) {
+        if check.tracks_changes() {
+            let assigned = self.regions.len();
+            self.drift
+                .settle(check, assigned, impaired, incidents, at_ms);
+        }
         let verdict = self.decide(check, impaired);
         self.settled |= !matches!(verdict, Verdict::Blind { .. });
         if !verdict.same_as(&self.verdict) {
@@ -272,14 +287,18 @@ impl CheckVerdict {
 pub type Verdicts = BTreeMap<String, CheckVerdict>;
 
 /// Follows a new declaration: new checks start OK, removed ones go, a
-/// check's region list is followed (trackers of kept regions stay).
+/// check's region list is followed (trackers of kept regions stay), and a
+/// check that now probes something else (kind, target, params) starts a
+/// new baseline.
 pub fn follow_declaration(
     verdicts: &mut Verdicts,
     incidents: &mut Incidents,
+    old: &Declared,
     checks: &[CheckDecl],
     impaired: &Impaired,
     at_ms: i64,
 ) {
+    let before = old.checks_by_name();
     verdicts.retain(|name, _| {
         let kept = checks.iter().any(|c| &c.name == name);
         if !kept {
@@ -301,6 +320,14 @@ pub fn follow_declaration(
                 v.answers.retain(|r, _| check.regions.contains(r));
                 v.seen.retain(|r, _| check.regions.contains(r));
                 v.warn_state.retain(|r, _| check.regions.contains(r));
+                v.drift.retain_regions(&check.regions);
+                let probed = |c: &CheckDecl| (c.kind, c.target.clone(), c.params.clone());
+                if before
+                    .get(check.name.as_str())
+                    .is_some_and(|o| probed(o) != probed(check))
+                {
+                    v.drift = Drift::default();
+                }
                 for r in &check.regions {
                     v.regions.entry(r.clone()).or_default();
                 }
@@ -370,8 +397,18 @@ pub fn observe(
             v.warnings.insert(region.to_owned(), result.message.clone());
         }
     }
+    let details: Option<serde_json::Value> = (check.kind.compares_answers()
+        || check.tracks_changes())
+    .then(|| serde_json::from_str(&result.details_json).ok())
+    .flatten();
+    if check.tracks_changes()
+        && matches!(result.status, Status::Pass | Status::Warn)
+        && let Some(seen) = details.as_ref().and_then(Observed::from_details)
+    {
+        changed |= v.drift.observe(region, seen, check);
+    }
     if check.kind.compares_answers() {
-        let now = answer(result);
+        let now = answer(result, details.as_ref());
         let changed_ms = v.seen.values().map(|s| s.since_ms).max().unwrap_or(0);
         let seen = v.seen.entry(region.to_owned()).or_default();
         // A new answer, or the first since a change elsewhere (the region
@@ -441,6 +478,7 @@ pub fn tick(
 mod tests {
     use super::*;
     use crate::declared::Declared;
+    use crate::notification::Severity;
 
     fn check(kind: &str, params: &str) -> CheckDecl {
         let text = format!(
@@ -650,5 +688,144 @@ mod tests {
             }
         }
         assert_eq!(v["c"].verdict.name(), "divergent");
+    }
+
+    fn spf_details(record: &str) -> String {
+        let observed = Observed::spf(record).unwrap_or_default();
+        serde_json::json!({ "record": record, "observed": observed }).to_string()
+    }
+
+    /// Every region probes every 10 s, a few seconds apart; `record(at)` is
+    /// what the DNS serves at `at`.
+    fn run_spf(
+        v: &mut Verdicts,
+        inc: &mut Incidents,
+        c: &CheckDecl,
+        from: i64,
+        to: i64,
+        record: impl Fn(i64) -> &'static str,
+    ) {
+        for t in (from..to).step_by(10) {
+            for (offset, region) in [(0, "ru"), (3, "eu"), (6, "us")] {
+                let at = t + offset;
+                let details = spf_details(record(at));
+                feed(v, inc, c, &[result(region, at, Status::Pass, "", &details)]);
+                assert_ne!(v["c"].verdict.name(), "divergent", "at {at}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_change_seen_by_a_quorum_is_one_changed_incident_and_its_restoration_another() {
+        let c = check("spf", "");
+        let (mut v, mut inc) = (Verdicts::new(), Incidents::default());
+        let old = "v=spf1 ip4:192.0.2.61 ip4:192.0.2.62 -all";
+        let new = "v=spf1 ip4:192.0.2.61 ~all";
+        // The first agreed value is the baseline, no change.
+        run_spf(&mut v, &mut inc, &c, 0, 50, |_| old);
+        assert!(v["c"].drift.baseline.is_some() && v["c"].drift.changes.is_empty());
+        assert!(inc.all.is_empty());
+        // Changed at 55 s, restored at 125 s.
+        run_spf(&mut v, &mut inc, &c, 50, 200, |at| {
+            if (55..125).contains(&at) { new } else { old }
+        });
+        let changes = &v["c"].drift.changes;
+        assert_eq!(changes.len(), 2, "{changes:?}");
+        assert_eq!(
+            changes[0].summary,
+            "SPF example.org: -all → ~all; removed ip4:192.0.2.62"
+        );
+        assert_eq!(
+            changes[1].summary,
+            "SPF example.org: ~all → -all; added ip4:192.0.2.62"
+        );
+        assert_eq!(changes[0].severity, Some(Severity::Warning));
+        // One CHANGED incident per change, each over at once; nothing else.
+        let opened: Vec<(&str, bool)> = inc
+            .all
+            .values()
+            .map(|i| (i.verdict.name(), i.resolved_ms.is_some()))
+            .collect();
+        assert_eq!(opened, [("changed", true), ("changed", true)]);
+        assert!(inc.open.is_empty());
+        assert_eq!(changes[0].incident, Some(1));
+        assert_eq!(v["c"].verdict, Verdict::Ok);
+    }
+
+    #[test]
+    fn one_region_alone_changes_nothing_and_ignore_records_without_an_incident() {
+        let c = check("spf", "");
+        let (mut v, mut inc) = (Verdicts::new(), Incidents::default());
+        let old = "v=spf1 -all";
+        let new = "v=spf1 ~all";
+        run_spf(&mut v, &mut inc, &c, 0, 50, |_| old);
+        // Only RU sees the new record: below the quorum (a divergence, not a change).
+        for t in (50..100).step_by(10) {
+            for (offset, region) in [(0, "ru"), (3, "eu"), (6, "us")] {
+                let record = if region == "ru" { new } else { old };
+                let details = spf_details(record);
+                let r = result(region, t + offset, Status::Pass, "", &details);
+                feed(&mut v, &mut inc, &c, &[r]);
+            }
+        }
+        assert!(v["c"].drift.changes.is_empty());
+        assert_eq!(v["c"].verdict.name(), "divergent");
+
+        let mut quiet = check("spf", "");
+        quiet.on_change = crate::declared::OnChange::Ignore;
+        let (mut v, mut inc) = (Verdicts::new(), Incidents::default());
+        run_spf(&mut v, &mut inc, &quiet, 0, 100, |at| {
+            if at < 50 { old } else { new }
+        });
+        assert_eq!(v["c"].drift.changes.len(), 1);
+        assert_eq!(v["c"].drift.changes[0].severity, None);
+        assert!(inc.all.is_empty(), "{:?}", inc.all);
+    }
+
+    #[test]
+    fn a_renewal_is_an_info_change_and_a_new_issuer_a_warning() {
+        let c = check("tls", "port = 25");
+        let (mut v, mut inc) = (Verdicts::new(), Incidents::default());
+        let cert = |fp: &str, issuer: &str, not_after: &str| {
+            let mut o = Observed::new();
+            o.set("sha256", fp);
+            o.set("subject", "CN=mx.example.org");
+            o.set("issuer", issuer);
+            o.set("not_after", not_after);
+            serde_json::json!({ "observed": o }).to_string()
+        };
+        let serve = [
+            cert("sha256:aa", "CN=R3", "2027-01-01T00:00:00Z"),
+            cert("sha256:bb", "CN=R3", "2027-04-01T00:00:00Z"),
+            cert("sha256:cc", "CN=Other CA", "2027-04-01T00:00:00Z"),
+        ];
+        for (step, details) in serve.iter().enumerate() {
+            for t in 0..3 {
+                for region in ["ru", "eu", "us"] {
+                    let at = step as i64 * 100 + t;
+                    feed(
+                        &mut v,
+                        &mut inc,
+                        &c,
+                        &[result(region, at, Status::Pass, "", details)],
+                    );
+                }
+            }
+        }
+        let changes = &v["c"].drift.changes;
+        let kinds: Vec<(Option<Severity>, bool)> =
+            changes.iter().map(|c| (c.severity, c.renewal)).collect();
+        assert_eq!(
+            kinds,
+            [
+                (Some(Severity::Info), true),
+                (Some(Severity::Warning), false)
+            ]
+        );
+        assert!(
+            changes[1].summary.contains("issuer: CN=R3 → CN=Other CA"),
+            "{changes:?}"
+        );
+        assert_eq!(inc.all.len(), 2);
     }
 }

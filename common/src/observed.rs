@@ -55,6 +55,11 @@ impl Observed {
         self.0.get(key).map(String::as_str)
     }
 
+    /// Keys and values, by key.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.0.iter()
+    }
+
     /// Nothing in it.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()

@@ -109,11 +109,20 @@ pub enum Command {
     /// Every check: verdict across regions (OK, REGIONAL, OUTAGE, BLIND) and per-region state.
     Status,
     /// Uptime of a check over a window (REGIONAL counts as degraded, not
-    /// down), per region, and its incidents.
+    /// down), per region, its incidents and its changes.
     History {
         /// Check name.
         check: String,
         /// Window, e.g. 24h, 7d, 30d (30 days are kept).
+        #[arg(long, default_value = "7d")]
+        since: String,
+    },
+    /// Changes of what checks observe (records, certificates) that a quorum
+    /// of regions agreed on, old → new, with the CHANGED incident each raised.
+    Changes {
+        /// One check (every check when absent).
+        check: Option<String>,
+        /// Window, e.g. 24h, 7d, 30d.
         #[arg(long, default_value = "7d")]
         since: String,
     },
@@ -271,6 +280,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Incidents(c) => checks::incidents(c, &cli.conn, cli.output).await,
         Command::History { check, since } => {
             checks::history(check, since, &cli.conn, cli.output).await
+        }
+        Command::Changes { check, since } => {
+            checks::changes(check, since, &cli.conn, cli.output).await
         }
         Command::Alerts(c) => alerts::alerts(c, &cli.conn).await,
         Command::Silence(c) => alerts::silence(c, &cli.conn, cli.output).await,

@@ -253,6 +253,10 @@ impl Message {
     pub fn title(&self) -> String {
         let test = if self.test { "[TEST] " } else { "" };
         match self.event {
+            // A change is news, not a fire: `[warning] spf: CHANGED SPF ...`.
+            Event::Firing if self.verdict == "changed" => {
+                format!("{test}[{}] {}: {}", self.severity, self.check, self.summary)
+            }
             Event::Firing => format!(
                 "{test}[FIRING {}] {}: {}",
                 self.severity, self.check, self.summary

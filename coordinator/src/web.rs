@@ -1,7 +1,7 @@
 //! The read-only status page (`/`) and JSON status API (`/api/status`) on
 //! a coordinator's HTTP port: per check its global verdict, per-region
 //! state, uptime over 24 h / 7 d / 30 d and open incident; impaired
-//! vantages; open incidents. Built from the node's applied state; no
+//! vantages; open incidents; changes of the last 7 days. Built from the node's applied state; no
 //! channels, settings or secrets are ever shown.
 
 use axum::Router;
@@ -49,6 +49,24 @@ pub struct StatusView {
     pub impaired: Vec<(String, String)>,
     /// Open incidents: (id, subject, verdict, opened).
     pub incidents: Vec<(u64, String, String, i64)>,
+    /// Changes of the last 7 days, newest first (at most [`MAX_CHANGES`]).
+    pub changes: Vec<ChangeView>,
+}
+
+/// Changes listed on the page.
+pub const MAX_CHANGES: usize = 50;
+
+/// One change on the status page.
+#[derive(Debug, Serialize)]
+pub struct ChangeView {
+    /// The check.
+    pub check: String,
+    /// When regions agreed on the new value (ms since the epoch).
+    pub at_ms: i64,
+    /// Old → new.
+    pub summary: String,
+    /// critical, warning, info; `ignored` when on_change = "ignore".
+    pub severity: String,
 }
 
 /// Builds the view from replicated state.
@@ -81,7 +99,26 @@ pub fn view(state: &Replicated, leader: Option<u64>, now: i64) -> StatusView {
             }
         })
         .collect();
+    let mut changes: Vec<ChangeView> = state
+        .verdicts
+        .iter()
+        .flat_map(|(name, v)| {
+            v.drift
+                .changes
+                .iter()
+                .filter(|c| c.at_ms >= now - 7 * DAY_MS)
+                .map(|c| ChangeView {
+                    check: name.clone(),
+                    at_ms: c.at_ms,
+                    summary: c.summary.clone(),
+                    severity: c.severity.map_or("ignored".into(), |s| s.to_string()),
+                })
+        })
+        .collect();
+    changes.sort_by_key(|c| std::cmp::Reverse(c.at_ms));
+    changes.truncate(MAX_CHANGES);
     StatusView {
+        changes,
         now_ms: now,
         leader,
         checks,
@@ -169,6 +206,20 @@ pub fn html(v: &StatusView) -> String {
     if incidents.is_empty() {
         incidents.push_str("<li>none</li>\n");
     }
+    let mut changes = String::new();
+    for c in &v.changes {
+        changes.push_str(&format!(
+            "<li>{} {} <span class=\"v {}\">{}</span>: {}</li>\n",
+            rfc3339(c.at_ms),
+            esc(&c.check),
+            esc(&c.severity),
+            esc(&c.severity),
+            esc(&c.summary)
+        ));
+    }
+    if changes.is_empty() {
+        changes.push_str("<li>none</li>\n");
+    }
     format!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="15">
@@ -176,7 +227,8 @@ pub fn html(v: &StatusView) -> String {
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
 table {{ border-collapse: collapse; }} td, th {{ padding: .3em .8em; border-bottom: 1px solid #ddd; text-align: left; }}
-.v.ok {{ color: #17803d; }} .v.warning, .v.divergent, .v.blind {{ color: #a15c00; }}
+.v.ok {{ color: #17803d; }} .v.warning, .v.divergent, .v.blind, .v.changed {{ color: #a15c00; }}
+.v.critical {{ color: #b91c1c; }}
 .v.regional {{ color: #b45309; }} .v.outage {{ color: #b91c1c; font-weight: bold; }}
 .r {{ padding: 0 .3em; border-radius: 3px; }} .r.up {{ background: #dcfce7; }} .r.down {{ background: #fee2e2; }}
 .r.stale, .r.unknown {{ background: #eee; }} .impaired {{ color: #a15c00; }}
@@ -189,13 +241,17 @@ table {{ border-collapse: collapse; }} td, th {{ padding: .3em .8em; border-bott
 <h2>open incidents</h2>
 <ul>
 {}</ul>
+<h2>changes (7 days)</h2>
+<ul>
+{}</ul>
 </body></html>
 "#,
         rfc3339(v.now_ms),
         v.leader.map_or("unknown".into(), |l| l.to_string()),
         mesh,
         rows,
-        incidents
+        incidents,
+        changes
     )
 }
 

@@ -12,7 +12,7 @@ use vantage_agent::check::{CheckSpec, run};
 use vantage_agent::context::ProbeContext;
 use vantage_common::spec::dns::{DnsCheck, RecordType};
 use vantage_common::spec::spf::SpfCheck;
-use vantage_proto::v1::GetResultsRequest;
+use vantage_proto::v1::{GetCheckRequest, GetResultsRequest};
 use vantage_tests::agent::probe;
 use vantage_tests::cluster::{Cluster, Timers, wait_for};
 use vantage_tests::dns::DnsServer;
@@ -156,6 +156,20 @@ async fn the_runtime_sees_a_changed_record_and_a_dead_resolver_on_the_next_run()
     .await
     .unwrap();
 
+    // The regions agreed on it: the baseline a change is told against.
+    wait_for("a baseline of 192.0.2.1", || async {
+        let check = cluster
+            .operator(2)
+            .ok()?
+            .get_check(GetCheckRequest { name: "www".into() })
+            .await
+            .ok()?
+            .into_inner();
+        check.baseline.contains_key("192.0.2.1").then_some(())
+    })
+    .await
+    .unwrap();
+
     // The record changes at its source; an hour-long TTL changes nothing.
     for dns in &servers {
         dns.set_zones(&[&zone("192.0.2.2", "-all")]).unwrap();
@@ -218,15 +232,35 @@ async fn the_runtime_sees_a_changed_record_and_a_dead_resolver_on_the_next_run()
     for r in receiver.received("/hook") {
         let j = r.json();
         assert!(
-            j["check"] == "vantage/ru" || j["severity"] == "info",
-            "nothing but notes about the target: {j}"
+            j["check"] == "vantage/ru" || j["severity"] == "info" || j["verdict"] == "changed",
+            "nothing but notes and the change about the target: {j}"
         );
     }
+    // The record's change itself is reported, once (after recover_after
+    // results from a quorum).
+    wait_for("the change reported", || async {
+        let incidents = cluster.incidents(3, true).await?;
+        incidents.iter().any(|i| i.worst == "changed").then_some(())
+    })
+    .await
+    .unwrap();
     let incidents = cluster.incidents(3, true).await.unwrap();
     assert!(
         incidents
             .iter()
-            .all(|i| i.check == "vantage/ru" || i.worst == "regional"),
+            .all(|i| i.check == "vantage/ru" || i.worst == "regional" || i.worst == "changed"),
         "{incidents:?}"
+    );
+    let changed: Vec<&str> = incidents
+        .iter()
+        .filter(|i| i.worst == "changed")
+        .filter_map(|i| i.timeline.first().map(|e| e.what.as_str()))
+        .collect();
+    assert_eq!(changed.len(), 1, "{incidents:?}");
+    assert!(
+        changed[0].starts_with(
+            "opened: CHANGED DNS www.example.test: removed 192.0.2.1; added 192.0.2.2"
+        ),
+        "{changed:?}"
     );
 }

@@ -5,10 +5,12 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use vantage_proto::v1::{
-    AckIncidentRequest, ApplyRequest, CheckInfo, GetCheckRequest, GetIncidentRequest,
-    GetResultsRequest, HistoryRequest, IncidentInfo, ListChecksRequest, ListIncidentsRequest,
-    ResultInfo, StatusRequest,
+    AckIncidentRequest, ApplyRequest, ChangeInfo, CheckInfo, GetCheckRequest, GetIncidentRequest,
+    GetResultsRequest, HistoryRequest, IncidentInfo, ListChangesRequest, ListChecksRequest,
+    ListIncidentsRequest, ResultInfo, StatusRequest,
 };
+
+use vantage_common::clock::rfc3339;
 
 use super::{ConnArgs, Format, explain};
 
@@ -81,7 +83,84 @@ fn json(c: &CheckInfo) -> serde_json::Value {
     serde_json::json!({"name": c.name, "kind": c.kind, "target": c.target, "interval": c.interval,
         "timeout": c.timeout, "regions": c.regions, "labels": c.labels, "fail_after": c.fail_after,
         "recover_after": c.recover_after, "quorum": c.quorum, "severity": c.severity, "routes": c.routes,
-        "params": params})
+        "on_change": c.on_change, "params": params,
+        "baseline": (!c.baseline.is_empty()).then_some(&c.baseline),
+        "baseline_since": (c.baseline_since_ms > 0).then(|| rfc3339(c.baseline_since_ms))})
+}
+
+fn change_json(c: &ChangeInfo) -> serde_json::Value {
+    serde_json::json!({"check": c.check, "at": rfc3339(c.at_ms), "at_ms": c.at_ms,
+        "summary": c.summary, "severity": (!c.severity.is_empty()).then_some(&c.severity),
+        "renewal": c.renewal, "regions": c.regions,
+        "incident": (c.incident > 0).then_some(c.incident), "old": c.old, "new": c.new})
+}
+
+/// One line per change: time, check, severity, what changed.
+fn print_changes(changes: &[ChangeInfo], indent: &str) {
+    for c in changes {
+        let severity = match (c.severity.as_str(), c.renewal) {
+            ("", _) => "ignored".to_owned(),
+            (s, true) => format!("{s} (renewal)"),
+            (s, false) => s.to_owned(),
+        };
+        let incident = match c.incident {
+            0 => String::new(),
+            id => format!("  #{id}"),
+        };
+        println!(
+            "{indent}{}  {:<20} {:<16} {}{incident}",
+            rfc3339(c.at_ms),
+            c.check,
+            severity,
+            c.summary
+        );
+    }
+}
+
+/// The start of a `--since` window (`24h`, `7d`), ms since the epoch.
+fn window_start(since: &str) -> Result<i64> {
+    let window = since
+        .parse::<vantage_common::duration::Period>()
+        .ok()
+        .filter(|p| p.secs() > 0)
+        .ok_or_else(|| {
+            anyhow::anyhow!("--since {since:?}: expected a duration such as 24h, 7d, 30d")
+        })?;
+    Ok(vantage_common::clock::now_ms().saturating_sub(window.ms()))
+}
+
+/// Runs `changes [CHECK] --since D`.
+pub async fn changes(
+    check: Option<String>,
+    since: String,
+    conn: &ConnArgs,
+    format: Format,
+) -> Result<()> {
+    let since_ms = window_start(&since)?;
+    let mut client = conn.connect().await?;
+    let at = client.endpoint.clone();
+    let changes = client
+        .operator
+        .list_changes(ListChangesRequest {
+            check: check.unwrap_or_default(),
+            since_ms,
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("{at}: {}", explain(&s)))?
+        .into_inner()
+        .changes;
+    match format {
+        Format::Json => println!(
+            "{}",
+            serde_json::Value::Array(changes.iter().map(change_json).collect())
+        ),
+        Format::Text if changes.is_empty() => println!("no changes since {}", rfc3339(since_ms)),
+        Format::Text => {
+            println!("{:<20}  {:<20} {:<16} CHANGE", "AT", "CHECK", "SEVERITY");
+            print_changes(&changes, "");
+        }
+    }
+    Ok(())
 }
 
 /// Runs a checks command.
@@ -395,14 +474,7 @@ pub async fn incidents(command: IncidentsCommand, conn: &ConnArgs, format: Forma
 
 /// Runs `history CHECK --since D`.
 pub async fn history(check: String, since: String, conn: &ConnArgs, format: Format) -> Result<()> {
-    let window = since
-        .parse::<vantage_common::duration::Period>()
-        .ok()
-        .filter(|p| p.secs() > 0)
-        .ok_or_else(|| {
-            anyhow::anyhow!("--since {since:?}: expected a duration such as 24h, 7d, 30d")
-        })?;
-    let since_ms = vantage_common::clock::now_ms().saturating_sub(window.ms());
+    let since_ms = window_start(&since)?;
     let mut client = conn.connect().await?;
     let at = client.endpoint.clone();
     let h = client
@@ -426,7 +498,8 @@ pub async fn history(check: String, since: String, conn: &ConnArgs, format: Form
                 serde_json::json!({"check": h.check, "since_ms": h.since_ms, "now_ms": h.now_ms,
                     "up_pct": h.up_pct, "degraded_pct": h.degraded_pct, "down_pct": h.down_pct,
                     "unknown_ms": h.unknown_ms, "regions": regions,
-                    "incidents": h.incidents.iter().map(incident_json).collect::<Vec<_>>()})
+                    "incidents": h.incidents.iter().map(incident_json).collect::<Vec<_>>(),
+                    "changes": h.changes.iter().map(change_json).collect::<Vec<_>>()})
             );
         }
         Format::Text => {
@@ -468,6 +541,8 @@ pub async fn history(check: String, since: String, conn: &ConnArgs, format: Form
                     vantage_common::clock::rfc3339(i.opened_ms)
                 );
             }
+            println!("  changes: {}", h.changes.len());
+            print_changes(&h.changes, "    ");
         }
     }
     Ok(())

@@ -21,10 +21,11 @@ use vantage_proto::v1::{
     ApplyReply, ApplyRequest, CheckInfo, ClusterStatusReply, ClusterStatusRequest,
     ExpireSilenceReply, ExpireSilenceRequest, GetCheckRequest, GetIncidentRequest, GetResultsReply,
     GetResultsRequest, HistoryReply, HistoryRequest, IncidentInfo, InitClusterReply,
-    InitClusterRequest, ListAgentsReply, ListAgentsRequest, ListChecksReply, ListChecksRequest,
-    ListIncidentsReply, ListIncidentsRequest, ListRevokedReply, ListRevokedRequest,
-    ListSilencesReply, ListSilencesRequest, MembershipReply, RemoveMemberRequest, RevokeReply,
-    RevokeRequest, StatusReply, StatusRequest, TestChannelReply, TestChannelRequest,
+    InitClusterRequest, ListAgentsReply, ListAgentsRequest, ListChangesReply, ListChangesRequest,
+    ListChecksReply, ListChecksRequest, ListIncidentsReply, ListIncidentsRequest, ListRevokedReply,
+    ListRevokedRequest, ListSilencesReply, ListSilencesRequest, MembershipReply,
+    RemoveMemberRequest, RevokeReply, RevokeRequest, StatusReply, StatusRequest, TestChannelReply,
+    TestChannelRequest,
 };
 
 use super::auth::{Role, authorize};
@@ -90,6 +91,11 @@ impl OperatorService for OperatorApi {
     async fn history(&self, request: Request<HistoryRequest>) -> Reply<HistoryReply> {
         self.caller(&request, "History").await?;
         checks::history(&self.applied, request.into_inner()).await
+    }
+
+    async fn list_changes(&self, request: Request<ListChangesRequest>) -> Reply<ListChangesReply> {
+        self.caller(&request, "ListChanges").await?;
+        checks::changes(&self.applied, request.into_inner()).await
     }
 
     async fn list_incidents(

@@ -4,21 +4,39 @@
 use tonic::{Response, Status};
 use vantage_common::clock::now_ms;
 use vantage_proto::v1::{
-    ApplyReply, ApplyRequest, CheckInfo, CheckStatus, GetResultsReply, GetResultsRequest,
-    HistoryReply, HistoryRequest, ImpairedRegion, ListChecksReply, RegionStatus, RegionUptime,
-    ResultInfo, StatusReply,
+    ApplyReply, ApplyRequest, ChangeInfo, CheckInfo, CheckStatus, GetResultsReply,
+    GetResultsRequest, HistoryReply, HistoryRequest, ImpairedRegion, ListChangesReply,
+    ListChangesRequest, ListChecksReply, RegionStatus, RegionUptime, ResultInfo, StatusReply,
 };
 
 use super::Reply;
 use super::incidents::incident_info;
 use crate::declared::{CheckDecl, Declared, Diff};
 use crate::node::{Proposer, Replica};
+use crate::state::changes::Change;
 use crate::state::results::{HOUR_MS, StoredResult};
-use crate::state::{Command, CommandResult};
+use crate::state::{Command, CommandResult, State};
 use crate::verdict::Verdict;
 
-fn check_info(c: &CheckDecl) -> CheckInfo {
+fn check_info(c: &CheckDecl, state: &State) -> CheckInfo {
+    let baseline = state
+        .verdicts
+        .get(&c.name)
+        .and_then(|v| v.drift.baseline.as_ref());
     CheckInfo {
+        on_change: serde_json::to_value(c.on_change)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
+        baseline: baseline
+            .map(|b| {
+                b.value
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        baseline_since_ms: baseline.map_or(0, |b| b.since_ms),
         name: c.name.clone(),
         kind: c.kind.to_string(),
         target: c.target.clone(),
@@ -95,7 +113,7 @@ pub(super) async fn list(applied: &Replica) -> Reply<ListChecksReply> {
         .declared
         .checks
         .iter()
-        .map(check_info)
+        .map(|c| check_info(c, &applied.state))
         .collect();
     Ok(Response::new(ListChecksReply { checks }))
 }
@@ -110,7 +128,7 @@ pub(super) async fn get(applied: &Replica, name: &str) -> Reply<CheckInfo> {
         .iter()
         .find(|c| c.name == name);
     check
-        .map(|c| Response::new(check_info(c)))
+        .map(|c| Response::new(check_info(c, &applied.state)))
         .ok_or_else(|| Status::not_found(format!("no check named {name:?}")))
 }
 
@@ -243,7 +261,9 @@ pub(super) async fn history(applied: &Replica, r: HistoryRequest) -> Reply<Histo
         .filter(|i| i.check == r.check && i.resolved_ms.is_none_or(|end| end >= since))
         .map(|i| incident_info(i, state))
         .collect();
+    let changes = changes_of(state, Some(&r.check), since);
     Ok(Response::new(HistoryReply {
+        changes,
         check: r.check,
         since_ms: since,
         now_ms: now,
@@ -253,5 +273,53 @@ pub(super) async fn history(applied: &Replica, r: HistoryRequest) -> Reply<Histo
         unknown_ms: t.unknown_ms,
         regions,
         incidents,
+    }))
+}
+
+fn change_info(check: &str, c: &Change) -> ChangeInfo {
+    let map = |o: &vantage_common::observed::Observed| {
+        o.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    };
+    ChangeInfo {
+        check: check.to_owned(),
+        at_ms: c.at_ms,
+        summary: c.summary.clone(),
+        severity: c.severity.map(|s| s.to_string()).unwrap_or_default(),
+        renewal: c.renewal,
+        regions: c.regions.clone(),
+        incident: c.incident.unwrap_or(0),
+        old: map(&c.old),
+        new: map(&c.new),
+    }
+}
+
+/// Changes of one check (or all) at or after `since_ms`, oldest first.
+fn changes_of(state: &State, check: Option<&str>, since_ms: i64) -> Vec<ChangeInfo> {
+    let mut changes: Vec<ChangeInfo> = state
+        .verdicts
+        .iter()
+        .filter(|(name, _)| check.is_none_or(|c| c == name.as_str()))
+        .flat_map(|(name, v)| {
+            v.drift
+                .changes
+                .iter()
+                .filter(|c| c.at_ms >= since_ms)
+                .map(|c| change_info(name, c))
+        })
+        .collect();
+    changes.sort_by_key(|c| c.at_ms);
+    changes
+}
+
+/// Changes of agreed values (drift), of one check or all.
+pub(super) async fn changes(applied: &Replica, r: ListChangesRequest) -> Reply<ListChangesReply> {
+    let applied = applied.read().await;
+    let state = &applied.state;
+    if !r.check.is_empty() && !state.declared.checks.iter().any(|c| c.name == r.check) {
+        return Err(Status::not_found(format!("no check named {:?}", r.check)));
+    }
+    let check = (!r.check.is_empty()).then_some(r.check.as_str());
+    Ok(Response::new(ListChangesReply {
+        changes: changes_of(state, check, r.since_ms),
     }))
 }

@@ -123,6 +123,45 @@ async fn apply_diff_list_get_and_refusal_of_bad_files() {
         assert!(err.contains(needle), "{err} lacks {needle}");
         assert!(err.contains(&path.display().to_string()), "{err}");
     }
+    // Malformed on_change, expect and authoritative: the line they are on.
+    let line_of = |needle: &str| {
+        changed
+            .lines()
+            .position(|l| l.contains(needle))
+            .map(|i| i + 1)
+            .unwrap()
+    };
+    let on_change = line_of("on_change = \"critical\"");
+    let dmarc_params = line_of("require_policy = \"quarantine\"");
+    for (bad, needle) in [
+        (
+            changed.replace("on_change = \"critical\"", "on_change = \"sometimes\""),
+            format!("checks.toml:{on_change}: field `check.on_change`"),
+        ),
+        (
+            changed.replace(
+                "require_policy = \"quarantine\"",
+                "require_policy = \"quarantine\", expect = \"v=spf1 -all\"",
+            ),
+            format!(
+                "checks.toml:{dmarc_params}: field `check.params.expect`: check example-dmarc: params: expect: \"v=spf1 -all\" is not a DMARC record"
+            ),
+        ),
+        (
+            changed.replace(
+                "require_policy = \"quarantine\"",
+                "require_policy = \"quarantine\", authoritative = \"yes\"",
+            ),
+            format!("checks.toml:{dmarc_params}: field `check.params.authoritative`"),
+        ),
+    ] {
+        std::fs::write(&path, &bad).unwrap();
+        let (code, out, err) = cluster
+            .vantagectl(&[2], &["apply", "-f", path.to_str().unwrap()])
+            .await;
+        assert_ne!(code, 0, "{out}");
+        assert!(err.contains(&needle), "{err} lacks {needle}");
+    }
     let (_, out, _) = cluster
         .vantagectl(&[3], &["checks", "list", "-o", "json"])
         .await;

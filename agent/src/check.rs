@@ -11,6 +11,7 @@ pub mod dns;
 pub mod dnsbl;
 pub mod domain;
 pub mod mx;
+pub mod posture;
 pub mod ptr;
 pub mod smtp;
 pub mod spf;

@@ -138,6 +138,19 @@ pub enum TlsArg {
     Implicit,
 }
 
+/// A TLS posture rule of smtp and tls checks, each a warning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PostureRule {
+    /// The server still accepts TLS 1.0 or 1.1 (also skips that test).
+    LegacyTls,
+    /// The leaf key is RSA below --min-rsa-bits.
+    WeakRsa,
+    /// A certificate of the chain is signed with SHA-1 or MD5.
+    Sha1,
+    /// AUTH is offered before STARTTLS.
+    AuthBeforeStarttls,
+}
+
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -202,6 +215,12 @@ pub struct ProbeArgs {
     /// smtp: a working dialogue slower than this (ms) is a warning.
     #[arg(long, default_value_t = 5000)]
     pub degraded_ms: u64,
+    /// smtp, tls: a TLS posture rule that does not warn. Repeatable.
+    #[arg(long, value_enum)]
+    pub allow: Vec<PostureRule>,
+    /// smtp, tls: an RSA leaf key with fewer bits warns.
+    #[arg(long, default_value_t = 2048)]
+    pub min_rsa_bits: u32,
     /// mx: also run smtp against every MX host.
     #[arg(long)]
     pub probe: bool,

@@ -266,6 +266,10 @@ fn certificate_error(err: &CertificateError, name: &ServerName<'_>) -> Finding {
                 format!("certificate does not match {} ({err})", name.to_str()),
             )
         }
+        CertificateError::UnsupportedSignatureAlgorithmContext { .. } => Finding::fail(
+            FailureClass::Tls,
+            "certificate chain is signed with an algorithm no longer accepted (SHA-1 or weaker)",
+        ),
         CertificateError::UnknownIssuer => Finding::fail(
             FailureClass::Tls,
             "certificate chain is not trusted (unknown issuer)",

@@ -37,6 +37,10 @@ pub struct TestCert {
     /// Leaf first, then the issuing CA.
     pub chain: Vec<CertificateDer<'static>>,
     key: Vec<u8>,
+    /// The chain as PEM, for servers that read files.
+    pub chain_pem: String,
+    /// The key as PEM (PKCS#8).
+    pub key_pem: String,
 }
 
 /// Validity window relative to now, in days (negative = in the past).
@@ -102,7 +106,27 @@ impl TestCa {
 
     /// A server certificate for `names` (DNS names or IP addresses).
     pub fn issue(&self, names: &[&str], validity: Validity) -> Result<TestCert, CertError> {
-        let key = KeyPair::generate()?;
+        self.issue_for(KeyPair::generate()?, names, validity)
+    }
+
+    /// A server certificate for `names` whose key is the fixture
+    /// `tests/data/tls/<key>.key.pem` (an RSA key, which ring cannot make).
+    pub fn issue_with_fixture_key(
+        &self,
+        key: &str,
+        names: &[&str],
+        validity: Validity,
+    ) -> Result<TestCert, CertError> {
+        let pem = read_fixture(&format!("{key}.key.pem"))?;
+        self.issue_for(KeyPair::from_pem(&pem)?, names, validity)
+    }
+
+    fn issue_for(
+        &self,
+        key: KeyPair,
+        names: &[&str],
+        validity: Validity,
+    ) -> Result<TestCert, CertError> {
         let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
         let mut params = CertificateParams::new(names.clone())?;
         if let Some(first) = names.first() {
@@ -117,6 +141,8 @@ impl TestCa {
         Ok(TestCert {
             chain: vec![cert.der().clone(), self.cert.clone()],
             key: key.serialize_der(),
+            chain_pem: format!("{}{}", cert.pem(), self.pem),
+            key_pem: key.serialize_pem(),
         })
     }
 }
@@ -132,6 +158,34 @@ impl TestCert {
                 .with_single_cert(self.chain.clone(), key)?;
         Ok(Arc::new(config))
     }
+}
+
+fn read_fixture(name: &str) -> Result<String, CertError> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("data/tls")
+        .join(name);
+    std::fs::read_to_string(&path).map_err(|e| CertError::Io(path, e))
+}
+
+/// A server configuration presenting the fixture chain
+/// `tests/data/tls/<name>.chain.pem` with its key `<name>.key.pem`
+/// (chains rcgen cannot sign, such as SHA-1 ones).
+pub fn fixture_config(name: &str) -> Result<Arc<ServerConfig>, CertError> {
+    let chain_pem = read_fixture(&format!("{name}.chain.pem"))?;
+    let key_pem = read_fixture(&format!("{name}.key.pem"))?;
+    let chain = rustls_pki_types::pem::PemObject::pem_slice_iter(chain_pem.as_bytes())
+        .collect::<Result<Vec<CertificateDer<'static>>, _>>()
+        .map_err(|e| CertError::Io(name.into(), std::io::Error::other(e.to_string())))?;
+    let key = <PrivateKeyDer<'static> as rustls_pki_types::pem::PemObject>::from_pem_slice(
+        key_pem.as_bytes(),
+    )
+    .map_err(|e| CertError::Io(name.into(), std::io::Error::other(e.to_string())))?;
+    let config =
+        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)?;
+    Ok(Arc::new(config))
 }
 
 /// A server configuration for `names`, valid for a year, issued by a fresh

@@ -31,6 +31,25 @@ pub mod otlp;
 pub mod receiver;
 pub mod smtp;
 
+/// A test that needs a third-party program (`what`) that is missing: it
+/// prints why it skips, unless `VANTAGE_REQUIRE_SERVERS` is set (as
+/// `.ci/run` does), where a missing server is a failure.
+pub fn missing(what: &str) {
+    let why = format!("{what} is not installed (.ci/run installs it)");
+    if std::env::var_os("VANTAGE_REQUIRE_SERVERS").is_some() {
+        panic!("VANTAGE_REQUIRE_SERVERS is set but {why}");
+    }
+    println!("SKIP: {why}");
+}
+
+/// The first of `paths` that exists.
+pub fn find_program(paths: &[&'static str]) -> Option<&'static str> {
+    paths
+        .iter()
+        .copied()
+        .find(|p| std::path::Path::new(p).exists())
+}
+
 static SELF_EXEC: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Makes the harness run this very executable in each role (with

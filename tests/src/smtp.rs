@@ -75,6 +75,12 @@ pub struct SmtpScript {
     pub ehlo_reply: Option<String>,
     /// Misbehaviour.
     pub fault: Option<Fault>,
+    /// Advertise AUTH before STARTTLS too (by default AUTH is offered
+    /// only once TLS is up, when STARTTLS is offered).
+    pub auth_before_tls: bool,
+    /// Also accept TLS 1.0/1.1: a legacy ClientHello is answered with a
+    /// ServerHello at its version (and nothing more); rustls serves the rest.
+    pub legacy_tls: bool,
 }
 
 impl Default for SmtpScript {
@@ -93,6 +99,8 @@ impl Default for SmtpScript {
             implicit_tls: None,
             ehlo_reply: None,
             fault: None,
+            auth_before_tls: false,
+            legacy_tls: false,
         }
     }
 }
@@ -283,23 +291,55 @@ async fn serve(mut tcp: TcpStream, script: &SmtpScript, seen: &Seen) -> io::Resu
             tcp.write_all(GARBAGE).await?;
             return drain(tcp).await;
         }
+        if script.legacy_tls && answer_legacy(&mut tcp).await? {
+            return drain(tcp).await;
+        }
         let stream = TlsAcceptor::from(tls.clone()).accept(tcp).await?;
         greet(stream, script, seen, true).await?;
         return Ok(());
     }
-    if let Some(tcp) = greet(tcp, script, seen, false).await? {
+    if let Some(mut tcp) = greet(tcp, script, seen, false).await? {
         let Some(tls) = &script.starttls else {
             return Ok(());
         };
         if script.fault == Some(Fault::GarbageInsteadOfTls) {
-            let mut tcp = tcp;
             tcp.write_all(GARBAGE).await?;
+            return drain(tcp).await;
+        }
+        if script.legacy_tls && answer_legacy(&mut tcp).await? {
             return drain(tcp).await;
         }
         let stream = TlsAcceptor::from(tls.clone()).accept(tcp).await?;
         dialogue(BufReader::new(stream), script, seen, true).await?;
     }
     Ok(())
+}
+
+/// When the client's first bytes are a ClientHello offering at most TLS
+/// 1.1, answers with a ServerHello at that version (what a server still
+/// speaking 1.0/1.1 does) and returns true; anything else is left unread.
+async fn answer_legacy(tcp: &mut TcpStream) -> io::Result<bool> {
+    let mut head = [0u8; 11];
+    // A ClientHello fits in one segment; wait until its start is here.
+    for _ in 0..100 {
+        let n = tcp.peek(&mut head).await?;
+        if n == 0 || n >= head.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let legacy = head[0] == 0x16 && head[5] == 0x01 && [head[9], head[10]] <= [0x03, 0x02];
+    if !legacy {
+        return Ok(false);
+    }
+    let mut hello = vec![
+        0x16, 0x03, 0x01, 0x00, 0x2a, 0x02, 0x00, 0x00, 0x26, head[9], head[10],
+    ];
+    hello.extend_from_slice(&[0x5a; 32]); // random
+    hello.extend_from_slice(&[0x00, 0xc0, 0x13, 0x00]); // no session id, ECDHE-RSA-AES128-SHA, null
+    tcp.write_all(&hello).await?;
+    tcp.flush().await?;
+    Ok(true)
 }
 
 /// Reads until the client closes, so the client sees our bytes before EOF.
@@ -400,6 +440,9 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
                     let mut exts = script.extensions.clone();
                     if script.starttls.is_some() && !tls {
                         exts.push("STARTTLS".into());
+                        if !script.auth_before_tls {
+                            exts.retain(|e| !e.starts_with("AUTH"));
+                        }
                     }
                     let mut r = String::from("250");
                     r.push_str(if exts.is_empty() { " " } else { "-" });

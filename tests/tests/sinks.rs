@@ -219,17 +219,13 @@ async fn email_goes_out_over_starttls_with_the_password_from_a_file() {
 }
 
 fn alertmanager_binary() -> Option<&'static str> {
-    ["/usr/bin/prometheus-alertmanager", "/usr/bin/alertmanager"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
+    vantage_tests::find_program(&["/usr/bin/prometheus-alertmanager", "/usr/bin/alertmanager"])
 }
 
 #[tokio::test]
 async fn a_real_alertmanager_takes_the_alert_and_its_resolution() {
     let Some(binary) = alertmanager_binary() else {
-        println!(
-            "SKIP: prometheus-alertmanager is not installed (apt-get install prometheus-alertmanager; .ci/run does)"
-        );
+        vantage_tests::missing("prometheus-alertmanager");
         return;
     };
     let dir = tempfile::tempdir().unwrap();

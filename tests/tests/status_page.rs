@@ -13,13 +13,11 @@ use vantage_tests::cluster::{Cluster, Timers, wait_for};
 use vantage_tests::smtp::{SmtpScript, SmtpServer};
 
 fn browser() -> Option<&'static str> {
-    [
+    vantage_tests::find_program(&[
         "/usr/bin/chromium",
         "/usr/bin/chromium-browser",
         "/usr/bin/google-chrome",
-    ]
-    .into_iter()
-    .find(|p| Path::new(p).exists())
+    ])
 }
 
 async fn chromium(binary: &str, args: &[&str]) -> std::process::Output {
@@ -42,7 +40,7 @@ async fn chromium(binary: &str, args: &[&str]) -> std::process::Output {
 #[tokio::test]
 async fn the_status_page_renders_in_a_real_browser() {
     let Some(binary) = browser() else {
-        println!("SKIP: no chromium installed (apt-get install chromium; .ci/run does)");
+        vantage_tests::missing("chromium");
         return;
     };
     let server = SmtpServer::start(SmtpScript::default()).await.unwrap();

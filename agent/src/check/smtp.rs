@@ -6,15 +6,17 @@
 pub mod reply;
 pub mod session;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
-use vantage_common::FailureClass;
+use vantage_common::{FailureClass, Status};
 
 use self::reply::Reply;
 use self::session::Session;
 use vantage_common::spec::Kind;
 
+use super::posture::{self, Posture};
 use super::{Check, CheckResult, Finding, Probe};
 use crate::net;
 
@@ -27,6 +29,10 @@ pub struct Dialogue {
     pub session: Session,
     /// The last EHLO reply (after STARTTLS when TLS was started).
     pub ehlo: Reply,
+    /// Where it is connected.
+    pub addr: SocketAddr,
+    /// AUTH was advertised before STARTTLS, which was offered too.
+    pub auth_before_tls: bool,
 }
 
 /// Connects, reads the banner, says EHLO and negotiates TLS as `transport`
@@ -70,6 +76,7 @@ pub async fn open(
     let offered = extensions(&ehlo)
         .iter()
         .any(|e| e.eq_ignore_ascii_case("STARTTLS"));
+    let auth_before_tls = offered && !auth_mechanisms(&extensions(&ehlo)).is_empty();
     if transport != Transport::Implicit {
         probe.detail("starttls", offered);
     }
@@ -101,7 +108,12 @@ pub async fn open(
             ));
         }
     }
-    Ok(Dialogue { session, ehlo })
+    Ok(Dialogue {
+        session,
+        ehlo,
+        addr,
+        auth_before_tls,
+    })
 }
 
 /// Says QUIT and waits for the reply; a server that drops the connection
@@ -117,6 +129,117 @@ fn record_tls(probe: &mut Probe<'_>, session: &Session) {
         probe.detail("tls_version", tls.version.clone());
         probe.detail("tls_cipher", tls.cipher.clone());
     }
+}
+
+/// The mechanisms an AUTH extension offers (`AUTH PLAIN LOGIN`).
+fn auth_mechanisms(exts: &[String]) -> Vec<String> {
+    exts.iter()
+        .filter_map(|e| {
+            let (kw, rest) = e.split_once(' ')?;
+            kw.eq_ignore_ascii_case("AUTH").then_some(rest)
+        })
+        .flat_map(|rest| rest.split_whitespace().map(str::to_owned))
+        .collect()
+}
+
+/// Where and how TLS was reached, for the posture's legacy test.
+#[derive(Debug)]
+pub struct Reached<'a> {
+    /// The server's address.
+    pub addr: SocketAddr,
+    /// TLS from the first byte (else after EHLO and STARTTLS).
+    pub implicit: bool,
+    /// Name sent in EHLO.
+    pub helo: &'a str,
+    /// SNI.
+    pub sni: &'a ServerName<'static>,
+    /// AUTH was advertised before STARTTLS, which was offered too.
+    pub auth_before_tls: bool,
+}
+
+impl<'a> Reached<'a> {
+    /// How `dialogue` reached the server.
+    pub fn by(
+        dialogue: &Dialogue,
+        implicit: bool,
+        helo: &'a str,
+        sni: &'a ServerName<'static>,
+    ) -> Self {
+        Reached {
+            addr: dialogue.addr,
+            implicit,
+            helo,
+            sni,
+            auth_before_tls: dialogue.auth_before_tls,
+        }
+    }
+}
+
+/// Whether the server accepts TLS 1.0/1.1, tried on a connection of its
+/// own (after EHLO and STARTTLS unless implicit), as step `legacy_tls`.
+/// Recorded in `details.legacy_tls`: the version accepted, `refused`, or
+/// why it could not tell (which is no weakness).
+pub async fn legacy_tls(probe: &mut Probe<'_>, at: &Reached<'_>) -> Option<&'static str> {
+    let source = probe.ctx.source_address;
+    let name = match at.sni {
+        ServerName::DnsName(n) => Some(n.as_ref().to_owned()),
+        _ => None,
+    };
+    let attempt = async {
+        let tcp = net::connect(at.addr, source).await?;
+        let mut io: Box<dyn session::Io> = if at.implicit {
+            Box::new(tcp)
+        } else {
+            let mut s = Session::plain(tcp);
+            let banner = s.read_reply().await?;
+            let ehlo = s.command(&format!("EHLO {}", at.helo)).await?;
+            let starttls = s.command("STARTTLS").await?;
+            if banner.code != 220 || !ehlo.is_positive() || starttls.code != 220 {
+                return Err(Finding::error(FailureClass::Protocol, "STARTTLS refused"));
+            }
+            s.into_raw()?
+        };
+        posture::accepts_legacy(&mut io, name.as_deref())
+            .await
+            .map_err(|e| Finding::error(FailureClass::Tls, e))
+    };
+    match probe.step("legacy_tls", attempt).await {
+        Ok(accepted) => {
+            probe.detail("legacy_tls", accepted.unwrap_or("refused"));
+            accepted
+        }
+        Err(f) => {
+            probe.detail("legacy_tls", format!("unknown: {}", f.message));
+            None
+        }
+    }
+}
+
+/// Records what the chain is made of and the weaknesses `rules` find
+/// (`details.posture`), runs the legacy test unless the finding already
+/// fails, and judges `finding`: a pass with weaknesses becomes a warning.
+pub async fn judge_posture(
+    probe: &mut Probe<'_>,
+    at: &Reached<'_>,
+    chain: Option<&posture::Chain>,
+    rules: &Posture,
+    finding: Finding,
+) -> Finding {
+    if let Some(chain) = chain {
+        probe.detail("tls_key", chain.key.clone());
+        probe.detail("tls_signature", chain.signature.clone());
+    }
+    let failing = matches!(finding.status, Status::Fail | Status::Error);
+    let legacy = if chain.is_some() && rules.legacy_tls && !failing {
+        legacy_tls(probe, at).await
+    } else {
+        None
+    };
+    let weak = posture::weaknesses(rules, chain, legacy, at.auth_before_tls);
+    if !weak.is_empty() {
+        probe.detail("posture", weak.clone());
+    }
+    posture::judge(finding, &weak)
 }
 
 /// EHLO keywords with their parameters (`SIZE 35882577`, `AUTH PLAIN LOGIN`).
@@ -150,14 +273,7 @@ impl Check for SmtpCheck {
         let mut dialogue = open(probe, &self.host, self.port, transport, &self.helo, &sni).await?;
 
         let exts = extensions(&dialogue.ehlo);
-        let auth: Vec<String> = exts
-            .iter()
-            .filter_map(|e| {
-                let (kw, rest) = e.split_once(' ')?;
-                kw.eq_ignore_ascii_case("AUTH").then_some(rest)
-            })
-            .flat_map(|rest| rest.split_whitespace().map(str::to_owned))
-            .collect();
+        let auth = auth_mechanisms(&exts);
         let size = exts.iter().find_map(|e| {
             let (kw, rest) = e.split_once(' ')?;
             kw.eq_ignore_ascii_case("SIZE")
@@ -181,16 +297,21 @@ impl Check for SmtpCheck {
             probe.detail_str("banner").unwrap_or_default(),
             exts.len()
         );
-        if took > Duration::from_millis(self.degraded_ms) {
-            return Ok(Finding::warn(
+        let finding = if took > Duration::from_millis(self.degraded_ms) {
+            Finding::warn(
                 FailureClass::Timeout,
                 format!(
                     "slow: {} ms > {} ms ({summary})",
                     took.as_millis(),
                     self.degraded_ms
                 ),
-            ));
-        }
-        Ok(Finding::pass(summary))
+            )
+        } else {
+            Finding::pass(summary)
+        };
+        let implicit = transport == Transport::Implicit;
+        let at = Reached::by(&dialogue, implicit, &self.helo, &sni);
+        let chain = dialogue.session.tls().map(|t| posture::chain(&t.chain));
+        Ok(judge_posture(probe, &at, chain.as_ref(), &self.posture, finding).await)
     }
 }

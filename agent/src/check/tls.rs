@@ -12,8 +12,9 @@ use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 use vantage_common::spec::Kind;
 
+use super::posture;
 use super::smtp::session::TlsInfo;
-use super::smtp::{self, DEFAULT_HELO, TlsMode, Transport};
+use super::smtp::{self, DEFAULT_HELO, Reached, TlsMode, Transport};
 use super::{Check, CheckResult, Finding, Probe};
 use crate::net;
 
@@ -37,7 +38,7 @@ impl Check for TlsCheck {
         let sni = smtp::tls_server_name(&self.host, self.tls_name.as_deref())?;
         let roots = net::trust_roots(self.ca_file.as_deref())?;
 
-        let tls = if self.uses_starttls() {
+        let (tls, at) = if self.uses_starttls() {
             let mut d = smtp::open(
                 probe,
                 &self.host,
@@ -53,10 +54,12 @@ impl Check for TlsCheck {
                 _ => f,
             })?;
             smtp::quit(probe, &mut d).await;
-            d.session
+            let tls = d
+                .session
                 .tls()
                 .cloned()
-                .ok_or_else(|| Finding::fail(FailureClass::Tls, "TLS was not established"))?
+                .ok_or_else(|| Finding::fail(FailureClass::Tls, "TLS was not established"))?;
+            (tls, Reached::by(&d, false, DEFAULT_HELO, &sni))
         } else {
             let addr = probe.endpoint(&self.host, self.port).await?;
             let source = probe.ctx.source_address;
@@ -65,7 +68,14 @@ impl Check for TlsCheck {
             let tls = TlsInfo::of(stream.get_ref().1);
             probe.detail("tls_version", tls.version.clone());
             probe.detail("tls_cipher", tls.cipher.clone());
-            tls
+            let at = Reached {
+                addr,
+                implicit: true,
+                helo: DEFAULT_HELO,
+                sni: &sni,
+                auth_before_tls: false,
+            };
+            (tls, at)
         };
         let TlsInfo {
             chain,
@@ -75,7 +85,9 @@ impl Check for TlsCheck {
 
         let leaf = describe_leaf(probe, &chain)?;
         probe.detail("chain_length", chain.len());
+        let facts = posture::chain(&chain);
         let mut seen = leaf.observed;
+        seen.set(cert::KEY, facts.key.clone());
         seen.set(cert::VERSION, version.clone());
         seen.set(cert::CIPHER, cipher);
         let pin = self.expect.as_ref().map(|fp| {
@@ -85,20 +97,20 @@ impl Check for TlsCheck {
         });
         let what = format!("certificate of {}", self.target());
         probe.observed(&what, seen, pin.as_ref())?;
-        net::verify_chain(&chain, &sni, roots)?;
 
         let days = leaf.days_left;
         let expiry = format!("expires in {days} days ({})", leaf.not_after);
-        if days < i64::from(self.crit_days) {
-            return Ok(Finding::fail(FailureClass::Expiring, expiry));
-        }
-        if days < i64::from(self.warn_days) {
-            return Ok(Finding::warn(FailureClass::Expiring, expiry));
-        }
-        Ok(Finding::pass(format!(
-            "valid for {}, {expiry}, {version}",
-            sni.to_str()
-        )))
+        let finding = match net::verify_chain(&chain, &sni, roots) {
+            Err(f) => f,
+            Ok(()) if days < i64::from(self.crit_days) => {
+                Finding::fail(FailureClass::Expiring, expiry)
+            }
+            Ok(()) if days < i64::from(self.warn_days) => {
+                Finding::warn(FailureClass::Expiring, expiry)
+            }
+            Ok(()) => Finding::pass(format!("valid for {}, {expiry}, {version}", sni.to_str())),
+        };
+        Ok(smtp::judge_posture(probe, &at, Some(&facts), &self.posture, finding).await)
     }
 }
 

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use vantage_common::spec;
 
-use super::{Kind, ProbeArgs, TlsArg, is_domain_name};
+use super::{Kind, PostureRule, ProbeArgs, TlsArg, is_domain_name};
 use crate::check::CheckSpec;
 use crate::check::dkim::DkimCheck;
 use crate::check::dmarc::DmarcCheck;
@@ -13,6 +13,7 @@ use crate::check::dns::{DnsCheck, RecordType};
 use crate::check::dnsbl::DnsblCheck;
 use crate::check::domain::DomainAudit;
 use crate::check::mx::MxCheck;
+use crate::check::posture::Posture;
 use crate::check::ptr::PtrCheck;
 use crate::check::smtp::{SmtpCheck, TlsMode};
 use crate::check::spf::SpfCheck;
@@ -65,6 +66,16 @@ impl ProbeArgs {
             TlsArg::Starttls => TlsMode::Starttls,
             TlsArg::Implicit => TlsMode::Implicit,
         };
+        let posture = Posture {
+            legacy_tls: !self.allow.contains(&PostureRule::LegacyTls),
+            min_rsa_bits: if self.allow.contains(&PostureRule::WeakRsa) {
+                0
+            } else {
+                self.min_rsa_bits
+            },
+            sha1: !self.allow.contains(&PostureRule::Sha1),
+            auth_before_starttls: !self.allow.contains(&PostureRule::AuthBeforeStarttls),
+        };
         let spec = match self.kind {
             Kind::Check(spec::Kind::Smtp) => CheckSpec::Smtp(SmtpCheck {
                 host: host()?,
@@ -73,6 +84,7 @@ impl ProbeArgs {
                 tls_name: self.tls_name.clone(),
                 helo: self.helo.clone(),
                 degraded_ms: self.degraded_ms,
+                posture,
             }),
             Kind::Check(spec::Kind::Tls) => {
                 if tls == TlsMode::None {
@@ -87,6 +99,7 @@ impl ProbeArgs {
                     warn_days: self.warn_days,
                     crit_days: self.crit_days,
                     expect: pin()?,
+                    posture,
                 })
             }
             Kind::Check(spec::Kind::Dns) => {

@@ -67,6 +67,58 @@ pub struct SmtpCheck {
     /// Slower than this (whole dialogue) is `warn`.
     #[serde(default = "default_degraded_ms")]
     pub degraded_ms: u64,
+    /// Which TLS posture rules warn.
+    #[serde(default, skip_serializing_if = "Posture::is_default")]
+    pub posture: Posture,
+}
+
+/// The TLS posture rules of `smtp` and `tls` checks, each of which makes
+/// a `warn` (class `tls`) and can be switched off:
+/// `params = { port = 25, posture = { legacy_tls = false } }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Posture {
+    /// The server still accepts TLS 1.0 or 1.1 (tried with a legacy
+    /// ClientHello on a connection of its own).
+    #[serde(default = "yes")]
+    pub legacy_tls: bool,
+    /// The leaf key is RSA with fewer bits than this (0: off).
+    #[serde(default = "default_min_rsa_bits")]
+    pub min_rsa_bits: u32,
+    /// A certificate of the chain (its root aside) is signed with SHA-1
+    /// or MD5.
+    #[serde(default = "yes")]
+    pub sha1: bool,
+    /// AUTH is advertised before STARTTLS on a port that offers STARTTLS
+    /// (credentials could be sent in clear).
+    #[serde(default = "yes")]
+    pub auth_before_starttls: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_min_rsa_bits() -> u32 {
+    2048
+}
+
+impl Default for Posture {
+    fn default() -> Self {
+        Posture {
+            legacy_tls: true,
+            min_rsa_bits: default_min_rsa_bits(),
+            sha1: true,
+            auth_before_starttls: true,
+        }
+    }
+}
+
+impl Posture {
+    /// Every rule on, at its default threshold.
+    pub fn is_default(&self) -> bool {
+        *self == Posture::default()
+    }
 }
 
 fn default_helo() -> String {
@@ -87,6 +139,7 @@ impl SmtpCheck {
             tls_name: None,
             helo: default_helo(),
             degraded_ms: default_degraded_ms(),
+            posture: Posture::default(),
         }
     }
 }

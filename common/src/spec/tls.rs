@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::smtp::TlsMode;
+use super::smtp::{Posture, TlsMode};
 use crate::observed::is_fingerprint;
 
 /// Parameters of a `tls` check.
@@ -37,6 +37,9 @@ pub struct TlsCheck {
     /// fails with class `policy`, even a valid renewal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect: Option<String>,
+    /// Which TLS posture rules warn.
+    #[serde(default, skip_serializing_if = "Posture::is_default")]
+    pub posture: Posture,
 }
 
 fn default_warn_days() -> u32 {
@@ -58,6 +61,7 @@ impl TlsCheck {
             warn_days: default_warn_days(),
             crit_days: default_crit_days(),
             expect: None,
+            posture: Posture::default(),
         }
     }
 

@@ -110,17 +110,26 @@ impl Session {
     /// sent anything beyond that reply: such bytes would be read as if they
     /// had come over TLS (the STARTTLS command-injection flaw).
     pub async fn start_tls(self, sni: &ServerName<'static>) -> Result<Self, Finding> {
+        let (io, info) = upgrade(self.into_raw()?, sni).await?;
+        Ok(Session {
+            io: BufReader::new(io),
+            tls: Some(info),
+        })
+    }
+}
+
+impl Session {
+    /// The connection itself, at the point where TLS would start after a
+    /// positive reply to STARTTLS (refused, as in [`Session::start_tls`],
+    /// when the server sent more than that reply).
+    pub fn into_raw(self) -> Result<Box<dyn Io>, Finding> {
         if !self.io.buffer().is_empty() {
             return Err(Finding::fail(
                 FailureClass::Protocol,
                 "server sent data after its STARTTLS reply (plaintext injection)",
             ));
         }
-        let (io, info) = upgrade(self.io.into_inner(), sni).await?;
-        Ok(Session {
-            io: BufReader::new(io),
-            tls: Some(info),
-        })
+        Ok(self.io.into_inner())
     }
 }
 

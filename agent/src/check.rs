@@ -30,6 +30,7 @@ pub use vantage_common::spec::CheckSpec;
 use vantage_common::spec::Kind;
 use vantage_common::{FailureClass, Outcome, Phases, Status};
 
+use crate::authoritative::{self, Question};
 use crate::context::ProbeContext;
 use crate::resolver::Resolver;
 
@@ -98,6 +99,11 @@ pub trait Check {
     fn target(&self) -> String;
     /// Runs the check.
     fn run(&self, probe: &mut Probe<'_>) -> impl Future<Output = CheckResult> + Send;
+    /// The question whose authoritative view ([`crate::authoritative`])
+    /// judges the run too, asked after it (`authoritative = true`).
+    fn authoritative(&self, _probe: &Probe<'_>) -> Option<Question> {
+        None
+    }
 }
 
 /// Records phases and details of one running probe and enforces its deadline.
@@ -277,10 +283,13 @@ pub async fn execute_within<C: Check + Sync>(
     let mut probe = Probe::new(ctx, deadline);
     // Steps enforce the deadline themselves; this outer bound only catches
     // work done outside a step.
-    let finding = match tokio::time::timeout_at(deadline, check.run(&mut probe)).await {
+    let mut finding = match tokio::time::timeout_at(deadline, check.run(&mut probe)).await {
         Ok(Ok(f)) | Ok(Err(f)) => f,
         Err(_) => Finding::fail(FailureClass::Timeout, "no result before the deadline"),
     };
+    if let Some(q) = check.authoritative(&probe) {
+        finding = authoritative::judge(&mut probe, q, finding).await;
+    }
     let mut outcome = Outcome::new(
         C::KIND.name(),
         &check.target(),

@@ -221,6 +221,11 @@ pub struct ProbeArgs {
     /// smtp, tls: an RSA leaf key with fewer bits warns.
     #[arg(long, default_value_t = 2048)]
     pub min_rsa_bits: u32,
+    /// dns, mx, spf, dkim, dmarc: also ask every authoritative server of
+    /// the zone directly (port 53, recursion off); servers that disagree,
+    /// lame ones and SOA serials out of step warn.
+    #[arg(long)]
+    pub authoritative: bool,
     /// mx: also run smtp against every MX host.
     #[arg(long)]
     pub probe: bool,

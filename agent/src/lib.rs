@@ -11,6 +11,9 @@
 //!   parameters of each kind, the registry of kinds and [`check::CheckSpec`]
 //!   are the shared contract in `vantage_common::spec`; only the probing
 //!   (`impl Check`) is here.
+//!   `posture` judges TLS (legacy versions, keys, signatures, AUTH in clear).
+//! - [`authoritative`] — the authoritative view of a DNS question: every
+//!   NS server of the zone asked directly, lame and disagreeing servers.
 //! - [`context`] — what probes share: timeout, source address, resolver.
 //! - [`resolver`] — hickory lookups and their mapping to findings.
 //! - [`runtime`] — `vantage-agent run`: scheduler, spool writer, coordinator
@@ -22,6 +25,7 @@
 //!   codes (`cli/output.rs`), the process entry point (`cli/entry.rs`,
 //!   which `main.rs` calls).
 
+pub mod authoritative;
 pub mod check;
 pub mod cli;
 pub mod context;

@@ -130,6 +130,20 @@ impl DnsServer {
 
     /// Like [`Self::start`]; queries for names in `servfail` answer SERVFAIL.
     pub async fn start_with(zones: &[&str], servfail: &[&str]) -> Result<Self, DnsError> {
+        Self::start_at(SocketAddr::from(([127, 0, 0, 1], 0)), zones, servfail).await
+    }
+
+    /// Serves `zones` on `addr` (UDP and TCP; port 0: one the OS chooses),
+    /// e.g. an authoritative server on port 53 of its own loopback address.
+    pub async fn start_on(addr: SocketAddr, zones: &[&str]) -> Result<Self, DnsError> {
+        Self::start_at(addr, zones, &[]).await
+    }
+
+    async fn start_at(
+        bind: SocketAddr,
+        zones: &[&str],
+        servfail: &[&str],
+    ) -> Result<Self, DnsError> {
         let live = Live {
             catalog: Arc::new(RwLock::new(Arc::new(catalog(zones)?))),
             silent: Arc::default(),
@@ -146,7 +160,7 @@ impl DnsServer {
         // UDP and TCP must share a port; retry if TCP finds it taken.
         let mut last_err = None;
         for _ in 0..20 {
-            let udp = UdpSocket::bind("127.0.0.1:0").await?;
+            let udp = UdpSocket::bind(bind).await?;
             let addr = udp.local_addr()?;
             match TcpListener::bind(addr).await {
                 Ok(tcp) => {

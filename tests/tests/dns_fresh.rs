@@ -37,6 +37,7 @@ fn www() -> CheckSpec {
         name: "www.example.test".into(),
         rtype: RecordType::A,
         expect: vec![],
+        authoritative: false,
     })
 }
 
@@ -51,6 +52,7 @@ async fn a_changed_record_shows_on_the_next_run_whatever_its_ttl() {
         domain: "example.test".into(),
         ip: None,
         expect: None,
+        authoritative: false,
     });
 
     let before = run(&www(), &ctx).await;

@@ -17,6 +17,8 @@ use x509_parser::x509::SubjectPublicKeyInfo;
 use vantage_common::spec::Kind;
 
 use super::{Check, CheckResult, Finding, Probe, single_record};
+use crate::authoritative::Question;
+use hickory_resolver::proto::rr::RecordType;
 
 pub use vantage_common::spec::dkim::DkimCheck;
 
@@ -72,6 +74,11 @@ impl Check for DkimCheck {
 
     fn target(&self) -> String {
         format!("{}._domainkey.{}", self.selector, self.domain)
+    }
+
+    fn authoritative(&self, _probe: &Probe<'_>) -> Option<Question> {
+        self.authoritative
+            .then(|| Question::all(self.target(), RecordType::TXT))
     }
 
     async fn run(&self, probe: &mut Probe<'_>) -> CheckResult {

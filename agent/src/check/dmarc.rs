@@ -12,7 +12,9 @@ use vantage_common::observed::Observed;
 use vantage_common::spec::Kind;
 
 use super::{Check, CheckResult, Finding, Probe, single_record};
+use crate::authoritative::Question;
 use crate::resolver::Resolver;
+use hickory_resolver::proto::rr::RecordType;
 
 /// Most names tried while walking up to the organisational domain.
 const MAX_WALK: usize = 8;
@@ -82,6 +84,26 @@ impl Check for DmarcCheck {
 
     fn target(&self) -> String {
         self.domain.clone()
+    }
+
+    /// Where the record was found (the organisational domain's when
+    /// inherited), else where it should be.
+    fn authoritative(&self, probe: &Probe<'_>) -> Option<Question> {
+        if !self.authoritative {
+            return None;
+        }
+        let name = probe
+            .detail_str("found_at")
+            .unwrap_or_else(|| format!("_dmarc.{}", self.domain.trim_end_matches('.')));
+        Some(Question {
+            name,
+            rtype: RecordType::TXT,
+            keep: |t| {
+                t.trim_start()
+                    .get(..8)
+                    .is_some_and(|v| v.eq_ignore_ascii_case("v=DMARC1"))
+            },
+        })
     }
 
     async fn run(&self, probe: &mut Probe<'_>) -> CheckResult {

@@ -11,6 +11,7 @@ use vantage_common::observed::Observed;
 use vantage_common::spec::Kind;
 
 use super::{Check, CheckResult, Finding, Probe};
+use crate::authoritative::Question;
 use crate::resolver::{display_name, reverse_name};
 
 pub use vantage_common::spec::dns::{DnsCheck, RecordType};
@@ -28,6 +29,14 @@ fn hickory(rtype: RecordType) -> HickoryType {
     }
 }
 
+/// The name a check asks: for PTR an address becomes its reverse name.
+fn qname(c: &DnsCheck) -> String {
+    match (c.rtype, c.name.parse::<IpAddr>()) {
+        (RecordType::Ptr, Ok(ip)) => reverse_name(ip),
+        _ => c.name.clone(),
+    }
+}
+
 impl Check for DnsCheck {
     const KIND: Kind = Kind::Dns;
     const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -36,11 +45,13 @@ impl Check for DnsCheck {
         self.name.clone()
     }
 
+    fn authoritative(&self, _probe: &Probe<'_>) -> Option<Question> {
+        self.authoritative
+            .then(|| Question::all(qname(self), hickory(self.rtype)))
+    }
+
     async fn run(&self, probe: &mut Probe<'_>) -> CheckResult {
-        let qname = match (self.rtype, self.name.parse::<IpAddr>()) {
-            (RecordType::Ptr, Ok(ip)) => reverse_name(ip),
-            _ => self.name.clone(),
-        };
+        let qname = qname(self);
         let rtype = hickory(self.rtype);
         probe.detail("type", rtype.to_string());
         let resolver = probe.resolver()?;

@@ -109,11 +109,13 @@ impl DomainAudit {
             domain: domain.clone(),
             ip: None,
             expect: None,
+            authoritative: false,
         }));
         specs.push(CheckSpec::Dmarc(DmarcCheck {
             domain: domain.clone(),
             require_policy: None,
             expect: None,
+            authoritative: false,
         }));
         specs.push(CheckSpec::Dnsbl(DnsblCheck {
             target: domain.clone(),
@@ -145,6 +147,7 @@ impl DomainAudit {
                 domain: domain.to_owned(),
                 selector: s.clone(),
                 expect: None,
+                authoritative: false,
             })
             .collect();
         let outcomes = join_all(checks.iter().map(|c| execute(c, ctx))).await;

@@ -12,6 +12,8 @@ use vantage_common::spec::Kind;
 
 use super::smtp::SmtpCheck;
 use super::{Check, CheckResult, Finding, Probe, execute};
+use crate::authoritative::Question;
+use hickory_resolver::proto::rr::RecordType;
 
 pub use vantage_common::spec::mx::MxCheck;
 
@@ -21,6 +23,11 @@ impl Check for MxCheck {
 
     fn target(&self) -> String {
         self.domain.clone()
+    }
+
+    fn authoritative(&self, _probe: &Probe<'_>) -> Option<Question> {
+        self.authoritative
+            .then(|| Question::all(self.domain.clone(), RecordType::MX))
     }
 
     async fn run(&self, probe: &mut Probe<'_>) -> CheckResult {

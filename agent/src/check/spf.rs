@@ -15,7 +15,9 @@ use vantage_common::observed::Observed;
 use vantage_common::spec::Kind;
 
 use super::{Check, CheckResult, Finding, Probe, single_record};
+use crate::authoritative::Question;
 use crate::resolver::{LookupError, Resolver};
+use hickory_resolver::proto::rr::RecordType;
 
 /// RFC 7208 §4.6.4: at most 10 mechanisms and modifiers that query DNS.
 pub const LOOKUP_LIMIT: u32 = 10;
@@ -142,6 +144,14 @@ impl Check for SpfCheck {
 
     fn target(&self) -> String {
         self.domain.clone()
+    }
+
+    fn authoritative(&self, _probe: &Probe<'_>) -> Option<Question> {
+        self.authoritative.then(|| Question {
+            name: self.domain.clone(),
+            rtype: RecordType::TXT,
+            keep: is_spf,
+        })
     }
 
     async fn run(&self, probe: &mut Probe<'_>) -> CheckResult {

@@ -112,6 +112,7 @@ impl ProbeArgs {
                     name: t.to_owned(),
                     rtype: self.rtype,
                     expect: self.expect.clone(),
+                    authoritative: self.authoritative,
                 })
             }
             Kind::Check(spec::Kind::Mx) => CheckSpec::Mx(MxCheck {
@@ -119,6 +120,7 @@ impl ProbeArgs {
                 probe: self.probe,
                 port: self.port.unwrap_or(25),
                 expect: self.expect.clone(),
+                authoritative: self.authoritative,
             }),
             Kind::Check(spec::Kind::Ptr) => CheckSpec::Ptr(PtrCheck {
                 ip: ip()?,
@@ -136,6 +138,7 @@ impl ProbeArgs {
                 domain: domain()?,
                 ip: self.ip,
                 expect: pin()?,
+                authoritative: self.authoritative,
             }),
             Kind::Check(spec::Kind::Dkim) => {
                 let selector = match self.selector.as_slice() {
@@ -148,12 +151,14 @@ impl ProbeArgs {
                     domain: domain()?,
                     selector,
                     expect: pin()?,
+                    authoritative: self.authoritative,
                 })
             }
             Kind::Check(spec::Kind::Dmarc) => CheckSpec::Dmarc(DmarcCheck {
                 domain: domain()?,
                 require_policy: self.require_policy,
                 expect: pin()?,
+                authoritative: self.authoritative,
             }),
             Kind::Check(spec::Kind::Dnsbl) => {
                 let target = if ip().is_ok() {

@@ -43,6 +43,11 @@ pub struct DmarcCheck {
     /// tag) fails with class `policy`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect: Option<String>,
+    /// Also ask every authoritative server of the zone directly and warn
+    /// (class `dns`) when they disagree, one is lame, or their SOA serials
+    /// are out of step.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub authoritative: bool,
 }
 
 impl DmarcCheck {

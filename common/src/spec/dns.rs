@@ -55,4 +55,9 @@ pub struct DnsCheck {
     /// them; names are compared without case or trailing dot.
     #[serde(default)]
     pub expect: Vec<String>,
+    /// Also ask every authoritative server of the zone directly and warn
+    /// (class `dns`) when they disagree, one is lame, or their SOA serials
+    /// are out of step.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub authoritative: bool,
 }

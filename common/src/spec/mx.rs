@@ -22,6 +22,11 @@ pub struct MxCheck {
     /// fails with class `policy`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub expect: Vec<String>,
+    /// Also ask every authoritative server of the zone directly and warn
+    /// (class `dns`) when they disagree, one is lame, or their SOA serials
+    /// are out of step.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub authoritative: bool,
 }
 
 fn default_port() -> u16 {
@@ -36,6 +41,7 @@ impl MxCheck {
             probe: false,
             port: default_port(),
             expect: Vec::new(),
+            authoritative: false,
         }
     }
 

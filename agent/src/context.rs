@@ -1,10 +1,12 @@
 //! What all probes of one process share: timeout override, source address
 //! and the resolver settings (read once; every probe run gets a resolver
-//! of its own, so nothing it is told was cached by an earlier run).
+//! of its own, so nothing it is told was cached by an earlier run), and
+//! the endpoints' answers to the legacy-TLS test (reused for an hour).
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::OnceLock;
-use std::time::Duration;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use hickory_resolver::config::{ResolverConfig, ResolverOpts};
 
@@ -20,7 +22,18 @@ pub struct ProbeContext {
     pub source_address: Option<IpAddr>,
     resolver_settings: ResolverSettings,
     resolver_config: OnceLock<Result<(ResolverConfig, ResolverOpts), LookupError>>,
+    /// What each endpoint said to a legacy ClientHello, and when.
+    legacy_tls: Mutex<HashMap<LegacyKey, (Instant, Option<&'static str>)>>,
 }
+
+/// An endpoint as the legacy-TLS test reaches it: address, TLS from the
+/// first byte or after STARTTLS, SNI.
+pub type LegacyKey = (SocketAddr, bool, Option<String>);
+
+/// How long a legacy-TLS answer is reused: which protocol versions a
+/// server accepts changes with its configuration, not by the minute, and
+/// the test costs the target a connection of its own.
+pub const LEGACY_TLS_REUSE: Duration = Duration::from_secs(3600);
 
 impl ProbeContext {
     /// A context sending DNS to `resolver` (or the system's), binding to
@@ -38,6 +51,23 @@ impl ProbeContext {
                 source_address,
             },
             resolver_config: OnceLock::new(),
+            legacy_tls: Mutex::default(),
+        }
+    }
+
+    /// The legacy-TLS answer of `key` seen within [`LEGACY_TLS_REUSE`].
+    pub fn legacy_tls(&self, key: &LegacyKey) -> Option<Option<&'static str>> {
+        let seen = self.legacy_tls.lock().ok()?;
+        seen.get(key)
+            .filter(|(at, _)| at.elapsed() < LEGACY_TLS_REUSE)
+            .map(|(_, answer)| *answer)
+    }
+
+    /// Remembers the legacy-TLS answer of `key` (forgetting stale ones).
+    pub fn remember_legacy_tls(&self, key: LegacyKey, answer: Option<&'static str>) {
+        if let Ok(mut seen) = self.legacy_tls.lock() {
+            seen.retain(|_, (at, _)| at.elapsed() < LEGACY_TLS_REUSE);
+            seen.insert(key, (Instant::now(), answer));
         }
     }
 

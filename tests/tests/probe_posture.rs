@@ -350,3 +350,35 @@ async fn real_openssl_servers_are_told_apart_by_their_answer_to_a_legacy_hello()
     assert_eq!(verdict(&r), pass(), "{r:?}");
     assert_eq!(r.json()["details"]["legacy_tls"], "refused", "{r:?}");
 }
+
+#[tokio::test]
+async fn the_legacy_answer_of_an_endpoint_is_reused_within_the_hour() {
+    use vantage_agent::check::{CheckSpec, run};
+    use vantage_agent::context::ProbeContext;
+    use vantage_common::spec::smtp::SmtpCheck;
+
+    let f = Fixture::new();
+    let server = SmtpServer::start(SmtpScript {
+        legacy_tls: true,
+        ..SmtpScript::with_starttls(f.tls())
+    })
+    .await
+    .unwrap();
+    // One context, as the agent runtime keeps one for all its probes.
+    let ctx = ProbeContext::new(None, None, None);
+    let spec = CheckSpec::Smtp(SmtpCheck::new("127.0.0.1", server.addr.port()));
+    let first = run(&spec, &ctx).await;
+    let second = run(&spec, &ctx).await;
+    for o in [&first, &second] {
+        assert_eq!(o.status.as_str(), "warn", "{o:?}");
+        assert_eq!(o.details["legacy_tls"], "TLSv1.1", "{o:?}");
+    }
+    assert!(first.details.get("legacy_tls_reused").is_none());
+    assert_eq!(second.details["legacy_tls_reused"], true);
+    // Two dialogues and one legacy test.
+    let connections = server
+        .seen
+        .connections
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(connections, 3);
+}

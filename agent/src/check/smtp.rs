@@ -176,15 +176,23 @@ impl<'a> Reached<'a> {
 }
 
 /// Whether the server accepts TLS 1.0/1.1, tried on a connection of its
-/// own (after EHLO and STARTTLS unless implicit), as step `legacy_tls`.
-/// Recorded in `details.legacy_tls`: the version accepted, `refused`, or
-/// why it could not tell (which is no weakness).
+/// own (after EHLO and STARTTLS unless implicit), as step `legacy_tls`,
+/// at most once an hour per endpoint in a process (an answer within the
+/// hour is reused: `details.legacy_tls_reused`). Recorded in
+/// `details.legacy_tls`: the version accepted, `refused`, or why it could
+/// not tell (which is no weakness, and not reused).
 pub async fn legacy_tls(probe: &mut Probe<'_>, at: &Reached<'_>) -> Option<&'static str> {
     let source = probe.ctx.source_address;
     let name = match at.sni {
         ServerName::DnsName(n) => Some(n.as_ref().to_owned()),
         _ => None,
     };
+    let key = (at.addr, at.implicit, name.clone());
+    if let Some(accepted) = probe.ctx.legacy_tls(&key) {
+        probe.detail("legacy_tls", accepted.unwrap_or("refused"));
+        probe.detail("legacy_tls_reused", true);
+        return accepted;
+    }
     let attempt = async {
         let tcp = net::connect(at.addr, source).await?;
         let mut io: Box<dyn session::Io> = if at.implicit {
@@ -205,6 +213,7 @@ pub async fn legacy_tls(probe: &mut Probe<'_>, at: &Reached<'_>) -> Option<&'sta
     };
     match probe.step("legacy_tls", attempt).await {
         Ok(accepted) => {
+            probe.ctx.remember_legacy_tls(key, accepted);
             probe.detail("legacy_tls", accepted.unwrap_or("refused"));
             accepted
         }

@@ -373,7 +373,7 @@ async fn the_legacy_answer_of_an_endpoint_is_reused_within_the_hour() {
         assert_eq!(o.status.as_str(), "warn", "{o:?}");
         assert_eq!(o.details["legacy_tls"], "TLSv1.1", "{o:?}");
     }
-    assert!(first.details.get("legacy_tls_reused").is_none());
+    assert!(!first.details.contains_key("legacy_tls_reused"));
     assert_eq!(second.details["legacy_tls_reused"], true);
     // Two dialogues and one legacy test.
     let connections = server

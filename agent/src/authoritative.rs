@@ -373,16 +373,5 @@ pub async fn judge(probe: &mut Probe<'_>, q: Question, finding: Finding) -> Find
     let mut details = view.to_json();
     details["problems"] = json!(problems);
     probe.detail("authoritative", details);
-    if problems.is_empty() {
-        return finding;
-    }
-    let said = problems.join("; ");
-    match finding.status {
-        vantage_common::Status::Pass => Finding::warn(FailureClass::Dns, said),
-        vantage_common::Status::Warn => Finding {
-            message: format!("{}; {said}", finding.message),
-            ..finding
-        },
-        _ => finding,
-    }
+    finding.weakened(FailureClass::Dns, &problems)
 }

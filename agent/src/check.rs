@@ -78,6 +78,24 @@ impl Finding {
             message: message.into(),
         }
     }
+    /// With weaknesses found besides the check's own verdict: a pass
+    /// becomes a `warn` of `class` saying them, a warning says them too, a
+    /// failure (or an error) stays as it is.
+    pub fn weakened(self, class: FailureClass, weaknesses: &[String]) -> Self {
+        if weaknesses.is_empty() {
+            return self;
+        }
+        let said = weaknesses.join("; ");
+        match self.status {
+            Status::Pass => Finding::warn(class, said),
+            Status::Warn => Finding {
+                message: format!("{}; {said}", self.message),
+                ..self
+            },
+            Status::Fail | Status::Error => self,
+        }
+    }
+
     /// Prefixes the message with the step it happened in.
     pub fn during(mut self, step: &str) -> Self {
         self.message = format!("{step}: {}", self.message);

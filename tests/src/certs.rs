@@ -195,3 +195,39 @@ pub fn server_tls(names: &[&str]) -> Result<Arc<ServerConfig>, CertError> {
         .issue(names, Validity::GOOD)?
         .server_config()
 }
+
+/// A test CA whose certificate is written to a directory of its own, for
+/// probes' `--ca-file` (and `ca_file` params).
+#[derive(Debug)]
+pub struct CaFile {
+    ca: TestCa,
+    path: String,
+    _dir: tempfile::TempDir,
+}
+
+impl CaFile {
+    /// A new CA named `name`, written to `ca.pem` in a temporary directory.
+    pub fn new(name: &str) -> Result<Self, CertError> {
+        let dir = tempfile::tempdir().map_err(|e| CertError::Io(PathBuf::from("tempdir"), e))?;
+        let ca = TestCa::new(name)?;
+        let path = ca.write_pem(dir.path())?.display().to_string();
+        Ok(CaFile {
+            ca,
+            path,
+            _dir: dir,
+        })
+    }
+
+    /// Where its PEM is.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+}
+
+impl std::ops::Deref for CaFile {
+    type Target = TestCa;
+
+    fn deref(&self) -> &TestCa {
+        &self.ca
+    }
+}

@@ -11,19 +11,17 @@ use std::sync::Arc;
 
 use rustls::ServerConfig;
 use vantage_tests::agent::{Run, probe};
-use vantage_tests::certs::{TestCa, Validity, fixture_config};
+use vantage_tests::certs::{CaFile, Validity, fixture_config};
 use vantage_tests::smtp::{SmtpScript, SmtpServer};
 
 struct Fixture {
-    ca: TestCa,
-    dir: tempfile::TempDir,
+    ca: CaFile,
 }
 
 impl Fixture {
     fn new() -> Self {
         Fixture {
-            ca: TestCa::new("vantage test CA").unwrap(),
-            dir: tempfile::tempdir().unwrap(),
+            ca: CaFile::new("vantage test CA").unwrap(),
         }
     }
 
@@ -36,11 +34,7 @@ impl Fixture {
     }
 
     fn ca_file(&self) -> String {
-        self.ca
-            .write_pem(self.dir.path())
-            .unwrap()
-            .display()
-            .to_string()
+        self.ca.path().to_owned()
     }
 
     async fn run(&self, kind: &str, server: &SmtpServer, extra: &[&str]) -> Run {

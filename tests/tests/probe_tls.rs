@@ -4,28 +4,22 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use vantage_tests::agent::{Run, probe};
-use vantage_tests::certs::{TestCa, Validity};
+use vantage_tests::certs::{CaFile, TestCa, Validity};
 use vantage_tests::smtp::{SmtpScript, SmtpServer};
 
 struct Fixture {
-    ca: TestCa,
-    dir: tempfile::TempDir,
+    ca: CaFile,
 }
 
 impl Fixture {
     fn new() -> Self {
         Fixture {
-            ca: TestCa::new("vantage test CA").unwrap(),
-            dir: tempfile::tempdir().unwrap(),
+            ca: CaFile::new("vantage test CA").unwrap(),
         }
     }
 
     fn ca_file(&self) -> String {
-        self.ca
-            .write_pem(self.dir.path())
-            .unwrap()
-            .display()
-            .to_string()
+        self.ca.path().to_owned()
     }
 
     /// A STARTTLS server presenting a certificate from `issuer` for `names`.

@@ -13,13 +13,10 @@ use std::time::Duration;
 
 use rustls::pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use vantage_common::FailureClass;
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::public_key::PublicKey;
 
 pub use vantage_common::spec::smtp::Posture;
-
-use super::Finding;
 
 /// What the presented chain is made of.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -140,23 +137,6 @@ pub fn weaknesses(
     found
 }
 
-/// A finding with the weaknesses found: a pass becomes a `warn` (class
-/// `tls`), a warning says them too, a failure stays as it is.
-pub fn judge(finding: Finding, weaknesses: &[String]) -> Finding {
-    if weaknesses.is_empty() {
-        return finding;
-    }
-    let said = weaknesses.join("; ");
-    match finding.status {
-        vantage_common::Status::Pass => Finding::warn(FailureClass::Tls, said),
-        vantage_common::Status::Warn => Finding {
-            message: format!("{}; {said}", finding.message),
-            ..finding
-        },
-        _ => finding,
-    }
-}
-
 /// The records a legacy ClientHello offers: ECDHE and RSA with AES-CBC
 /// and 3DES, what TLS 1.0/1.1 servers speak.
 const LEGACY_SUITES: [u16; 9] = [
@@ -259,6 +239,8 @@ pub async fn accepts_legacy<S: AsyncRead + AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::check::Finding;
+    use vantage_common::FailureClass;
 
     #[test]
     fn the_legacy_hello_is_well_formed() {
@@ -308,7 +290,7 @@ mod tests {
             auth_before_starttls: false,
         };
         assert!(weaknesses(&off, Some(&weak), Some("TLSv1.0"), true).is_empty());
-        let pass = judge(Finding::pass("ok"), &all[..1]);
+        let pass = Finding::pass("ok").weakened(FailureClass::Tls, &all[..1]);
         assert_eq!(
             (pass.status, pass.class, pass.message.as_str()),
             (
@@ -317,7 +299,7 @@ mod tests {
                 "accepts TLSv1.0 (legacy TLS)"
             )
         );
-        let fail = judge(Finding::fail(FailureClass::Tls, "bad"), &all);
+        let fail = Finding::fail(FailureClass::Tls, "bad").weakened(FailureClass::Tls, &all);
         assert_eq!(fail.message, "bad");
     }
 }

@@ -248,7 +248,7 @@ pub async fn judge_posture(
     if !weak.is_empty() {
         probe.detail("posture", weak.clone());
     }
-    posture::judge(finding, &weak)
+    finding.weakened(FailureClass::Tls, &weak)
 }
 
 /// EHLO keywords with their parameters (`SIZE 35882577`, `AUTH PLAIN LOGIN`).

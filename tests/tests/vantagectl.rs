@@ -148,10 +148,7 @@ async fn apply_diff_list_get_and_refusal_of_bad_files() {
             ),
         ),
         (
-            changed.replace(
-                "require_policy = \"quarantine\"",
-                "require_policy = \"quarantine\", authoritative = \"yes\"",
-            ),
+            changed.replace("authoritative = true", "authoritative = \"yes\""),
             format!("checks.toml:{dmarc_params}: field `check.params.authoritative`"),
         ),
     ] {

@@ -351,6 +351,15 @@ impl Declared {
                     ),
                 ));
             }
+            let mut seen = BTreeSet::new();
+            if let Some(twice) = c.regions.iter().find(|r| !seen.insert(r.as_str())) {
+                // A region listed twice would count twice towards the quorum.
+                return Err(err(
+                    "check.regions",
+                    &c.name,
+                    format!("check {}: region {twice:?} is listed twice", c.name),
+                ));
+            }
             if c.fail_after == 0 || c.recover_after == 0 {
                 return Err(err(
                     "check.fail_after",
@@ -675,6 +684,13 @@ params = {}
                 7,
                 "check.quorum",
                 "quorum",
+            ),
+            (
+                &GOOD.replace("[\"ru\", \"eu\", \"us\"]", "[\"ru\", \"ru\", \"ru\"]")
+                    .replace("params = {", "quorum = 3\nparams = {"),
+                6,
+                "check.regions",
+                "region \"ru\" is listed twice",
             ),
             ("[[check]\nname = 1", 1, "", ""),
         ];

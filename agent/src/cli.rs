@@ -15,6 +15,7 @@ use std::time::Duration;
 use clap::builder::PossibleValue;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use vantage_common::spec;
+pub use vantage_common::spec::is_domain_name;
 
 use crate::check::dmarc::RequiredPolicy;
 use crate::check::dns::RecordType;
@@ -275,20 +276,4 @@ fn parse_record_type(s: &str) -> Result<RecordType, String> {
 
 fn parse_policy(s: &str) -> Result<RequiredPolicy, String> {
     RequiredPolicy::parse(s).ok_or_else(|| format!("'{s}' is not one of none, quarantine, reject"))
-}
-
-/// Is `s` a syntactically valid DNS name? `underscore` allows `_dmarc`-style labels.
-pub fn is_domain_name(s: &str, underscore: bool) -> bool {
-    let s = s.strip_suffix('.').unwrap_or(s);
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || (underscore && b == b'_'))
-        })
 }

@@ -138,6 +138,33 @@ impl FromStr for Kind {
     }
 }
 
+/// Is `s` a syntactically valid DNS name? `underscore` allows `_dmarc`-style labels.
+pub fn is_domain_name(s: &str, underscore: bool) -> bool {
+    let s = s.strip_suffix('.').unwrap_or(s);
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || (underscore && b == b'_'))
+        })
+}
+
+/// Is `s` a host as a connection target takes it: an IP address (IPv6
+/// also in brackets) or a DNS name?
+pub fn is_host(s: &str) -> bool {
+    let bare = s.trim_start_matches('[').trim_end_matches(']');
+    bare.parse::<std::net::IpAddr>().is_ok() || is_domain_name(s, false)
+}
+
+/// Largest specification of one check, as JSON (what an assignment carries
+/// per check): no single check can swell a session's messages.
+pub const MAX_SPEC_BYTES: usize = 16 * 1024;
+
 /// Why a declaration is not a check.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -148,6 +175,9 @@ pub enum SpecError {
     /// `params` set the kind or the target field themselves.
     #[error("params may not set `{0}` (use the check's kind/target)")]
     Reserved(&'static str),
+    /// The target is not what the kind probes (a host, a domain, an address).
+    #[error("target {0}")]
+    Target(String),
     /// The parameters do not fit the kind (unknown, missing, out of range).
     #[error("params: {}{message}", field.as_deref().map(|f| format!("{f}: ")).unwrap_or_default())]
     Params {
@@ -240,8 +270,65 @@ impl CheckSpec {
         Ok(spec)
     }
 
-    /// Checks what types alone cannot: the form of pinned values.
+    /// Checks what types alone cannot: the form of the target and of
+    /// pinned values, and the size of the whole.
     pub fn validate(&self) -> Result<(), SpecError> {
+        let target = |t: &str, ok: bool, want: &str| {
+            let shown: String = t.chars().take(64).collect();
+            let more = if t.chars().count() > 64 { "…" } else { "" };
+            (!ok).then(|| SpecError::Target(format!("{shown:?}{more} is not {want}")))
+        };
+        let bad = match self {
+            CheckSpec::Smtp(c) => target(&c.host, is_host(&c.host), "a host name or IP address"),
+            CheckSpec::Tls(c) => target(&c.host, is_host(&c.host), "a host name or IP address"),
+            CheckSpec::Tcp(c) => target(&c.host, is_host(&c.host), "a host name or IP address"),
+            CheckSpec::Dns(c) => {
+                let ptr =
+                    c.rtype == dns::RecordType::Ptr && c.name.parse::<std::net::IpAddr>().is_ok();
+                target(&c.name, ptr || is_domain_name(&c.name, true), "a DNS name")
+            }
+            CheckSpec::Mx(c) => {
+                target(&c.domain, is_domain_name(&c.domain, false), "a domain name")
+            }
+            CheckSpec::Spf(c) => {
+                target(&c.domain, is_domain_name(&c.domain, false), "a domain name")
+            }
+            CheckSpec::Dmarc(c) => {
+                target(&c.domain, is_domain_name(&c.domain, false), "a domain name")
+            }
+            CheckSpec::Dkim(c) => {
+                target(&c.domain, is_domain_name(&c.domain, false), "a domain name").or_else(|| {
+                    (!is_domain_name(&c.selector, true)).then(|| {
+                        SpecError::param(
+                            "selector",
+                            format!("{:?} is not a DKIM selector", c.selector),
+                        )
+                    })
+                })
+            }
+            CheckSpec::Dnsbl(c) => target(
+                &c.target,
+                is_host(&c.target),
+                "an IP address or domain name",
+            )
+            .or_else(|| {
+                c.zones
+                    .iter()
+                    .find(|z| !is_domain_name(z, false))
+                    .map(|z| SpecError::param("zones", format!("{z:?} is not a DNS zone")))
+            }),
+            CheckSpec::Ptr(_) => None,
+        };
+        if let Some(e) = bad {
+            return Err(e);
+        }
+        let size = serde_json::to_vec(self).map_or(usize::MAX, |j| j.len());
+        if size > MAX_SPEC_BYTES {
+            return Err(SpecError::Params {
+                field: None,
+                message: format!("{size} bytes as JSON, more than {MAX_SPEC_BYTES}"),
+            });
+        }
         let pin = match self {
             CheckSpec::Spf(c) => c.pin().map(drop),
             CheckSpec::Dmarc(c) => c.pin().map(drop),

@@ -299,6 +299,7 @@ impl Declared {
             let spec = c.spec().map_err(|e| {
                 let field = match &e {
                     SpecError::Params { field: Some(f), .. } => format!("check.params.{f}"),
+                    SpecError::Target(_) => "check.target".to_owned(),
                     _ => "check.params".to_owned(),
                 };
                 err(&field, &c.name, format!("check {}: {e}", c.name))
@@ -686,7 +687,47 @@ params = {}
                 "quorum",
             ),
             (
-                &GOOD.replace("[\"ru\", \"eu\", \"us\"]", "[\"ru\", \"ru\", \"ru\"]")
+                &GOOD.replace("\"mx1.example.org\"", "\"\""),
+                5,
+                "check.target",
+                "\"\" is not a host name or IP address",
+            ),
+            (
+                &GOOD.replace(
+                    "\"mx1.example.org\"",
+                    &format!("\"{}\"", "x".repeat(100_000)),
+                ),
+                5,
+                "check.target",
+                "is not a host name",
+            ),
+            (
+                &format!(
+                    "{GOOD}{}",
+                    SPF.replace("kind = \"spf\"", "kind = \"dns\"").replace(
+                        "params = {}",
+                        &format!(
+                            "params = {{ expect = [{}] }}",
+                            vec!["\"192.0.2.1\""; 2000].join(", ")
+                        )
+                    )
+                ),
+                14,
+                "check.params",
+                "more than 16384",
+            ),
+            (
+                &format!(
+                    "{GOOD}{}",
+                    SPF.replace("\"example.org\"", "\"exa mple.org\"")
+                ),
+                12,
+                "check.target",
+                "is not a domain name",
+            ),
+            (
+                &GOOD
+                    .replace("[\"ru\", \"eu\", \"us\"]", "[\"ru\", \"ru\", \"ru\"]")
                     .replace("params = {", "quorum = 3\nparams = {"),
                 6,
                 "check.regions",

@@ -188,8 +188,13 @@ impl ProbeArgs {
                 }));
             }
         };
-        spec.validate()
-            .map_err(|e| format!("invalid value for --expect: {e}"))?;
+        spec.validate().map_err(|e| match &e {
+            spec::SpecError::Params {
+                field: Some(f),
+                message,
+            } if f == "expect" => format!("invalid value for --expect: {message}"),
+            _ => format!("invalid {kind} check: {e}"),
+        })?;
         Ok(Plan::Single(spec))
     }
 

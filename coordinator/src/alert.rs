@@ -273,24 +273,78 @@ async fn post_json(
     check_response(response, secrets).await
 }
 
-/// 2xx is delivered; anything else is an error naming the status and the
-/// start of the body — withheld if it echoes one of `secrets` (the error
-/// is written to the replicated timeline).
+/// 2xx is delivered; anything else is an error naming the status and a
+/// sanitised reason ([`sanitise`]): the error goes into the replicated
+/// timeline, `alerts test` output and the logs.
 async fn check_response(response: reqwest::Response, secrets: &[&str]) -> Result<(), SinkError> {
     let status = response.status();
     if status.is_success() {
         return Ok(());
     }
-    let text = response.text().await.unwrap_or_default();
-    let text: String = if secrets.iter().any(|s| !s.is_empty() && text.contains(s)) {
-        "(body withheld: it echoes a secret)".into()
-    } else {
-        text.chars().take(200).collect()
+    // Read no more of an error body than the reason can use.
+    let mut body = Vec::new();
+    let mut response = response;
+    while body.len() < MAX_ERROR_BODY {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    body.truncate(MAX_ERROR_BODY);
+    let reason = sanitise(&String::from_utf8_lossy(&body), secrets);
+    Err(SinkError::Refused(format!("HTTP {status}: {reason}")))
+}
+
+/// Bytes of an error body read.
+const MAX_ERROR_BODY: usize = 4096;
+/// Characters of a reason kept.
+const MAX_REASON: usize = 160;
+
+/// A receiver's error text made safe to keep: every piece of a secret (the
+/// secret itself and each run of 6 or more letters and digits in it: a
+/// receiver may echo only a URL's path or a token's tail) and anything
+/// token-like (16 or more letters, digits, `-`, `_` with both letters and
+/// digits) is `[redacted]`; control characters become spaces; at most
+/// [`MAX_REASON`] characters.
+pub fn sanitise(text: &str, secrets: &[&str]) -> String {
+    let mut pieces: Vec<&str> = Vec::new();
+    for s in secrets.iter().filter(|s| !s.is_empty()) {
+        pieces.push(s);
+        pieces.extend(
+            s.split(|c: char| !c.is_ascii_alphanumeric())
+                .filter(|p| p.len() >= 6),
+        );
+    }
+    // Longest first, so a secret goes before its pieces.
+    pieces.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    let mut text = text.to_owned();
+    for p in pieces {
+        text = text.replace(p, "[redacted]");
+    }
+    let mut out = String::new();
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        let token_like = run.len() >= 16
+            && run.bytes().any(|b| b.is_ascii_digit())
+            && run.bytes().any(|b| b.is_ascii_alphabetic());
+        out.push_str(if token_like {
+            "[redacted]"
+        } else {
+            run.as_str()
+        });
+        run.clear();
     };
-    Err(SinkError::Refused(format!(
-        "HTTP {status}: {}",
-        text.trim()
-    )))
+    for c in text.chars() {
+        if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+            run.push(c);
+            continue;
+        }
+        flush(&mut run, &mut out);
+        out.push(if c.is_control() { ' ' } else { c });
+    }
+    flush(&mut run, &mut out);
+    let words: Vec<&str> = out.split_whitespace().collect();
+    words.join(" ").chars().take(MAX_REASON).collect()
 }
 
 /// Parses a URL setting (`http` or `https`).
@@ -400,6 +454,38 @@ mod tests {
                 Err(e) => assert!(e.to_string().contains(want), "{kind} {s:?}: {e}"),
             }
         }
+    }
+
+    #[tokio::test]
+    async fn an_error_body_echoing_any_piece_of_a_secret_is_sanitised() {
+        let refused = |body: &'static str| {
+            reqwest::Response::from(
+                http::Response::builder()
+                    .status(500)
+                    .body(body)
+                    .unwrap_or_default(),
+            )
+        };
+        let url = "https://hooks.example.net/services/T0AB12/B0CD34/k7Qx9Zp2Lm4Rt8Vw";
+        for body in [
+            "Cannot POST /services/T0AB12/B0CD34/k7Qx9Zp2Lm4Rt8Vw",
+            "no such hook k7Qx9Zp2Lm4Rt8Vw",
+            "token 1234567:AAH3xYz-9qLmNoPqRsTuVwXyZ rejected\n\u{7}",
+        ] {
+            let e = check_response(refused(body), &[url]).await;
+            let said = e.err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(said.starts_with("refused: HTTP 500"), "{said}");
+            for secret in ["k7Qx9Zp2Lm4Rt8Vw", "T0AB12", "AAH3xYz-9qLmNoPqRsTuVwXyZ"] {
+                assert!(!said.contains(secret), "{said}");
+            }
+            assert!(!said.contains('\u{7}') && said.len() < 200, "{said}");
+        }
+        // What a receiver says about itself survives.
+        let e = check_response(refused("invalid_payload: missing text"), &[url]).await;
+        assert_eq!(
+            e.err().map(|e| e.to_string()).unwrap_or_default(),
+            "refused: HTTP 500 Internal Server Error: invalid_payload: missing text"
+        );
     }
 
     #[test]

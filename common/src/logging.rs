@@ -165,3 +165,22 @@ pub fn set_parent(span: &tracing::Span, traceparent: &str) {
         let _ = span.set_parent(cx);
     }
 }
+
+/// Makes a command-line program end quietly (exit 0) when the reader of
+/// its output goes away (`vantagectl status | head -3`): printing to a
+/// closed pipe panics in Rust, which would print a backtrace instead.
+pub fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}

@@ -301,6 +301,7 @@ pub fn main() -> std::process::ExitCode {
     use std::process::ExitCode;
     let cli = Cli::parse();
     vantage_common::logging::init(vantage_common::logging::LogFormat::Text, "warn");
+    vantage_common::logging::quiet_on_closed_stdout();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -488,18 +488,8 @@ impl Cluster {
     /// Runs `vantagectl <args>` as the test operator against `endpoints`;
     /// returns (exit code, stdout, stderr).
     pub async fn vantagectl(&self, endpoints: &[u64], args: &[&str]) -> (i32, String, String) {
-        let endpoints: Vec<String> = endpoints
-            .iter()
-            .filter_map(|id| self.nodes.get(id))
-            .map(|n| n.addr.to_string())
-            .collect();
-        let pki = self.pki_dir();
-        let output = crate::role_command("ctl", "vantagectl-under-test")
-            .args(args)
-            .env("VANTAGE_ENDPOINTS", endpoints.join(","))
-            .env("VANTAGE_CA", pki.join("ca.pem"))
-            .env("VANTAGE_CERT", pki.join("operator-tester.pem"))
-            .env("VANTAGE_KEY", pki.join("operator-tester.key"))
+        let output = self
+            .vantagectl_command(endpoints, args)
             .stdin(Stdio::null())
             .output()
             .await;
@@ -511,6 +501,25 @@ impl Cluster {
             ),
             Err(e) => (-1, String::new(), e.to_string()),
         }
+    }
+
+    /// `vantagectl` with `args` as the operator, talking to `endpoints`,
+    /// not started yet.
+    pub fn vantagectl_command(&self, endpoints: &[u64], args: &[&str]) -> tokio::process::Command {
+        let endpoints: Vec<String> = endpoints
+            .iter()
+            .filter_map(|id| self.nodes.get(id))
+            .map(|n| n.addr.to_string())
+            .collect();
+        let pki = self.pki_dir();
+        let mut command = crate::role_command("ctl", "vantagectl-under-test");
+        command
+            .args(args)
+            .env("VANTAGE_ENDPOINTS", endpoints.join(","))
+            .env("VANTAGE_CA", pki.join("ca.pem"))
+            .env("VANTAGE_CERT", pki.join("operator-tester.pem"))
+            .env("VANTAGE_KEY", pki.join("operator-tester.key"));
+        command
     }
 
     /// What node `id` logged (stderr), across restarts.

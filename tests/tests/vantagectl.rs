@@ -188,6 +188,21 @@ async fn cluster_status_and_connection_errors() {
     let (_, out, _) = cluster.vantagectl(&[1], &["cluster", "status"]).await;
     assert!(out.contains("ADDRESS") && out.contains("voter"), "{out}");
 
+    // A reader that goes away (`vantagectl cluster status | head -0`):
+    // vantagectl ends quietly instead of panicking about the closed pipe.
+    let mut child = cluster
+        .vantagectl_command(&[1], &["cluster", "status"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
     // A dead endpoint first: vantagectl says why and moves on to the next.
     cluster.kill(1).await.unwrap();
     let (code, out, err) = cluster.vantagectl(&[1, 2], &["cluster", "status"]).await;

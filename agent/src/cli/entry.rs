@@ -12,6 +12,7 @@ use crate::cli::{
 
 /// Entry point of `vantage-agent`: parses the command line and runs it.
 pub fn main() -> ExitCode {
+    vantage_common::logging::quiet_on_closed_stdout();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {

@@ -290,11 +290,14 @@ impl Declared {
                 ));
             }
             if !names.insert(c.name.as_str()) {
-                return Err(err(
+                let mut e = err(
                     "check.name",
                     &c.name,
                     format!("duplicate check name {:?}", c.name),
-                ));
+                );
+                // The repetition, not the first use.
+                e.line = name_line(text, &c.name, 1).map(|l| l + 1).or(e.line);
+                return Err(e);
             }
             let spec = c.spec().map_err(|e| {
                 let field = match &e {
@@ -480,17 +483,26 @@ impl Declared {
     }
 }
 
+/// The index (0-based) of the `nth` (0-based) line setting `name = "<name>"`.
+fn name_line(text: &str, name: &str, nth: usize) -> Option<usize> {
+    let quoted = format!("\"{name}\"");
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| {
+            let l = l.trim_start();
+            l.strip_prefix("name")
+                .is_some_and(|rest| rest.trim_start().starts_with('=') && rest.contains(&quoted))
+        })
+        .nth(nth)
+        .map(|(i, _)| i)
+}
+
 /// The line where `key` is set in the entry named `name` (inline tables
 /// included: `params = { expect = ... }`), else the entry's `name = "..."`
 /// line, if there is one.
 fn entry_line(text: &str, name: &str, key: &str) -> Option<usize> {
     let lines: Vec<&str> = text.lines().collect();
-    let quoted = format!("\"{name}\"");
-    let at = lines.iter().position(|l| {
-        let l = l.trim_start();
-        l.strip_prefix("name")
-            .is_some_and(|rest| rest.trim_start().starts_with('=') && rest.contains(&quoted))
-    })?;
+    let at = name_line(text, name, 0)?;
     let header = |l: &&str| l.trim_start().starts_with('[');
     let start = lines[..at].iter().rposition(header).unwrap_or(0);
     let end = lines[at + 1..]
@@ -616,7 +628,7 @@ params = {}
                 "check.interval",
                 "outside 5s..=30d",
             ),
-            (&format!("{GOOD}{GOOD}"), 3, "check.name", "duplicate"),
+            (&format!("{GOOD}{GOOD}"), 10, "check.name", "duplicate"),
             (
                 &GOOD.replace("port = 587", "prot = 587"),
                 7,

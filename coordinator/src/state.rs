@@ -456,8 +456,12 @@ impl State {
                 record.controls.insert(control.to_owned(), r.result.clone());
                 continue;
             }
-            // Results of checks deleted meanwhile are acknowledged, not kept.
-            if let Some(check) = checks.get(r.check.as_str()) {
+            // Results of checks deleted meanwhile, or from a region the
+            // check is not assigned to, are acknowledged, not kept.
+            if let Some(check) = checks
+                .get(r.check.as_str())
+                .filter(|c| c.regions.contains(&r.result.region))
+            {
                 if verdicts::observe(
                     &mut self.verdicts,
                     &mut self.incidents,
@@ -592,5 +596,53 @@ mod tests {
             payload: "y".into(),
         }]);
         assert_eq!(s.apply(&noops), CommandResult::Unchanged);
+    }
+
+    #[test]
+    fn results_from_a_region_a_check_is_not_assigned_to_are_not_kept() {
+        let decl = "[[check]]\nname = \"c\"\nkind = \"tcp\"\ntarget = \"127.0.0.1\"\nregions = [\"ru\"]\nparams = { port = 25 }\n";
+        let declared = match Declared::parse(std::path::Path::new("t.toml"), decl) {
+            Ok(d) => d,
+            Err(e) => panic!("{e}"),
+        };
+        let mut s = State::default();
+        s.apply(&Command::ApplyConfig {
+            declared: Box::new(declared),
+            at_ms: 1,
+        });
+        for (name, region) in [("ru-1", "ru"), ("xx-1", "xx")] {
+            s.apply(&Command::AgentHello {
+                name: name.into(),
+                region: region.into(),
+                version: "t".into(),
+                address: "127.0.0.1:1".into(),
+                spool_id: 7,
+                at_ms: 2,
+            });
+            let result = StoredResult {
+                region: region.into(),
+                agent: name.into(),
+                started_at_ms: 3,
+                status: Status::Pass,
+                class: None,
+                message: String::new(),
+                duration_ms: 1,
+                details_json: "{}".into(),
+            };
+            let acked = s.apply(&Command::Results {
+                agent: name.into(),
+                spool_id: 7,
+                at_ms: 3,
+                results: vec![IncomingResult {
+                    seq: 1,
+                    check: "c".into(),
+                    result,
+                    trace: None,
+                }],
+            });
+            assert_eq!(acked, CommandResult::Acked(1), "{region}: acknowledged");
+        }
+        let kept: Vec<&String> = s.results["c"].latest.keys().collect();
+        assert_eq!(kept, ["ru"]);
     }
 }

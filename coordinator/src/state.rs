@@ -435,6 +435,10 @@ impl State {
         if record.spool_id != spool_id {
             return 0; // a stale batch from a previous spool
         }
+        if self.revoked.contains(agent) {
+            // Revoked while the batch was in flight: nothing more is applied.
+            return record.applied_seq;
+        }
         record.last_seen_ms = record.last_seen_ms.max(at_ms);
         self.clock_ms = self.clock_ms.max(at_ms);
         // Looked up once per batch, not once per result.
@@ -644,5 +648,44 @@ mod tests {
         }
         let kept: Vec<&String> = s.results["c"].latest.keys().collect();
         assert_eq!(kept, ["ru"]);
+    }
+
+    #[test]
+    fn a_batch_in_flight_when_its_agent_is_revoked_is_not_applied() {
+        let mut s = State::default();
+        s.apply(&Command::AgentHello {
+            name: "ru-1".into(),
+            region: "ru".into(),
+            version: "t".into(),
+            address: "127.0.0.1:1".into(),
+            spool_id: 7,
+            at_ms: 1,
+        });
+        s.apply(&Command::Revoke {
+            name: "ru-1".into(),
+        });
+        let result = StoredResult {
+            region: "ru".into(),
+            agent: "ru-1".into(),
+            started_at_ms: 2,
+            status: Status::Fail,
+            class: None,
+            message: String::new(),
+            duration_ms: 1,
+            details_json: "{}".into(),
+        };
+        let acked = s.apply(&Command::Results {
+            agent: "ru-1".into(),
+            spool_id: 7,
+            at_ms: 2,
+            results: vec![IncomingResult {
+                seq: 1,
+                check: "c".into(),
+                result,
+                trace: None,
+            }],
+        });
+        assert_eq!(acked, CommandResult::Acked(0));
+        assert_eq!(s.agents["ru-1"].applied_results, 0);
     }
 }

@@ -565,26 +565,38 @@ async fn region_and_name_come_from_the_certificate_and_bad_batches_are_refused()
     let leader = cluster.wait_for_leader(&[1, 2, 3]).await.unwrap();
 
     let mut msk = raw_session(&cluster, leader, "ru", "msk-1").await;
-    msk.send_batch(vec![result_record(1, "eu-only")]).await;
-    assert_eq!(msk.next_ack().await.unwrap(), 1);
-    let latest = cluster
-        .operator(leader)
-        .unwrap()
-        .get_results(GetResultsRequest {
-            check: "eu-only".into(),
-            region: "ru".into(),
-            recent: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .latest;
-    assert_eq!(latest.len(), 1);
+    msk.send_batch(vec![
+        result_record(1, "mx-tcp"),
+        result_record(2, "eu-only"),
+    ])
+    .await;
+    assert_eq!(msk.next_ack().await.unwrap(), 2);
+    let latest = |check: &'static str| {
+        let cluster = &cluster;
+        async move {
+            cluster
+                .operator(leader)
+                .unwrap()
+                .get_results(GetResultsRequest {
+                    check: check.into(),
+                    region: "ru".into(),
+                    recent: 0,
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .latest
+        }
+    };
+    let mx = latest("mx-tcp").await;
+    assert_eq!(mx.len(), 1);
     assert_eq!(
-        (latest[0].region.as_str(), latest[0].agent.as_str()),
+        (mx[0].region.as_str(), mx[0].agent.as_str()),
         ("ru", "msk-1"),
         "stored under the certificate's identity"
     );
+    // A result for a check not assigned to its region is acknowledged, not kept.
+    assert!(latest("eu-only").await.is_empty());
 
     // Sequence numbers must increase within a batch.
     msk.send_batch(vec![result_record(5, "mx-tcp"), result_record(4, "mx-tcp")])
@@ -624,4 +636,57 @@ async fn applied_seq(cluster: &Cluster, via: u64, name: &str) -> Option<u64> {
         .into_iter()
         .find(|a| a.name == name)
         .map(|a| a.applied_seq)
+}
+
+#[tokio::test]
+async fn revocation_ends_live_sessions_and_refuses_their_batches() {
+    use vantage_proto::v1::RevokeRequest;
+    let server = SmtpServer::start(SmtpScript::default()).await.unwrap();
+    let mut cluster = Cluster::start(3, Timers::default()).await.unwrap();
+    apply(&cluster, &checks_toml(server.addr.port())).await;
+    cluster
+        .spawn_agent("ru-1", "ru", "127.0.0.11", &[])
+        .await
+        .unwrap();
+    let leader = cluster.wait_for_leader(&[1, 2, 3]).await.unwrap();
+    let mut thief = raw_session(&cluster, leader, "ru", "msk-9").await;
+    thief.send_batch(vec![result_record(1, "mx-tcp")]).await;
+    assert_eq!(thief.next_ack().await.unwrap(), 1);
+    wait_for("ru-1 connected", || async {
+        agents(&cluster, leader)
+            .await?
+            .iter()
+            .any(|a| a.name == "ru-1" && a.connected)
+            .then_some(())
+    })
+    .await
+    .unwrap();
+
+    // Revoked through another node: both sessions end, cluster-wide.
+    let other = [1, 2, 3].into_iter().find(|id| *id != leader).unwrap();
+    for name in ["msk-9", "ru-1"] {
+        cluster
+            .operator(other)
+            .unwrap()
+            .revoke(RevokeRequest { name: name.into() })
+            .await
+            .unwrap();
+    }
+    let before = applied_seq(&cluster, leader, "msk-9").await;
+    // The revocation is applied on the leader once the call returns.
+    thief.send_batch(vec![result_record(2, "mx-tcp")]).await;
+    let refused = thief.next_ack().await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused}");
+    assert!(refused.message().contains("revoked"), "{refused}");
+    assert_eq!(applied_seq(&cluster, leader, "msk-9").await, before);
+    // The real agent is cut off at its next heartbeat and cannot come back.
+    wait_for("ru-1 disconnected", || async {
+        agents(&cluster, leader)
+            .await?
+            .iter()
+            .any(|a| a.name == "ru-1" && !a.connected)
+            .then_some(())
+    })
+    .await
+    .unwrap();
 }

@@ -251,6 +251,14 @@ async fn serve(
     session: u64,
 ) -> Result<(), Status> {
     while let Some(message) = inbound.message().await? {
+        // A revoked agent's session ends at its next heartbeat or batch
+        // (the deny-list is replicated: on whichever node leads).
+        if api.applied.read().await.state.is_revoked(name) {
+            tracing::warn!(agent = %name, region = %region, "agent session ended: revoked");
+            return Err(Status::permission_denied(format!(
+                "agent {name}: its certificate was revoked"
+            )));
+        }
         match message.msg {
             Some(In::Heartbeat(h)) => {
                 api.sessions.heartbeat(name, session);

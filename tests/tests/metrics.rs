@@ -228,3 +228,54 @@ async fn coordinators_and_agents_export_metrics_health_and_readiness() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_side_port_holds_a_bounded_number_of_connections_and_drops_idle_ones() {
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let router = vantage_common::metrics::Router::new()
+        .route("/healthz", axum::routing::get(|| async { "ok\n" }));
+    let addr = vantage_common::metrics::serve_bounded(
+        "127.0.0.1:0".parse().unwrap(),
+        router,
+        4,
+        Duration::from_millis(500),
+    )
+    .await
+    .unwrap();
+    // Idle clients take every slot...
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    // ...so a fifth waits in the backlog instead of costing a descriptor,
+    let started = std::time::Instant::now();
+    let fifth = tokio::spawn(get_owned(format!("http://{addr}/healthz")));
+    // ...until the idle ones are closed by the server.
+    for mut c in idle {
+        let mut buf = [0u8; 1];
+        let n = tokio::time::timeout(Duration::from_secs(30), c.read(&mut buf))
+            .await
+            .expect("the server closes an idle connection")
+            .unwrap_or(0);
+        assert_eq!(n, 0, "closed without a byte");
+    }
+    let (status, body) = fifth.await.unwrap();
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "it had to wait"
+    );
+    // A client that stops halfway through its request is dropped too.
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(30), slow.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "a half-sent request is not held forever");
+}
+
+async fn get_owned(url: String) -> (u16, String) {
+    get(&url).await
+}

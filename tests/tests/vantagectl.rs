@@ -481,3 +481,34 @@ async fn endpoints_and_credentials_from_a_config_file() {
     let out = run(vec!["cluster".into(), "status".into()]).await;
     assert!(String::from_utf8_lossy(&out.stderr).contains("VANTAGE_ENDPOINTS"));
 }
+
+#[tokio::test]
+async fn agents_are_revoked_and_accepted_again_and_coordinators_are_never_revoked() {
+    let cluster = Cluster::start(1, Timers::default()).await.unwrap();
+    let (code, out, err) = cluster
+        .vantagectl(&[1], &["agents", "revoke", "msk-1"])
+        .await;
+    assert_eq!((code, out.trim()), (0, "msk-1: revoked"), "{err}");
+    let (_, out, _) = cluster
+        .vantagectl(&[1], &["agents", "revoked", "-o", "json"])
+        .await;
+    assert_eq!(out.trim(), r#"["msk-1"]"#);
+    let (code, out, err) = cluster
+        .vantagectl(&[1], &["agents", "unrevoke", "msk-1"])
+        .await;
+    assert_eq!((code, out.trim()), (0, "msk-1: accepted again"), "{err}");
+    let (_, out, _) = cluster
+        .vantagectl(&[1], &["agents", "revoked", "-o", "json"])
+        .await;
+    assert_eq!(out.trim(), "[]");
+    // Revoking a node's certificate would break writes through it.
+    let (code, _, err) = cluster
+        .vantagectl(&[1], &["agents", "revoke", "coordinator-1"])
+        .await;
+    assert_ne!(code, 0);
+    assert!(err.contains("vantagectl cluster remove"), "{err}");
+    let (code, out, err) = cluster
+        .vantagectl(&[1], &["cluster", "status", "-o", "json"])
+        .await;
+    assert_eq!(code, 0, "{err}: {out}");
+}

@@ -5,7 +5,7 @@ use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use vantage_proto::v1::{
     AddMemberRequest, ClusterMember, ClusterStatusRequest, InitClusterRequest, ListAgentsRequest,
-    ListRevokedRequest, MembershipReply, RemoveMemberRequest, RevokeRequest,
+    ListRevokedRequest, MembershipReply, RemoveMemberRequest, RevokeRequest, UnrevokeRequest,
 };
 
 use super::{ConnArgs, Format, explain};
@@ -48,6 +48,11 @@ pub enum AgentsCommand {
     List,
     /// Refuse an agent's (or operator's) certificate from now on.
     Revoke {
+        /// Agent or operator name.
+        name: String,
+    },
+    /// Accept a revoked certificate name again.
+    Unrevoke {
         /// Agent or operator name.
         name: String,
     },
@@ -228,6 +233,21 @@ pub async fn run_agents(command: AgentsCommand, conn: &ConnArgs, format: Format)
                     "revoked"
                 } else {
                     "was already revoked"
+                }
+            );
+        }
+        AgentsCommand::Unrevoke { name } => {
+            let reply = client
+                .operator
+                .unrevoke(UnrevokeRequest { name: name.clone() })
+                .await
+                .map_err(fail)?;
+            println!(
+                "{name}: {}",
+                if reply.get_ref().was_revoked {
+                    "accepted again"
+                } else {
+                    "was not revoked"
                 }
             );
         }

@@ -25,7 +25,7 @@ use vantage_proto::v1::{
     ListChecksReply, ListChecksRequest, ListIncidentsReply, ListIncidentsRequest, ListRevokedReply,
     ListRevokedRequest, ListSilencesReply, ListSilencesRequest, MembershipReply,
     RemoveMemberRequest, RevokeReply, RevokeRequest, StatusReply, StatusRequest, TestChannelReply,
-    TestChannelRequest,
+    TestChannelRequest, UnrevokeReply, UnrevokeRequest,
 };
 
 use super::auth::{Role, authorize};
@@ -173,6 +173,11 @@ impl OperatorService for OperatorApi {
     async fn revoke(&self, request: Request<RevokeRequest>) -> Reply<RevokeReply> {
         self.caller(&request, "Revoke").await?;
         cluster::revoke(&self.proposer, request.into_inner().name).await
+    }
+
+    async fn unrevoke(&self, request: Request<UnrevokeRequest>) -> Reply<UnrevokeReply> {
+        self.caller(&request, "Unrevoke").await?;
+        cluster::unrevoke(&self.proposer, request.into_inner().name).await
     }
 
     async fn list_revoked(&self, request: Request<ListRevokedRequest>) -> Reply<ListRevokedReply> {

@@ -8,7 +8,7 @@ use vantage_common::clock::now_ms;
 use vantage_common::identity::valid_label;
 use vantage_proto::v1::{
     AddMemberRequest, AgentInfo, ClusterStatusReply, InitClusterReply, InitClusterRequest,
-    ListAgentsReply, ListRevokedReply, MembershipReply, NodeStatus, RevokeReply,
+    ListAgentsReply, ListRevokedReply, MembershipReply, NodeStatus, RevokeReply, UnrevokeReply,
 };
 
 use super::Reply;
@@ -155,12 +155,26 @@ pub(super) async fn agents(applied: &Replica) -> Reply<ListAgentsReply> {
 
 /// Refuses `name`'s certificates from now on.
 pub(super) async fn revoke(proposer: &Proposer, name: String) -> Reply<RevokeReply> {
-    if !valid_label(&name) && !name.starts_with("coordinator-") {
+    if name.starts_with("coordinator-") {
+        // Refusing a node's certificate would break writes through it.
+        return Err(Status::invalid_argument(format!(
+            "{name} is a coordinator: remove it with `vantagectl cluster remove`, not revoke"
+        )));
+    }
+    if !valid_label(&name) {
         return Err(Status::invalid_argument(format!("invalid name {name:?}")));
     }
     let result = proposer.write(Command::Revoke { name }).await?;
     Ok(Response::new(RevokeReply {
         newly_revoked: result == CommandResult::Changed,
+    }))
+}
+
+/// Accepts `name`'s certificates again.
+pub(super) async fn unrevoke(proposer: &Proposer, name: String) -> Reply<UnrevokeReply> {
+    let result = proposer.write(Command::Unrevoke { name }).await?;
+    Ok(Response::new(UnrevokeReply {
+        was_revoked: result == CommandResult::Changed,
     }))
 }
 

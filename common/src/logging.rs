@@ -184,3 +184,47 @@ pub fn quiet_on_closed_stdout() {
         default(info);
     }));
 }
+
+/// Lets a log line that an outsider can cause at will (a failed TLS
+/// handshake, an exhausted accept) through at most once per period,
+/// counting the ones held back, so a flood of them cannot flood the log.
+#[derive(Debug)]
+pub struct Throttle {
+    every_ms: i64,
+    next_ms: std::sync::atomic::AtomicI64,
+    held: std::sync::atomic::AtomicU64,
+}
+
+impl Throttle {
+    /// At most one line per `every_ms` milliseconds.
+    pub const fn new(every_ms: i64) -> Self {
+        Throttle {
+            every_ms,
+            next_ms: std::sync::atomic::AtomicI64::new(0),
+            held: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(n)` when this line may be logged (`n` lines were held back
+    /// since the last one), `None` when it is held back.
+    pub fn allow(&self) -> Option<u64> {
+        use std::sync::atomic::Ordering;
+        let now = crate::clock::now_ms();
+        let next = self.next_ms.load(Ordering::Relaxed);
+        if now >= next
+            && self
+                .next_ms
+                .compare_exchange(
+                    next,
+                    now + self.every_ms,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            return Some(self.held.swap(0, Ordering::Relaxed));
+        }
+        self.held.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+}

@@ -75,6 +75,11 @@ impl AsyncWrite for MtlsConn {
     }
 }
 
+/// Failed handshakes and accepts are logged at most every 10 s each (with
+/// how many were held back): anyone who can reach the port can cause them.
+static HANDSHAKE_LOG: crate::logging::Throttle = crate::logging::Throttle::new(10_000);
+static ACCEPT_LOG: crate::logging::Throttle = crate::logging::Throttle::new(10_000);
+
 /// Accepts TCP connections on `listener` and completes mTLS handshakes
 /// concurrently; connections whose certificate is not from the deployment CA
 /// or names no vantage identity are dropped and logged. Feed the stream to
@@ -89,7 +94,9 @@ pub fn incoming(
             let (tcp, addr) = match listener.accept().await {
                 Ok(conn) => conn,
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
+                    if let Some(held) = ACCEPT_LOG.allow() {
+                        tracing::warn!(error = %e, held_back = held, "accept failed");
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -106,11 +113,15 @@ pub fn incoming(
                 {
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => {
-                        tracing::warn!(peer = %addr, error = %e, "refused connection: TLS handshake failed");
+                        if let Some(held) = HANDSHAKE_LOG.allow() {
+                            tracing::warn!(peer = %addr, error = %e, held_back = held, "refused connection: TLS handshake failed");
+                        }
                         return;
                     }
                     Err(_) => {
-                        tracing::warn!(peer = %addr, "refused connection: TLS handshake timed out");
+                        if let Some(held) = HANDSHAKE_LOG.allow() {
+                            tracing::warn!(peer = %addr, held_back = held, "refused connection: TLS handshake timed out");
+                        }
                         return;
                     }
                 };

@@ -99,6 +99,28 @@ async fn certificate_from_another_ca_is_refused() {
     })
     .await
     .unwrap();
+    // A flood of failed handshakes is not a flood of log lines.
+    for _ in 0..50 {
+        let mut tcp = tokio::net::TcpStream::connect(cluster.nodes[&1].addr)
+            .await
+            .unwrap();
+        tcp.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
+        let mut sink = Vec::new();
+        let _ = tcp.read_to_end(&mut sink).await;
+    }
+    wait_for("the node still serving", || async {
+        let tls = tls_for(&cluster, Identity::Operator { name: "ok".into() });
+        let mut c = cluster.client_as(1, tls).ok()?;
+        c.cluster_status(ClusterStatusRequest {}).await.ok()
+    })
+    .await
+    .unwrap();
+    let lines = cluster
+        .log(1)
+        .lines()
+        .filter(|l| l.contains("TLS handshake failed"))
+        .count();
+    assert!(lines <= 2, "{lines} lines for 51 failed handshakes");
 }
 
 #[tokio::test]

@@ -99,24 +99,18 @@ pub fn view(state: &Replicated, leader: Option<u64>, now: i64) -> StatusView {
             }
         })
         .collect();
-    let mut changes: Vec<ChangeView> = state
-        .verdicts
-        .iter()
-        .flat_map(|(name, v)| {
-            v.drift
-                .changes
-                .iter()
-                .filter(|c| c.at_ms >= now - 7 * DAY_MS)
-                .map(|c| ChangeView {
-                    check: name.clone(),
-                    at_ms: c.at_ms,
-                    summary: c.summary.clone(),
-                    severity: c.severity.map_or("ignored".into(), |s| s.to_string()),
-                })
-        })
-        .collect();
-    changes.sort_by_key(|c| std::cmp::Reverse(c.at_ms));
-    changes.truncate(MAX_CHANGES);
+    let changes: Vec<ChangeView> =
+        crate::state::changes::since(&state.verdicts, None, now - 7 * DAY_MS)
+            .into_iter()
+            .rev()
+            .take(MAX_CHANGES)
+            .map(|(check, c)| ChangeView {
+                check: check.to_owned(),
+                at_ms: c.at_ms,
+                summary: c.summary.clone(),
+                severity: c.severity.map_or("ignored".into(), |s| s.to_string()),
+            })
+            .collect();
     StatusView {
         changes,
         now_ms: now,

@@ -19,6 +19,7 @@ use hickory_resolver::proto::rr::RecordType;
 /// Most names tried while walking up to the organisational domain.
 const MAX_WALK: usize = 8;
 
+use vantage_common::spec::dmarc::is_dmarc;
 pub use vantage_common::spec::dmarc::{DmarcCheck, RequiredPolicy};
 
 fn policy_name(p: &Policy) -> &'static str {
@@ -63,14 +64,7 @@ async fn discover(resolver: &Resolver, domain: &str) -> Result<Option<Found>, Fi
             Err(e) if e.is_absent() => continue,
             Err(e) => return Err(e.finding()),
         };
-        let records: Vec<String> = records
-            .into_iter()
-            .filter(|t| {
-                t.trim_start()
-                    .get(..8)
-                    .is_some_and(|v| v.eq_ignore_ascii_case("v=DMARC1"))
-            })
-            .collect();
+        let records: Vec<String> = records.into_iter().filter(|t| is_dmarc(t)).collect();
         if !records.is_empty() {
             return Ok(Some(Found { at, records }));
         }
@@ -98,11 +92,7 @@ impl Check for DmarcCheck {
         Some(Question {
             name,
             rtype: RecordType::TXT,
-            keep: |t| {
-                t.trim_start()
-                    .get(..8)
-                    .is_some_and(|v| v.eq_ignore_ascii_case("v=DMARC1"))
-            },
+            keep: is_dmarc,
         })
     }
 

@@ -50,6 +50,13 @@ pub struct DmarcCheck {
     pub authoritative: bool,
 }
 
+/// Is this TXT string a DMARC record (`v=DMARC1` first, any case)?
+pub fn is_dmarc(txt: &str) -> bool {
+    txt.trim_start()
+        .get(..8)
+        .is_some_and(|v| v.eq_ignore_ascii_case("v=DMARC1"))
+}
+
 impl DmarcCheck {
     /// The pinned record, normalised.
     pub fn pin(&self) -> Result<Option<Observed>, String> {

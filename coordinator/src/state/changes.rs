@@ -58,6 +58,28 @@ pub struct Change {
     pub incident: Option<u64>,
 }
 
+/// The changes of one check (or all) at or after `since_ms`, with their
+/// check's name, oldest first.
+pub fn since<'a>(
+    verdicts: &'a super::verdicts::Verdicts,
+    check: Option<&str>,
+    since_ms: i64,
+) -> Vec<(&'a str, &'a Change)> {
+    let mut changes: Vec<(&str, &Change)> = verdicts
+        .iter()
+        .filter(|(name, _)| check.is_none_or(|c| c == name.as_str()))
+        .flat_map(|(name, v)| {
+            v.drift
+                .changes
+                .iter()
+                .filter(move |c| c.at_ms >= since_ms)
+                .map(move |c| (name.as_str(), c))
+        })
+        .collect();
+    changes.sort_by_key(|(_, c)| c.at_ms);
+    changes
+}
+
 /// What change tracking keeps for one check.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Drift {

@@ -295,20 +295,10 @@ fn change_info(check: &str, c: &Change) -> ChangeInfo {
 
 /// Changes of one check (or all) at or after `since_ms`, oldest first.
 fn changes_of(state: &State, check: Option<&str>, since_ms: i64) -> Vec<ChangeInfo> {
-    let mut changes: Vec<ChangeInfo> = state
-        .verdicts
-        .iter()
-        .filter(|(name, _)| check.is_none_or(|c| c == name.as_str()))
-        .flat_map(|(name, v)| {
-            v.drift
-                .changes
-                .iter()
-                .filter(|c| c.at_ms >= since_ms)
-                .map(|c| change_info(name, c))
-        })
-        .collect();
-    changes.sort_by_key(|c| c.at_ms);
-    changes
+    crate::state::changes::since(&state.verdicts, check, since_ms)
+        .into_iter()
+        .map(|(name, c)| change_info(name, c))
+        .collect()
 }
 
 /// Changes of agreed values (drift), of one check or all.

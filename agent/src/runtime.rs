@@ -101,6 +101,10 @@ pub async fn run(config: AgentConfig) -> Result<()> {
     Ok(())
 }
 
+/// Failures to spool, logged at most every 10 s.
+static UNSPOOLED: vantage_common::logging::Throttle =
+    vantage_common::logging::Throttle::new(10_000);
+
 /// Appends every finished probe to the spool (durably) before anything is
 /// sent.
 async fn write_results(
@@ -130,7 +134,13 @@ async fn write_results(
         .await;
         match written {
             Ok(Ok(_)) => spooled.notify_one(),
-            Ok(Err(e)) => tracing::error!(check = %f.check, error = %e, "could not spool a result"),
+            // Counted as dropped by the spool; on a full disk this is every
+            // result, so the log gets one line in a while.
+            Ok(Err(e)) => {
+                if let Some(held) = UNSPOOLED.allow() {
+                    tracing::error!(check = %f.check, error = %e, held_back = held, "could not spool a result: it is dropped")
+                }
+            }
             Err(e) => tracing::error!(error = %e, "spool writer failed"),
         }
     }

@@ -4,27 +4,49 @@
 //! Results are appended to segment files (`<first-seq>.seg`) and synced to
 //! disk before `append` returns, so a crash at any instant loses nothing that
 //! was spooled; a torn record at the tail of the last segment (a crash
-//! mid-write) is detected by its checksum and cut off on open. The
-//! acknowledged watermark lives in `acked` (replaced atomically); segments
-//! wholly at or below it are deleted. When the spool exceeds its size
-//! limit, the oldest segments are dropped and counted.
+//! mid-write) is detected by its checksum and cut off on open. A write that
+//! fails (a full disk) is cut off at once and counted as dropped, so the next
+//! one starts clean.
+//!
+//! The acknowledged watermark lives in `watermark`, a file allocated when the
+//! watermark is first written and then rewritten in place (two checksummed
+//! slots, alternately): acknowledging never needs free space, and a torn
+//! write leaves the previous value. Segments wholly at or below the
+//! watermark are deleted — the one being written too, once it holds
+//! [`RECLAIM_BYTES`] or after a failed write. When the spool exceeds its
+//! size limit, the oldest segments are dropped and counted.
 //!
 //! Sequence numbers never repeat for a spool: `id` (random, created with the
 //! spool) plus `seq` name a result uniquely, so the coordinator can apply
-//! resent results once.
+//! resent results once. A spool that cannot know where its numbering stands
+//! (its watermark or identity lost or corrupt) takes a new identity at open;
+//! one that learns the cluster has acknowledged more of it than it ever wrote
+//! (a disk restored from an older snapshot) does so in [`Spool::reconcile`].
+//! Either way it says so loudly and resends what it holds: results may be
+//! applied twice, never taken for old ones and lost.
 //!
 //! Record layout: `len: u32 LE | crc32(seq ‖ payload): u32 LE | seq: u64 LE | payload`.
+//! Watermark slot: `seq: u64 LE | crc32("VACK" ‖ seq): u32 LE | "VACK"`.
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// Segment files are rolled at this size by default.
 pub const SEGMENT_BYTES: u64 = 1 << 20;
 /// Largest record accepted (a result is a few hundred bytes).
 pub const MAX_RECORD: usize = 1 << 20;
+/// The segment being written is deleted once wholly acknowledged and at
+/// least this large (at once after a failed write).
+pub const RECLAIM_BYTES: u64 = 64 * 1024;
 const HEADER: usize = 16;
+const WATERMARK: &str = "watermark";
+/// The watermark of spools written before it was kept in place (text).
+const LEGACY_ACKED: &str = "acked";
+const SLOT: usize = 16;
+const SLOT_MAGIC: &[u8; 4] = b"VACK";
 
 /// Spool failures.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +88,24 @@ struct Segment {
     first_seq: u64,
     last_seq: u64,
     records: u64,
+    /// A failed write could not be cut off: nothing more goes into it.
+    sealed: bool,
+}
+
+/// The spool took a new identity: the cluster had acknowledged more of the
+/// old one than it ever wrote ([`Spool::reconcile`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Renewal {
+    /// The identity given up.
+    pub old_id: u64,
+    /// The new identity.
+    pub new_id: u64,
+    /// What the cluster had acknowledged of the old identity.
+    pub cluster_acked: u64,
+    /// The highest seq this spool had written.
+    pub local_last: u64,
+    /// Results it holds, resent under the new identity.
+    pub pending: u64,
 }
 
 /// The spool.
@@ -79,7 +119,11 @@ pub struct Spool {
     current: Option<File>,
     next_seq: u64,
     acked: u64,
+    watermark: Watermark,
     dropped: u64,
+    renewals: u64,
+    /// A write failed since the spool was last emptied.
+    pressure: bool,
 }
 
 fn crc(seq: u64, payload: &[u8]) -> u32 {
@@ -161,6 +205,125 @@ fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
         .map_err(io_err(dir))
 }
 
+/// What a spool directory says its watermark is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stored {
+    /// No watermark file (a new spool, or one that lost it).
+    Missing,
+    /// A watermark file with no valid slot.
+    Corrupt,
+    /// The watermark, and the slot to write next (`None`: the value came
+    /// from the legacy text file, a slotted file must be created).
+    Valid(u64, Option<u64>),
+}
+
+impl Stored {
+    fn value(self) -> Option<u64> {
+        match self {
+            Stored::Valid(acked, _) => Some(acked),
+            Stored::Missing | Stored::Corrupt => None,
+        }
+    }
+}
+
+fn slot_crc(seq: u64) -> u32 {
+    crc(seq, SLOT_MAGIC)
+}
+
+fn encode_slot(seq: u64) -> [u8; SLOT] {
+    let mut slot = [0u8; SLOT];
+    slot[..8].copy_from_slice(&seq.to_le_bytes());
+    slot[8..12].copy_from_slice(&slot_crc(seq).to_le_bytes());
+    slot[12..].copy_from_slice(SLOT_MAGIC);
+    slot
+}
+
+fn decode_slot(slot: &[u8]) -> Option<u64> {
+    let seq = u64::from_le_bytes(slot.get(..8)?.try_into().ok()?);
+    let sum = u32::from_le_bytes(slot.get(8..12)?.try_into().ok()?);
+    (slot.get(12..16)? == SLOT_MAGIC && sum == slot_crc(seq)).then_some(seq)
+}
+
+fn read_watermark(dir: &Path) -> Result<Stored, SpoolError> {
+    let path = dir.join(WATERMARK);
+    match fs::read(&path) {
+        Ok(bytes) => {
+            let mut slots = bytes.chunks_exact(SLOT).take(2).map(decode_slot);
+            let (a, b) = (slots.next().flatten(), slots.next().flatten());
+            Ok(match (a, b) {
+                (None, None) => Stored::Corrupt,
+                // Overwrite the older (or broken) slot next.
+                (a, b) if a >= b => Stored::Valid(a.unwrap_or(0), Some(1)),
+                (_, b) => Stored::Valid(b.unwrap_or(0), Some(0)),
+            })
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let legacy = dir.join(LEGACY_ACKED);
+            match fs::read_to_string(&legacy) {
+                Ok(text) => Ok(text
+                    .trim()
+                    .parse()
+                    .map_or(Stored::Corrupt, |acked| Stored::Valid(acked, None))),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Stored::Missing),
+                Err(e) => Err(io_err(&legacy)(e)),
+            }
+        }
+        Err(e) => Err(io_err(&path)(e)),
+    }
+}
+
+/// The watermark file, rewritten in place.
+#[derive(Debug)]
+struct Watermark {
+    path: PathBuf,
+    file: File,
+    next_slot: u64,
+}
+
+impl Watermark {
+    /// Opens the watermark file, creating it (both slots at `acked`) when
+    /// `stored` is not a valid slotted file.
+    fn open(dir: &Path, stored: Stored, acked: u64) -> Result<Self, SpoolError> {
+        let path = dir.join(WATERMARK);
+        let next_slot = match stored {
+            Stored::Valid(_, Some(slot)) => slot,
+            _ => {
+                let mut both = encode_slot(acked).to_vec();
+                both.extend_from_slice(&encode_slot(acked));
+                write_atomic(dir, WATERMARK, &both)?;
+                let legacy = dir.join(LEGACY_ACKED);
+                match fs::remove_file(&legacy) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                        return Err(io_err(&legacy)(e));
+                    }
+                    _ => {}
+                }
+                0
+            }
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        Ok(Watermark {
+            path,
+            file,
+            next_slot,
+        })
+    }
+
+    /// Writes `seq` over the older slot and syncs it.
+    fn store(&mut self, seq: u64) -> Result<(), SpoolError> {
+        self.file
+            .write_all_at(&encode_slot(seq), self.next_slot * SLOT as u64)
+            .and_then(|()| self.file.sync_data())
+            .map_err(io_err(&self.path))?;
+        self.next_slot ^= 1;
+        Ok(())
+    }
+}
+
 impl Spool {
     /// Opens (or creates) the spool in `dir`, at most `max_bytes` on disk.
     pub fn open(dir: &Path, max_bytes: u64) -> Result<Self, SpoolError> {
@@ -176,24 +339,33 @@ impl Spool {
     ) -> Result<Self, SpoolError> {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
         let id_path = dir.join("id");
-        let id = match fs::read_to_string(&id_path) {
-            Ok(s) => s.trim().parse::<u64>().ok(),
+        let known_id = match fs::read_to_string(&id_path) {
+            Ok(s) => Some(s.trim().parse::<u64>().ok()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(io_err(&id_path)(e)),
         };
-        let id = match id {
-            Some(id) => id,
-            None => {
-                let id = new_id();
-                write_atomic(dir, "id", &id.to_string())?;
-                id
+        let stored = read_watermark(dir)?;
+        let mut renewals = 0;
+        let (id, acked) = match (known_id, stored) {
+            (Some(Some(id)), Stored::Valid(acked, _)) => (id, acked),
+            (None, Stored::Missing) => (new_identity(dir)?, 0),
+            (old, stored) => {
+                // Where the numbering stands is unknown: numbers from here
+                // could be taken by the cluster for results it has applied.
+                let id = new_identity(dir)?;
+                renewals = 1;
+                tracing::error!(
+                    old_id = ?old.flatten(),
+                    new_id = id,
+                    watermark = ?stored,
+                    "spool: its identity or acknowledged watermark is missing or corrupt; \
+                     started a new spool identity (what it holds is resent and may be applied \
+                     twice; nothing is lost)"
+                );
+                (id, stored.value().unwrap_or(0))
             }
         };
-        let acked_path = dir.join("acked");
-        let acked = fs::read_to_string(&acked_path)
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(0);
+        let watermark = Watermark::open(dir, stored, acked)?;
 
         let mut paths: Vec<(u64, PathBuf)> = fs::read_dir(dir)
             .map_err(io_err(dir))?
@@ -238,6 +410,7 @@ impl Spool {
                 first_seq: first,
                 last_seq,
                 records: count,
+                sealed: false,
             });
         }
         Ok(Spool {
@@ -249,7 +422,10 @@ impl Spool {
             current: None,
             next_seq: last_seen + 1,
             acked,
+            watermark,
             dropped: 0,
+            renewals,
+            pressure: false,
         })
     }
 
@@ -258,17 +434,27 @@ impl Spool {
         self.id
     }
 
-    /// Appends a result durably; returns its sequence number.
+    /// Appends a result durably; returns its sequence number. A result that
+    /// cannot be stored is counted as dropped.
     pub fn append(&mut self, payload: &[u8]) -> Result<u64, SpoolError> {
+        let appended = self.try_append(payload);
+        if appended.is_err() {
+            self.dropped += 1;
+            self.pressure = true;
+        }
+        appended
+    }
+
+    fn try_append(&mut self, payload: &[u8]) -> Result<u64, SpoolError> {
         if payload.len() > MAX_RECORD {
             return Err(SpoolError::TooLarge(payload.len()));
         }
         let seq = self.next_seq;
-        let needs_new = self
-            .segments
-            .back()
-            .is_none_or(|s| s.bytes >= self.segment_bytes)
-            || self.current.is_none();
+        let needs_new = self.current.is_none()
+            || self
+                .segments
+                .back()
+                .is_none_or(|s| s.sealed || s.bytes >= self.segment_bytes);
         if needs_new {
             self.roll(seq)?;
         }
@@ -285,9 +471,15 @@ impl Spool {
             .current
             .as_mut()
             .ok_or_else(|| io_err(&seg.path)(io::Error::other("segment not open")))?;
-        file.write_all(&record)
-            .and_then(|()| file.sync_data())
-            .map_err(io_err(&seg.path))?;
+        if let Err(e) = file.write_all(&record).and_then(|()| file.sync_data()) {
+            // Cut off what part of the record made it, so that the next
+            // write starts clean; if even that fails, write no more there.
+            if file.set_len(seg.bytes).is_err() {
+                seg.sealed = true;
+                self.current = None;
+            }
+            return Err(io_err(&seg.path)(e));
+        }
         seg.bytes += record.len() as u64;
         seg.last_seq = seq;
         seg.records += 1;
@@ -301,7 +493,7 @@ impl Spool {
         if let Some(last) = self
             .segments
             .back()
-            .filter(|s| s.bytes < self.segment_bytes)
+            .filter(|s| !s.sealed && s.bytes < self.segment_bytes)
         {
             let file = OpenOptions::new()
                 .append(true)
@@ -324,6 +516,7 @@ impl Spool {
             first_seq: seq,
             last_seq: seq - 1,
             records: 0,
+            sealed: false,
         });
         Ok(())
     }
@@ -349,25 +542,68 @@ impl Spool {
         Ok(())
     }
 
-    /// Marks everything up to `seq` as acknowledged (durably) and deletes
-    /// segments no longer needed.
+    /// Marks everything up to `seq` as acknowledged (durably, in place: no
+    /// free space needed) and deletes segments no longer needed.
     pub fn ack(&mut self, seq: u64) -> Result<(), SpoolError> {
+        let seq = seq.min(self.last_seq());
         if seq <= self.acked {
             return Ok(());
         }
-        let seq = seq.min(self.next_seq - 1);
-        write_atomic(&self.dir, "acked", &seq.to_string())?;
+        self.watermark.store(seq)?;
         self.acked = seq;
         while let Some(front) = self.segments.front() {
-            let is_current = self.segments.len() == 1;
-            if front.last_seq > seq || is_current {
+            let writing = self.segments.len() == 1;
+            if front.last_seq > seq
+                || (writing && front.bytes < RECLAIM_BYTES && !self.pressure && !front.sealed)
+            {
                 break;
             }
             if let Some(old) = self.segments.pop_front() {
+                if writing {
+                    self.current = None;
+                    self.pressure = false;
+                }
                 fs::remove_file(&old.path).map_err(io_err(&old.path))?;
             }
         }
         Ok(())
+    }
+
+    /// Squares the spool with what the cluster says it has acknowledged of
+    /// it (a session's Welcome). Normally an [`ack`](Spool::ack); but a
+    /// cluster that acknowledged more than this spool ever wrote means its
+    /// disk is older than its history (restored from a snapshot): its next
+    /// numbers would be taken for results already applied, so it takes a
+    /// new identity, keeps what it holds to resend, and says so.
+    pub fn reconcile(&mut self, cluster_acked: u64) -> Result<Option<Renewal>, SpoolError> {
+        let local_last = self.last_seq();
+        if cluster_acked <= local_last {
+            self.ack(cluster_acked)?;
+            return Ok(None);
+        }
+        let old_id = self.id;
+        let new_id = new_id();
+        // In place: a full disk must not keep the spool from renewing.
+        let path = self.dir.join("id");
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|f| {
+                let text = format!("{new_id:020}\n");
+                f.write_all_at(text.as_bytes(), 0)?;
+                f.set_len(text.len() as u64)?;
+                f.sync_all()
+            })
+            .map_err(io_err(&path))?;
+        self.id = new_id;
+        self.renewals += 1;
+        Ok(Some(Renewal {
+            old_id,
+            new_id,
+            cluster_acked,
+            local_last,
+            pending: self.pending(),
+        }))
     }
 
     /// Up to `limit` unacknowledged records with `seq > after`, in order.
@@ -404,14 +640,21 @@ impl Spool {
         self.next_seq.saturating_sub(first)
     }
 
-    /// Bytes on disk.
+    /// Bytes on disk (segments).
     pub fn bytes(&self) -> u64 {
         self.segments.iter().map(|s| s.bytes).sum()
     }
 
-    /// Results dropped because the spool was full, since open.
+    /// Results dropped since open: the spool was full (the oldest), or a
+    /// result could not be written (a full disk, an I/O error).
     pub fn dropped(&self) -> u64 {
         self.dropped
+    }
+
+    /// Times the spool took a new identity since open (its state was lost,
+    /// or older than the cluster's).
+    pub fn renewals(&self) -> u64 {
+        self.renewals
     }
 }
 
@@ -429,13 +672,11 @@ pub struct SpoolStatus {
 
 /// Reads the state of the spool in `dir` without opening it for writing.
 pub fn inspect(dir: &Path) -> Result<SpoolStatus, SpoolError> {
-    let read_num = |name: &str| {
-        fs::read_to_string(dir.join(name))
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    let (id, acked) = (read_num("id"), read_num("acked"));
+    let id = fs::read_to_string(dir.join("id"))
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    let acked = read_watermark(dir)?.value().unwrap_or(0);
     let mut last_seq = acked;
     for entry in fs::read_dir(dir)
         .map_err(io_err(dir))?
@@ -457,15 +698,22 @@ pub fn inspect(dir: &Path) -> Result<SpoolStatus, SpoolError> {
 }
 
 /// Writes `name` in `dir` atomically (temporary file, sync, rename, sync dir).
-fn write_atomic(dir: &Path, name: &str, contents: &str) -> Result<(), SpoolError> {
+fn write_atomic(dir: &Path, name: &str, contents: &[u8]) -> Result<(), SpoolError> {
     let tmp = dir.join(format!(".{name}.tmp"));
     let path = dir.join(name);
     let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-    f.write_all(contents.as_bytes())
+    f.write_all(contents)
         .and_then(|()| f.sync_all())
         .map_err(io_err(&tmp))?;
     fs::rename(&tmp, &path).map_err(io_err(&path))?;
     sync_dir(dir)
+}
+
+/// Creates a new identity for the spool in `dir`.
+fn new_identity(dir: &Path) -> Result<u64, SpoolError> {
+    let id = new_id();
+    write_atomic(dir, "id", format!("{id:020}\n").as_bytes())?;
+    Ok(id)
 }
 
 /// A random spool id from the OS's randomness (time and pid as fallback).

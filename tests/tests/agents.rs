@@ -266,6 +266,87 @@ async fn agent_killed_with_unacked_results_delivers_them_once_after_restart() {
     );
 }
 
+/// Agent ru-1 as node 1 sees it.
+async fn ru_1(cluster: &Cluster) -> Option<vantage_proto::v1::AgentInfo> {
+    let agents = agents(cluster, 1).await?;
+    agents.into_iter().find(|a| a.name == "ru-1")
+}
+
+/// Copies the files of `from` (a spool: no subdirectories) into `to`.
+fn copy_files(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn agent_restored_from_an_older_disk_snapshot_loses_nothing() {
+    let server = SmtpServer::start(SmtpScript::default()).await.unwrap();
+    let mut cluster = Cluster::start(1, Timers::default()).await.unwrap();
+    apply(&cluster, &many_checks(server.addr.port(), 10, r#"["ru"]"#)).await;
+    cluster
+        .spawn_agent("ru-1", "ru", "127.0.0.11", &[])
+        .await
+        .unwrap();
+    wait_for("first results applied", || async {
+        (ru_1(&cluster).await?.applied_seq >= 5).then_some(())
+    })
+    .await
+    .unwrap();
+    // The VM's disk is snapshotted...
+    cluster.kill_agent("ru-1").await.unwrap();
+    let spool = cluster.agent_spool("ru-1");
+    let snapshot_dir = tempfile::tempdir().unwrap();
+    copy_files(&spool, snapshot_dir.path());
+    let snapshot = vantage_agent::spool::inspect(snapshot_dir.path()).unwrap();
+    // ...the agent runs on, well past it...
+    cluster
+        .spawn_agent("ru-1", "ru", "127.0.0.11", &[])
+        .await
+        .unwrap();
+    wait_for("results applied past the snapshot", || async {
+        (ru_1(&cluster).await?.applied_seq >= snapshot.last_seq + 20).then_some(())
+    })
+    .await
+    .unwrap();
+    cluster.kill_agent("ru-1").await.unwrap();
+    // ...and the VM is restored from the snapshot.
+    std::fs::remove_dir_all(&spool).unwrap();
+    copy_files(snapshot_dir.path(), &spool);
+    cluster
+        .spawn_agent("ru-1", "ru", "127.0.0.11", &[])
+        .await
+        .unwrap();
+    // Its new results are not taken for ones already applied: the spool
+    // took a new identity, and everything it held or wrote since arrives.
+    wait_for("results of a new spool identity applied", || async {
+        let local = vantage_agent::spool::inspect(&spool).ok()?;
+        let a = ru_1(&cluster).await?;
+        (local.id != snapshot.id && a.spool_id == local.id && a.applied_seq > snapshot.last_seq + 5)
+            .then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\nru-1 log:\n{}", cluster.agent_log("ru-1")));
+    stop_probing(&cluster).await;
+    let (local, a) = wait_for("the restored spool drained", || async {
+        let local = vantage_agent::spool::inspect(&spool).ok()?;
+        let a = ru_1(&cluster).await?;
+        (a.spool_id == local.id && local.acked == local.last_seq && a.applied_seq == local.last_seq)
+            .then_some((local, a))
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        a.applied_results,
+        local.last_seq - snapshot.acked,
+        "each result held since the snapshot's watermark applied once"
+    );
+    let log = cluster.agent_log("ru-1");
+    assert!(log.contains("started a new spool identity"), "{log}");
+}
+
 #[tokio::test]
 async fn leader_killed_while_agents_stream() {
     let server = SmtpServer::start(SmtpScript::default()).await.unwrap();

@@ -138,6 +138,7 @@ async fn coordinators_and_agents_export_metrics_health_and_readiness() {
         exported.push_str(&text);
         assert!(sample(&text, "vantage_spool_pending ").is_some());
         assert_eq!(sample(&text, "vantage_spool_dropped_total "), Some(0.0));
+        assert_eq!(sample(&text, "vantage_spool_renewals_total "), Some(0.0));
         assert_eq!(sample(&text, "vantage_session_connected "), Some(1.0));
         assert_eq!(sample(&text, "vantage_checks_running "), Some(1.0));
         assert_eq!(get(&format!("{base}/readyz")).await.0, 200);

@@ -113,3 +113,225 @@ fn full_spool_drops_the_oldest_and_counts_them() {
         "kept results are contiguous and ordered"
     );
 }
+
+fn segments(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "seg"))
+        .count()
+}
+
+#[test]
+fn acknowledged_space_is_reclaimed_without_waiting_for_a_roll() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spool = Spool::open(dir.path(), 64 << 20).unwrap();
+    let n = vantage_agent::spool::RECLAIM_BYTES / 200 + 1;
+    for i in 1..=n {
+        spool.append(&payload(i)).unwrap();
+    }
+    assert!(spool.bytes() < vantage_agent::spool::SEGMENT_BYTES);
+    spool.ack(n).unwrap();
+    assert_eq!(spool.bytes(), 0);
+    assert_eq!(segments(dir.path()), 0, "the segment being written is gone");
+    assert_eq!(spool.append(&payload(n + 1)).unwrap(), n + 1);
+    drop(spool);
+    let spool = Spool::open(dir.path(), 64 << 20).unwrap();
+    assert_eq!(spool.last_seq(), n + 1, "numbering survives the reclaim");
+    assert_eq!(spool.pending(), 1);
+}
+
+#[test]
+fn a_lost_or_corrupt_watermark_starts_a_new_identity_and_keeps_what_is_held() {
+    for damage in ["lost", "corrupt"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::open(dir.path(), 64 << 20).unwrap();
+        let id = spool.id();
+        for i in 1..=5 {
+            spool.append(&payload(i)).unwrap();
+        }
+        spool.ack(3).unwrap();
+        assert_eq!(spool.renewals(), 0);
+        drop(spool);
+        let watermark = dir.path().join("watermark");
+        match damage {
+            "lost" => std::fs::remove_file(&watermark).unwrap(),
+            _ => std::fs::write(&watermark, b"garbage that is no watermark at all").unwrap(),
+        }
+        let mut spool = Spool::open(dir.path(), 64 << 20).unwrap();
+        assert_ne!(spool.id(), id, "{damage}: a new identity");
+        assert_eq!(spool.renewals(), 1, "{damage}: counted");
+        let held: Vec<u64> = spool
+            .unacked(0, 100)
+            .unwrap()
+            .iter()
+            .map(|r| r.seq)
+            .collect();
+        assert_eq!(held, [1, 2, 3, 4, 5], "{damage}: everything held is resent");
+        assert_eq!(spool.append(&payload(6)).unwrap(), 6);
+        drop(spool);
+        let spool = Spool::open(dir.path(), 64 << 20).unwrap();
+        assert_eq!(spool.renewals(), 0, "{damage}: repaired once");
+    }
+}
+
+#[test]
+fn a_torn_watermark_write_leaves_the_previous_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spool = Spool::open(dir.path(), 64 << 20).unwrap();
+    let id = spool.id();
+    for i in 1..=5 {
+        spool.append(&payload(i)).unwrap();
+    }
+    spool.ack(2).unwrap();
+    spool.ack(4).unwrap();
+    drop(spool);
+    // Tear the newest slot: the other still holds an older watermark.
+    let path = dir.path().join("watermark");
+    let mut bytes = std::fs::read(&path).unwrap();
+    assert_eq!(bytes.len(), 32);
+    let newest = if u64::from_le_bytes(bytes[..8].try_into().unwrap()) == 4 {
+        0
+    } else {
+        16
+    };
+    bytes[newest + 3] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    let spool = Spool::open(dir.path(), 64 << 20).unwrap();
+    assert_eq!(spool.id(), id, "the identity stays");
+    assert_eq!(spool.renewals(), 0);
+    assert_eq!(spool.acked(), 2, "the previous watermark");
+    assert_eq!(spool.pending(), 3);
+}
+
+#[test]
+fn a_spool_written_by_an_older_version_keeps_its_identity_and_watermark() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spool = Spool::open(dir.path(), 64 << 20).unwrap();
+    let id = spool.id();
+    for i in 1..=5 {
+        spool.append(&payload(i)).unwrap();
+    }
+    drop(spool);
+    // Versions before 0.6 kept the watermark as text in `acked`.
+    std::fs::remove_file(dir.path().join("watermark")).unwrap();
+    std::fs::write(dir.path().join("acked"), "3").unwrap();
+    let mut spool = Spool::open(dir.path(), 64 << 20).unwrap();
+    assert_eq!((spool.id(), spool.acked(), spool.pending()), (id, 3, 2));
+    assert!(!dir.path().join("acked").exists());
+    spool.ack(5).unwrap();
+    drop(spool);
+    let spool = Spool::open(dir.path(), 64 << 20).unwrap();
+    assert_eq!((spool.id(), spool.acked()), (id, 5));
+}
+
+#[test]
+fn a_cluster_ahead_of_the_spool_makes_it_take_a_new_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spool = Spool::open(dir.path(), 64 << 20).unwrap();
+    let id = spool.id();
+    for i in 1..=5 {
+        spool.append(&payload(i)).unwrap();
+    }
+    // In step: an acknowledgement.
+    assert_eq!(spool.reconcile(2).unwrap(), None);
+    assert_eq!(spool.acked(), 2);
+    // Ahead (the disk was restored from an older snapshot).
+    let renewal = spool.reconcile(40).unwrap().expect("a renewal");
+    assert_eq!(
+        (
+            renewal.old_id,
+            renewal.cluster_acked,
+            renewal.local_last,
+            renewal.pending
+        ),
+        (id, 40, 5, 3)
+    );
+    assert_eq!(spool.id(), renewal.new_id);
+    assert_ne!(renewal.new_id, id);
+    assert_eq!(spool.acked(), 2, "nothing is taken as acknowledged");
+    drop(spool);
+    let spool = Spool::open(dir.path(), 64 << 20).unwrap();
+    assert_eq!(spool.id(), renewal.new_id, "the new identity is kept");
+    assert_eq!(spool.pending(), 3);
+}
+
+/// A tmpfs of `kib` KiB mounted at `dir` (root only); unmounted on drop.
+struct TinyDisk(std::path::PathBuf);
+
+impl TinyDisk {
+    fn mount(dir: &std::path::Path, kib: u64) -> Option<Self> {
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| TinyDisk(dir.to_owned()))
+    }
+
+    /// Fills the rest of the disk; returns the filler file.
+    fn fill(&self) -> std::path::PathBuf {
+        let path = self.0.join("filler");
+        let mut f = std::fs::File::create(&path).unwrap();
+        let block = vec![0u8; 4096];
+        while f.write_all(&block).and_then(|()| f.sync_all()).is_ok() {}
+        path
+    }
+}
+
+impl Drop for TinyDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_counts_drops_acknowledges_reclaims_and_recovers() {
+    let root = tempfile::tempdir().unwrap();
+    let Some(disk) = TinyDisk::mount(root.path(), 256) else {
+        let why = "needs root to mount a small tmpfs";
+        assert!(
+            std::env::var_os("VANTAGE_REQUIRE_NETNS").is_none(),
+            "VANTAGE_REQUIRE_NETNS is set but: {why}"
+        );
+        eprintln!("skipping: {why}");
+        return;
+    };
+    let dir = root.path().join("spool");
+    let mut spool = Spool::open(&dir, 64 << 20).unwrap();
+    for i in 1..=10 {
+        spool.append(&payload(i)).unwrap();
+    }
+    let filler = disk.fill();
+    // The coordinators are away and the disk is full: every result that
+    // cannot be written is counted, and nothing that was written is hurt.
+    let mut failed = 0;
+    for i in 11..=60 {
+        if spool.append(&payload(i)).is_err() {
+            failed += 1;
+        }
+    }
+    assert!(failed > 0, "the disk never filled");
+    assert_eq!(spool.dropped(), failed, "every unstored result is counted");
+    let held = spool.unacked(0, 1000).unwrap();
+    assert_eq!(held.len() as u64 + failed, 60, "held + dropped = produced");
+    assert!(held.windows(2).all(|w| w[1].seq == w[0].seq + 1));
+    // The coordinators return: acknowledging needs no free space, and
+    // what was acknowledged is given back at once.
+    let last = held.last().unwrap().seq;
+    spool.ack(last).unwrap();
+    assert_eq!(spool.pending(), 0);
+    assert_eq!(segments(&dir), 0, "acknowledged space reclaimed");
+    // Space returns (the reclaim, or the operator's cleanup): results are
+    // stored again, and the numbering did not restart.
+    std::fs::remove_file(filler).unwrap();
+    let seq = spool.append(&payload(61)).unwrap();
+    assert_eq!(seq, last + 1);
+    drop(spool);
+    let spool = Spool::open(&dir, 64 << 20).unwrap();
+    assert_eq!((spool.acked(), spool.pending()), (last, 1));
+    assert_eq!(spool.renewals(), 0);
+}

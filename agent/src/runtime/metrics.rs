@@ -30,6 +30,8 @@ pub struct AgentMetrics {
     spool_pending: Gauge,
     spool_dropped: Counter,
     dropped_seen: AtomicU64,
+    spool_renewals: Counter,
+    renewals_seen: AtomicU64,
     /// 1 while a session with the leader is open.
     pub connected: Gauge,
     /// Sessions opened.
@@ -48,6 +50,8 @@ impl Default for AgentMetrics {
             spool_pending: Gauge::default(),
             spool_dropped: Counter::default(),
             dropped_seen: AtomicU64::new(0),
+            spool_renewals: Counter::default(),
+            renewals_seen: AtomicU64::new(0),
             connected: Gauge::default(),
             sessions: Counter::default(),
             checks: Gauge::default(),
@@ -69,8 +73,13 @@ impl Default for AgentMetrics {
         );
         registry.register(
             "spool_dropped",
-            "Results dropped because the spool was full",
+            "Results dropped: the spool was full (the oldest), or a result could not be written (a full disk)",
             m.spool_dropped.clone(),
+        );
+        registry.register(
+            "spool_renewals",
+            "Times the spool took a new identity because its state was lost or older than the cluster's",
+            m.spool_renewals.clone(),
         );
         registry.register(
             "session_connected",
@@ -118,9 +127,12 @@ impl AgentMetrics {
         if let Ok(s) = spool.lock() {
             self.spool_pending
                 .set(i64::try_from(s.pending()).unwrap_or(i64::MAX));
-            let dropped = s.dropped();
-            let seen = self.dropped_seen.swap(dropped, Ordering::Relaxed);
-            self.spool_dropped.inc_by(dropped.saturating_sub(seen));
+            for (now, seen, counter) in [
+                (s.dropped(), &self.dropped_seen, &self.spool_dropped),
+                (s.renewals(), &self.renewals_seen, &self.spool_renewals),
+            ] {
+                counter.inc_by(now.saturating_sub(seen.swap(now, Ordering::Relaxed)));
+            }
         }
         vantage_common::metrics::encode(&self.registry)
     }

@@ -84,6 +84,9 @@ enum SessionError {
     /// No Welcome in time (a coordinator that cannot commit our hello).
     #[error("no Welcome within {0:?}")]
     NoWelcome(Duration),
+    /// The spool took a new identity; the session must say hello again.
+    #[error("the spool took a new identity")]
+    Renewed,
     /// The coordinator stopped answering heartbeats.
     #[error("no word from the coordinator for {0:?}")]
     Silent(Duration),
@@ -192,8 +195,24 @@ impl Uplink {
         let heartbeat = match welcome {
             Ok(Some(m)) => match m.msg {
                 Some(In::Welcome(w)) => {
-                    if let Err(e) = self.ack(w.acked_seq).await {
-                        return e.into();
+                    let cluster_acked = w.acked_seq;
+                    match with_spool(&self.spool, move |s| s.reconcile(cluster_acked)).await {
+                        Ok(None) => {}
+                        Ok(Some(r)) => {
+                            tracing::error!(
+                                old_id = r.old_id,
+                                new_id = r.new_id,
+                                cluster_acked = r.cluster_acked,
+                                local_last = r.local_last,
+                                resending = r.pending,
+                                "the cluster has acknowledged more results of this spool than it \
+                                 ever wrote: its disk is older than its history (restored from a \
+                                 snapshot or copied); started a new spool identity so that new \
+                                 results are not taken for old ones"
+                            );
+                            return SessionError::Renewed.into();
+                        }
+                        Err(e) => return e.into(),
                     }
                     tracing::info!(%endpoint, node = w.node_id, acked = w.acked_seq, "session open");
                     self.metrics.connected.set(1);

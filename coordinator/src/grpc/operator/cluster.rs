@@ -140,6 +140,7 @@ pub(super) async fn agents(applied: &Replica) -> Reply<ListAgentsReply> {
             assigned_checks: plan.get(name).map_or(0, |c| c.len() as u32),
             applied_seq: a.applied_seq,
             applied_results: a.applied_results,
+            spool_id: a.spool_id,
             controls: a
                 .controls
                 .iter()

@@ -83,8 +83,22 @@ impl Identity {
         }
     }
 
-    /// The name that the deny-list refers to: agent or operator name, or
-    /// `coordinator-<id>`.
+    /// The deny-list key: the URI without its prefix — `agent/REGION/NAME`,
+    /// `operator/NAME`, `coordinator/ID` — so that revoking one agent
+    /// never touches an operator, or an agent of the same name elsewhere.
+    pub fn key(&self) -> String {
+        let uri = self.uri();
+        uri.strip_prefix(PREFIX).unwrap_or(&uri).to_owned()
+    }
+
+    /// Reads a deny-list key ([`Identity::key`]).
+    pub fn from_key(key: &str) -> Result<Self, IdentityError> {
+        format!("{PREFIX}{key}")
+            .parse()
+            .map_err(|_| IdentityError::Invalid(key.to_owned()))
+    }
+
+    /// The agent or operator name, or `coordinator-<id>`.
     pub fn name(&self) -> String {
         match self {
             Identity::Agent { name, .. } | Identity::Operator { name } => name.clone(),

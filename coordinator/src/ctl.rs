@@ -4,7 +4,7 @@
 //! - `ctl.rs` — arguments, where endpoints and credentials come from, the
 //!   connection with a clear error per endpoint.
 //! - `ctl/certs.rs` — `certs init|issue|inspect` (local files, no server).
-//! - `ctl/cluster.rs` — `cluster init|status|add|remove`, `agents list|revoke|revoked`.
+//! - `ctl/cluster.rs` — `cluster init|status|add|remove`, `agents list|revoke|unrevoke|revoked`, `operators revoke|unrevoke`.
 //! - `ctl/checks.rs` — `apply -f checks.toml [--dry-run]`, `checks list|get`,
 //!   `results CHECK`, `status`, `incidents`.
 //! - `ctl/alerts.rs` — `alerts test`, `silence`, `maintenance`.
@@ -93,9 +93,12 @@ pub enum Command {
     /// Bootstrap the cluster, show its state, change its membership.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
-    /// Manage agents' access.
+    /// Agents: list them, revoke and accept their certificates.
     #[command(subcommand)]
     Agents(cluster::AgentsCommand),
+    /// Operators: revoke and accept their certificates.
+    #[command(subcommand)]
+    Operators(cluster::OperatorsCommand),
     /// Declare the full set of checks, channels and routes from a TOML file
     /// (validated first, applied atomically; prints created/changed/deleted).
     Apply {
@@ -272,6 +275,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Certs(c) => certs::run(c, cli.output),
         Command::Cluster(c) => cluster::run_cluster(c, &cli.conn, cli.output).await,
         Command::Agents(c) => cluster::run_agents(c, &cli.conn, cli.output).await,
+        Command::Operators(c) => cluster::run_operators(c, &cli.conn).await,
         Command::Apply { file, dry_run } => {
             checks::apply(file, dry_run, &cli.conn, cli.output).await
         }

@@ -45,6 +45,7 @@ use crate::declared::{Declared, Diff};
 use crate::notification::Key;
 use crate::verdict::Verdict;
 use vantage_common::Status;
+use vantage_common::identity::Identity;
 
 /// Version of the serialised [`State`] layout: a snapshot of an older one
 /// is migrated (`state/migrate.rs`), one of a newer one refused rather
@@ -121,14 +122,15 @@ pub enum Command {
         #[serde(default)]
         at_ms: i64,
     },
-    /// Refuse this name's certificates from now on.
+    /// Refuse this identity's certificates from now on.
     Revoke {
-        /// Agent or operator name.
+        /// Its deny-list key (`agent/REGION/NAME`, `operator/NAME`; a bare
+        /// name in entries written before 0.6).
         name: String,
     },
-    /// Accept this name again.
+    /// Accept this identity again.
     Unrevoke {
-        /// Agent or operator name.
+        /// The deny-list entry.
         name: String,
     },
     /// Changes nothing but the counter (benchmarks, liveness probes).
@@ -435,7 +437,11 @@ impl State {
         if record.spool_id != spool_id {
             return 0; // a stale batch from a previous spool
         }
-        if self.revoked.contains(agent) {
+        let who = Identity::Agent {
+            region: record.region.clone(),
+            name: agent.to_owned(),
+        };
+        if self.revoked.contains(&who.key()) || self.revoked.contains(agent) {
             // Revoked while the batch was in flight: nothing more is applied.
             return record.applied_seq;
         }
@@ -553,9 +559,11 @@ impl State {
         changed
     }
 
-    /// Is this name refused?
-    pub fn is_revoked(&self, name: &str) -> bool {
-        self.revoked.contains(name)
+    /// Is this identity refused? Its key is on the deny-list — or, for
+    /// entries written before keys existed, its bare agent or operator name.
+    pub fn is_revoked(&self, who: &Identity) -> bool {
+        self.revoked.contains(&who.key())
+            || (!matches!(who, Identity::Coordinator { .. }) && self.revoked.contains(&who.name()))
     }
 }
 
@@ -566,20 +574,34 @@ mod tests {
     #[test]
     fn revocation_is_idempotent_and_reversible() {
         let mut s = State::default();
+        let agent = |region: &str, name: &str| Identity::Agent {
+            region: region.into(),
+            name: name.into(),
+        };
         let revoke = Command::Revoke {
-            name: "msk-1".into(),
+            name: "agent/ru/msk-1".into(),
         };
         assert_eq!(s.apply(&revoke), CommandResult::Changed);
         assert_eq!(s.apply(&revoke), CommandResult::Unchanged);
-        assert!(s.is_revoked("msk-1"));
+        assert!(s.is_revoked(&agent("ru", "msk-1")));
+        // Only that agent: not its namesake elsewhere, not an operator.
+        assert!(!s.is_revoked(&agent("eu", "msk-1")));
+        assert!(!s.is_revoked(&Identity::Operator {
+            name: "msk-1".into()
+        }));
         assert_eq!(
             s.apply(&Command::Unrevoke {
-                name: "msk-1".into()
+                name: "agent/ru/msk-1".into()
             }),
             CommandResult::Changed
         );
-        assert!(!s.is_revoked("msk-1"));
+        assert!(!s.is_revoked(&agent("ru", "msk-1")));
         assert_eq!(s.applied_commands, 3);
+        // An entry from before keys existed still bites (any role but a
+        // coordinator).
+        s.apply(&Command::Revoke { name: "old".into() });
+        assert!(s.is_revoked(&agent("us", "old")));
+        assert!(!s.is_revoked(&Identity::Coordinator { id: 1 }));
     }
 
     #[test]

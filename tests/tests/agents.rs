@@ -745,7 +745,7 @@ async fn revocation_ends_live_sessions_and_refuses_their_batches() {
 
     // Revoked through another node: both sessions end, cluster-wide.
     let other = [1, 2, 3].into_iter().find(|id| *id != leader).unwrap();
-    for name in ["msk-9", "ru-1"] {
+    for name in ["agent/ru/msk-9", "agent/ru/ru-1"] {
         cluster
             .operator(other)
             .unwrap()

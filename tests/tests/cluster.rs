@@ -52,7 +52,7 @@ async fn leader_killed_new_leader_then_old_node_catches_up() {
     let mut expected = BTreeSet::new();
     // Writes through every node: followers forward to the leader.
     for i in 0..15 {
-        let name = format!("before-{i}");
+        let name = format!("agent/t/before-{i}");
         write(&cluster, 1 + i % 3, &name).await;
         expected.insert(name);
     }
@@ -63,7 +63,7 @@ async fn leader_killed_new_leader_then_old_node_catches_up() {
     let new_leader = cluster.wait_for_leader(&survivors).await.unwrap();
     assert_ne!(new_leader, old_leader);
     for (i, via) in survivors.iter().cycle().take(15).enumerate() {
-        let name = format!("after-{i}");
+        let name = format!("agent/t/after-{i}");
         write(&cluster, *via, &name).await;
         expected.insert(name);
     }
@@ -93,7 +93,7 @@ async fn membership_three_to_five_to_three_while_writing() {
         tokio::spawn(async move {
             let mut i = 0;
             while !stop.load(Ordering::Relaxed) {
-                let name = format!("during-{i}");
+                let name = format!("agent/t/during-{i}");
                 client
                     .revoke(RevokeRequest { name: name.clone() })
                     .await
@@ -177,7 +177,7 @@ async fn node_down_during_compaction_catches_up_by_snapshot() {
 
     let mut expected = BTreeSet::new();
     for i in 0..120 {
-        let name = format!("compacted-{i}");
+        let name = format!("agent/t/compacted-{i}");
         write(&cluster, leader, &name).await;
         expected.insert(name);
     }

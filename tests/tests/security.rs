@@ -179,11 +179,24 @@ async fn revoked_names_are_refused() {
         .await
         .unwrap();
 
+    // Revoking an agent of the same name leaves the operator alone.
     cluster
         .operator(1)
         .unwrap()
         .revoke(RevokeRequest {
-            name: "mallory".into(),
+            name: "agent/ru/mallory".into(),
+        })
+        .await
+        .unwrap();
+    as_mallory
+        .cluster_status(ClusterStatusRequest {})
+        .await
+        .unwrap();
+    cluster
+        .operator(1)
+        .unwrap()
+        .revoke(RevokeRequest {
+            name: "operator/mallory".into(),
         })
         .await
         .unwrap();

@@ -486,21 +486,45 @@ async fn endpoints_and_credentials_from_a_config_file() {
 async fn agents_are_revoked_and_accepted_again_and_coordinators_are_never_revoked() {
     let cluster = Cluster::start(1, Timers::default()).await.unwrap();
     let (code, out, err) = cluster
-        .vantagectl(&[1], &["agents", "revoke", "msk-1"])
+        .vantagectl(&[1], &["agents", "revoke", "ru/msk-1"])
         .await;
-    assert_eq!((code, out.trim()), (0, "msk-1: revoked"), "{err}");
+    assert_eq!((code, out.trim()), (0, "agent ru/msk-1: revoked"), "{err}");
+    let (code, out, err) = cluster
+        .vantagectl(&[1], &["operators", "revoke", "msk-1"])
+        .await;
+    assert_eq!((code, out.trim()), (0, "operator msk-1: revoked"), "{err}");
     let (_, out, _) = cluster
         .vantagectl(&[1], &["agents", "revoked", "-o", "json"])
         .await;
-    assert_eq!(out.trim(), r#"["msk-1"]"#);
+    assert_eq!(out.trim(), r#"["agent/ru/msk-1","operator/msk-1"]"#);
+    let (_, out, _) = cluster.vantagectl(&[1], &["agents", "revoked"]).await;
+    assert_eq!(out.trim(), "agent ru/msk-1\noperator msk-1");
     let (code, out, err) = cluster
-        .vantagectl(&[1], &["agents", "unrevoke", "msk-1"])
+        .vantagectl(&[1], &["agents", "unrevoke", "ru/msk-1"])
         .await;
-    assert_eq!((code, out.trim()), (0, "msk-1: accepted again"), "{err}");
+    assert_eq!(
+        (code, out.trim()),
+        (0, "agent ru/msk-1: accepted again"),
+        "{err}"
+    );
+    let (code, out, err) = cluster
+        .vantagectl(&[1], &["operators", "unrevoke", "msk-1"])
+        .await;
+    assert_eq!(
+        (code, out.trim()),
+        (0, "operator msk-1: accepted again"),
+        "{err}"
+    );
     let (_, out, _) = cluster
         .vantagectl(&[1], &["agents", "revoked", "-o", "json"])
         .await;
     assert_eq!(out.trim(), "[]");
+    // An agent is named with its region.
+    let (code, _, err) = cluster
+        .vantagectl(&[1], &["agents", "revoke", "msk-1"])
+        .await;
+    assert_ne!(code, 0);
+    assert!(err.contains("is not REGION/NAME"), "{err}");
     // Revoking a node's certificate would break writes through it.
     let (code, _, err) = cluster
         .vantagectl(&[1], &["agents", "revoke", "coordinator-1"])

@@ -1,12 +1,14 @@
 //! `vantagectl cluster` and `vantagectl agents`: membership, status,
 //! revocation, through any coordinator.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Subcommand;
 use vantage_proto::v1::{
     AddMemberRequest, ClusterMember, ClusterStatusRequest, InitClusterRequest, ListAgentsRequest,
     ListRevokedRequest, MembershipReply, RemoveMemberRequest, RevokeRequest, UnrevokeRequest,
 };
+
+use vantage_common::identity::{Identity, valid_label};
 
 use super::{ConnArgs, Format, explain};
 
@@ -46,18 +48,77 @@ pub enum ClusterCommand {
 pub enum AgentsCommand {
     /// Agents with region, version, last seen and assigned check count.
     List,
-    /// Refuse an agent's (or operator's) certificate from now on.
+    /// Refuse one agent's certificates from now on: its live session ends
+    /// at its next heartbeat, its results in flight are not applied.
     Revoke {
-        /// Agent or operator name.
-        name: String,
+        /// The agent, as REGION/NAME (as in its certificate).
+        #[arg(value_parser = agent_key)]
+        agent: String,
     },
-    /// Accept a revoked certificate name again.
+    /// Accept a revoked agent again.
     Unrevoke {
-        /// Agent or operator name.
+        /// The agent, as REGION/NAME (or an entry as `agents revoked` lists it).
+        agent: String,
+    },
+    /// The deny-list: revoked agents and operators.
+    Revoked,
+}
+
+/// Operator commands.
+#[derive(Debug, Subcommand)]
+pub enum OperatorsCommand {
+    /// Refuse an operator's certificates from now on.
+    Revoke {
+        /// Operator name (as in its certificate).
+        #[arg(value_parser = operator_key)]
         name: String,
     },
-    /// List revoked names.
-    Revoked,
+    /// Accept a revoked operator again.
+    Unrevoke {
+        /// Operator name.
+        #[arg(value_parser = operator_key)]
+        name: String,
+    },
+}
+
+/// `REGION/NAME` → the deny-list key `agent/REGION/NAME`.
+fn agent_key(s: &str) -> Result<String, String> {
+    if let Some(id) = s
+        .strip_prefix("coordinator")
+        .and_then(|rest| rest.strip_prefix(['-', '/']))
+    {
+        return Err(format!(
+            "{s} is a coordinator: remove it with `vantagectl cluster remove --id {id}`, not revoke"
+        ));
+    }
+    match s.split_once('/') {
+        Some((region, name)) if valid_label(region) && valid_label(name) => {
+            Ok(format!("agent/{region}/{name}"))
+        }
+        _ => Err(format!(
+            "'{s}' is not REGION/NAME (lowercase letters, digits and '-', as in the agent's certificate)"
+        )),
+    }
+}
+
+/// `NAME` → the deny-list key `operator/NAME`.
+fn operator_key(s: &str) -> Result<String, String> {
+    if valid_label(s) {
+        Ok(format!("operator/{s}"))
+    } else {
+        Err(format!(
+            "'{s}' is not an operator name (lowercase letters, digits and '-')"
+        ))
+    }
+}
+
+/// A deny-list entry in words.
+fn describe_key(key: &str) -> String {
+    match Identity::from_key(key) {
+        Ok(Identity::Agent { region, name }) => format!("agent {region}/{name}"),
+        Ok(Identity::Operator { name }) => format!("operator {name}"),
+        _ => format!("{key} (any agent or operator of that name: revoked before 0.6)"),
+    }
 }
 
 fn parse_member(s: &str) -> Result<ClusterMember, String> {
@@ -218,38 +279,11 @@ pub async fn run_agents(command: AgentsCommand, conn: &ConnArgs, format: Format)
                 }
             }
         }
-        AgentsCommand::Revoke { name } => {
-            if name.is_empty() {
-                bail!("a name is required");
-            }
-            let reply = client
-                .operator
-                .revoke(RevokeRequest { name: name.clone() })
-                .await
-                .map_err(fail)?;
-            println!(
-                "{name}: {}",
-                if reply.get_ref().newly_revoked {
-                    "revoked"
-                } else {
-                    "was already revoked"
-                }
-            );
-        }
-        AgentsCommand::Unrevoke { name } => {
-            let reply = client
-                .operator
-                .unrevoke(UnrevokeRequest { name: name.clone() })
-                .await
-                .map_err(fail)?;
-            println!(
-                "{name}: {}",
-                if reply.get_ref().was_revoked {
-                    "accepted again"
-                } else {
-                    "was not revoked"
-                }
-            );
+        AgentsCommand::Revoke { agent } => revoke(&mut client, &agent, fail).await?,
+        AgentsCommand::Unrevoke { agent } => {
+            // A bare entry (from before 0.6) is passed as listed.
+            let key = agent_key(&agent).unwrap_or(agent);
+            unrevoke(&mut client, &key, fail).await?
         }
         AgentsCommand::Revoked => {
             let names = client
@@ -261,9 +295,58 @@ pub async fn run_agents(command: AgentsCommand, conn: &ConnArgs, format: Format)
                 .names;
             match format {
                 Format::Json => println!("{}", serde_json::to_string(&names).context("json")?),
-                Format::Text => names.iter().for_each(|n| println!("{n}")),
+                Format::Text => names.iter().for_each(|n| println!("{}", describe_key(n))),
             }
         }
     }
+    Ok(())
+}
+
+/// Runs an operators command.
+pub async fn run_operators(command: OperatorsCommand, conn: &ConnArgs) -> Result<()> {
+    let mut client = conn.connect().await?;
+    let at = client.endpoint.clone();
+    let fail = |s: tonic::Status| anyhow::anyhow!("{at}: {}", explain(&s));
+    match command {
+        OperatorsCommand::Revoke { name } => revoke(&mut client, &name, fail).await,
+        OperatorsCommand::Unrevoke { name } => unrevoke(&mut client, &name, fail).await,
+    }
+}
+
+async fn revoke(
+    client: &mut super::Client,
+    key: &str,
+    fail: impl Fn(tonic::Status) -> anyhow::Error,
+) -> Result<()> {
+    let reply = client
+        .operator
+        .revoke(RevokeRequest { name: key.into() })
+        .await
+        .map_err(fail)?;
+    let done = if reply.get_ref().newly_revoked {
+        "revoked"
+    } else {
+        "was already revoked"
+    };
+    println!("{}: {done}", describe_key(key));
+    Ok(())
+}
+
+async fn unrevoke(
+    client: &mut super::Client,
+    key: &str,
+    fail: impl Fn(tonic::Status) -> anyhow::Error,
+) -> Result<()> {
+    let reply = client
+        .operator
+        .unrevoke(UnrevokeRequest { name: key.into() })
+        .await
+        .map_err(fail)?;
+    let done = if reply.get_ref().was_revoked {
+        "accepted again"
+    } else {
+        "was not revoked"
+    };
+    println!("{}: {done}", describe_key(key));
     Ok(())
 }

@@ -253,7 +253,11 @@ async fn serve(
     while let Some(message) = inbound.message().await? {
         // A revoked agent's session ends at its next heartbeat or batch
         // (the deny-list is replicated: on whichever node leads).
-        if api.applied.read().await.state.is_revoked(name) {
+        let who = Identity::Agent {
+            region: region.to_owned(),
+            name: name.to_owned(),
+        };
+        if api.applied.read().await.state.is_revoked(&who) {
             tracing::warn!(agent = %name, region = %region, "agent session ended: revoked");
             return Err(Status::permission_denied(format!(
                 "agent {name}: its certificate was revoked"

@@ -47,12 +47,7 @@ pub async fn authorize<T>(
             caller.identity
         )));
     }
-    if applied
-        .read()
-        .await
-        .state
-        .is_revoked(&caller.identity.name())
-    {
+    if applied.read().await.state.is_revoked(&caller.identity) {
         tracing::warn!(method, peer = %caller.addr, identity = %caller.identity, "refused: revoked");
         return Err(Status::permission_denied(format!(
             "{} is revoked",

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use tonic::{Response, Status};
 use vantage_common::clock::now_ms;
-use vantage_common::identity::valid_label;
+use vantage_common::identity::Identity;
 use vantage_proto::v1::{
     AddMemberRequest, AgentInfo, ClusterStatusReply, InitClusterReply, InitClusterRequest,
     ListAgentsReply, ListRevokedReply, MembershipReply, NodeStatus, RevokeReply, UnrevokeReply,
@@ -154,18 +154,21 @@ pub(super) async fn agents(applied: &Replica) -> Reply<ListAgentsReply> {
     }))
 }
 
-/// Refuses `name`'s certificates from now on.
-pub(super) async fn revoke(proposer: &Proposer, name: String) -> Reply<RevokeReply> {
-    if name.starts_with("coordinator-") {
+/// Refuses an identity's certificates from now on; `key` is
+/// `agent/REGION/NAME` or `operator/NAME`.
+pub(super) async fn revoke(proposer: &Proposer, key: String) -> Reply<RevokeReply> {
+    let who = Identity::from_key(&key).map_err(|_| {
+        Status::invalid_argument(format!(
+            "{key:?} names no agent or operator: use agent/REGION/NAME or operator/NAME"
+        ))
+    })?;
+    if let Identity::Coordinator { id } = who {
         // Refusing a node's certificate would break writes through it.
         return Err(Status::invalid_argument(format!(
-            "{name} is a coordinator: remove it with `vantagectl cluster remove`, not revoke"
+            "{key} is a coordinator: remove it with `vantagectl cluster remove --id {id}`, not revoke"
         )));
     }
-    if !valid_label(&name) {
-        return Err(Status::invalid_argument(format!("invalid name {name:?}")));
-    }
-    let result = proposer.write(Command::Revoke { name }).await?;
+    let result = proposer.write(Command::Revoke { name: who.key() }).await?;
     Ok(Response::new(RevokeReply {
         newly_revoked: result == CommandResult::Changed,
     }))

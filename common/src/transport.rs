@@ -191,3 +191,72 @@ pub fn channel(addr: &str, tls: Arc<ReloadingTls>) -> Result<Channel, tonic::tra
 pub fn peer<T>(request: &tonic::Request<T>) -> Option<&Peer> {
     request.extensions().get::<Peer>()
 }
+
+/// When a call to `addr` failed below gRPC (tonic says only "transport
+/// error" or "Cancelled"), finds out why over a fresh connection: the TLS
+/// handshake, then the server's verdict on our certificate (in TLS 1.3 an
+/// alert that arrives after the handshake). `None` when TLS is fine or the
+/// server cannot be reached (the caller's own error says that better).
+pub async fn diagnose(addr: &str, tls: &ReloadingTls) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (host, port) = addr.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let name = ServerName::try_from(host.to_owned()).ok()?;
+    let attempt = async {
+        let tcp = TcpStream::connect((host, port)).await.ok()?;
+        let mut stream = match TlsConnector::from(tls.client_config())
+            .connect(name, tcp)
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => return Some(explain_tls(&e, host)),
+        };
+        // The server judges our certificate now: it answers the HTTP/2
+        // preface, or sends an alert.
+        if let Err(e) = stream.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await {
+            return Some(explain_tls(&e, host));
+        }
+        let mut buf = [0u8; 64];
+        match stream.read(&mut buf).await {
+            Ok(n) if n > 0 => None,
+            Ok(_) => Some("the server closed the connection after the TLS handshake".into()),
+            Err(e) => Some(explain_tls(&e, host)),
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), attempt)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// A TLS failure in an operator's words.
+fn explain_tls(e: &io::Error, host: &str) -> String {
+    use rustls::{AlertDescription as A, CertificateError as C, Error as E};
+    let Some(tls) = e.get_ref().and_then(|inner| inner.downcast_ref::<E>()) else {
+        return format!("TLS failure: {e}");
+    };
+    match tls {
+        E::AlertReceived(A::UnknownCA) => {
+            "the server rejected this certificate: unknown CA (it was not issued by the deployment's CA)".into()
+        }
+        E::AlertReceived(A::CertificateExpired) => {
+            "the server rejected this certificate: it has expired (or is not valid yet: check the clock)".into()
+        }
+        E::AlertReceived(A::DecryptError) => {
+            "the server rejected this certificate: its signature does not match the deployment's CA (issued by another CA of the same name?)".into()
+        }
+        E::AlertReceived(A::CertificateRequired) => {
+            "the server requires a client certificate".into()
+        }
+        E::AlertReceived(alert) => format!("the server rejected this certificate: {alert:?}"),
+        E::InvalidCertificate(C::UnknownIssuer) => {
+            "this client does not trust the server's certificate: unknown issuer (is the CA file the deployment's ca.pem?)".into()
+        }
+        E::InvalidCertificate(C::Expired) => "the server's certificate has expired".into(),
+        E::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => {
+            format!("the server's certificate does not name {host}")
+        }
+        other => format!("TLS failure: {other}"),
+    }
+}

@@ -21,6 +21,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 use tonic::transport::Channel;
+use vantage_common::identity::Identity;
 use vantage_common::tls::{ReloadingTls, TlsFiles};
 use vantage_common::transport;
 use vantage_proto::v1::ClusterStatusRequest;
@@ -217,7 +218,16 @@ impl ConnArgs {
     /// endpoint and why it failed.
     pub async fn connect(&self) -> Result<Client> {
         let (endpoints, files) = self.resolve()?;
+        let cert = files.cert.clone();
         let tls: Arc<ReloadingTls> = ReloadingTls::load(files)?;
+        let me = tls.identity();
+        if !matches!(me, Identity::Operator { .. }) {
+            bail!(
+                "{}: this is the certificate of {me}; vantagectl needs an operator certificate \
+                 (vantagectl certs issue operator NAME)",
+                cert.display()
+            );
+        }
         let mut failures = Vec::new();
         for endpoint in &endpoints {
             let channel = match transport::channel(endpoint, tls.clone()) {
@@ -236,7 +246,23 @@ impl ConnArgs {
                         endpoint: endpoint.clone(),
                     });
                 }
-                Err(status) => failures.push(format!("{endpoint}: {}", explain(&status))),
+                // The server answered: another endpoint would say the same.
+                Err(status)
+                    if matches!(
+                        status.code(),
+                        tonic::Code::PermissionDenied | tonic::Code::Unauthenticated
+                    ) =>
+                {
+                    bail!("{endpoint}: {}", explain(&status))
+                }
+                Err(status) => {
+                    // Below gRPC, tonic says only "transport error": ask TLS.
+                    let why = match transport::diagnose(endpoint, &tls).await {
+                        Some(why) => why,
+                        None => explain(&status),
+                    };
+                    failures.push(format!("{endpoint}: {why}"));
+                }
             }
         }
         bail!("no coordinator reachable:\n  {}", failures.join("\n  "))

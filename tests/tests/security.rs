@@ -141,6 +141,11 @@ async fn roles_are_enforced_per_service_and_logged_with_identity() {
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err}");
     assert!(err.message().contains("agent msk-1"), "{err}");
+    assert!(
+        err.message()
+            .contains("agent certificates may not call ClusterStatus (operator certificates only"),
+        "{err}"
+    );
 
     let operator = tls_for(
         &cluster,
@@ -265,4 +270,103 @@ async fn rotated_server_certificate_is_served_without_restart() {
         .cluster_status(ClusterStatusRequest {})
         .await
         .unwrap();
+}
+
+/// A certificate for `identity` in a directory of its own, signed by `ca`,
+/// valid for `days` (0: it expires at once).
+fn certificate(
+    ca: &Ca,
+    identity: &Identity,
+    days: u32,
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    ca.issue(identity, &[], &[], days)
+        .unwrap()
+        .write(dir, &file_stem(identity))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn clients_say_what_is_wrong_with_their_certificate() {
+    let mut cluster = single_node().await;
+    let scratch = tempfile::tempdir().unwrap();
+    let real = Ca::load(&cluster.pki_dir()).unwrap();
+    let foreign = Ca::create(&scratch.path().join("foreign-ca"), 30).unwrap();
+    let tester = Identity::Operator {
+        name: "tester".into(),
+    };
+    let agent = Identity::Agent {
+        region: "ru".into(),
+        name: "msk-7".into(),
+    };
+    let foreign_cert = certificate(&foreign, &tester, 30, &scratch.path().join("foreign"));
+    let expired_cert = certificate(&real, &tester, 0, &scratch.path().join("expired"));
+    let agent_cert = certificate(&real, &agent, 30, &scratch.path().join("agent"));
+    // The agent's own certificate, expired, where the harness looks for it.
+    certificate(&real, &agent, 0, &cluster.pki_dir());
+    // Issued with not_after = now: expired once the clock's second turns.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+
+    let ctl = |cert: &(std::path::PathBuf, std::path::PathBuf)| {
+        let mut command = cluster.vantagectl_command(&[1], &["apply", "-f", "/dev/null"]);
+        command
+            .env("VANTAGE_CERT", &cert.0)
+            .env("VANTAGE_KEY", &cert.1);
+        command
+    };
+    for (what, cert, expected) in [
+        (
+            "a foreign CA",
+            &foreign_cert,
+            "the server rejected this certificate: its signature does not match the deployment's CA",
+        ),
+        (
+            "an expired certificate",
+            &expired_cert,
+            "the server rejected this certificate: it has expired",
+        ),
+        (
+            "an agent certificate",
+            &agent_cert,
+            "vantagectl needs an operator certificate",
+        ),
+    ] {
+        let out = ctl(cert).output().await.unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{what}: {err}");
+        assert!(err.contains(expected), "{what}: {err}");
+        assert!(
+            !err.contains("transport error") && !err.contains("Cancelled"),
+            "{what}: {err}"
+        );
+    }
+    // A refusal by the server is not "no coordinator reachable".
+    cluster
+        .operator(1)
+        .unwrap()
+        .revoke(RevokeRequest {
+            name: "operator/tester".into(),
+        })
+        .await
+        .unwrap();
+    let (code, _, err) = cluster.vantagectl(&[1], &["status"]).await;
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("permission denied: operator tester is revoked"),
+        "{err}"
+    );
+    assert!(!err.contains("no coordinator reachable"), "{err}");
+    // An agent whose certificate expired says so in its log.
+    cluster
+        .spawn_agent("msk-7", "ru", "127.0.0.1", &[])
+        .await
+        .unwrap();
+    wait_for("the agent's reason in its log", || async {
+        cluster
+            .agent_log("msk-7")
+            .contains("the server rejected this certificate: it has expired")
+            .then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", cluster.agent_log("msk-7")));
 }

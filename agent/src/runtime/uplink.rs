@@ -72,6 +72,9 @@ enum SessionError {
     /// The coordinator answered with an error.
     #[error("{}: {}", .0.code(), .0.message())]
     Status(#[from] tonic::Status),
+    /// TLS failed (why, in words).
+    #[error("{0}")]
+    Tls(String),
     /// The spool could not be read or written.
     #[error("spool: {0}")]
     Spool(#[from] SpoolError),
@@ -185,7 +188,7 @@ impl Uplink {
         }
         let mut inbound = match client.session(ReceiverStream::new(rx)).await {
             Ok(r) => r.into_inner(),
-            Err(s) => return End::Failed(s.into()),
+            Err(s) => return self.failed(endpoint, s).await,
         };
         // A coordinator that cannot commit our hello never welcomes us.
         let welcome = match tokio::time::timeout(WELCOME_TIMEOUT, inbound.message()).await {
@@ -223,7 +226,7 @@ impl Uplink {
                 _ => return SessionError::Closed("expected Welcome").into(),
             },
             Ok(None) => return SessionError::Closed("closed before Welcome").into(),
-            Err(s) => return End::Failed(s.into()),
+            Err(s) => return self.failed(endpoint, s).await,
         };
 
         let mut in_flight: VecDeque<u64> = VecDeque::new();
@@ -297,6 +300,20 @@ impl Uplink {
                 _ = self.spooled.notified(), if in_flight.len() < MAX_IN_FLIGHT => {}
             }
         }
+    }
+
+    /// A session that could not start, explained: below gRPC tonic says
+    /// only "transport error", so the TLS verdict is fetched (a revoked or
+    /// expired certificate, a foreign CA).
+    async fn failed(&self, endpoint: &str, status: tonic::Status) -> End {
+        if matches!(
+            status.code(),
+            tonic::Code::Unknown | tonic::Code::Cancelled | tonic::Code::Unavailable
+        ) && let Some(why) = transport::diagnose(endpoint, &self.tls).await
+        {
+            return SessionError::Tls(why).into();
+        }
+        End::Failed(status.into())
     }
 
     /// Up to `batch_size` spooled results after `after`, decoded and numbered.

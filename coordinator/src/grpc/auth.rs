@@ -19,6 +19,14 @@ pub enum Role {
 }
 
 impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Role::Coordinator => "coordinator",
+            Role::Operator => "operator",
+            Role::Agent => "agent",
+        }
+    }
+
     fn admits(self, identity: &Identity) -> bool {
         matches!(
             (self, identity),
@@ -43,7 +51,9 @@ pub async fn authorize<T>(
     if !role.admits(&caller.identity) {
         tracing::warn!(method, peer = %caller.addr, identity = %caller.identity, "refused: wrong role");
         return Err(Status::permission_denied(format!(
-            "{} may not call {method} ({role:?} only)",
+            "{} certificates may not call {method} ({} certificates only; this one is {})",
+            caller.identity.role(),
+            role.name(),
             caller.identity
         )));
     }

@@ -29,6 +29,7 @@ use crate::spool::Spool;
 
 /// Runs the agent until the process ends.
 pub async fn run(config: AgentConfig) -> Result<()> {
+    vantage_common::limits::raise_nofile();
     let tls = ReloadingTls::load(config.tls.clone())?;
     let Identity::Agent { region, name } = tls.identity() else {
         bail!(

@@ -31,6 +31,7 @@ pub mod config;
 pub mod duration;
 pub mod hash;
 pub mod identity;
+pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod observed;

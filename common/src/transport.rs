@@ -14,6 +14,7 @@ use hyper_util::rt::TokioIo;
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tokio_stream::wrappers::ReceiverStream;
@@ -40,6 +41,8 @@ pub struct Peer {
 pub struct MtlsConn {
     stream: TlsStream<TcpStream>,
     peer: Peer,
+    /// Its place among the connections the port may hold.
+    _slot: OwnedSemaphorePermit,
 }
 
 impl Connected for MtlsConn {
@@ -79,18 +82,41 @@ impl AsyncWrite for MtlsConn {
 /// how many were held back): anyone who can reach the port can cause them.
 static HANDSHAKE_LOG: crate::logging::Throttle = crate::logging::Throttle::new(10_000);
 static ACCEPT_LOG: crate::logging::Throttle = crate::logging::Throttle::new(10_000);
+static FULL_LOG: crate::logging::Throttle = crate::logging::Throttle::new(10_000);
 
 /// Accepts TCP connections on `listener` and completes mTLS handshakes
 /// concurrently; connections whose certificate is not from the deployment CA
-/// or names no vantage identity are dropped and logged. Feed the stream to
+/// or names no vantage identity are dropped and logged. At most
+/// [`limits::grpc_connections`](crate::limits::grpc_connections) are held
+/// at once (handshaking or open): beyond that the port stops accepting and
+/// newcomers wait in the kernel's backlog, so a flood of connections cannot
+/// take the descriptors the rest of the process needs. Feed the stream to
 /// `tonic::transport::Server::serve_with_incoming`.
 pub fn incoming(
     listener: TcpListener,
     tls: Arc<ReloadingTls>,
 ) -> ReceiverStream<Result<MtlsConn, io::Error>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let cap = crate::limits::grpc_connections();
+    let slots = Arc::new(Semaphore::new(cap));
     tokio::spawn(async move {
         loop {
+            let slot = match slots.clone().try_acquire_owned() {
+                Ok(slot) => slot,
+                Err(_) => {
+                    if let Some(held) = FULL_LOG.allow() {
+                        tracing::warn!(
+                            connections = cap,
+                            held_back = held,
+                            "gRPC port at its connection limit: new connections wait"
+                        );
+                    }
+                    match slots.clone().acquire_owned().await {
+                        Ok(slot) => slot,
+                        Err(_) => return,
+                    }
+                }
+            };
             let (tcp, addr) = match listener.accept().await {
                 Ok(conn) => conn,
                 Err(e) => {
@@ -138,6 +164,7 @@ pub fn incoming(
                             .send(Ok(MtlsConn {
                                 stream,
                                 peer: Peer { identity, addr },
+                                _slot: slot,
                             }))
                             .await;
                     }

@@ -129,6 +129,12 @@ async fn run(
     init_alone: bool,
     announce: impl FnOnce(std::net::SocketAddr),
 ) -> Result<()> {
+    let nofile = vantage_common::limits::raise_nofile();
+    tracing::debug!(
+        nofile,
+        grpc_connections = vantage_common::limits::grpc_connections(),
+        "file descriptor limits"
+    );
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;

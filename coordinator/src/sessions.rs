@@ -3,11 +3,12 @@
 //! requests. The loop that drives expiry and pushes is the leader's
 //! housekeeping (`node/housekeeping.rs`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use prost::Message;
 use tokio::sync::{Notify, mpsc};
 use tonic::Status;
 use vantage_proto::v1::coordinator_message::Msg;
@@ -159,23 +160,35 @@ impl Sessions {
                 continue;
             }
             let version = self.assignment_version.fetch_add(1, Ordering::Relaxed) + 1;
-            let message = assignment(version, &state.declared, &checks);
-            // A full outbox means a stuck agent; the heartbeat expiry ends it.
-            if session.tx.try_send(Ok(message)).is_ok() {
+            let messages = assignment(version, &state.declared, &checks);
+            // All parts or none. A full outbox means a stuck agent; the
+            // heartbeat expiry ends it.
+            if let Ok(permits) = session.tx.try_reserve_many(messages.len()) {
+                for (permit, message) in permits.zip(messages) {
+                    permit.send(Ok(message));
+                }
                 session.assigned = Some(checks);
             }
         }
     }
 }
 
-/// The Assignment message for `names`.
-pub fn assignment(version: u64, declared: &Declared, names: &[String]) -> CoordinatorMessage {
-    let checks = declared
+/// Largest Assignment message (encoded), well under the agents' 4 MiB
+/// frame limit: a larger set is sent in parts.
+pub const ASSIGNMENT_PART_BYTES: usize = 1 << 20;
+
+/// The Assignment messages for `names`: the set in parts of at most
+/// [`ASSIGNMENT_PART_BYTES`] (one check's spec is bounded at 16 KiB).
+pub fn assignment(version: u64, declared: &Declared, names: &[String]) -> Vec<CoordinatorMessage> {
+    let wanted: HashSet<&str> = names.iter().map(String::as_str).collect();
+    let mut parts: Vec<Vec<AssignedCheck>> = vec![Vec::new()];
+    let mut bytes = 0;
+    for c in declared
         .checks
         .iter()
-        .filter(|c| names.contains(&c.name))
-        .filter_map(|c| {
-            let spec = c.spec().ok()?;
+        .filter(|c| wanted.contains(c.name.as_str()))
+    {
+        let Some(check) = c.spec().ok().and_then(|spec| {
             Some(AssignedCheck {
                 name: c.name.clone(),
                 spec_json: serde_json::to_string(&spec).ok()?,
@@ -185,9 +198,30 @@ pub fn assignment(version: u64, declared: &Declared, names: &[String]) -> Coordi
                     .and_then(|t| u32::try_from(t.secs()).ok())
                     .unwrap_or(0),
             })
-        })
-        .collect();
-    CoordinatorMessage {
-        msg: Some(Msg::Assignment(Assignment { version, checks })),
+        }) else {
+            continue;
+        };
+        let size = check.encoded_len() + 8;
+        if bytes + size > ASSIGNMENT_PART_BYTES && parts.last().is_some_and(|p| !p.is_empty()) {
+            parts.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += size;
+        if let Some(part) = parts.last_mut() {
+            part.push(check);
+        }
     }
+    let count = u32::try_from(parts.len()).unwrap_or(u32::MAX);
+    parts
+        .into_iter()
+        .zip(1..)
+        .map(|(checks, part)| CoordinatorMessage {
+            msg: Some(Msg::Assignment(Assignment {
+                version,
+                checks,
+                part,
+                parts: count,
+            })),
+        })
+        .collect()
 }

@@ -95,6 +95,8 @@ pub struct Cluster {
     pub agents: BTreeMap<String, AgentProc>,
     operator: Arc<ReloadingTls>,
     env: Vec<(String, String)>,
+    /// RLIMIT_NOFILE (soft and hard) for the nodes.
+    node_nofile: Option<u64>,
     /// Nodes placed in a network namespace: (namespace, address).
     node_places: BTreeMap<u64, (String, IpAddr)>,
     /// Agents placed in a network namespace.
@@ -146,6 +148,7 @@ impl Cluster {
             nodes: BTreeMap::new(),
             agents: BTreeMap::new(),
             env: Vec::new(),
+            node_nofile: None,
             node_places: BTreeMap::new(),
             agent_places: BTreeMap::new(),
         })
@@ -193,6 +196,12 @@ impl Cluster {
             _ => Vec::new(),
         };
         Self::issue_in(&self.ca, &self.pki_dir(), identity, &ips)
+    }
+
+    /// Starts the nodes with at most `n` open files (soft and hard limit).
+    pub fn with_nofile(mut self, n: u64) -> Self {
+        self.node_nofile = Some(n);
+        self
     }
 
     /// Runs node `id` inside network namespace `netns`, listening on
@@ -281,9 +290,15 @@ impl Cluster {
             .create(true)
             .append(true)
             .open(node_dir.join("stderr.log"))?;
-        let netns = place.map(|p| p.0.as_str());
+        let mut prefix: Vec<String> = Vec::new();
+        if let Some(n) = self.node_nofile {
+            prefix.extend(["prlimit".into(), format!("--nofile={n}:{n}"), "--".into()]);
+        }
+        if let Some((ns, _)) = place {
+            prefix.extend(["ip", "netns", "exec", ns].map(String::from));
+        }
         let mut child =
-            crate::role_command_in(netns, "coordinator", "vantage-coordinator-under-test")
+            crate::role_command_after(&prefix, "coordinator", "vantage-coordinator-under-test")
                 .envs(self.env.iter().cloned())
                 .args(["run", "--config"])
                 .arg(&config_path)

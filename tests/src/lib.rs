@@ -68,16 +68,26 @@ pub fn role_command(role: &str, bin: &str) -> tokio::process::Command {
 /// Like [`role_command`], run inside network namespace `netns` when given
 /// (`ip netns exec`, which execs the program: the child is the program).
 pub fn role_command_in(netns: Option<&str>, role: &str, bin: &str) -> tokio::process::Command {
+    let prefix: Vec<String> = match netns {
+        Some(ns) => ["ip", "netns", "exec", ns].map(String::from).to_vec(),
+        None => Vec::new(),
+    };
+    role_command_after(&prefix, role, bin)
+}
+
+/// Like [`role_command`], started through `prefix` (a program that execs
+/// the rest of its arguments: `ip netns exec NS`, `prlimit --nofile=N --`).
+pub fn role_command_after(prefix: &[String], role: &str, bin: &str) -> tokio::process::Command {
     let self_exec = SELF_EXEC.load(std::sync::atomic::Ordering::Relaxed);
     let program = if self_exec {
         std::env::current_exe().unwrap_or_else(|_| built_bin(bin))
     } else {
         built_bin(bin)
     };
-    let mut c = match netns {
-        Some(ns) => {
-            let mut c = tokio::process::Command::new("ip");
-            c.args(["netns", "exec", ns]).arg(program);
+    let mut c = match prefix.split_first() {
+        Some((first, rest)) => {
+            let mut c = tokio::process::Command::new(first);
+            c.args(rest).arg(program);
             c
         }
         None => tokio::process::Command::new(program),

@@ -348,6 +348,50 @@ async fn agent_restored_from_an_older_disk_snapshot_loses_nothing() {
 }
 
 #[tokio::test]
+async fn an_assignment_larger_than_a_frame_arrives_in_parts() {
+    let mut cluster = Cluster::start(1, Timers::default()).await.unwrap();
+    // A port nothing listens on: the probes are cheap refusals.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // 400 checks whose specs are near the 16 KiB bound once JSON-escaped:
+    // about 6 MB of assignment for one agent, over the 4 MiB frame limit.
+    let quotes = "\"".repeat(7_800);
+    let n = 400;
+    let toml: String = (0..n)
+        .map(|i| {
+            format!(
+                "[[check]]\nname = \"big-{i}\"\nkind = \"tcp\"\ntarget = \"127.0.0.1\"\ninterval = \"60s\"\nregions = [\"ru\"]\nparams = {{ port = {port}, expect = ['{quotes}'] }}\n\n"
+            )
+        })
+        .collect();
+    apply(&cluster, &toml).await;
+    cluster
+        .spawn_agent("ru-1", "ru", "127.0.0.11", &[])
+        .await
+        .unwrap();
+    wait_for("every check assigned and received", || async {
+        cluster
+            .agent_log("ru-1")
+            .lines()
+            .any(|l| l.contains("assignment in force") && l.ends_with(&format!("{n}")))
+            .then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", cluster.agent_log("ru-1")));
+    // ...and the session holds: results of the big checks arrive.
+    wait_for("results of the big checks", || async {
+        (ru_1(&cluster).await?.applied_seq >= 10).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", cluster.agent_log("ru-1")));
+    let log = cluster.agent_log("ru-1");
+    assert!(!log.contains("too large"), "{log}");
+}
+
+#[tokio::test]
 async fn leader_killed_while_agents_stream() {
     let server = SmtpServer::start(SmtpScript::default()).await.unwrap();
     let mut cluster = Cluster::start(3, Timers::default()).await.unwrap();

@@ -370,3 +370,73 @@ async fn clients_say_what_is_wrong_with_their_certificate() {
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", cluster.agent_log("msk-7")));
 }
+
+#[tokio::test]
+async fn a_connection_flood_on_the_grpc_port_leaves_the_node_its_descriptors() {
+    if vantage_tests::find_program(&["/usr/bin/prlimit", "/bin/prlimit"]).is_none() {
+        vantage_tests::missing("prlimit (util-linux)");
+        return;
+    }
+    let cluster = Cluster::new(Timers::default())
+        .unwrap()
+        .with_nofile(320)
+        .started(1)
+        .await
+        .unwrap();
+    let node = &cluster.nodes[&1];
+    // An operator connected before the flood.
+    let mut operator = cluster.operator(1).unwrap();
+    operator
+        .cluster_status(ClusterStatusRequest {})
+        .await
+        .unwrap();
+    // Connections that never start TLS, more than the node may open files.
+    let mut flood = Vec::new();
+    for _ in 0..600 {
+        // Once the node stops accepting and the kernel's backlog is full,
+        // connecting stalls: the flood is as big as it gets.
+        let connect = tokio::net::TcpStream::connect(node.addr);
+        match tokio::time::timeout(std::time::Duration::from_millis(500), connect).await {
+            Ok(Ok(c)) => flood.push(c),
+            _ => break,
+        }
+    }
+    let cap = 320 - vantage_common::limits::RESERVED_FDS;
+    assert!(flood.len() as u64 > cap, "only {} connections", flood.len());
+    // The rest of the node keeps its descriptors: the side port answers and
+    // the operator's connection still writes through Raft.
+    let http = node.http.unwrap();
+    let mut side = tokio::net::TcpStream::connect(http).await.unwrap();
+    side.write_all(b"GET /healthz HTTP/1.0\r\n\r\n")
+        .await
+        .unwrap();
+    let mut reply = String::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        side.read_to_string(&mut reply),
+    )
+    .await
+    .expect("the side port answers during the flood")
+    .unwrap();
+    assert!(
+        reply.starts_with("HTTP/1.0 200") || reply.starts_with("HTTP/1.1 200"),
+        "{reply}"
+    );
+    operator
+        .revoke(RevokeRequest {
+            name: "agent/ru/during-flood".into(),
+        })
+        .await
+        .unwrap();
+    let log = cluster.log(1);
+    assert!(!log.contains("Too many open files"), "{log}");
+    assert!(log.contains("gRPC port at its connection limit"), "{log}");
+    // When the flood ends, new clients get in.
+    drop(flood);
+    wait_for("a new client served", || async {
+        let mut c = cluster.operator(1).ok()?;
+        c.cluster_status(ClusterStatusRequest {}).await.ok()
+    })
+    .await
+    .unwrap();
+}

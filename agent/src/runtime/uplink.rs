@@ -104,6 +104,34 @@ impl From<SessionError> for End {
     }
 }
 
+/// An assignment arriving in parts (each under the frame limit).
+#[derive(Debug, Default)]
+struct Parts {
+    version: u64,
+    received: u32,
+    checks: Vec<vantage_proto::v1::AssignedCheck>,
+}
+
+impl Parts {
+    /// Adds a part; the whole assignment once its last part is in.
+    fn add(&mut self, a: Assignment) -> Option<Assignment> {
+        if a.part <= 1 || a.version != self.version {
+            *self = Parts {
+                version: a.version,
+                ..Parts::default()
+            };
+        }
+        self.received += 1;
+        self.checks.extend(a.checks);
+        (self.received >= a.parts.max(1)).then(|| Assignment {
+            version: self.version,
+            checks: std::mem::take(&mut self.checks),
+            part: 1,
+            parts: 1,
+        })
+    }
+}
+
 /// Runs a spool operation off the async threads.
 async fn with_spool<T: Send + 'static>(
     spool: &Arc<Mutex<Spool>>,
@@ -229,6 +257,7 @@ impl Uplink {
             Err(s) => return self.failed(endpoint, s).await,
         };
 
+        let mut parts = Parts::default();
         let mut in_flight: VecDeque<u64> = VecDeque::new();
         let mut sent_upto = match with_spool(&self.spool, |s| Ok(s.acked())).await {
             Ok(a) => a,
@@ -274,7 +303,11 @@ impl Uplink {
                                     return e.into();
                                 }
                             }
-                            Some(In::Assignment(a)) => self.assign(a),
+                            Some(In::Assignment(a)) => {
+                                if let Some(whole) = parts.add(a) {
+                                    self.assign(whole);
+                                }
+                            }
                             Some(In::RunNow(r)) => {
                                 tracing::debug!(check = %r.check, delay_ms = r.delay_ms, "run now");
                                 // Full: the scheduler is busy; the next slot comes anyway.

@@ -26,6 +26,8 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> fo
 }
 
 #[test]
-fn openraft_storage_suite() -> Result<(), StorageError> {
-    Suite::test_all(Sled)
+fn openraft_storage_suite() {
+    if let Err(e) = Suite::test_all(Sled) {
+        panic!("storage suite: {e}");
+    }
 }

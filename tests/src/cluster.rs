@@ -487,6 +487,24 @@ impl Cluster {
             .unwrap_or_default()
     }
 
+    /// Process id of node `id`, while it runs.
+    pub fn node_pid(&self, id: u64) -> Option<u32> {
+        self.nodes
+            .get(&id)
+            .and_then(|n| n.child.as_ref())
+            .and_then(Child::id)
+    }
+
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) node `id`: a frozen node keeps
+    /// its sockets open and answers nothing, like one cut off by the network.
+    pub fn freeze(&self, id: u64, frozen: bool) -> Result<()> {
+        let pid = self
+            .node_pid(id)
+            .ok_or_else(|| anyhow!("node {id} is not running"))?;
+        crate::measure::signal(pid, if frozen { libc::SIGSTOP } else { libc::SIGCONT })?;
+        Ok(())
+    }
+
     /// Kills node `id` with SIGKILL (no graceful shutdown) and reaps it.
     pub async fn kill(&mut self, id: u64) -> Result<()> {
         let node = self

@@ -23,6 +23,7 @@
 
 pub mod agent;
 pub mod certs;
+pub mod chaos;
 pub mod cluster;
 pub mod dns;
 pub mod measure;
@@ -110,4 +111,44 @@ pub fn built_bin(name: &str) -> std::path::PathBuf {
         dir
     };
     profile_dir.join(name)
+}
+
+/// A small tmpfs mounted at a directory (root only), to fill a disk on
+/// purpose; unmounted on drop.
+#[derive(Debug)]
+pub struct TinyDisk(std::path::PathBuf);
+
+impl TinyDisk {
+    /// Mounts a tmpfs of `kib` KiB at `dir` (which must exist); `None`
+    /// where that is not allowed (not root).
+    pub fn mount(dir: &std::path::Path, kib: u64) -> Option<Self> {
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs"])
+            .arg(dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| TinyDisk(dir.to_owned()))
+    }
+
+    /// Fills the rest of the disk; returns the filler file (remove it to
+    /// give the space back).
+    pub fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.0.join("filler");
+        if let Ok(mut f) = std::fs::File::create(&path) {
+            let block = vec![0u8; 4096];
+            while f.write_all(&block).and_then(|()| f.sync_all()).is_ok() {}
+        }
+        path
+    }
+}
+
+impl Drop for TinyDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
 }

@@ -6,6 +6,7 @@
 use std::io::Write;
 
 use vantage_agent::spool::Spool;
+use vantage_tests::TinyDisk;
 
 fn payload(i: u64) -> Vec<u8> {
     format!("result-{i:06}-{}", "x".repeat(180)).into_bytes()
@@ -254,38 +255,6 @@ fn a_cluster_ahead_of_the_spool_makes_it_take_a_new_identity() {
     let spool = Spool::open(dir.path(), 64 << 20).unwrap();
     assert_eq!(spool.id(), renewal.new_id, "the new identity is kept");
     assert_eq!(spool.pending(), 3);
-}
-
-/// A tmpfs of `kib` KiB mounted at `dir` (root only); unmounted on drop.
-struct TinyDisk(std::path::PathBuf);
-
-impl TinyDisk {
-    fn mount(dir: &std::path::Path, kib: u64) -> Option<Self> {
-        let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs"])
-            .arg(dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then(|| TinyDisk(dir.to_owned()))
-    }
-
-    /// Fills the rest of the disk; returns the filler file.
-    fn fill(&self) -> std::path::PathBuf {
-        let path = self.0.join("filler");
-        let mut f = std::fs::File::create(&path).unwrap();
-        let block = vec![0u8; 4096];
-        while f.write_all(&block).and_then(|()| f.sync_all()).is_ok() {}
-        path
-    }
-}
-
-impl Drop for TinyDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
 }
 
 #[test]

@@ -118,6 +118,24 @@ enum Bench {
         #[arg(long, value_enum, default_value = "refused")]
         mode: detect::Mode,
     },
+    /// Fault campaign: kill -9 leaders and followers, partitions, a full
+    /// agent disk and target outages while agents stream; then checks that
+    /// no result or notification was lost or doubled, that the nodes
+    /// converged, and that memory stayed bounded. Exits non-zero on a finding.
+    Chaos {
+        /// Minutes of faults.
+        #[arg(long, default_value_t = 30.0)]
+        minutes: f64,
+        /// Seeds the fault schedule.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Steady checks (plus one whose target goes down on schedule).
+        #[arg(long, default_value_t = 20)]
+        checks: usize,
+        /// RSS bound per coordinator, MiB.
+        #[arg(long, default_value_t = 512)]
+        max_rss_mb: u64,
+    },
     /// Raft write throughput and commit latency of a 3-node loopback cluster.
     Raft {
         /// Concurrent clients.
@@ -161,6 +179,12 @@ fn main() -> Result<()> {
             interval,
             mode,
         } => detect::detect(rounds, false_rounds, interval, mode),
+        Bench::Chaos {
+            minutes,
+            seed,
+            checks,
+            max_rss_mb,
+        } => chaos(minutes, seed, checks, max_rss_mb),
         Bench::Raft {
             clients,
             entries,
@@ -169,6 +193,23 @@ fn main() -> Result<()> {
             batch,
         } => raft(clients, entries, rate, size, batch.max(1)),
     }
+}
+
+fn chaos(minutes: f64, seed: u64, checks: usize, max_rss_mb: u64) -> Result<()> {
+    let config = vantage_tests::chaos::Config {
+        duration: Duration::from_secs_f64(minutes.max(0.1) * 60.0),
+        seed,
+        checks,
+        max_rss_mb,
+        ..Default::default()
+    };
+    let rt = tokio::runtime::Runtime::new()?;
+    let report = rt.block_on(vantage_tests::chaos::run(&config))?;
+    print!("{}", report.render(&config));
+    if !report.violations.is_empty() {
+        bail!("{} findings", report.violations.len());
+    }
+    Ok(())
 }
 
 async fn starttls_server() -> Result<SmtpServer> {

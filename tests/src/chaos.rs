@@ -1,0 +1,645 @@
+//! The fault campaign (`vantage-bench chaos`, and a short run in the test
+//! suite): three coordinators and agents in three regions stream results
+//! while a seeded schedule kills leaders and followers with SIGKILL,
+//! restarts them, cuts nodes off (SIGSTOP: a frozen node holds its sockets
+//! and answers nothing), fills an agent's disk (root: its spool on a small
+//! tmpfs), and opens and resolves incidents on a testkit target. At the end
+//! a checker proves, from the cluster's own records and the receivers':
+//!
+//! - every result a spool held was applied exactly once (the cluster
+//!   applied every seq up to the spool's last, none skipped) or is counted
+//!   as dropped by the agent;
+//! - every incident notification reached a deduplicating receiver once per
+//!   key and a plain one at least once, and none was lost or abandoned;
+//! - all nodes converged to the same state;
+//! - no node's RSS exceeded the bound.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow};
+use vantage_proto::v1::{ListAgentsRequest, ListIncidentsRequest, StatusRequest};
+
+use crate::TinyDisk;
+use crate::cluster::{Cluster, REGIONS, Timers, wait_for};
+use crate::receiver::Receiver;
+use crate::smtp::{SmtpScript, SmtpServer};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// How long faults are injected.
+    pub duration: Duration,
+    /// Seeds the schedule: the same seed, the same sequence of faults.
+    pub seed: u64,
+    /// Steady checks besides the one whose target fails on schedule.
+    pub checks: usize,
+    /// A node whose RSS exceeds this fails the campaign.
+    pub max_rss_mb: u64,
+    /// How long the target stays down, then up, in turn.
+    pub flip_every: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            duration: Duration::from_secs(60),
+            seed: 1,
+            checks: 20,
+            max_rss_mb: 512,
+            flip_every: Duration::from_secs(20),
+        }
+    }
+}
+
+/// What happened and what the checker found.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Leaders killed with SIGKILL (and restarted).
+    pub leader_kills: u32,
+    /// Followers killed with SIGKILL (and restarted).
+    pub follower_kills: u32,
+    /// Nodes cut off (frozen), leaders among them.
+    pub partitions: u32,
+    /// Of which the leader.
+    pub leader_partitions: u32,
+    /// Times an agent's disk was filled (root only).
+    pub disk_fills: u32,
+    /// Times the target went down.
+    pub outages: u32,
+    /// Incidents the cluster opened.
+    pub incidents: usize,
+    /// Notifications the cluster queued (all channels).
+    pub notifications: usize,
+    /// Results applied (all agents).
+    pub results_applied: u64,
+    /// Results the agents counted as dropped (not stored: full disk).
+    pub results_dropped: u64,
+    /// Results a spool held that the cluster never applied.
+    pub results_lost: u64,
+    /// Notifications queued but never received (either receiver).
+    pub pages_lost: usize,
+    /// Requests a receiver got for a key it already had (absorbed by the
+    /// deduplicating receiver; a plain one sees them twice).
+    pub pages_resent: usize,
+    /// Requests for keys the cluster never queued.
+    pub pages_phantom: usize,
+    /// Highest RSS seen per node, MiB.
+    pub max_rss_mb: BTreeMap<u64, u64>,
+    /// Whether all nodes ended with the same state.
+    pub converged: bool,
+    /// Everything the checker found wrong.
+    pub violations: Vec<String>,
+}
+
+impl Report {
+    /// The report as text.
+    pub fn render(&self, config: &Config) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "vantage-bench chaos: {} s of faults, seed {}, {} checks × 3 regions",
+            config.duration.as_secs(),
+            config.seed,
+            config.checks + 1
+        );
+        let _ = writeln!(s, "  leader kills (-9)   {}", self.leader_kills);
+        let _ = writeln!(s, "  follower kills (-9) {}", self.follower_kills);
+        let _ = writeln!(
+            s,
+            "  partitions          {} ({} of the leader)",
+            self.partitions, self.leader_partitions
+        );
+        let _ = writeln!(s, "  agent disk fills    {}", self.disk_fills);
+        let _ = writeln!(s, "  target outages      {}", self.outages);
+        let _ = writeln!(s, "  incidents           {}", self.incidents);
+        let _ = writeln!(s, "  notifications       {}", self.notifications);
+        let _ = writeln!(s, "  results applied     {}", self.results_applied);
+        let _ = writeln!(
+            s,
+            "  results dropped     {} (counted by the agents)",
+            self.results_dropped
+        );
+        let _ = writeln!(s, "  results lost        {}", self.results_lost);
+        let _ = writeln!(s, "  pages lost          {}", self.pages_lost);
+        let _ = writeln!(s, "  pages phantom       {}", self.pages_phantom);
+        let _ = writeln!(
+            s,
+            "  pages resent        {} (same key again: absorbed by the deduplicating receiver)",
+            self.pages_resent
+        );
+        for (id, mb) in &self.max_rss_mb {
+            let _ = writeln!(
+                s,
+                "  node {id} max RSS      {mb} MiB (bound {})",
+                config.max_rss_mb
+            );
+        }
+        let _ = writeln!(s, "  converged           {}", self.converged);
+        if self.violations.is_empty() {
+            let _ = writeln!(s, "  verdict             PASS");
+        } else {
+            let _ = writeln!(s, "  verdict             FAIL");
+            for v in &self.violations {
+                let _ = writeln!(s, "    - {v}");
+            }
+        }
+        s
+    }
+}
+
+/// SplitMix64: a small, seedable, good-enough generator for a schedule.
+#[derive(Debug)]
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `lo..hi` milliseconds.
+    fn millis(&mut self, lo: u64, hi: u64) -> Duration {
+        Duration::from_millis(lo + self.next() % (hi - lo).max(1))
+    }
+
+    fn pick<T: Copy>(&mut self, items: &[T]) -> Option<T> {
+        (!items.is_empty()).then(|| items[(self.next() % items.len() as u64) as usize])
+    }
+}
+
+/// Resident set size of `pid`, MiB.
+fn rss_mb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024)
+}
+
+/// The campaign's moving parts.
+struct Campaign {
+    cluster: Cluster,
+    rng: Rng,
+    report: Report,
+    ids: Vec<u64>,
+}
+
+impl Campaign {
+    /// Waits `d`, sampling every node's RSS.
+    async fn pause(&mut self, d: Duration) {
+        let end = Instant::now() + d;
+        loop {
+            for id in &self.ids {
+                if let Some(mb) = self.cluster.node_pid(*id).and_then(rss_mb) {
+                    let max = self.report.max_rss_mb.entry(*id).or_default();
+                    *max = (*max).max(mb);
+                }
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            tokio::time::sleep(left.min(Duration::from_millis(250))).await;
+        }
+    }
+
+    async fn leader(&self) -> Result<u64> {
+        self.cluster.wait_for_leader(&self.ids).await
+    }
+
+    async fn kill_and_restart(&mut self, id: u64) -> Result<()> {
+        self.cluster.kill(id).await?;
+        let down = self.rng.millis(300, 3_000);
+        self.pause(down).await;
+        self.cluster.spawn(id).await?;
+        Ok(())
+    }
+
+    async fn partition(&mut self, id: u64) -> Result<()> {
+        self.cluster.freeze(id, true)?;
+        let cut = self.rng.millis(1_000, 6_000);
+        self.pause(cut).await;
+        self.cluster.freeze(id, false)
+    }
+
+    /// One fault from the schedule; returns when the cluster has a leader
+    /// again.
+    async fn fault(&mut self) -> Result<()> {
+        let leader = self.leader().await?;
+        let followers: Vec<u64> = self.ids.iter().copied().filter(|i| *i != leader).collect();
+        match self.next_choice() {
+            0..=49 => {
+                self.report.leader_kills += 1;
+                self.kill_and_restart(leader).await?;
+            }
+            50..=69 => {
+                let id = self.rng.pick(&followers).unwrap_or(leader);
+                self.report.follower_kills += 1;
+                self.kill_and_restart(id).await?;
+            }
+            _ => {
+                let id = if self.rng.next().is_multiple_of(2) {
+                    self.report.leader_partitions += 1;
+                    leader
+                } else {
+                    self.rng.pick(&followers).unwrap_or(leader)
+                };
+                self.report.partitions += 1;
+                self.partition(id).await?;
+            }
+        }
+        self.leader().await?;
+        let calm = self.rng.millis(200, 2_000);
+        self.pause(calm).await;
+        Ok(())
+    }
+
+    fn next_choice(&mut self) -> u64 {
+        self.rng.next() % 100
+    }
+}
+
+fn declaration(stable: u16, flip: u16, checks: usize, receiver: &Receiver) -> String {
+    let mut toml = String::new();
+    for i in 0..checks {
+        let _ = write!(
+            toml,
+            "[[check]]\nname = \"steady-{i}\"\nkind = \"tcp\"\ntarget = \"127.0.0.1\"\ninterval = \"5s\"\nregions = [\"ru\", \"eu\", \"us\"]\nparams = {{ port = {stable} }}\n\n"
+        );
+    }
+    let _ = write!(
+        toml,
+        "[[check]]\nname = \"flip\"\nkind = \"smtp\"\ntarget = \"127.0.0.1\"\ninterval = \"5s\"\ntimeout = \"3s\"\nregions = [\"ru\", \"eu\", \"us\"]\nfail_after = 1\nrecover_after = 1\nparams = {{ port = {flip}, tls = \"none\" }}\n\n\
+         [[channel]]\nname = \"dedup\"\nkind = \"webhook\"\nsettings = {{ url = \"{}\" }}\n\n\
+         [[channel]]\nname = \"plain\"\nkind = \"webhook\"\nsettings = {{ url = \"{}\" }}\n\n\
+         [[route]]\nname = \"all\"\nseverities = [\"critical\", \"warning\", \"info\"]\nchannels = [\"dedup\", \"plain\"]\n",
+        receiver.url("dedup"),
+        receiver.url("plain"),
+    );
+    toml
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// `vantage_spool_dropped_total` of the agent whose metrics are at `addr`.
+async fn dropped(addr: &str) -> Option<u64> {
+    let http = vantage_coordinator::alert::http_client().ok()?;
+    let text = http
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("vantage_spool_dropped_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
+}
+
+/// A node's state in a form to compare across nodes (nothing derived from
+/// its own clock).
+async fn fingerprint(cluster: &Cluster, id: u64) -> Option<String> {
+    let mut op = cluster.operator(id).ok()?;
+    let timeout = Duration::from_secs(5);
+    let incidents = tokio::time::timeout(
+        timeout,
+        op.list_incidents(ListIncidentsRequest { all: true }),
+    )
+    .await
+    .ok()?
+    .ok()?
+    .into_inner()
+    .incidents;
+    let agents = tokio::time::timeout(timeout, op.list_agents(ListAgentsRequest {}))
+        .await
+        .ok()?
+        .ok()?
+        .into_inner()
+        .agents;
+    let checks = tokio::time::timeout(timeout, op.status(StatusRequest {}))
+        .await
+        .ok()?
+        .ok()?
+        .into_inner()
+        .checks;
+    let mut out = String::new();
+    for i in incidents {
+        let deliveries: Vec<String> = i
+            .deliveries
+            .iter()
+            .map(|d| format!("{}={}", d.key, d.state))
+            .collect();
+        let _ = writeln!(
+            out,
+            "incident {} {} {} {} {} {:?} {} {:?}",
+            i.id,
+            i.check,
+            i.verdict,
+            i.worst,
+            i.opened_ms,
+            i.resolved_ms,
+            i.timeline.len(),
+            deliveries
+        );
+    }
+    for a in agents {
+        let _ = writeln!(
+            out,
+            "agent {} {} {} {} {} {}",
+            a.name, a.region, a.spool_id, a.applied_seq, a.applied_results, a.connected
+        );
+    }
+    for c in checks {
+        let _ = writeln!(out, "check {} {} {:?}", c.name, c.verdict, c.down);
+    }
+    Some(out)
+}
+
+/// Runs the campaign; `Err` only when it could not be run at all (the
+/// checker's findings are in the report).
+pub async fn run(config: &Config) -> Result<Report> {
+    let stable = SmtpServer::start(SmtpScript::default()).await?;
+    let flip = SmtpServer::start(SmtpScript::default()).await?;
+    let receiver = Receiver::start().await?;
+    let cluster = Cluster::start(3, Timers::default()).await?;
+    let ids = cluster.ids();
+    let mut c = Campaign {
+        cluster,
+        rng: Rng(config.seed),
+        report: Report::default(),
+        ids,
+    };
+    // One agent's spool on a small disk of its own, where that is allowed.
+    let disk = {
+        let spool = c.cluster.agent_spool(REGIONS[0].0);
+        std::fs::create_dir_all(&spool)?;
+        TinyDisk::mount(&spool, 4096)
+    };
+    c.cluster
+        .apply(&declaration(
+            stable.addr.port(),
+            flip.addr.port(),
+            config.checks,
+            &receiver,
+        ))
+        .await?;
+    let mut metrics = BTreeMap::new();
+    for (name, region, source) in REGIONS {
+        let addr = format!("127.0.0.1:{}", free_port()?);
+        c.cluster
+            .spawn_agent_with(
+                name,
+                region,
+                source,
+                &[],
+                &format!("metrics_listen = \"{addr}\""),
+            )
+            .await?;
+        metrics.insert(name, addr);
+    }
+    wait_for("results from every agent", || async {
+        let mut op = c.cluster.operator(c.ids[0]).ok()?;
+        let agents = op
+            .list_agents(ListAgentsRequest {})
+            .await
+            .ok()?
+            .into_inner()
+            .agents;
+        (agents.len() == REGIONS.len() && agents.iter().all(|a| a.applied_seq > 0)).then_some(())
+    })
+    .await?;
+
+    // Faults, with the target flipping on its own clock.
+    let started = Instant::now();
+    let mut target_down = false;
+    let mut next_flip = started + config.flip_every;
+    let mut filled: Option<(std::path::PathBuf, Instant)> = None;
+    while started.elapsed() < config.duration {
+        if Instant::now() >= next_flip {
+            target_down = !target_down;
+            for (_, _, source) in REGIONS {
+                flip.block_from(source.parse()?, target_down);
+            }
+            c.report.outages += u32::from(target_down);
+            next_flip = Instant::now() + config.flip_every;
+        }
+        match (&disk, filled.take()) {
+            (Some(_), Some((filler, until))) if Instant::now() >= until => {
+                let _ = std::fs::remove_file(filler);
+            }
+            (_, Some(still)) => filled = Some(still),
+            (Some(disk), None) if c.rng.next().is_multiple_of(8) => {
+                c.report.disk_fills += 1;
+                filled = Some((disk.fill(), Instant::now() + c.rng.millis(3_000, 12_000)));
+            }
+            _ => {}
+        }
+        c.fault().await?;
+    }
+
+    // Quiet: every node up and thawed, the disk and the target restored.
+    for id in c.ids.clone() {
+        if c.cluster.node_pid(id).is_none() {
+            c.cluster.spawn(id).await?;
+        }
+        let _ = c.cluster.freeze(id, false);
+    }
+    if let Some((filler, _)) = filled {
+        let _ = std::fs::remove_file(filler);
+    }
+    for (_, _, source) in REGIONS {
+        flip.block_from(source.parse()?, false);
+    }
+    let leader = c.leader().await?;
+    check(&mut c, leader, &receiver, &metrics, config).await?;
+    drop(disk);
+    Ok(c.report)
+}
+
+/// The checker.
+async fn check(
+    c: &mut Campaign,
+    leader: u64,
+    receiver: &Receiver,
+    metrics: &BTreeMap<&str, String>,
+    config: &Config,
+) -> Result<()> {
+    let settle = |what: &str| format!("settling: {what}");
+    // Incidents resolve and every notification is delivered.
+    let incidents = wait_for(
+        &settle("incidents resolved, notifications delivered"),
+        || async {
+            let incidents = c.cluster.incidents(leader, true).await?;
+            let quiet = incidents.iter().all(|i| {
+                i.resolved_ms.is_some() && i.deliveries.iter().all(|d| d.state != "pending")
+            });
+            quiet.then_some(incidents)
+        },
+    )
+    .await;
+    let incidents = match incidents {
+        Ok(i) => i,
+        Err(e) => {
+            c.report.violations.push(format!("{e}"));
+            c.cluster.incidents(leader, true).await.unwrap_or_default()
+        }
+    };
+    c.report.incidents = incidents.len();
+    let mut expected: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for d in incidents.iter().flat_map(|i| &i.deliveries) {
+        c.report.notifications += 1;
+        if d.state != "delivered" {
+            c.report
+                .violations
+                .push(format!("notification {} is {}", d.key, d.state));
+        }
+        expected
+            .entry(d.channel.clone())
+            .or_default()
+            .insert(d.key.clone());
+    }
+    for channel in ["dedup", "plain"] {
+        let want = expected.remove(channel).unwrap_or_default();
+        let path = format!("/{channel}");
+        let got = receiver.keys(&path);
+        let accepted = receiver.accepted_keys(&path);
+        let lost: Vec<&String> = want.iter().filter(|k| !accepted.contains(*k)).collect();
+        let phantom: Vec<&String> = got.keys().filter(|k| !want.contains(*k)).collect();
+        c.report.pages_lost += lost.len();
+        c.report.pages_phantom += phantom.len();
+        c.report.pages_resent += got.values().map(|n| n.saturating_sub(1)).sum::<usize>();
+        if !lost.is_empty() {
+            c.report
+                .violations
+                .push(format!("{channel}: never received {lost:?}"));
+        }
+        if !phantom.is_empty() {
+            c.report
+                .violations
+                .push(format!("{channel}: received keys never queued {phantom:?}"));
+        }
+    }
+    if c.report.outages > 0 && c.report.incidents == 0 {
+        c.report
+            .violations
+            .push("the target went down but no incident was opened".into());
+    }
+
+    // Results: every spooled seq applied, none skipped.
+    let mut last = BTreeMap::new();
+    for (name, _, _) in REGIONS {
+        let s = vantage_agent::spool::inspect(&c.cluster.agent_spool(name))
+            .with_context(|| format!("reading {name}'s spool"))?;
+        last.insert(name, s);
+    }
+    let caught_up = wait_for(&settle("every spooled result applied"), || async {
+        let mut op = c.cluster.operator(leader).ok()?;
+        let agents = op
+            .list_agents(ListAgentsRequest {})
+            .await
+            .ok()?
+            .into_inner()
+            .agents;
+        let all = REGIONS.iter().all(|(name, _, _)| {
+            agents.iter().any(|a| {
+                a.name == *name
+                    && last
+                        .get(name)
+                        .is_some_and(|s| a.spool_id == s.id && a.applied_seq >= s.last_seq)
+            })
+        });
+        all.then_some(agents)
+    })
+    .await;
+    let agents = match caught_up {
+        Ok(a) => a,
+        Err(e) => {
+            c.report.violations.push(format!("{e}"));
+            let mut op = c.cluster.operator(leader)?;
+            op.list_agents(ListAgentsRequest {})
+                .await?
+                .into_inner()
+                .agents
+        }
+    };
+    for a in &agents {
+        c.report.results_applied += a.applied_results;
+        let held = last.get(a.name.as_str()).map_or(0, |s| s.last_seq);
+        let lost =
+            a.applied_seq.saturating_sub(a.applied_results) + held.saturating_sub(a.applied_seq);
+        if lost > 0 {
+            c.report.results_lost += lost;
+            c.report.violations.push(format!(
+                "{}: spool wrote up to {held}, cluster applied up to {} with {} results",
+                a.name, a.applied_seq, a.applied_results
+            ));
+        }
+    }
+    for addr in metrics.values() {
+        c.report.results_dropped += dropped(addr).await.unwrap_or(0);
+    }
+
+    // Convergence: with the agents frozen, every node at the same applied
+    // index holds the same state.
+    for (name, _, _) in REGIONS {
+        c.cluster.freeze_agent(name, true)?;
+    }
+    let ids = c.ids.clone();
+    let converged = wait_for(&settle("all nodes holding the same state"), || async {
+        let mut indexes = BTreeSet::new();
+        for id in &ids {
+            indexes.insert(c.cluster.status(*id).await?.applied_index?);
+        }
+        if indexes.len() != 1 {
+            return None;
+        }
+        let mut prints = BTreeSet::new();
+        for id in &ids {
+            prints.insert(fingerprint(&c.cluster, *id).await?);
+        }
+        let mut after = BTreeSet::new();
+        for id in &ids {
+            after.insert(c.cluster.status(*id).await?.applied_index?);
+        }
+        // Only a comparison at one index counts.
+        (after == indexes).then_some(prints.len() == 1)
+    })
+    .await;
+    for (name, _, _) in REGIONS {
+        c.cluster.freeze_agent(name, false)?;
+    }
+    c.report.converged = converged.unwrap_or(false);
+    if !c.report.converged {
+        c.report
+            .violations
+            .push("the nodes did not converge to the same state".into());
+    }
+    for (id, mb) in &c.report.max_rss_mb {
+        if *mb > config.max_rss_mb {
+            c.report.violations.push(format!(
+                "node {id} reached {mb} MiB (bound {})",
+                config.max_rss_mb
+            ));
+        }
+    }
+    if c.report.max_rss_mb.is_empty() {
+        return Err(anyhow!("no node's memory could be read"));
+    }
+    Ok(())
+}

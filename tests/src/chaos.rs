@@ -446,7 +446,7 @@ pub async fn run(config: &Config) -> Result<Report> {
             (_, Some(still)) => filled = Some(still),
             (Some(disk), None) if c.rng.next().is_multiple_of(8) => {
                 c.report.disk_fills += 1;
-                filled = Some((disk.fill(), Instant::now() + c.rng.millis(3_000, 12_000)));
+                filled = Some((disk.fill(), Instant::now() + c.rng.millis(8_000, 20_000)));
             }
             _ => {}
         }

@@ -391,6 +391,93 @@ async fn an_assignment_larger_than_a_frame_arrives_in_parts() {
     assert!(!log.contains("too large"), "{log}");
 }
 
+/// `vantage_spool_dropped_total` of the agent whose metrics are at `addr`.
+async fn spool_dropped(addr: &str) -> Option<f64> {
+    let http = vantage_coordinator::alert::http_client().ok()?;
+    let text = http
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("vantage_spool_dropped_total "))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+#[tokio::test]
+async fn agent_on_a_full_disk_counts_drops_and_drains_when_coordinators_return() {
+    let server = SmtpServer::start(SmtpScript::default()).await.unwrap();
+    let mut cluster = Cluster::start(1, Timers::default()).await.unwrap();
+    let spool = cluster.agent_spool("ru-1");
+    std::fs::create_dir_all(&spool).unwrap();
+    let Some(disk) = vantage_tests::TinyDisk::mount(&spool, 512) else {
+        let why = "needs root to mount a small tmpfs";
+        assert!(
+            std::env::var_os("VANTAGE_REQUIRE_NETNS").is_none(),
+            "VANTAGE_REQUIRE_NETNS is set but: {why}"
+        );
+        eprintln!("skipping: {why}");
+        return;
+    };
+    apply(&cluster, &many_checks(server.addr.port(), 10, r#"["ru"]"#)).await;
+    let metrics = format!(
+        "127.0.0.1:{}",
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    );
+    cluster
+        .spawn_agent_with(
+            "ru-1",
+            "ru",
+            "127.0.0.11",
+            &[],
+            &format!("metrics_listen = \"{metrics}\""),
+        )
+        .await
+        .unwrap();
+    wait_for("first results applied", || async {
+        (ru_1(&cluster).await?.applied_seq >= 5).then_some(())
+    })
+    .await
+    .unwrap();
+    // The coordinators go away and the disk fills up.
+    cluster.kill(1).await.unwrap();
+    let filler = disk.fill();
+    wait_for("results counted as dropped", || async {
+        (spool_dropped(&metrics).await? >= 3.0).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", cluster.agent_log("ru-1")));
+    // They return, the disk still full: what was spooled is delivered
+    // (acknowledging needs no space).
+    let held = vantage_agent::spool::inspect(&spool).unwrap();
+    assert!(held.last_seq > held.acked, "{held:?}");
+    cluster.spawn(1).await.unwrap();
+    wait_for("the spool drained on a full disk", || async {
+        let local = vantage_agent::spool::inspect(&spool).ok()?;
+        let a = ru_1(&cluster).await?;
+        (local.acked >= held.last_seq && a.applied_seq >= held.last_seq).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", cluster.agent_log("ru-1")));
+    // Space returns: results are spooled and delivered again.
+    std::fs::remove_file(filler).unwrap();
+    wait_for("new results after the disk freed up", || async {
+        let a = ru_1(&cluster).await?;
+        (a.applied_seq >= held.last_seq + 5 && a.applied_results == a.applied_seq).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", cluster.agent_log("ru-1")));
+}
+
 #[tokio::test]
 async fn leader_killed_while_agents_stream() {
     let server = SmtpServer::start(SmtpScript::default()).await.unwrap();

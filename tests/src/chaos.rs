@@ -1,10 +1,12 @@
 //! The fault campaign (`vantage-bench chaos`, and a short run in the test
 //! suite): three coordinators and agents in three regions stream results
 //! while a seeded schedule kills leaders and followers with SIGKILL,
-//! restarts them, cuts nodes off (SIGSTOP: a frozen node holds its sockets
-//! and answers nothing), fills an agent's disk (root: its spool on a small
-//! tmpfs), and opens and resolves incidents on a testkit target. At the end
-//! a checker proves, from the cluster's own records and the receivers':
+//! restarts them, cuts nodes off (as root, each node and region in its own
+//! network namespace whose link is taken down; otherwise SIGSTOP: a frozen
+//! node holds its sockets and answers nothing), fills an agent's disk
+//! (root: its spool on a small tmpfs), and opens and resolves incidents on
+//! a testkit target. At the end a checker proves, from the cluster's own
+//! records and the receivers':
 //!
 //! - every result a spool held was applied exactly once (the cluster
 //!   applied every seq up to the spool's last, none skipped) or is counted
@@ -16,6 +18,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
@@ -23,6 +26,7 @@ use vantage_proto::v1::{ListAgentsRequest, ListIncidentsRequest, StatusRequest};
 
 use crate::TinyDisk;
 use crate::cluster::{Cluster, REGIONS, Timers, wait_for};
+use crate::netns::{HUB, Net, TARGET};
 use crate::receiver::Receiver;
 use crate::smtp::{SmtpScript, SmtpServer};
 
@@ -39,6 +43,9 @@ pub struct Config {
     pub max_rss_mb: u64,
     /// How long the target stays down, then up, in turn.
     pub flip_every: Duration,
+    /// Partition with network namespaces; `Err` from [`run`] when they
+    /// cannot be made (otherwise nodes are frozen with SIGSTOP instead).
+    pub require_netns: bool,
 }
 
 impl Default for Config {
@@ -49,6 +56,7 @@ impl Default for Config {
             checks: 20,
             max_rss_mb: 512,
             flip_every: Duration::from_secs(20),
+            require_netns: false,
         }
     }
 }
@@ -60,7 +68,9 @@ pub struct Report {
     pub leader_kills: u32,
     /// Followers killed with SIGKILL (and restarted).
     pub follower_kills: u32,
-    /// Nodes cut off (frozen), leaders among them.
+    /// How nodes were cut off: `netns` (link down) or `SIGSTOP`.
+    pub partition_mode: &'static str,
+    /// Nodes cut off, leaders among them.
     pub partitions: u32,
     /// Of which the leader.
     pub leader_partitions: u32,
@@ -70,6 +80,8 @@ pub struct Report {
     pub outages: u32,
     /// Incidents the cluster opened.
     pub incidents: usize,
+    /// Of which, by worst verdict and check (`outage flip`...).
+    pub incidents_by_kind: BTreeMap<String, usize>,
     /// Notifications the cluster queued (all channels).
     pub notifications: usize,
     /// Results applied (all agents).
@@ -108,12 +120,15 @@ impl Report {
         let _ = writeln!(s, "  follower kills (-9) {}", self.follower_kills);
         let _ = writeln!(
             s,
-            "  partitions          {} ({} of the leader)",
-            self.partitions, self.leader_partitions
+            "  partitions          {} ({} of the leader; {})",
+            self.partitions, self.leader_partitions, self.partition_mode
         );
         let _ = writeln!(s, "  agent disk fills    {}", self.disk_fills);
         let _ = writeln!(s, "  target outages      {}", self.outages);
         let _ = writeln!(s, "  incidents           {}", self.incidents);
+        for (kind, n) in &self.incidents_by_kind {
+            let _ = writeln!(s, "    {kind:<17} {n}");
+        }
         let _ = writeln!(s, "  notifications       {}", self.notifications);
         let _ = writeln!(s, "  results applied     {}", self.results_applied);
         let _ = writeln!(
@@ -189,6 +204,7 @@ fn rss_mb(pid: u32) -> Option<u64> {
 /// The campaign's moving parts.
 struct Campaign {
     cluster: Cluster,
+    net: Option<Net>,
     rng: Rng,
     report: Report,
     ids: Vec<u64>,
@@ -226,10 +242,19 @@ impl Campaign {
     }
 
     async fn partition(&mut self, id: u64) -> Result<()> {
-        self.cluster.freeze(id, true)?;
         let cut = self.rng.millis(1_000, 6_000);
-        self.pause(cut).await;
-        self.cluster.freeze(id, false)
+        if let Some(net) = &self.net {
+            let host = format!("c{id}");
+            net.cut(&host, true)?;
+            self.pause(cut).await;
+            self.net
+                .as_ref()
+                .map_or(Ok(()), |net| net.cut(&host, false))
+        } else {
+            self.cluster.freeze(id, true)?;
+            self.pause(cut).await;
+            self.cluster.freeze(id, false)
+        }
     }
 
     /// One fault from the schedule; returns when the cluster has a leader
@@ -269,17 +294,23 @@ impl Campaign {
     }
 }
 
-fn declaration(stable: u16, flip: u16, checks: usize, receiver: &Receiver) -> String {
+fn declaration(
+    target: IpAddr,
+    stable: u16,
+    flip: u16,
+    checks: usize,
+    receiver: &Receiver,
+) -> String {
     let mut toml = String::new();
     for i in 0..checks {
         let _ = write!(
             toml,
-            "[[check]]\nname = \"steady-{i}\"\nkind = \"tcp\"\ntarget = \"127.0.0.1\"\ninterval = \"5s\"\nregions = [\"ru\", \"eu\", \"us\"]\nparams = {{ port = {stable} }}\n\n"
+            "[[check]]\nname = \"steady-{i}\"\nkind = \"tcp\"\ntarget = \"{target}\"\ninterval = \"5s\"\nregions = [\"ru\", \"eu\", \"us\"]\nparams = {{ port = {stable} }}\n\n"
         );
     }
     let _ = write!(
         toml,
-        "[[check]]\nname = \"flip\"\nkind = \"smtp\"\ntarget = \"127.0.0.1\"\ninterval = \"5s\"\ntimeout = \"3s\"\nregions = [\"ru\", \"eu\", \"us\"]\nfail_after = 1\nrecover_after = 1\nparams = {{ port = {flip}, tls = \"none\" }}\n\n\
+        "[[check]]\nname = \"flip\"\nkind = \"smtp\"\ntarget = \"{target}\"\ninterval = \"5s\"\ntimeout = \"3s\"\nregions = [\"ru\", \"eu\", \"us\"]\nfail_after = 1\nrecover_after = 1\nparams = {{ port = {flip}, tls = \"none\" }}\n\n\
          [[channel]]\nname = \"dedup\"\nkind = \"webhook\"\nsettings = {{ url = \"{}\" }}\n\n\
          [[channel]]\nname = \"plain\"\nkind = \"webhook\"\nsettings = {{ url = \"{}\" }}\n\n\
          [[route]]\nname = \"all\"\nseverities = [\"critical\", \"warning\", \"info\"]\nchannels = [\"dedup\", \"plain\"]\n",
@@ -287,6 +318,18 @@ fn declaration(stable: u16, flip: u16, checks: usize, receiver: &Receiver) -> St
         receiver.url("plain"),
     );
     toml
+}
+
+/// The hosts of the namespaced campaign: three coordinators, three regions.
+fn hosts() -> [(&'static str, Ipv4Addr, Option<crate::netns::Shape>); 6] {
+    [
+        ("c1", Ipv4Addr::new(10, 77, 0, 11), None),
+        ("c2", Ipv4Addr::new(10, 77, 0, 12), None),
+        ("c3", Ipv4Addr::new(10, 77, 0, 13), None),
+        ("ru", Ipv4Addr::new(10, 77, 0, 21), None),
+        ("eu", Ipv4Addr::new(10, 77, 0, 22), None),
+        ("us", Ipv4Addr::new(10, 77, 0, 23), None),
+    ]
 }
 
 fn free_port() -> Result<u16> {
@@ -374,15 +417,55 @@ async fn fingerprint(cluster: &Cluster, id: u64) -> Option<String> {
 /// Runs the campaign; `Err` only when it could not be run at all (the
 /// checker's findings are in the report).
 pub async fn run(config: &Config) -> Result<Report> {
-    let stable = SmtpServer::start(SmtpScript::default()).await?;
-    let flip = SmtpServer::start(SmtpScript::default()).await?;
-    let receiver = Receiver::start().await?;
-    let cluster = Cluster::start(3, Timers::default()).await?;
+    // Each node and region on a host of its own where that can be made.
+    let net = match Net::create(&hosts()) {
+        Ok(net) => Some(net),
+        Err(why) if config.require_netns => return Err(anyhow!("network namespaces: {why}")),
+        Err(_) => None,
+    };
+    let (core, target): (IpAddr, IpAddr) = match net {
+        Some(_) => (HUB.into(), TARGET.into()),
+        None => (Ipv4Addr::LOCALHOST.into(), Ipv4Addr::LOCALHOST.into()),
+    };
+    let on = |ip: IpAddr| SocketAddr::new(ip, 0);
+    let stable = SmtpServer::start_on(on(target), SmtpScript::default()).await?;
+    let flip = SmtpServer::start_on(on(target), SmtpScript::default()).await?;
+    let receiver = Receiver::start_on(on(core)).await?;
+    let mut cluster = Cluster::new(Timers::default())?;
+    // Each region's agent: name, region, source address, metrics address.
+    let mut agents = Vec::new();
+    if let Some(net) = &net {
+        for id in 1..=3u64 {
+            let host = net.host(&format!("c{id}"))?;
+            cluster = cluster.place_node(id, &host.netns, host.ip.into());
+        }
+        for (name, region, _) in REGIONS {
+            let host = net.host(region)?;
+            cluster = cluster.place_agent(name, &host.netns);
+            agents.push((
+                name,
+                region,
+                host.ip.to_string(),
+                format!("{}:9100", host.ip),
+            ));
+        }
+    } else {
+        for (name, region, source) in REGIONS {
+            let metrics = format!("127.0.0.1:{}", free_port()?);
+            agents.push((name, region, source.to_owned(), metrics));
+        }
+    }
+    let cluster = cluster.started(3).await?;
     let ids = cluster.ids();
+    let partition_mode = if net.is_some() { "netns" } else { "SIGSTOP" };
     let mut c = Campaign {
         cluster,
+        net,
         rng: Rng(config.seed),
-        report: Report::default(),
+        report: Report {
+            partition_mode,
+            ..Report::default()
+        },
         ids,
     };
     // One agent's spool on a small disk of its own, where that is allowed.
@@ -393,6 +476,7 @@ pub async fn run(config: &Config) -> Result<Report> {
     };
     c.cluster
         .apply(&declaration(
+            target,
             stable.addr.port(),
             flip.addr.port(),
             config.checks,
@@ -400,18 +484,17 @@ pub async fn run(config: &Config) -> Result<Report> {
         ))
         .await?;
     let mut metrics = BTreeMap::new();
-    for (name, region, source) in REGIONS {
-        let addr = format!("127.0.0.1:{}", free_port()?);
+    for (name, region, source, addr) in agents {
         c.cluster
             .spawn_agent_with(
                 name,
                 region,
-                source,
+                &source,
                 &[],
                 &format!("metrics_listen = \"{addr}\""),
             )
             .await?;
-        metrics.insert(name, addr);
+        metrics.insert(name, (source, addr));
     }
     wait_for("results from every agent", || async {
         let mut op = c.cluster.operator(c.ids[0]).ok()?;
@@ -433,7 +516,7 @@ pub async fn run(config: &Config) -> Result<Report> {
     while started.elapsed() < config.duration {
         if Instant::now() >= next_flip {
             target_down = !target_down;
-            for (_, _, source) in REGIONS {
+            for (source, _) in metrics.values() {
                 flip.block_from(source.parse()?, target_down);
             }
             c.report.outages += u32::from(target_down);
@@ -463,7 +546,12 @@ pub async fn run(config: &Config) -> Result<Report> {
     if let Some((filler, _)) = filled {
         let _ = std::fs::remove_file(filler);
     }
-    for (_, _, source) in REGIONS {
+    if let Some(net) = &c.net {
+        for id in &c.ids {
+            net.cut(&format!("c{id}"), false)?;
+        }
+    }
+    for (source, _) in metrics.values() {
         flip.block_from(source.parse()?, false);
     }
     let leader = c.leader().await?;
@@ -477,7 +565,7 @@ async fn check(
     c: &mut Campaign,
     leader: u64,
     receiver: &Receiver,
-    metrics: &BTreeMap<&str, String>,
+    metrics: &BTreeMap<&str, (String, String)>,
     config: &Config,
 ) -> Result<()> {
     let settle = |what: &str| format!("settling: {what}");
@@ -496,11 +584,55 @@ async fn check(
     let incidents = match incidents {
         Ok(i) => i,
         Err(e) => {
-            c.report.violations.push(format!("{e}"));
-            c.cluster.incidents(leader, true).await.unwrap_or_default()
+            let incidents = c.cluster.incidents(leader, true).await.unwrap_or_default();
+            let open: Vec<String> = incidents
+                .iter()
+                .filter(|i| i.resolved_ms.is_none())
+                .map(|i| {
+                    let last = i
+                        .timeline
+                        .last()
+                        .map(|e| format!("{e:?}"))
+                        .unwrap_or_default();
+                    format!("#{} {} {} (last: {last})", i.id, i.check, i.verdict)
+                })
+                .collect();
+            let mut latest = Vec::new();
+            if let Ok(mut op) = c.cluster.operator(leader)
+                && let Some(check) = incidents.iter().find(|i| i.resolved_ms.is_none())
+                && let Ok(r) = op
+                    .get_results(vantage_proto::v1::GetResultsRequest {
+                        check: check.check.clone(),
+                        region: String::new(),
+                        recent: 0,
+                    })
+                    .await
+            {
+                latest = r
+                    .into_inner()
+                    .latest
+                    .into_iter()
+                    .map(|r| format!("{} {} {}", r.region, r.status, r.message))
+                    .collect();
+            }
+            c.report
+                .violations
+                .push(format!("{e}; open: {open:?}; latest results: {latest:?}"));
+            incidents
         }
     };
     c.report.incidents = incidents.len();
+    for i in &incidents {
+        let check = if i.check.starts_with("steady-") {
+            "steady-*"
+        } else {
+            i.check.as_str()
+        };
+        *c.report
+            .incidents_by_kind
+            .entry(format!("{} {check}", i.worst))
+            .or_default() += 1;
+    }
     let mut expected: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for d in incidents.iter().flat_map(|i| &i.deliveries) {
         c.report.notifications += 1;
@@ -591,7 +723,7 @@ async fn check(
             ));
         }
     }
-    for addr in metrics.values() {
+    for (_, addr) in metrics.values() {
         c.report.results_dropped += dropped(addr).await.unwrap_or(0);
     }
 

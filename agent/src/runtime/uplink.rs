@@ -159,6 +159,7 @@ impl Uplink {
                 e
             });
             let started = tokio::time::Instant::now();
+            let opened = self.metrics.sessions.get();
             let end = self.session(&endpoint).await;
             self.metrics.connected.set(0);
             match end {
@@ -177,7 +178,10 @@ impl Uplink {
                 }
             }
             redirects = 0;
-            if started.elapsed() > Duration::from_secs(10) {
+            // A session that was welcomed proves the way works: when it ends
+            // (its leader died or stepped down) the next try comes soon, not
+            // after the backoff of a run of failures.
+            if self.metrics.sessions.get() > opened || started.elapsed() > Duration::from_secs(10) {
                 backoff = Duration::from_millis(200);
             }
             let jitter = Duration::from_millis(

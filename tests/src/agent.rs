@@ -101,3 +101,22 @@ pub fn run_measured(bin: &Path, args: &[String]) -> (Run, u64) {
         max_rss_kib,
     )
 }
+
+/// The value of sample `name` (with no labels) on the Prometheus endpoint
+/// at `addr` (an agent's `metrics_listen`).
+pub async fn metric(addr: &str, name: &str) -> Option<f64> {
+    let http = vantage_coordinator::alert::http_client().ok()?;
+    let text = http
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))?
+        .trim()
+        .parse()
+        .ok()
+}

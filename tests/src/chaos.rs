@@ -338,23 +338,6 @@ fn free_port() -> Result<u16> {
         .port())
 }
 
-/// `vantage_spool_dropped_total` of the agent whose metrics are at `addr`.
-async fn dropped(addr: &str) -> Option<u64> {
-    let http = vantage_coordinator::alert::http_client().ok()?;
-    let text = http
-        .get(format!("http://{addr}/metrics"))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("vantage_spool_dropped_total "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map(|v| v as u64)
-}
-
 /// A node's state in a form to compare across nodes (nothing derived from
 /// its own clock).
 async fn fingerprint(cluster: &Cluster, id: u64) -> Option<String> {
@@ -724,7 +707,9 @@ async fn check(
         }
     }
     for (_, addr) in metrics.values() {
-        c.report.results_dropped += dropped(addr).await.unwrap_or(0);
+        c.report.results_dropped += crate::agent::metric(addr, "vantage_spool_dropped_total")
+            .await
+            .map_or(0, |v| v as u64);
     }
 
     // Convergence: with the agents frozen, every node at the same applied

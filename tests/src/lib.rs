@@ -131,6 +131,22 @@ impl TinyDisk {
         ok.then(|| TinyDisk(dir.to_owned()))
     }
 
+    /// [`TinyDisk::mount`] for a test: says why it skips when it cannot,
+    /// and fails instead where root suites are required
+    /// (`VANTAGE_REQUIRE_NETNS`, set by CI).
+    pub fn mount_or_skip(dir: &std::path::Path, kib: u64) -> Option<Self> {
+        let disk = Self::mount(dir, kib);
+        if disk.is_none() {
+            let why = "needs root to mount a small tmpfs";
+            assert!(
+                std::env::var_os("VANTAGE_REQUIRE_NETNS").is_none(),
+                "VANTAGE_REQUIRE_NETNS is set but: {why}"
+            );
+            println!("SKIP: {why}");
+        }
+        disk
+    }
+
     /// Fills the rest of the disk; returns the filler file (remove it to
     /// give the space back).
     pub fn fill(&self) -> std::path::PathBuf {

@@ -391,37 +391,13 @@ async fn an_assignment_larger_than_a_frame_arrives_in_parts() {
     assert!(!log.contains("too large"), "{log}");
 }
 
-/// `vantage_spool_dropped_total` of the agent whose metrics are at `addr`.
-async fn spool_dropped(addr: &str) -> Option<f64> {
-    let http = vantage_coordinator::alert::http_client().ok()?;
-    let text = http
-        .get(format!("http://{addr}/metrics"))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("vantage_spool_dropped_total "))?
-        .trim()
-        .parse()
-        .ok()
-}
-
 #[tokio::test]
 async fn agent_on_a_full_disk_counts_drops_and_drains_when_coordinators_return() {
     let server = SmtpServer::start(SmtpScript::default()).await.unwrap();
     let mut cluster = Cluster::start(1, Timers::default()).await.unwrap();
     let spool = cluster.agent_spool("ru-1");
     std::fs::create_dir_all(&spool).unwrap();
-    let Some(disk) = vantage_tests::TinyDisk::mount(&spool, 512) else {
-        let why = "needs root to mount a small tmpfs";
-        assert!(
-            std::env::var_os("VANTAGE_REQUIRE_NETNS").is_none(),
-            "VANTAGE_REQUIRE_NETNS is set but: {why}"
-        );
-        eprintln!("skipping: {why}");
+    let Some(disk) = vantage_tests::TinyDisk::mount_or_skip(&spool, 512) else {
         return;
     };
     apply(&cluster, &many_checks(server.addr.port(), 10, r#"["ru"]"#)).await;
@@ -452,7 +428,8 @@ async fn agent_on_a_full_disk_counts_drops_and_drains_when_coordinators_return()
     cluster.kill(1).await.unwrap();
     let filler = disk.fill();
     wait_for("results counted as dropped", || async {
-        (spool_dropped(&metrics).await? >= 3.0).then_some(())
+        (vantage_tests::agent::metric(&metrics, "vantage_spool_dropped_total").await? >= 3.0)
+            .then_some(())
     })
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", cluster.agent_log("ru-1")));

@@ -279,11 +279,11 @@ pub async fn run_agents(command: AgentsCommand, conn: &ConnArgs, format: Format)
                 }
             }
         }
-        AgentsCommand::Revoke { agent } => revoke(&mut client, &agent, fail).await?,
+        AgentsCommand::Revoke { agent } => deny(&mut client, &agent, true, fail).await?,
         AgentsCommand::Unrevoke { agent } => {
             // A bare entry (from before 0.6) is passed as listed.
             let key = agent_key(&agent).unwrap_or(agent);
-            unrevoke(&mut client, &key, fail).await?
+            deny(&mut client, &key, false, fail).await?
         }
         AgentsCommand::Revoked => {
             let names = client
@@ -308,44 +308,31 @@ pub async fn run_operators(command: OperatorsCommand, conn: &ConnArgs) -> Result
     let at = client.endpoint.clone();
     let fail = |s: tonic::Status| anyhow::anyhow!("{at}: {}", explain(&s));
     match command {
-        OperatorsCommand::Revoke { name } => revoke(&mut client, &name, fail).await,
-        OperatorsCommand::Unrevoke { name } => unrevoke(&mut client, &name, fail).await,
+        OperatorsCommand::Revoke { name } => deny(&mut client, &name, true, fail).await,
+        OperatorsCommand::Unrevoke { name } => deny(&mut client, &name, false, fail).await,
     }
 }
 
-async fn revoke(
+/// Puts `key` on the deny-list (`refuse`) or takes it off, and says so.
+async fn deny(
     client: &mut super::Client,
     key: &str,
+    refuse: bool,
     fail: impl Fn(tonic::Status) -> anyhow::Error,
 ) -> Result<()> {
-    let reply = client
-        .operator
-        .revoke(RevokeRequest { name: key.into() })
-        .await
-        .map_err(fail)?;
-    let done = if reply.get_ref().newly_revoked {
-        "revoked"
+    let name = key.to_owned();
+    let done = if refuse {
+        let reply = client.operator.revoke(RevokeRequest { name }).await;
+        match reply.map_err(fail)?.get_ref().newly_revoked {
+            true => "revoked",
+            false => "was already revoked",
+        }
     } else {
-        "was already revoked"
-    };
-    println!("{}: {done}", describe_key(key));
-    Ok(())
-}
-
-async fn unrevoke(
-    client: &mut super::Client,
-    key: &str,
-    fail: impl Fn(tonic::Status) -> anyhow::Error,
-) -> Result<()> {
-    let reply = client
-        .operator
-        .unrevoke(UnrevokeRequest { name: key.into() })
-        .await
-        .map_err(fail)?;
-    let done = if reply.get_ref().was_revoked {
-        "accepted again"
-    } else {
-        "was not revoked"
+        let reply = client.operator.unrevoke(UnrevokeRequest { name }).await;
+        match reply.map_err(fail)?.get_ref().was_revoked {
+            true => "accepted again",
+            false => "was not revoked",
+        }
     };
     println!("{}: {done}", describe_key(key));
     Ok(())

@@ -589,7 +589,7 @@ impl Spool {
             .write(true)
             .open(&path)
             .and_then(|f| {
-                let text = format!("{new_id:020}\n");
+                let text = id_text(new_id);
                 f.write_all_at(text.as_bytes(), 0)?;
                 f.set_len(text.len() as u64)?;
                 f.sync_all()
@@ -712,8 +712,13 @@ fn write_atomic(dir: &Path, name: &str, contents: &[u8]) -> Result<(), SpoolErro
 /// Creates a new identity for the spool in `dir`.
 fn new_identity(dir: &Path) -> Result<u64, SpoolError> {
     let id = new_id();
-    write_atomic(dir, "id", format!("{id:020}\n").as_bytes())?;
+    write_atomic(dir, "id", id_text(id).as_bytes())?;
     Ok(id)
+}
+
+/// The `id` file's contents: fixed width, so a rewrite in place covers it.
+fn id_text(id: u64) -> String {
+    format!("{id:020}\n")
 }
 
 /// A random spool id from the OS's randomness (time and pid as fallback).

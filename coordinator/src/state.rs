@@ -441,7 +441,7 @@ impl State {
             region: record.region.clone(),
             name: agent.to_owned(),
         };
-        if self.revoked.contains(&who.key()) || self.revoked.contains(agent) {
+        if denies(&self.revoked, &who) {
             // Revoked while the batch was in flight: nothing more is applied.
             return record.applied_seq;
         }
@@ -562,9 +562,15 @@ impl State {
     /// Is this identity refused? Its key is on the deny-list — or, for
     /// entries written before keys existed, its bare agent or operator name.
     pub fn is_revoked(&self, who: &Identity) -> bool {
-        self.revoked.contains(&who.key())
-            || (!matches!(who, Identity::Coordinator { .. }) && self.revoked.contains(&who.name()))
+        denies(&self.revoked, who)
     }
+}
+
+/// Does the deny-list `revoked` refuse `who`? (A free function so that
+/// code holding a mutable borrow of another field can ask.)
+fn denies(revoked: &BTreeSet<String>, who: &Identity) -> bool {
+    revoked.contains(&who.key())
+        || (!matches!(who, Identity::Coordinator { .. }) && revoked.contains(&who.name()))
 }
 
 #[cfg(test)]

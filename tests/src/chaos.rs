@@ -364,32 +364,23 @@ fn free_port() -> Result<u16> {
         .port())
 }
 
+/// The reply to a call that comes within 5 s.
+async fn within<T>(
+    call: impl Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+) -> Option<T> {
+    let reply = tokio::time::timeout(Duration::from_secs(5), call).await;
+    Some(reply.ok()?.ok()?.into_inner())
+}
+
 /// A node's state in a form to compare across nodes (nothing derived from
 /// its own clock).
 async fn fingerprint(cluster: &Cluster, id: u64) -> Option<String> {
     let mut op = cluster.operator(id).ok()?;
-    let timeout = Duration::from_secs(5);
-    let incidents = tokio::time::timeout(
-        timeout,
-        op.list_incidents(ListIncidentsRequest { all: true }),
-    )
-    .await
-    .ok()?
-    .ok()?
-    .into_inner()
-    .incidents;
-    let agents = tokio::time::timeout(timeout, op.list_agents(ListAgentsRequest {}))
-        .await
-        .ok()?
-        .ok()?
-        .into_inner()
-        .agents;
-    let checks = tokio::time::timeout(timeout, op.status(StatusRequest {}))
-        .await
-        .ok()?
-        .ok()?
-        .into_inner()
-        .checks;
+    let incidents = within(op.list_incidents(ListIncidentsRequest { all: true }))
+        .await?
+        .incidents;
+    let agents = within(op.list_agents(ListAgentsRequest {})).await?.agents;
+    let checks = within(op.status(StatusRequest {})).await?.checks;
     let mut out = String::new();
     for i in incidents {
         let deliveries: Vec<String> = i

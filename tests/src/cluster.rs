@@ -21,7 +21,7 @@ use vantage_common::transport;
 use vantage_proto::v1::operator_service_client::OperatorServiceClient;
 use vantage_proto::v1::{
     ApplyRequest, ClusterMember, ClusterStatusReply, ClusterStatusRequest, IncidentInfo,
-    InitClusterRequest, ListIncidentsRequest, StatusReply, StatusRequest,
+    InitClusterRequest, ListIncidentsRequest, RevokeRequest, StatusReply, StatusRequest,
 };
 
 /// Generous deadline for cluster conditions (elections, catch-up).
@@ -592,6 +592,16 @@ impl Cluster {
             &node.addr.to_string(),
             tls,
         )?))
+    }
+
+    /// Puts `key` (`agent/REGION/NAME`, `operator/NAME`) on the deny-list
+    /// through node `via`.
+    pub async fn revoke(&self, via: u64, key: &str) -> Result<()> {
+        self.operator(via)?
+            .revoke(RevokeRequest { name: key.into() })
+            .await
+            .with_context(|| format!("revoking {key} through node {via}"))?;
+        Ok(())
     }
 
     /// Node `id`'s view of the cluster, if it answers.

@@ -829,7 +829,6 @@ async fn applied_seq(cluster: &Cluster, via: u64, name: &str) -> Option<u64> {
 
 #[tokio::test]
 async fn revocation_ends_live_sessions_and_refuses_their_batches() {
-    use vantage_proto::v1::RevokeRequest;
     let server = SmtpServer::start(SmtpScript::default()).await.unwrap();
     let mut cluster = Cluster::start(3, Timers::default()).await.unwrap();
     apply(&cluster, &checks_toml(server.addr.port())).await;
@@ -854,12 +853,7 @@ async fn revocation_ends_live_sessions_and_refuses_their_batches() {
     // Revoked through another node: both sessions end, cluster-wide.
     let other = [1, 2, 3].into_iter().find(|id| *id != leader).unwrap();
     for name in ["agent/ru/msk-9", "agent/ru/ru-1"] {
-        cluster
-            .operator(other)
-            .unwrap()
-            .revoke(RevokeRequest { name: name.into() })
-            .await
-            .unwrap();
+        cluster.revoke(other, name).await.unwrap();
     }
     let before = applied_seq(&cluster, leader, "msk-9").await;
     // The revocation is applied on the leader once the call returns.

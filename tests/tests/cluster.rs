@@ -15,11 +15,10 @@ use vantage_tests::cluster::{Cluster, Timers, wait_for};
 
 /// Revokes `name` through node `via`.
 async fn write(cluster: &Cluster, via: u64, name: &str) {
-    let mut client = cluster.operator(via).unwrap();
-    client
-        .revoke(RevokeRequest { name: name.into() })
+    cluster
+        .revoke(via, name)
         .await
-        .unwrap_or_else(|e| panic!("write {name} via {via}: {e}"));
+        .unwrap_or_else(|e| panic!("write {name} via {via}: {e:#}"));
 }
 
 /// The revoked names node `id` has applied.

@@ -185,26 +185,12 @@ async fn revoked_names_are_refused() {
         .unwrap();
 
     // Revoking an agent of the same name leaves the operator alone.
-    cluster
-        .operator(1)
-        .unwrap()
-        .revoke(RevokeRequest {
-            name: "agent/ru/mallory".into(),
-        })
-        .await
-        .unwrap();
+    cluster.revoke(1, "agent/ru/mallory").await.unwrap();
     as_mallory
         .cluster_status(ClusterStatusRequest {})
         .await
         .unwrap();
-    cluster
-        .operator(1)
-        .unwrap()
-        .revoke(RevokeRequest {
-            name: "operator/mallory".into(),
-        })
-        .await
-        .unwrap();
+    cluster.revoke(1, "operator/mallory").await.unwrap();
     let err = as_mallory
         .cluster_status(ClusterStatusRequest {})
         .await
@@ -341,14 +327,7 @@ async fn clients_say_what_is_wrong_with_their_certificate() {
         );
     }
     // A refusal by the server is not "no coordinator reachable".
-    cluster
-        .operator(1)
-        .unwrap()
-        .revoke(RevokeRequest {
-            name: "operator/tester".into(),
-        })
-        .await
-        .unwrap();
+    cluster.revoke(1, "operator/tester").await.unwrap();
     let (code, _, err) = cluster.vantagectl(&[1], &["status"]).await;
     assert_ne!(code, 0);
     assert!(

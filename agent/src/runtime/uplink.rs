@@ -159,8 +159,8 @@ impl Uplink {
                 e
             });
             let started = tokio::time::Instant::now();
-            let opened = self.metrics.sessions.get();
-            let end = self.session(&endpoint).await;
+            let mut welcomed = false;
+            let end = self.session(&endpoint, &mut welcomed).await;
             self.metrics.connected.set(0);
             match end {
                 // Follow redirects at once, but not in circles (a leader
@@ -181,7 +181,7 @@ impl Uplink {
             // A session that was welcomed proves the way works: when it ends
             // (its leader died or stepped down) the next try comes soon, not
             // after the backoff of a run of failures.
-            if self.metrics.sessions.get() > opened || started.elapsed() > Duration::from_secs(10) {
+            if welcomed || started.elapsed() > Duration::from_secs(10) {
                 backoff = Duration::from_millis(200);
             }
             let jitter = Duration::from_millis(
@@ -193,7 +193,8 @@ impl Uplink {
         }
     }
 
-    async fn session(&self, endpoint: &str) -> End {
+    /// One session with `endpoint`; `welcomed` is set once it opened.
+    async fn session(&self, endpoint: &str, welcomed: &mut bool) -> End {
         let channel = match transport::channel(endpoint, self.tls.clone()) {
             Ok(c) => c,
             Err(e) => return End::Failed(e.into()),
@@ -252,6 +253,7 @@ impl Uplink {
                     tracing::info!(%endpoint, node = w.node_id, acked = w.acked_seq, "session open");
                     self.metrics.connected.set(1);
                     self.metrics.sessions.inc();
+                    *welcomed = true;
                     Duration::from_millis(u64::from(w.heartbeat_interval_ms).max(100))
                 }
                 Some(In::Redirect(r)) => return End::Redirect(r.leader_addr),

@@ -218,7 +218,8 @@ async fn serve(node: &Coordinator, listener: TcpListener) -> Result<()> {
     };
     tonic::transport::Server::builder()
         .add_service(RaftServiceServer::new(peers).max_decoding_message_size(64 << 20))
-        .add_service(OperatorServiceServer::new(operators))
+        // A declaration of 50,000 checks is about 6 MiB of TOML.
+        .add_service(OperatorServiceServer::new(operators).max_decoding_message_size(64 << 20))
         .add_service(
             AgentServiceServer::new(agents)
                 .max_decoding_message_size(crate::grpc::agent_service::MAX_FRAME),

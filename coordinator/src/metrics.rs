@@ -37,6 +37,10 @@ pub struct Metrics {
     sessions: Gauge,
     incidents_open: Gauge,
     outbox_pending: Gauge,
+    snapshot_bytes: Gauge,
+    snapshot_index: Gauge,
+    snapshot_build: Gauge<f64, std::sync::atomic::AtomicU64>,
+    snapshot_install: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -56,6 +60,10 @@ impl Default for Metrics {
             sessions: Gauge::default(),
             incidents_open: Gauge::default(),
             outbox_pending: Gauge::default(),
+            snapshot_bytes: Gauge::default(),
+            snapshot_index: Gauge::default(),
+            snapshot_build: Gauge::default(),
+            snapshot_install: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -115,6 +123,26 @@ impl Default for Metrics {
             "Notifications not yet delivered",
             m.outbox_pending.clone(),
         );
+        registry.register(
+            "raft_snapshot_bytes",
+            "Size of the latest snapshot built or installed here",
+            m.snapshot_bytes.clone(),
+        );
+        registry.register(
+            "raft_snapshot_index",
+            "Log index the latest snapshot covers",
+            m.snapshot_index.clone(),
+        );
+        registry.register(
+            "raft_snapshot_build_seconds",
+            "Time the latest snapshot built here took (0: installed)",
+            m.snapshot_build.clone(),
+        );
+        registry.register(
+            "raft_snapshot_install_seconds",
+            "Time the latest snapshot installed here took (0: built here)",
+            m.snapshot_install.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
@@ -143,6 +171,11 @@ impl Metrics {
         {
             let applied = applied.read().await;
             let state = &applied.state;
+            let snap = applied.snapshot;
+            self.snapshot_bytes.set(i(snap.bytes));
+            self.snapshot_index.set(i(snap.index));
+            self.snapshot_build.set(snap.build_ms as f64 / 1000.0);
+            self.snapshot_install.set(snap.install_ms as f64 / 1000.0);
             for name in SEVERITY {
                 self.verdicts
                     .get_or_create(&labels(&[("verdict", name)]))

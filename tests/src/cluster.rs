@@ -555,6 +555,11 @@ impl Cluster {
         command
     }
 
+    /// Node `id`'s data directory (Raft log, vote, snapshots).
+    pub fn node_data(&self, id: u64) -> PathBuf {
+        self.dir.path().join(format!("node-{id}")).join("data")
+    }
+
     /// What node `id` logged (stderr), across restarts.
     pub fn log(&self, id: u64) -> String {
         std::fs::read_to_string(self.dir.path().join(format!("node-{id}/stderr.log")))

@@ -36,6 +36,21 @@ pub struct Applied {
     pub membership: StoredMembership<NodeId, Node>,
     /// The replicated state.
     pub state: State,
+    /// The latest snapshot built or installed here.
+    pub snapshot: SnapshotStats,
+}
+
+/// Figures of the latest snapshot (the `vantage_raft_snapshot_*` metrics).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SnapshotStats {
+    /// Its size as stored and shipped.
+    pub bytes: u64,
+    /// Log index it covers.
+    pub index: u64,
+    /// Time to build it here (0: installed from the leader).
+    pub build_ms: u64,
+    /// Time to install it here (0: built here).
+    pub install_ms: u64,
 }
 
 /// The applied replicated state of a node, for reading: the handle the
@@ -114,6 +129,7 @@ impl StateMachineStore {
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>> {
+        let started = std::time::Instant::now();
         let (data, last_log_id, membership) = {
             let applied = self.applied.read().await;
             let data = serde_json::to_vec(&applied.state)
@@ -134,6 +150,12 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             data: data.clone(),
         })
         .await?;
+        self.applied.write().await.snapshot = SnapshotStats {
+            bytes: data.len() as u64,
+            index: last_log_id.map_or(0, |l| l.index),
+            build_ms: started.elapsed().as_millis() as u64,
+            install_ms: 0,
+        };
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
@@ -187,12 +209,26 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         meta: &SnapshotMeta<NodeId, Node>,
         snapshot: Box<SnapshotData>,
     ) -> Result<()> {
+        let started = std::time::Instant::now();
         let snap = StoredSnapshot {
             meta: meta.clone(),
             data: snapshot.into_inner(),
         };
         self.load(&snap).await?;
-        self.store(&snap).await
+        self.store(&snap).await?;
+        self.applied.write().await.snapshot = SnapshotStats {
+            bytes: snap.data.len() as u64,
+            index: meta.last_log_id.map_or(0, |l| l.index),
+            build_ms: 0,
+            install_ms: started.elapsed().as_millis() as u64,
+        };
+        tracing::info!(
+            bytes = snap.data.len(),
+            index = meta.last_log_id.map_or(0, |l| l.index),
+            took_ms = started.elapsed().as_millis() as u64,
+            "installed a snapshot from the leader"
+        );
+        Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>> {

@@ -15,11 +15,16 @@
 //!   testkit SMTP server; prints the agent's RSS and CPU %.
 //! - `ingest`: simulated agent sessions stream result batches into a 3-node
 //!   cluster; prints committed results/s and p50/p99 ack latency.
+//! - `scale` (`scale.rs`): N checks x regions in a 3-node cluster with
+//!   simulated agents; prints per-node CPU and RSS, results/s, Raft log and
+//!   snapshot sizes, snapshot build/install and catch-up times, status
+//!   latency.
 //! - `detect` (`detect.rs`): repeated outages of a testkit target seen from
 //!   three regions; prints onset-to-page latency p50/p99 and false pages
 //!   under one-region faults.
 
 mod detect;
+mod scale;
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -103,6 +108,28 @@ enum Bench {
         #[arg(long, default_value_t = 0)]
         rate: u64,
     },
+    /// A cluster holding N checks: per-node CPU and RSS, results/s, Raft
+    /// log and snapshot sizes, snapshot and catch-up times, status latency.
+    Scale {
+        /// Checks declared (each runs from every region).
+        #[arg(long, default_value_t = 10_000)]
+        checks: usize,
+        /// Regions (one simulated agent each).
+        #[arg(long, default_value_t = 3)]
+        regions: usize,
+        /// Check interval.
+        #[arg(long, default_value = "60s")]
+        interval: vantage_common::duration::Period,
+        /// Share of checks failing (re-drawn every two intervals).
+        #[arg(long, default_value_t = 0.05)]
+        failing: f64,
+        /// Minutes to measure, after one interval of warm-up.
+        #[arg(long, default_value_t = 3.0)]
+        minutes: f64,
+        /// Raft entries between snapshots (the coordinator's default: 5000).
+        #[arg(long, default_value_t = 5000)]
+        snapshot_every: u64,
+    },
     /// Onset-to-page latency of outages and false pages under one-region faults.
     Detect {
         /// Outages to time.
@@ -179,6 +206,21 @@ fn main() -> Result<()> {
             interval,
             mode,
         } => detect::detect(rounds, false_rounds, interval, mode),
+        Bench::Scale {
+            checks,
+            regions,
+            interval,
+            failing,
+            minutes,
+            snapshot_every,
+        } => scale::scale(scale::Scale {
+            checks,
+            regions,
+            interval: interval.duration(),
+            failing,
+            minutes,
+            snapshot_every,
+        }),
         Bench::Chaos {
             minutes,
             seed,

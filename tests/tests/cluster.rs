@@ -197,3 +197,48 @@ async fn node_down_during_compaction_catches_up_by_snapshot() {
         "node {down} should hold the installed snapshot: {caught_up:?}"
     );
 }
+
+#[tokio::test]
+async fn a_wiped_node_catches_up_by_snapshot() {
+    // A node whose disk was replaced comes back empty with the same id while
+    // the leader's log before its snapshot is gone: it gets the snapshot,
+    // then the log after it.
+    let timers = Timers {
+        snapshot_every: 20,
+        ..Timers::default()
+    };
+    let mut cluster = Cluster::start(3, timers).await.unwrap();
+    let leader = cluster.wait_for_leader(&[1, 2, 3]).await.unwrap();
+    let wiped = if leader == 3 { 2 } else { 3 };
+    let mut expected = BTreeSet::new();
+    for i in 0..60 {
+        let name = format!("agent/t/before-{i}");
+        write(&cluster, leader, &name).await;
+        expected.insert(name);
+    }
+    wait_revoked(&cluster, wiped, &expected).await;
+    wait_for("a snapshot on the leader", || async {
+        (cluster.status(leader).await?.snapshot_index? > 20).then_some(())
+    })
+    .await
+    .unwrap();
+    cluster.kill(wiped).await.unwrap();
+    std::fs::remove_dir_all(cluster.node_data(wiped)).unwrap();
+    for i in 0..5 {
+        let name = format!("agent/t/while-down-{i}");
+        write(&cluster, leader, &name).await;
+        expected.insert(name);
+    }
+    cluster.spawn(wiped).await.unwrap();
+    wait_revoked(&cluster, wiped, &expected).await;
+    let name = "agent/t/after".to_owned();
+    // Before openraft's `loosen-follower-log-revert`, the leader's Raft
+    // core panicked here ("follower log reversion is not allowed").
+    write(&cluster, leader, &name).await;
+    expected.insert(name);
+    wait_revoked(&cluster, wiped, &expected).await;
+    for id in [1, 2, 3] {
+        let log = cluster.log(id);
+        assert!(!log.contains("panicked"), "node {id} panicked: {log}");
+    }
+}

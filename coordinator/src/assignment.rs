@@ -90,10 +90,9 @@ mod tests {
                 params: Default::default(),
             })
             .collect();
-        Declared {
-            checks,
-            ..Default::default()
-        }
+        let mut declared = Declared::default();
+        declared.checks = checks;
+        declared
     }
 
     #[test]

@@ -53,9 +53,8 @@ impl Confirmations {
         region: &str,
         failing: &[(String, Duration)],
     ) {
-        let checks = state.declared.checks_by_name();
         for (name, took) in failing {
-            let (Some(check), Some(v)) = (checks.get(name.as_str()), state.verdicts.get(name))
+            let (Some(check), Some(v)) = (state.declared.check(name), state.verdicts.get(name))
             else {
                 continue;
             };

@@ -234,6 +234,26 @@ pub struct Declared {
     /// Routes.
     #[serde(default, rename = "route")]
     pub routes: Vec<RouteDecl>,
+    /// Position of each check by name, built on first lookup (`checks` is
+    /// not changed after a declaration is made).
+    #[serde(skip)]
+    index: CheckIndex,
+}
+
+/// Derived lookup data: equal whatever it holds, cloned empty.
+#[derive(Debug, Default)]
+struct CheckIndex(std::sync::OnceLock<std::collections::HashMap<String, usize>>);
+
+impl Clone for CheckIndex {
+    fn clone(&self) -> Self {
+        CheckIndex::default()
+    }
+}
+
+impl PartialEq for CheckIndex {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 impl ChannelDecl {
@@ -480,6 +500,18 @@ impl Declared {
     /// Checks by name.
     pub fn checks_by_name(&self) -> BTreeMap<&str, &CheckDecl> {
         self.checks.iter().map(|c| (c.name.as_str(), c)).collect()
+    }
+
+    /// The check named `name` (a hash lookup: the index is built once).
+    pub fn check(&self, name: &str) -> Option<&CheckDecl> {
+        let index = self.index.0.get_or_init(|| {
+            self.checks
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c.name.clone(), i))
+                .collect()
+        });
+        index.get(name).and_then(|i| self.checks.get(*i))
     }
 }
 

@@ -83,6 +83,9 @@ pub struct State {
     /// Regions whose vantage is impaired.
     #[serde(default)]
     pub impaired: mesh::Impaired,
+    /// Failures from one region only, per region (derived).
+    #[serde(skip)]
+    burst: mesh::Burst,
     /// Commands applied (including no-ops).
     pub applied_commands: u64,
     /// Latest leader time seen in the log (ms since the epoch).
@@ -104,6 +107,7 @@ impl Default for State {
             silences: silences::Silences::default(),
             outbox: outbox::Outbox::default(),
             impaired: mesh::Impaired::new(),
+            burst: mesh::Burst::default(),
             applied_commands: 0,
             clock_ms: 0,
         }
@@ -313,6 +317,7 @@ impl State {
             Command::ApplyConfig { declared, at_ms } => {
                 let diff = Diff::between(&self.declared, declared);
                 let old = std::mem::replace(&mut self.declared, (**declared).clone());
+                self.burst.invalidate();
                 self.clock_ms = self.clock_ms.max(*at_ms);
                 let at = self.clock_ms;
                 verdicts::follow_declaration(
@@ -447,8 +452,6 @@ impl State {
         }
         record.last_seen_ms = record.last_seen_ms.max(at_ms);
         self.clock_ms = self.clock_ms.max(at_ms);
-        // Looked up once per batch, not once per result.
-        let checks = self.declared.checks_by_name();
         let mut touched: BTreeSet<String> = BTreeSet::new();
         // The latest traced result per check, for the incidents it changes.
         let mut traces: BTreeMap<&str, &str> = BTreeMap::new();
@@ -468,8 +471,9 @@ impl State {
             }
             // Results of checks deleted meanwhile, or from a region the
             // check is not assigned to, are acknowledged, not kept.
-            if let Some(check) = checks
-                .get(r.check.as_str())
+            if let Some(check) = self
+                .declared
+                .check(&r.check)
                 .filter(|c| c.regions.contains(&r.result.region))
             {
                 if verdicts::observe(
@@ -484,24 +488,28 @@ impl State {
                 if let Some(trace) = &r.trace {
                     traces.insert(r.check.as_str(), trace);
                 }
-                self.results
-                    .entry(r.check.clone())
-                    .or_default()
-                    .record(r.result.clone());
+                let results = self.results.entry(r.check.clone()).or_default();
+                results.record(r.result.clone());
+                self.burst.update(check, Some(results));
             }
         }
         let applied_seq = record.applied_seq;
         // Vantage health first, so a burst from one region is judged before
         // its results vote.
         let all = (reassess || !touched.is_empty()) && self.assess_mesh();
-        if all || !touched.is_empty() {
+        if all {
             verdicts::refresh(
                 &mut self.verdicts,
                 &mut self.incidents,
-                self.declared
-                    .checks
-                    .iter()
-                    .filter(|c| all || touched.contains(&c.name)),
+                &self.declared.checks,
+                &self.impaired,
+                self.clock_ms,
+            );
+        } else if !touched.is_empty() {
+            verdicts::refresh(
+                &mut self.verdicts,
+                &mut self.incidents,
+                touched.iter().filter_map(|name| self.declared.check(name)),
                 &self.impaired,
                 self.clock_ms,
             );
@@ -515,7 +523,12 @@ impl State {
     /// Re-assesses vantage health; opens or resolves mesh-degraded
     /// incidents; returns whether the impaired set changed.
     fn assess_mesh(&mut self) -> bool {
-        let now = mesh::assess(&self.agents, &self.declared.checks, &self.results);
+        let now = mesh::assess(
+            &self.agents,
+            &self.declared.checks,
+            &self.results,
+            &mut self.burst,
+        );
         let at = self.clock_ms;
         let mut gone = Vec::new();
         for (region, i) in self.impaired.iter_mut() {

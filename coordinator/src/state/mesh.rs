@@ -4,7 +4,7 @@
 //! incident (`vantage/<region>`, severity warning) says which and why.
 //! Pure: computed from the replicated agents and latest results.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 use vantage_common::Status;
@@ -45,11 +45,99 @@ fn failing(status: Status) -> bool {
     matches!(status, Status::Fail | Status::Error)
 }
 
+/// The region `check` fails from alone, if any: failing (or erroring)
+/// there while every other assigned region passes or warns. (At most one
+/// region can: any other sees the failing one.)
+fn lonely_region<'a>(check: &'a CheckDecl, results: Option<&CheckResults>) -> Option<&'a str> {
+    if check.regions.len() < 2 {
+        return None;
+    }
+    let latest = &results?.latest;
+    let mut failing_here = None;
+    for region in &check.regions {
+        match latest.get(region).map(|r| r.status) {
+            Some(s) if failing(s) => {
+                if failing_here.is_some() {
+                    return None;
+                }
+                failing_here = Some(region.as_str());
+            }
+            Some(Status::Pass | Status::Warn) => {}
+            _ => return None,
+        }
+    }
+    failing_here
+}
+
+/// Per region, the checks it shares with other regions and those failing
+/// from there only: kept up to date result by result, so judging vantage
+/// health costs the same at 50,000 checks as at 10. Derived from the
+/// declaration and the latest results (not serialised; rebuilt on first
+/// use after a load or a new declaration).
+#[derive(Debug, Clone, Default)]
+pub struct Burst {
+    built: bool,
+    /// Region → checks it shares with other regions.
+    shared: BTreeMap<String, usize>,
+    /// Check → the region it fails from alone.
+    lonely: HashMap<String, String>,
+    /// Region → checks failing from there alone.
+    counts: BTreeMap<String, usize>,
+}
+
+impl PartialEq for Burst {
+    fn eq(&self, _: &Self) -> bool {
+        true // derived data
+    }
+}
+
+impl Burst {
+    /// Forgets everything (the declaration changed): rebuilt on next use.
+    pub fn invalidate(&mut self) {
+        *self = Burst::default();
+    }
+
+    fn build(&mut self, checks: &[CheckDecl], results: &BTreeMap<String, CheckResults>) {
+        *self = Burst {
+            built: true,
+            ..Burst::default()
+        };
+        for c in checks.iter().filter(|c| c.regions.len() > 1) {
+            for region in &c.regions {
+                *self.shared.entry(region.clone()).or_default() += 1;
+            }
+            self.update(c, results.get(&c.name));
+        }
+    }
+
+    /// `check`'s latest results changed.
+    pub fn update(&mut self, check: &CheckDecl, results: Option<&CheckResults>) {
+        if !self.built {
+            return;
+        }
+        let now = lonely_region(check, results);
+        let before = self.lonely.get(&check.name).map(String::as_str);
+        if before == now {
+            return;
+        }
+        if let Some(b) = self.lonely.remove(&check.name)
+            && let Some(n) = self.counts.get_mut(&b)
+        {
+            *n = n.saturating_sub(1);
+        }
+        if let Some(region) = now {
+            *self.counts.entry(region.to_owned()).or_default() += 1;
+            self.lonely.insert(check.name.clone(), region.to_owned());
+        }
+    }
+}
+
 /// Regions impaired now, with the reason.
 pub fn assess(
     agents: &BTreeMap<String, AgentRecord>,
     checks: &[CheckDecl],
     results: &BTreeMap<String, CheckResults>,
+    burst: &mut Burst,
 ) -> BTreeMap<String, String> {
     let mut impaired = BTreeMap::new();
     for (name, a) in agents.iter().filter(|(_, a)| a.connected) {
@@ -66,29 +154,14 @@ pub fn assess(
             );
         }
     }
-    // Per region: (checks shared with other regions, failing from here only).
-    let mut burst: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
-    for c in checks.iter().filter(|c| c.regions.len() > 1) {
-        let latest = results.get(&c.name).map(|r| &r.latest);
-        for region in &c.regions {
-            let entry = burst.entry(region.as_str()).or_default();
-            entry.0 += 1;
-            let Some(latest) = latest else { continue };
-            let here = latest.get(region).is_some_and(|r| failing(r.status));
-            let others_fine = c.regions.iter().filter(|o| *o != region).all(|o| {
-                latest
-                    .get(o)
-                    .is_some_and(|r| matches!(r.status, Status::Pass | Status::Warn))
-            });
-            if here && others_fine {
-                entry.1 += 1;
-            }
-        }
+    if !burst.built {
+        burst.build(checks, results);
     }
-    for (region, (shared, lonely)) in burst {
-        if lonely >= BURST_MIN && lonely * 2 > shared && !impaired.contains_key(region) {
+    for (region, lonely) in &burst.counts {
+        let shared = burst.shared.get(region).copied().unwrap_or(0);
+        if *lonely >= BURST_MIN && lonely * 2 > shared && !impaired.contains_key(region) {
             impaired.insert(
-                region.to_owned(),
+                region.clone(),
                 format!("{lonely} of {shared} checks fail from {region} only"),
             );
         }
@@ -140,12 +213,23 @@ mod tests {
         res.insert("b".to_owned(), results(Status::Fail));
         res.insert("c".to_owned(), results(Status::Pass));
         res.insert("d".to_owned(), results(Status::Pass));
-        assert!(
-            assess(&BTreeMap::new(), &checks, &res).is_empty(),
-            "2 of 4: no burst"
-        );
+        // One index kept up to date result by result, and a fresh one.
+        let mut kept = Burst::default();
+        let mut judge = |res: &BTreeMap<String, CheckResults>, changed: &[&str]| {
+            for name in changed {
+                let c = checks.iter().find(|c| c.name == *name);
+                if let Some(c) = c {
+                    kept.update(c, res.get(*name));
+                }
+            }
+            let incremental = assess(&BTreeMap::new(), &checks, res, &mut kept);
+            let fresh = assess(&BTreeMap::new(), &checks, res, &mut Burst::default());
+            assert_eq!(incremental, fresh, "the kept index matches a recount");
+            fresh
+        };
+        assert!(judge(&res, &[]).is_empty(), "2 of 4: no burst");
         res.insert("c".to_owned(), results(Status::Error));
-        let impaired = assess(&BTreeMap::new(), &checks, &res);
+        let impaired = judge(&res, &["c"]);
         assert_eq!(impaired["ru"], "3 of 4 checks fail from ru only");
         // The same failures seen from everywhere are about the targets.
         let mut everywhere = CheckResults::default();
@@ -155,7 +239,14 @@ mod tests {
         for name in ["a", "b", "c"] {
             res.insert(name.to_owned(), everywhere.clone());
         }
-        assert!(assess(&BTreeMap::new(), &checks, &res).is_empty());
+        assert!(judge(&res, &["a", "b", "c"]).is_empty());
+        // Failing from ru again, one by one.
+        for name in ["a", "b"] {
+            res.insert(name.to_owned(), results(Status::Fail));
+        }
+        assert!(judge(&res, &["a", "b"]).is_empty(), "2 of 4 so far");
+        res.insert("c".to_owned(), results(Status::Fail));
+        assert_eq!(judge(&res, &["c"])["ru"], "3 of 4 checks fail from ru only");
     }
 
     #[test]
@@ -169,7 +260,7 @@ mod tests {
             .controls
             .insert("resolver".into(), result("eu", Status::Error));
         let mut agents = BTreeMap::from([("eu-1".to_owned(), agent)]);
-        let impaired = assess(&agents, &[], &BTreeMap::new());
+        let impaired = assess(&agents, &[], &BTreeMap::new(), &mut Burst::default());
         assert!(
             impaired["eu"].starts_with("agent eu-1 fails its control checks: resolver (error"),
             "{impaired:?}"
@@ -178,7 +269,7 @@ mod tests {
             a.connected = false;
         }
         assert!(
-            assess(&agents, &[], &BTreeMap::new()).is_empty(),
+            assess(&agents, &[], &BTreeMap::new(), &mut Burst::default()).is_empty(),
             "gone agents do not count"
         );
     }

@@ -110,10 +110,9 @@ impl Planning {
         if ids.is_empty() {
             return;
         }
-        let checks = cx.declared.checks_by_name();
         for id in ids {
             if let Some(incident) = incidents.all.get_mut(id) {
-                let check = checks.get(incident.check.as_str()).copied();
+                let check = cx.declared.check(&incident.check);
                 let plan = self.plans.entry(*id).or_insert_with(|| Plan {
                     severity: severity_of(&incident.verdict, check),
                     escalation_since_ms: None,

@@ -299,8 +299,9 @@ pub fn follow_declaration(
     at_ms: i64,
 ) {
     let before = old.checks_by_name();
+    let names: std::collections::HashSet<&str> = checks.iter().map(|c| c.name.as_str()).collect();
     verdicts.retain(|name, _| {
-        let kept = checks.iter().any(|c| &c.name == name);
+        let kept = names.contains(name.as_str());
         if !kept {
             incidents.on_deleted(name, at_ms);
         }

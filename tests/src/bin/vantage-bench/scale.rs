@@ -75,7 +75,7 @@ fn fares(scale: &Scale, name: &str, region_index: usize, epoch: u64) -> Status {
         return Status::Pass;
     }
     // Two thirds fail everywhere (outages), one third from one region only.
-    let lonely = (h >> 32) % 3 == 0;
+    let lonely = (h >> 32).is_multiple_of(3);
     if !lonely || region_index == ((h >> 40) as usize % scale.regions) {
         Status::Fail
     } else {
@@ -544,7 +544,6 @@ async fn run(s: Arc<Scale>) -> Result<()> {
     for r in rows {
         println!("{r}");
     }
-    let mut build_ms = build_ms;
     build_ms.sort_by(f64::total_cmp);
     println!(
         "  snapshot builds   {} in the window{}",

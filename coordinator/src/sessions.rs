@@ -3,7 +3,7 @@
 //! requests. The loop that drives expiry and pushes is the leader's
 //! housekeeping (`node/housekeeping.rs`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -28,7 +28,17 @@ struct Session {
     /// Ends the session's stream (expired, replaced, or no longer leading).
     stop: Arc<Notify>,
     last_heartbeat: Instant,
-    assigned: Option<Vec<String>>,
+    assigned: Option<Arc<BTreeSet<String>>>,
+}
+
+/// The assignment as last computed, and what it was computed from: it is
+/// recomputed only when the declaration or the connected agents change.
+#[derive(Debug)]
+struct Plan {
+    /// The declaration's sequence ([`State::declared_seq`]) and the
+    /// connected agents with their regions.
+    inputs: (u64, Vec<(String, String)>),
+    by_agent: BTreeMap<String, Arc<BTreeSet<String>>>,
 }
 
 /// Live sessions by agent name.
@@ -37,6 +47,7 @@ pub struct Sessions {
     inner: Mutex<HashMap<String, Session>>,
     next_id: AtomicU64,
     assignment_version: AtomicU64,
+    plan: Mutex<Option<Plan>>,
 }
 
 impl Sessions {
@@ -139,10 +150,7 @@ impl Sessions {
             .filter(|(name, session)| {
                 only.is_none_or(|o| o == name.as_str())
                     && except.is_none_or(|e| e != name.as_str())
-                    && session
-                        .assigned
-                        .as_ref()
-                        .is_some_and(|a| a.iter().any(|c| c == check))
+                    && session.assigned.as_ref().is_some_and(|a| a.contains(check))
             })
             // A full outbox means a stuck agent: it gets no second opinion to give.
             .filter(|(_, session)| session.tx.try_send(Ok(message.clone())).is_ok())
@@ -150,13 +158,49 @@ impl Sessions {
             .collect()
     }
 
+    /// The assignment of every connected agent, computed again only when
+    /// the declaration or the connected agents changed.
+    fn plan(&self, state: &State) -> BTreeMap<String, Arc<BTreeSet<String>>> {
+        let inputs = (
+            state.declared_seq,
+            state
+                .agents
+                .iter()
+                .filter(|(_, a)| a.connected)
+                .map(|(name, a)| (name.clone(), a.region.clone()))
+                .collect::<Vec<_>>(),
+        );
+        let Ok(mut plan) = self.plan.lock() else {
+            return BTreeMap::new();
+        };
+        match plan.as_ref() {
+            Some(p) if p.inputs == inputs => p.by_agent.clone(),
+            _ => {
+                let by_agent: BTreeMap<String, Arc<BTreeSet<String>>> =
+                    assign(&state.declared, &state.agents)
+                        .into_iter()
+                        .map(|(agent, checks)| (agent, Arc::new(checks.into_iter().collect())))
+                        .collect();
+                *plan = Some(Plan {
+                    inputs,
+                    by_agent: by_agent.clone(),
+                });
+                by_agent
+            }
+        }
+    }
+
     /// Sends each session its assignment if it changed since last sent.
     pub fn push_assignments(&self, state: &State) {
-        let plan = assign(&state.declared, &state.agents);
+        let plan = self.plan(state);
         let Ok(mut s) = self.inner.lock() else { return };
         for (name, session) in s.iter_mut() {
             let checks = plan.get(name).cloned().unwrap_or_default();
-            if session.assigned.as_ref() == Some(&checks) {
+            let same = session
+                .assigned
+                .as_ref()
+                .is_some_and(|a| Arc::ptr_eq(a, &checks) || **a == *checks);
+            if same {
                 continue;
             }
             let version = self.assignment_version.fetch_add(1, Ordering::Relaxed) + 1;
@@ -179,15 +223,14 @@ pub const ASSIGNMENT_PART_BYTES: usize = 1 << 20;
 
 /// The Assignment messages for `names`: the set in parts of at most
 /// [`ASSIGNMENT_PART_BYTES`] (one check's spec is bounded at 16 KiB).
-pub fn assignment(version: u64, declared: &Declared, names: &[String]) -> Vec<CoordinatorMessage> {
-    let wanted: HashSet<&str> = names.iter().map(String::as_str).collect();
+pub fn assignment(
+    version: u64,
+    declared: &Declared,
+    names: &BTreeSet<String>,
+) -> Vec<CoordinatorMessage> {
     let mut parts: Vec<Vec<AssignedCheck>> = vec![Vec::new()];
     let mut bytes = 0;
-    for c in declared
-        .checks
-        .iter()
-        .filter(|c| wanted.contains(c.name.as_str()))
-    {
+    for c in declared.checks.iter().filter(|c| names.contains(&c.name)) {
         let Some(check) = c.spec().ok().and_then(|spec| {
             Some(AssignedCheck {
                 name: c.name.clone(),

@@ -88,6 +88,10 @@ pub struct State {
     burst: mesh::Burst,
     /// Commands applied (including no-ops).
     pub applied_commands: u64,
+    /// `applied_commands` when the declaration was last replaced: what
+    /// derived plans (the assignment) key on.
+    #[serde(default)]
+    pub declared_seq: u64,
     /// Latest leader time seen in the log (ms since the epoch).
     #[serde(default)]
     pub clock_ms: i64,
@@ -109,6 +113,7 @@ impl Default for State {
             impaired: mesh::Impaired::new(),
             burst: mesh::Burst::default(),
             applied_commands: 0,
+            declared_seq: 0,
             clock_ms: 0,
         }
     }
@@ -318,6 +323,7 @@ impl State {
                 let diff = Diff::between(&self.declared, declared);
                 let old = std::mem::replace(&mut self.declared, (**declared).clone());
                 self.burst.invalidate();
+                self.declared_seq = self.applied_commands;
                 self.clock_ms = self.clock_ms.max(*at_ms);
                 let at = self.clock_ms;
                 verdicts::follow_declaration(

@@ -48,7 +48,7 @@ pub struct Rollup {
     pub error: u32,
 }
 
-/// Everything kept for one check.
+/// Everything kept for one check. (`recent` entries carry no details.)
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckResults {
     /// Latest result per region (by probe start time).
@@ -82,7 +82,12 @@ impl CheckResults {
         while hours.len() > ROLLUP_HOURS {
             hours.pop_first();
         }
-        self.recent.push_back(result);
+        // The recent history is read for its lines, never its details: they
+        // stay with the latest result only (a details object may be 16 KiB).
+        self.recent.push_back(StoredResult {
+            details_json: String::new(),
+            ..result
+        });
         while self.recent.len() > HISTORY {
             self.recent.pop_front();
         }
@@ -124,6 +129,9 @@ mod tests {
         c.record(result("eu", 0, Status::Error));
         assert_eq!(c.latest["eu"].started_at_ms, (HISTORY as i64 + 49) * 30_000);
         assert_eq!(c.recent.len(), HISTORY);
+        // Details stay with the latest result only.
+        assert_eq!(c.latest["eu"].details_json, "{}");
+        assert!(c.recent.iter().all(|r| r.details_json.is_empty()));
         let first_hour = c.hours["eu"][&0];
         assert_eq!(
             (first_hour.pass, first_hour.fail, first_hour.error),

@@ -16,7 +16,12 @@ use tokio::sync::RwLock;
 use super::types::{Entry, Node, NodeId, SnapshotData, StorageError, TypeConfig};
 use crate::state::{CommandResult, State, migrate};
 
-const SNAPSHOT: &[u8] = b"current";
+/// Before 0.7: meta and data in one JSON document (the data as an array of
+/// numbers, four times its size); read once, then replaced.
+const LEGACY_SNAPSHOT: &[u8] = b"current";
+/// The snapshot's meta (JSON) and its data (raw), written in one batch.
+const SNAPSHOT_META: &[u8] = b"meta";
+const SNAPSHOT_DATA: &[u8] = b"data";
 
 type Result<T> = std::result::Result<T, StorageError>;
 
@@ -88,11 +93,20 @@ impl StateMachineStore {
     }
 
     fn stored(&self) -> Result<Option<StoredSnapshot>> {
-        let Some(bytes) = self
-            .snapshots
-            .get(SNAPSHOT)
-            .map_err(|e| StorageIOError::read_snapshot(None, &e))?
-        else {
+        let read = |key: &[u8]| {
+            self.snapshots
+                .get(key)
+                .map_err(|e| StorageIOError::read_snapshot(None, &e))
+        };
+        if let (Some(meta), Some(data)) = (read(SNAPSHOT_META)?, read(SNAPSHOT_DATA)?) {
+            let meta = serde_json::from_slice(&meta)
+                .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+            return Ok(Some(StoredSnapshot {
+                meta,
+                data: data.to_vec(),
+            }));
+        }
+        let Some(bytes) = read(LEGACY_SNAPSHOT)? else {
             return Ok(None);
         };
         serde_json::from_slice(&bytes)
@@ -102,10 +116,14 @@ impl StateMachineStore {
 
     async fn store(&self, snap: &StoredSnapshot) -> Result<()> {
         let sig = Some(snap.meta.signature());
-        let bytes = serde_json::to_vec(snap)
+        let meta = serde_json::to_vec(&snap.meta)
             .map_err(|e| StorageIOError::write_snapshot(sig.clone(), &e))?;
+        let mut batch = sled::Batch::default();
+        batch.insert(SNAPSHOT_META, meta);
+        batch.insert(SNAPSHOT_DATA, snap.data.as_slice());
+        batch.remove(LEGACY_SNAPSHOT);
         self.snapshots
-            .insert(SNAPSHOT, bytes)
+            .apply_batch(batch)
             .map_err(|e| StorageIOError::write_snapshot(sig.clone(), &e))?;
         self.snapshots
             .flush_async()
@@ -145,20 +163,17 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             last_membership: membership,
             snapshot_id,
         };
-        self.store(&StoredSnapshot {
-            meta: meta.clone(),
-            data: data.clone(),
-        })
-        .await?;
+        let snap = StoredSnapshot { meta, data };
+        self.store(&snap).await?;
         self.applied.write().await.snapshot = SnapshotStats {
-            bytes: data.len() as u64,
+            bytes: snap.data.len() as u64,
             index: last_log_id.map_or(0, |l| l.index),
             build_ms: started.elapsed().as_millis() as u64,
             install_ms: 0,
         };
         Ok(Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(data)),
+            meta: snap.meta,
+            snapshot: Box::new(Cursor::new(snap.data)),
         })
     }
 }
@@ -236,5 +251,72 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             meta: s.meta,
             snapshot: Box::new(Cursor::new(s.data)),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_snapshot_stored_by_an_earlier_build_is_read_and_replaced() {
+        let dir = match tempfile::tempdir() {
+            Ok(d) => d,
+            Err(e) => panic!("{e}"),
+        };
+        let db = match sled::open(dir.path()) {
+            Ok(db) => db,
+            Err(e) => panic!("{e}"),
+        };
+        let mut state = State::default();
+        state.apply(&crate::state::Command::Revoke {
+            name: "agent/ru/old".into(),
+        });
+        let legacy = StoredSnapshot {
+            meta: SnapshotMeta {
+                last_log_id: None,
+                last_membership: StoredMembership::default(),
+                snapshot_id: "legacy".into(),
+            },
+            data: serde_json::to_vec(&state).unwrap_or_default(),
+        };
+        let tree = db.open_tree("raft_snapshot").map_err(|e| e.to_string());
+        let written = tree.and_then(|t| {
+            let bytes = serde_json::to_vec(&legacy).map_err(|e| e.to_string())?;
+            t.insert(LEGACY_SNAPSHOT, bytes).map_err(|e| e.to_string())
+        });
+        assert!(written.is_ok(), "{written:?}");
+        let mut store = match StateMachineStore::open(&db).await {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        };
+        assert!(
+            store
+                .applied()
+                .read()
+                .await
+                .state
+                .revoked
+                .contains("agent/ru/old")
+        );
+        // Stored again in the current layout, the legacy document gone.
+        let rebuilt = store.build_snapshot().await;
+        assert!(rebuilt.is_ok());
+        let tree = store.snapshots.clone();
+        assert!(matches!(tree.get(LEGACY_SNAPSHOT), Ok(None)));
+        assert!(matches!(tree.get(SNAPSHOT_DATA), Ok(Some(_))));
+        let reopened = match StateMachineStore::open(&db).await {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        };
+        assert!(
+            reopened
+                .applied()
+                .read()
+                .await
+                .state
+                .revoked
+                .contains("agent/ru/old")
+        );
     }
 }

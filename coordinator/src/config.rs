@@ -86,6 +86,15 @@ impl RaftSettings {
             election_timeout_max: self.election_max_ms,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_every),
             max_in_snapshot_log_to_keep: 0,
+            // openraft drops an AppendEntries that takes longer than one
+            // heartbeat: at most 64 entries (result batches of up to 1,000
+            // results each) per request, not 300, so a follower catching
+            // up is not stuck retrying one request that cannot make it.
+            max_payload_entries: 64,
+            // Snapshot chunks of 1 MiB (about 4 MiB framed), each given
+            // four heartbeats and at least 2 s rather than 200 ms.
+            snapshot_max_chunk_size: 1 << 20,
+            install_snapshot_timeout: (self.heartbeat_ms * 4).max(2000),
             ..Default::default()
         }
         .validate()

@@ -318,9 +318,10 @@ async fn run(s: Arc<Scale>) -> Result<()> {
         .take(s.regions.clamp(1, 6))
         .copied()
         .collect();
+    // The coordinator's defaults (coordinator.toml [raft]).
     let timers = Timers {
-        heartbeat_ms: 250,
-        election_ms: (2000, 4000),
+        heartbeat_ms: 500,
+        election_ms: (3000, 6000),
         snapshot_every: s.snapshot_every,
         agent_heartbeat_ms: 1000,
     };

@@ -32,6 +32,9 @@ use crate::raft::state_machine::StateMachineStore;
 use crate::raft::types::{NodeId, Raft};
 use crate::sessions::Sessions;
 
+/// sled's page cache for the Raft log (its default is 1 GiB).
+const SLED_CACHE_BYTES: u64 = 32 << 20;
+
 /// A running coordinator: its parts, each handed out on its own.
 pub struct Coordinator {
     /// Node id.
@@ -78,10 +81,15 @@ impl Coordinator {
             ),
         }
         std::fs::create_dir_all(&config.data_dir)?;
-        let db = sled::open(config.data_dir.join("raft.sled"))
+        // sled's page cache defaults to 1 GiB; the log is written once and
+        // read back only to replicate or apply it.
+        let db = sled::Config::new()
+            .path(config.data_dir.join("raft.sled"))
+            .cache_capacity(SLED_CACHE_BYTES)
+            .open()
             .map_err(|e| anyhow::anyhow!("{}: {e}", config.data_dir.display()))?;
         let log = LogStore::open(&db)?;
-        let sm = StateMachineStore::open(&db)
+        let sm = StateMachineStore::open(&db, &config.data_dir)
             .await
             .map_err(|e| anyhow::anyhow!("state machine: {e}"))?;
         let applied = sm.applied();

@@ -20,7 +20,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> fo
         let dir = tempfile::tempdir().map_err(|e| StorageIOError::write(&e))?;
         let db = sled::open(dir.path()).map_err(|e| StorageIOError::write(&e))?;
         let log = LogStore::open(&db).map_err(|e| StorageIOError::write(&e))?;
-        let sm = StateMachineStore::open(&db).await?;
+        let sm = StateMachineStore::open(&db, dir.path()).await?;
         Ok((dir, log, sm))
     }
 }

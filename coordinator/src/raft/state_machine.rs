@@ -3,6 +3,7 @@
 //! committed log after it, so the state is rebuilt without operator help.
 
 use std::io::Cursor;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use openraft::storage::{RaftStateMachine, Snapshot};
@@ -16,12 +17,16 @@ use tokio::sync::RwLock;
 use super::types::{Entry, Node, NodeId, SnapshotData, StorageError, TypeConfig};
 use crate::state::{CommandResult, State, migrate};
 
-/// Before 0.7: meta and data in one JSON document (the data as an array of
-/// numbers, four times its size); read once, then replaced.
+/// Before 0.7 the snapshot was one JSON document (meta, and the state as an
+/// array of numbers) under this key of the `raft_snapshot` sled tree; it is
+/// moved to the snapshot file once, at open.
 const LEGACY_SNAPSHOT: &[u8] = b"current";
-/// The snapshot's meta (JSON) and its data (raw), written in one batch.
-const SNAPSHOT_META: &[u8] = b"meta";
-const SNAPSHOT_DATA: &[u8] = b"data";
+/// The snapshot file in the data directory, and its temporary sibling.
+const SNAPSHOT_FILE: &str = "snapshot";
+const SNAPSHOT_TMP: &str = "snapshot.tmp";
+/// First bytes of a snapshot file: then the meta's length (u64, big
+/// endian), the meta (JSON), and the serialised state.
+const MAGIC: &[u8] = b"VANTAGE-SNAPSHOT 1\n";
 
 type Result<T> = std::result::Result<T, StorageError>;
 
@@ -62,25 +67,26 @@ pub struct SnapshotStats {
 /// services and loops are given.
 pub type Replica = Arc<RwLock<Applied>>;
 
-/// openraft's `RaftStateMachine` over [`Applied`].
+/// openraft's `RaftStateMachine` over [`Applied`]; the snapshot lives in a
+/// file of its own beside the sled log (written whole, then renamed into
+/// place), so the log's store never holds or caches it.
 #[derive(Debug, Clone)]
 pub struct StateMachineStore {
     applied: Arc<RwLock<Applied>>,
-    snapshots: sled::Tree,
+    dir: PathBuf,
     snapshot_seq: u64,
 }
 
 impl StateMachineStore {
-    /// Opens the snapshot tree of `db` and loads the latest snapshot.
-    pub async fn open(db: &sled::Db) -> std::result::Result<Self, StorageError> {
-        let snapshots = db
-            .open_tree("raft_snapshot")
-            .map_err(|e| StorageIOError::read_state_machine(&e))?;
+    /// Loads the latest snapshot from `dir` (moving one an earlier build
+    /// kept in `db` there first).
+    pub async fn open(db: &sled::Db, dir: &Path) -> std::result::Result<Self, StorageError> {
         let store = StateMachineStore {
             applied: Arc::default(),
-            snapshots,
+            dir: dir.to_owned(),
             snapshot_seq: 0,
         };
+        store.migrate_legacy(db).await?;
         if let Some(snap) = store.stored()? {
             store.load(&snap).await?;
         }
@@ -92,44 +98,78 @@ impl StateMachineStore {
         self.applied.clone()
     }
 
-    fn stored(&self) -> Result<Option<StoredSnapshot>> {
-        let read = |key: &[u8]| {
-            self.snapshots
-                .get(key)
-                .map_err(|e| StorageIOError::read_snapshot(None, &e))
+    async fn migrate_legacy(&self, db: &sled::Db) -> Result<()> {
+        let read_err = |e: &sled::Error| StorageIOError::read_snapshot(None, e);
+        let tree = db.open_tree("raft_snapshot").map_err(|e| read_err(&e))?;
+        let Some(bytes) = tree.get(LEGACY_SNAPSHOT).map_err(|e| read_err(&e))? else {
+            return Ok(());
         };
-        if let (Some(meta), Some(data)) = (read(SNAPSHOT_META)?, read(SNAPSHOT_DATA)?) {
-            let meta = serde_json::from_slice(&meta)
+        if !self.dir.join(SNAPSHOT_FILE).exists() {
+            let snap: StoredSnapshot = serde_json::from_slice(&bytes)
                 .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
-            return Ok(Some(StoredSnapshot {
-                meta,
-                data: data.to_vec(),
-            }));
+            self.store(&snap).await?;
         }
-        let Some(bytes) = read(LEGACY_SNAPSHOT)? else {
-            return Ok(None);
-        };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| StorageIOError::read_snapshot(None, &e).into())
+        tree.remove(LEGACY_SNAPSHOT).map_err(|e| read_err(&e))?;
+        tree.flush_async().await.map_err(|e| read_err(&e))?;
+        Ok(())
     }
 
+    fn stored(&self) -> Result<Option<StoredSnapshot>> {
+        let path = self.dir.join(SNAPSHOT_FILE);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StorageIOError::read_snapshot(None, &e).into()),
+        };
+        let bad = |what: &str| {
+            StorageIOError::read_snapshot(
+                None,
+                &std::io::Error::other(format!("{}: {what}", path.display())),
+            )
+        };
+        let rest = bytes
+            .strip_prefix(MAGIC)
+            .ok_or_else(|| bad("not a vantage snapshot"))?;
+        let (len, rest) = rest
+            .split_first_chunk::<8>()
+            .ok_or_else(|| bad("truncated"))?;
+        let len = usize::try_from(u64::from_be_bytes(*len)).map_err(|_| bad("truncated"))?;
+        if rest.len() < len {
+            return Err(bad("truncated").into());
+        }
+        let (meta, data) = rest.split_at(len);
+        let meta =
+            serde_json::from_slice(meta).map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+        Ok(Some(StoredSnapshot {
+            meta,
+            data: data.to_vec(),
+        }))
+    }
+
+    /// Writes the snapshot file: a temporary file synced, renamed into
+    /// place, the directory synced — a crash leaves the old one or the new.
     async fn store(&self, snap: &StoredSnapshot) -> Result<()> {
         let sig = Some(snap.meta.signature());
         let meta = serde_json::to_vec(&snap.meta)
             .map_err(|e| StorageIOError::write_snapshot(sig.clone(), &e))?;
-        let mut batch = sled::Batch::default();
-        batch.insert(SNAPSHOT_META, meta);
-        batch.insert(SNAPSHOT_DATA, snap.data.as_slice());
-        batch.remove(LEGACY_SNAPSHOT);
-        self.snapshots
-            .apply_batch(batch)
-            .map_err(|e| StorageIOError::write_snapshot(sig.clone(), &e))?;
-        self.snapshots
-            .flush_async()
-            .await
-            .map_err(|e| StorageIOError::write_snapshot(sig, &e))?;
-        Ok(())
+        let dir = self.dir.clone();
+        let data = snap.data.clone();
+        let written = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            use std::io::Write;
+            let tmp = dir.join(SNAPSHOT_TMP);
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(MAGIC)?;
+            f.write_all(&(meta.len() as u64).to_be_bytes())?;
+            f.write_all(&meta)?;
+            f.write_all(&data)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, dir.join(SNAPSHOT_FILE))?;
+            std::fs::File::open(&dir)?.sync_all()
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r);
+        written.map_err(|e| StorageIOError::write_snapshot(sig, &e).into())
     }
 
     async fn load(&self, snap: &StoredSnapshot) -> Result<()> {
@@ -259,12 +299,12 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_snapshot_stored_by_an_earlier_build_is_read_and_replaced() {
+    async fn a_snapshot_stored_by_an_earlier_build_is_moved_to_the_file() {
         let dir = match tempfile::tempdir() {
             Ok(d) => d,
             Err(e) => panic!("{e}"),
         };
-        let db = match sled::open(dir.path()) {
+        let db = match sled::open(dir.path().join("raft.sled")) {
             Ok(db) => db,
             Err(e) => panic!("{e}"),
         };
@@ -286,37 +326,27 @@ mod tests {
             t.insert(LEGACY_SNAPSHOT, bytes).map_err(|e| e.to_string())
         });
         assert!(written.is_ok(), "{written:?}");
-        let mut store = match StateMachineStore::open(&db).await {
-            Ok(s) => s,
-            Err(e) => panic!("{e}"),
-        };
-        assert!(
-            store
-                .applied()
-                .read()
-                .await
-                .state
-                .revoked
-                .contains("agent/ru/old")
-        );
-        // Stored again in the current layout, the legacy document gone.
-        let rebuilt = store.build_snapshot().await;
-        assert!(rebuilt.is_ok());
-        let tree = store.snapshots.clone();
-        assert!(matches!(tree.get(LEGACY_SNAPSHOT), Ok(None)));
-        assert!(matches!(tree.get(SNAPSHOT_DATA), Ok(Some(_))));
-        let reopened = match StateMachineStore::open(&db).await {
-            Ok(s) => s,
-            Err(e) => panic!("{e}"),
-        };
-        assert!(
-            reopened
-                .applied()
-                .read()
-                .await
-                .state
-                .revoked
-                .contains("agent/ru/old")
-        );
+        for _ in 0..2 {
+            // Moved at the first open, read from the file at the second.
+            let store = match StateMachineStore::open(&db, dir.path()).await {
+                Ok(s) => s,
+                Err(e) => panic!("{e}"),
+            };
+            let applied = store.applied();
+            assert!(applied.read().await.state.revoked.contains("agent/ru/old"));
+            let tree = db.open_tree("raft_snapshot").map_err(|e| e.to_string());
+            assert!(matches!(tree.map(|t| t.get(LEGACY_SNAPSHOT)), Ok(Ok(None))));
+            assert!(dir.path().join(SNAPSHOT_FILE).exists());
+        }
+        // A damaged file is an error that names it, not an empty state.
+        let cut = std::fs::read(dir.path().join(SNAPSHOT_FILE)).map(|b| b[..30].to_vec());
+        assert!(matches!(
+            cut.map(|b| std::fs::write(dir.path().join(SNAPSHOT_FILE), b)),
+            Ok(Ok(()))
+        ));
+        match StateMachineStore::open(&db, dir.path()).await {
+            Ok(_) => panic!("a truncated snapshot was accepted"),
+            Err(e) => assert!(e.to_string().contains("truncated"), "{e}"),
+        }
     }
 }

@@ -152,7 +152,8 @@ pub enum Command {
         /// Only this region.
         #[arg(long)]
         region: Option<String>,
-        /// Also show this many recent results.
+        /// Also show this many recent results (the cluster keeps the last
+        /// 30 of each check, all regions together).
         #[arg(long, default_value_t = 0)]
         recent: u32,
     },

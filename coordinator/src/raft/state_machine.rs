@@ -107,7 +107,7 @@ impl StateMachineStore {
         if !self.dir.join(SNAPSHOT_FILE).exists() {
             let snap: StoredSnapshot = serde_json::from_slice(&bytes)
                 .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
-            self.store(&snap).await?;
+            self.store(snap).await?;
         }
         tree.remove(LEGACY_SNAPSHOT).map_err(|e| read_err(&e))?;
         tree.flush_async().await.map_err(|e| read_err(&e))?;
@@ -148,23 +148,26 @@ impl StateMachineStore {
 
     /// Writes the snapshot file: a temporary file synced, renamed into
     /// place, the directory synced — a crash leaves the old one or the new.
-    async fn store(&self, snap: &StoredSnapshot) -> Result<()> {
+    /// Hands the snapshot back (it is written from a blocking thread).
+    async fn store(&self, snap: StoredSnapshot) -> Result<StoredSnapshot> {
         let sig = Some(snap.meta.signature());
         let meta = serde_json::to_vec(&snap.meta)
             .map_err(|e| StorageIOError::write_snapshot(sig.clone(), &e))?;
         let dir = self.dir.clone();
-        let data = snap.data.clone();
-        let written = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            use std::io::Write;
-            let tmp = dir.join(SNAPSHOT_TMP);
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(MAGIC)?;
-            f.write_all(&(meta.len() as u64).to_be_bytes())?;
-            f.write_all(&meta)?;
-            f.write_all(&data)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, dir.join(SNAPSHOT_FILE))?;
-            std::fs::File::open(&dir)?.sync_all()
+        let written = tokio::task::spawn_blocking(move || {
+            let write = || -> std::io::Result<()> {
+                use std::io::Write;
+                let tmp = dir.join(SNAPSHOT_TMP);
+                let mut f = std::fs::File::create(&tmp)?;
+                f.write_all(MAGIC)?;
+                f.write_all(&(meta.len() as u64).to_be_bytes())?;
+                f.write_all(&meta)?;
+                f.write_all(&snap.data)?;
+                f.sync_all()?;
+                std::fs::rename(&tmp, dir.join(SNAPSHOT_FILE))?;
+                std::fs::File::open(&dir)?.sync_all()
+            };
+            write().map(|()| snap)
         })
         .await
         .map_err(std::io::Error::other)
@@ -204,7 +207,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             snapshot_id,
         };
         let snap = StoredSnapshot { meta, data };
-        self.store(&snap).await?;
+        let snap = self.store(snap).await?;
         self.applied.write().await.snapshot = SnapshotStats {
             bytes: snap.data.len() as u64,
             index: last_log_id.map_or(0, |l| l.index),
@@ -270,7 +273,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             data: snapshot.into_inner(),
         };
         self.load(&snap).await?;
-        self.store(&snap).await?;
+        let snap = self.store(snap).await?;
         self.applied.write().await.snapshot = SnapshotStats {
             bytes: snap.data.len() as u64,
             index: meta.last_log_id.map_or(0, |l| l.index),

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use vantage_common::{FailureClass, Status};
 
 /// Results kept per check in the recent history.
-pub const HISTORY: usize = 100;
+pub const HISTORY: usize = 30;
 /// Hours of roll-ups kept per (check, region): 30 days.
 pub const ROLLUP_HOURS: usize = 720;
 /// One hour in ms.
@@ -114,7 +114,9 @@ mod tests {
     #[test]
     fn latest_history_and_rollups_stay_bounded() {
         let mut c = CheckResults::default();
-        for i in 0..(HISTORY as i64 + 50) {
+        // 150 results every 30 s: more than the history holds, 120 of
+        // them in the first hour.
+        for i in 0..150 {
             c.record(result(
                 "eu",
                 i * 30_000,
@@ -127,7 +129,7 @@ mod tests {
         }
         // A late (older) result does not replace the latest.
         c.record(result("eu", 0, Status::Error));
-        assert_eq!(c.latest["eu"].started_at_ms, (HISTORY as i64 + 49) * 30_000);
+        assert_eq!(c.latest["eu"].started_at_ms, 149 * 30_000);
         assert_eq!(c.recent.len(), HISTORY);
         // Details stay with the latest result only.
         assert_eq!(c.latest["eu"].details_json, "{}");

@@ -110,8 +110,9 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Every check: verdict across regions (OK, REGIONAL, OUTAGE, BLIND) and per-region state.
-    Status,
+    /// Checks: verdict across regions (OK, REGIONAL, OUTAGE, BLIND...) and
+    /// per-region state, in name order; filters narrow it down.
+    Status(checks::StatusArgs),
     /// Uptime of a check over a window (REGIONAL counts as degraded, not
     /// down), per region, its incidents and its changes.
     History {
@@ -307,7 +308,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             checks::apply(file, dry_run, &cli.conn, cli.output).await
         }
         Command::Checks(c) => checks::run(c, &cli.conn, cli.output).await,
-        Command::Status => checks::status(&cli.conn, cli.output).await,
+        Command::Status(args) => checks::status(&args, &cli.conn, cli.output).await,
         Command::Incidents(c) => checks::incidents(c, &cli.conn, cli.output).await,
         Command::History { check, since } => {
             checks::history(check, since, &cli.conn, cli.output).await

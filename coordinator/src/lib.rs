@@ -30,6 +30,7 @@
 //! - [`sessions`] — agent sessions held by the leader.
 //! - [`confirm`] — fast confirmation: second opinions and retries.
 //! - [`metrics`] — Prometheus metrics on the HTTP port.
+//! - [`selection`] — which checks a status view shows: filters, pages.
 //! - [`web`] — the status page and JSON status API on the HTTP port.
 //! - [`config`] — `coordinator.toml`.
 //! - [`daemon`] — the `vantage-coordinator` process and the composition
@@ -51,6 +52,7 @@ pub mod metrics;
 pub mod node;
 pub mod notification;
 pub mod raft;
+pub mod selection;
 pub mod sessions;
 pub mod state;
 pub mod verdict;

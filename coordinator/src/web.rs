@@ -3,9 +3,14 @@
 //! state, uptime over 24 h / 7 d / 30 d and open incident; impaired
 //! vantages; open incidents; changes of the last 7 days. Built from the node's applied state; no
 //! channels, settings or secrets are ever shown.
+//!
+//! Both take the filters of `vantagectl status` as query parameters
+//! (`verdict`, `label` and `region` comma-separated; `check` a glob;
+//! `limit`, `after` to page). Without any, the API lists every check and
+//! the page lists the problems, worst first, and counts the rest.
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
@@ -14,7 +19,9 @@ use vantage_common::clock::{now_ms, rfc3339};
 
 use crate::node::Replica;
 use crate::raft::types::Raft;
+use crate::selection::{Filter, FilterError, select};
 use crate::state::State as Replicated;
+use crate::verdict::SEVERITY;
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
 
@@ -43,8 +50,14 @@ pub struct StatusView {
     pub now_ms: i64,
     /// Leader node id, if known.
     pub leader: Option<u64>,
-    /// Every check.
+    /// The checks selected (all of them by default).
     pub checks: Vec<CheckView>,
+    /// Pass as `after` for the next page; `None` on the last.
+    pub next: Option<String>,
+    /// Checks matching the filters, all pages together.
+    pub matched: usize,
+    /// Checks per verdict, the filters aside.
+    pub verdicts: std::collections::BTreeMap<&'static str, usize>,
     /// Region → why its vantage is impaired.
     pub impaired: Vec<(String, String)>,
     /// Open incidents: (id, subject, verdict, opened).
@@ -69,31 +82,36 @@ pub struct ChangeView {
     pub severity: String,
 }
 
-/// Builds the view from replicated state.
-pub fn view(state: &Replicated, leader: Option<u64>, now: i64) -> StatusView {
-    let checks = state
-        .declared
+/// Builds the view of the checks `filter` selects (after `after`, at
+/// most `limit`; 0: all) from replicated state.
+pub fn view(
+    state: &Replicated,
+    leader: Option<u64>,
+    now: i64,
+    filter: &Filter,
+    after: &str,
+    limit: usize,
+) -> StatusView {
+    let page = select(state, filter, after, limit);
+    let checks = page
         .checks
         .iter()
-        .map(|c| {
-            let v = state.verdicts.get(&c.name);
+        .map(|(c, v)| {
             let uptime_pct = [DAY_MS, 7 * DAY_MS, 30 * DAY_MS].map(|window| {
-                let t = v?.time_since(now - window, now);
+                let t = v.time_since(now - window, now);
                 let decided = t.up_ms + t.degraded_ms + t.down_ms;
                 (decided > 0).then(|| (t.up_ms + t.degraded_ms) as f64 * 100.0 / decided as f64)
             });
             CheckView {
                 name: c.name.clone(),
-                verdict: v.map_or("ok", |v| v.verdict.name()).to_owned(),
-                since_ms: v.map_or(0, |v| v.since_ms),
+                verdict: v.verdict.name().to_owned(),
+                since_ms: v.since_ms,
                 regions: v
-                    .map(|v| {
-                        v.regions
-                            .iter()
-                            .map(|(r, t)| (r.clone(), t.state.name().to_owned()))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
+                    .regions
+                    .iter()
+                    .filter(|(r, _)| filter.shows_region(r))
+                    .map(|(r, t)| (r.clone(), t.state.name().to_owned()))
+                    .collect(),
                 uptime_pct,
                 incident: state.incidents.open.get(&c.name).copied(),
             }
@@ -116,6 +134,9 @@ pub fn view(state: &Replicated, leader: Option<u64>, now: i64) -> StatusView {
         now_ms: now,
         leader,
         checks,
+        next: page.next,
+        matched: page.matched,
+        verdicts: page.verdicts,
         impaired: state
             .impaired
             .iter()
@@ -180,6 +201,27 @@ pub fn html(v: &StatusView) -> String {
             incident
         ));
     }
+    let mut verdicts: Vec<(&&str, &usize)> = v.verdicts.iter().collect();
+    verdicts.sort_by_key(|(name, _)| std::cmp::Reverse(SEVERITY.iter().position(|s| s == *name)));
+    let counts: Vec<String> = verdicts
+        .iter()
+        .map(|(name, n)| format!("{n} {}", esc(name)))
+        .collect();
+    let mut summary = format!(
+        "<p class=\"summary\">{} checks: {}. Listed: {} of {} selected{}.</p>\n",
+        v.verdicts.values().sum::<usize>(),
+        counts.join(", "),
+        v.checks.len(),
+        v.matched,
+        if v.next.is_some() {
+            " (more: <code>?after=</code>)"
+        } else {
+            ""
+        }
+    );
+    if v.checks.is_empty() {
+        summary.push_str("<p>Nothing to show: no check matches.</p>\n");
+    }
     let mut mesh = String::new();
     for (region, why) in &v.impaired {
         mesh.push_str(&format!(
@@ -229,7 +271,7 @@ table {{ border-collapse: collapse; }} td, th {{ padding: .3em .8em; border-bott
 </style></head><body>
 <h1>vantage status</h1>
 <p>as of {} · leader {}</p>
-{}<table>
+{}{}<table>
 <tr><th>check</th><th>verdict</th><th>regions</th><th>24 h</th><th>7 d</th><th>30 d</th><th>incident</th></tr>
 {}</table>
 <h2>open incidents</h2>
@@ -243,6 +285,7 @@ table {{ border-collapse: collapse; }} td, th {{ padding: .3em .8em; border-bott
         rfc3339(v.now_ms),
         v.leader.map_or("unknown".into(), |l| l.to_string()),
         mesh,
+        summary,
         rows,
         incidents,
         changes
@@ -256,19 +299,84 @@ struct Source {
     raft: Raft,
 }
 
-async fn current(source: &Source) -> StatusView {
+/// The query parameters of `/` and `/api/status`.
+#[derive(Debug, Default, serde::Deserialize)]
+struct Params {
+    verdict: Option<String>,
+    check: Option<String>,
+    label: Option<String>,
+    region: Option<String>,
+    limit: Option<usize>,
+    after: Option<String>,
+}
+
+impl Params {
+    fn is_empty(&self) -> bool {
+        self.verdict.is_none()
+            && self.check.is_none()
+            && self.label.is_none()
+            && self.region.is_none()
+            && self.limit.is_none()
+            && self.after.is_none()
+    }
+
+    fn filter(&self) -> Result<Filter, FilterError> {
+        let list = |v: &Option<String>| -> Vec<String> {
+            v.iter()
+                .flat_map(|s| s.split(','))
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        Filter::new(
+            &list(&self.verdict),
+            self.check.as_deref().unwrap_or_default(),
+            &list(&self.label),
+            &list(&self.region),
+        )
+    }
+}
+
+/// Most problems listed on the page by default.
+const PAGE_PROBLEMS: usize = 500;
+
+async fn current(source: &Source, filter: &Filter, params: &Params, limit: usize) -> StatusView {
     let leader = source.raft.metrics().borrow().current_leader;
     let applied = source.applied.read().await;
-    view(&applied.state, leader, now_ms())
+    let after = params.after.as_deref().unwrap_or_default();
+    view(&applied.state, leader, now_ms(), filter, after, limit)
 }
 
-async fn page(State(source): State<Source>) -> impl IntoResponse {
-    Html(html(&current(&source).await))
+fn bad_request(e: &FilterError) -> axum::response::Response {
+    (axum::http::StatusCode::BAD_REQUEST, e.to_string()).into_response()
 }
 
-async fn api(State(source): State<Source>) -> impl IntoResponse {
-    let body = serde_json::to_string(&current(&source).await).unwrap_or_else(|_| "{}".into());
-    ([(header::CONTENT_TYPE, "application/json")], body)
+async fn page(State(source): State<Source>, Query(params): Query<Params>) -> impl IntoResponse {
+    // By default: the problems, worst first; the rest counted.
+    let (filter, limit) = if params.is_empty() {
+        (Filter::problems(), PAGE_PROBLEMS)
+    } else {
+        match params.filter() {
+            Ok(f) => (f, params.limit.unwrap_or(0)),
+            Err(e) => return bad_request(&e),
+        }
+    };
+    let mut view = current(&source, &filter, &params, limit).await;
+    if params.is_empty() {
+        let rank = |v: &str| std::cmp::Reverse(SEVERITY.iter().position(|s| *s == v));
+        view.checks.sort_by_key(|c| rank(&c.verdict));
+    }
+    Html(html(&view)).into_response()
+}
+
+async fn api(State(source): State<Source>, Query(params): Query<Params>) -> impl IntoResponse {
+    let filter = match params.filter() {
+        Ok(f) => f,
+        Err(e) => return bad_request(&e),
+    };
+    let view = current(&source, &filter, &params, params.limit.unwrap_or(0)).await;
+    let body = serde_json::to_string(&view).unwrap_or_else(|_| "{}".into());
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// `/` and `/api/status`, from `applied`; `raft` says who leads.

@@ -380,7 +380,7 @@ async fn fingerprint(cluster: &Cluster, id: u64) -> Option<String> {
         .await?
         .incidents;
     let agents = within(op.list_agents(ListAgentsRequest {})).await?.agents;
-    let checks = within(op.status(StatusRequest {})).await?.checks;
+    let checks = within(op.status(StatusRequest::default())).await?.checks;
     let mut out = String::new();
     for i in incidents {
         let deliveries: Vec<String> = i

@@ -633,7 +633,13 @@ impl Cluster {
     /// Node `via`'s view of every check (`vantagectl status`).
     pub async fn checks_status(&self, via: u64) -> Option<StatusReply> {
         let mut client = self.operator(via).ok()?;
-        Some(client.status(StatusRequest {}).await.ok()?.into_inner())
+        Some(
+            client
+                .status(StatusRequest::default())
+                .await
+                .ok()?
+                .into_inner(),
+        )
     }
 
     /// (verdict, down regions) of `check` as node `via` sees it.

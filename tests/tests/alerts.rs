@@ -460,7 +460,7 @@ channels = ["hook"]
             .cluster
             .operator(1)
             .ok()?
-            .status(vantage_proto::v1::StatusRequest {})
+            .status(vantage_proto::v1::StatusRequest::default())
             .await
             .ok()?
             .into_inner();

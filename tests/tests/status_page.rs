@@ -67,8 +67,9 @@ async fn the_status_page_renders_in_a_real_browser() {
     cluster.spawn_regions().await.unwrap();
     wait_for("one check OK, one OUTAGE", || async {
         let s = cluster.checks_status(1).await?;
+        // In name order: mx-down, mx-up.
         let v: Vec<&str> = s.checks.iter().map(|c| c.verdict.as_str()).collect();
-        (v == ["ok", "outage"]).then_some(())
+        (v == ["outage", "ok"]).then_some(())
     })
     .await
     .unwrap();
@@ -77,9 +78,19 @@ async fn the_status_page_renders_in_a_real_browser() {
     let dom = chromium(binary, &["--dump-dom", &url]).await;
     let dom = String::from_utf8_lossy(&dom.stdout);
     assert!(dom.contains("<h1>vantage status</h1>"), "{dom}");
-    assert!(dom.contains("<td class=\"v ok\">OK</td>"), "{dom}");
+    // By default the problems are listed and the rest counted.
     assert!(dom.contains("<td class=\"v outage\">OUTAGE</td>"), "{dom}");
-    assert!(dom.contains("ru: down") && dom.contains("eu: up"), "{dom}");
+    assert!(dom.contains("ru: down"), "{dom}");
+    assert!(!dom.contains("<td class=\"v ok\">OK</td>"), "{dom}");
+    assert!(
+        dom.contains("2 checks: 1 outage, 1 ok. Listed: 1 of 1 selected."),
+        "{dom}"
+    );
+    // Asked for, the OK ones are listed too.
+    let ok = chromium(binary, &["--dump-dom", &format!("{url}?verdict=ok")]).await;
+    let ok = String::from_utf8_lossy(&ok.stdout);
+    assert!(ok.contains("<td class=\"v ok\">OK</td>"), "{ok}");
+    assert!(ok.contains("eu: up") && !ok.contains("OUTAGE</td>"), "{ok}");
 
     // Cargo's scratch directory for integration tests, wherever the build goes.
     let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("status-page.png");

@@ -37,6 +37,63 @@ async fn regional_fault_then_outage_then_recovery() {
     // The same fault under quorum `all`: 2 of 3 is still REGIONAL.
     wait_verdict(&cluster, "mx-all", "regional", &["eu", "ru"]).await;
 
+    // Operator views select: by verdict, glob, region; a page at a time.
+    let status = |args: &'static [&'static str]| {
+        let cluster = &cluster;
+        async move {
+            let mut all = vec!["status", "-o", "json"];
+            all.extend_from_slice(args);
+            let (code, out, err) = cluster.vantagectl(&[2], &all).await;
+            assert_eq!(code, 0, "{args:?}: {err}");
+            let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+            let names: Vec<String> = v["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["name"].as_str().unwrap().to_owned())
+                .collect();
+            (names, v)
+        }
+    };
+    assert_eq!(status(&["--verdict", "outage"]).await.0, ["mx"]);
+    assert_eq!(status(&["--problems"]).await.0, ["mx", "mx-all"]);
+    assert!(status(&["--verdict", "ok"]).await.0.is_empty());
+    assert_eq!(status(&["--check", "*-all"]).await.0, ["mx-all"]);
+    let (names, v) = status(&["--limit", "1", "--region", "us"]).await;
+    assert_eq!(names, ["mx"]);
+    assert_eq!(v["matched"], 2, "{v}");
+    assert_eq!(v["verdicts"]["outage"], 1, "{v}");
+    let regions = v["checks"][0]["regions"].as_object().unwrap();
+    assert_eq!(regions.keys().collect::<Vec<_>>(), ["us"], "{v}");
+    let (code, _, err) = cluster
+        .vantagectl(&[2], &["status", "--verdict", "down"])
+        .await;
+    assert_ne!(code, 0);
+    assert!(err.contains("unknown verdict \"down\""), "{err}");
+    let http = cluster.nodes[&2].http.unwrap();
+    let get = |query: &str| {
+        let url = format!("http://{http}/api/status{query}");
+        async move {
+            let http = vantage_coordinator::alert::http_client().unwrap();
+            let r = http.get(&url).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let (code, body) = get("?verdict=regional,outage&check=mx*&limit=1").await;
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["checks"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(
+        (&v["matched"], &v["next"]),
+        (&2.into(), &"mx".into()),
+        "{v}"
+    );
+    let (_, body) = get("?verdict=regional,outage&after=mx").await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["checks"][0]["name"], "mx-all", "{v}");
+    assert!(v["next"].is_null(), "{v}");
+    assert_eq!(get("?label=nokey").await.0, 400);
+
     // One incident for mx, opened at the regional fault; an operator acknowledges it.
     let incidents: Vec<_> = cluster
         .incidents(3, false)

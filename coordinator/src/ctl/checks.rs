@@ -7,7 +7,7 @@ use clap::Subcommand;
 use vantage_proto::v1::{
     AckIncidentRequest, ApplyRequest, ChangeInfo, CheckInfo, GetCheckRequest, GetIncidentRequest,
     GetResultsRequest, HistoryRequest, IncidentInfo, ListChangesRequest, ListChecksRequest,
-    ListIncidentsRequest, ResultInfo, StatusRequest,
+    ListIncidentsRequest, ResultInfo, StatusReply, StatusRequest,
 };
 
 use vantage_common::clock::rfc3339;
@@ -281,16 +281,77 @@ pub async fn results(
     Ok(())
 }
 
-/// `vantagectl status`: every check's verdict and per-region state.
-pub async fn status(conn: &ConnArgs, format: Format) -> Result<()> {
+/// Filters of `vantagectl status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Only checks with this verdict (ok, changed, warning, divergent,
+    /// blind, impaired, regional, outage); repeatable.
+    #[arg(long)]
+    verdict: Vec<String>,
+    /// Only checks not OK (every verdict but ok).
+    #[arg(long, conflicts_with = "verdict")]
+    problems: bool,
+    /// Only checks whose name matches this glob (`*`, `?`), e.g. 'mx-*'.
+    #[arg(long)]
+    check: Option<String>,
+    /// Only checks with this label, KEY=VALUE; repeatable (all must match).
+    #[arg(long)]
+    label: Vec<String>,
+    /// Only checks run from this region, showing that region's state;
+    /// repeatable.
+    #[arg(long)]
+    region: Vec<String>,
+    /// At most this many checks.
+    #[arg(long)]
+    limit: Option<u32>,
+}
+
+/// Checks asked of the cluster per call.
+const STATUS_PAGE: u32 = 1000;
+
+/// `vantagectl status`: the selected checks' verdicts and per-region
+/// state, fetched a page at a time.
+pub async fn status(args: &StatusArgs, conn: &ConnArgs, format: Format) -> Result<()> {
     let mut client = conn.connect().await?;
     let at = client.endpoint.clone();
-    let reply = client
-        .operator
-        .status(StatusRequest {})
-        .await
-        .map_err(|s| anyhow::anyhow!("{at}: {}", explain(&s)))?
-        .into_inner();
+    let verdict = if args.problems {
+        crate::selection::problem_verdicts()
+    } else {
+        args.verdict.clone()
+    };
+    let mut request = StatusRequest {
+        verdict,
+        check: args.check.clone().unwrap_or_default(),
+        label: args.label.clone(),
+        region: args.region.clone(),
+        limit: 0,
+        after: String::new(),
+    };
+    let mut reply = StatusReply::default();
+    loop {
+        let wanted = args.limit.map_or(STATUS_PAGE, |l| {
+            l.saturating_sub(reply.checks.len() as u32).min(STATUS_PAGE)
+        });
+        if wanted == 0 {
+            break;
+        }
+        request.limit = wanted;
+        let page = client
+            .operator
+            .status(request.clone())
+            .await
+            .map_err(|s| anyhow::anyhow!("{at}: {}", explain(&s)))?
+            .into_inner();
+        reply.checks.extend(page.checks);
+        reply.now_ms = page.now_ms;
+        reply.impaired = page.impaired;
+        reply.matched = page.matched;
+        reply.verdicts = page.verdicts;
+        if page.next.is_empty() {
+            break;
+        }
+        request.after = page.next;
+    }
     match format {
         Format::Json => {
             let checks: Vec<_> = reply
@@ -316,7 +377,8 @@ pub async fn status(conn: &ConnArgs, format: Format) -> Result<()> {
                 .collect();
             println!(
                 "{}",
-                serde_json::json!({"checks": checks, "impaired": impaired})
+                serde_json::json!({"checks": checks, "impaired": impaired,
+                    "matched": reply.matched, "verdicts": reply.verdicts})
             );
         }
         Format::Text => {
@@ -343,6 +405,19 @@ pub async fn status(conn: &ConnArgs, format: Format) -> Result<()> {
                     i.reason
                 );
             }
+            let mut verdicts: Vec<(&String, &u32)> = reply.verdicts.iter().collect();
+            verdicts.sort_by_key(|(v, _)| crate::verdict::SEVERITY.iter().position(|s| s == v));
+            let counts: Vec<String> = verdicts
+                .iter()
+                .rev()
+                .map(|(v, n)| format!("{n} {v}"))
+                .collect();
+            println!(
+                "{} of {} matching checks shown; all checks: {}",
+                reply.checks.len(),
+                reply.matched,
+                counts.join(", ")
+            );
         }
     }
     Ok(())

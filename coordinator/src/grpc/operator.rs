@@ -80,7 +80,7 @@ impl OperatorService for OperatorApi {
 
     async fn status(&self, request: Request<StatusRequest>) -> Reply<StatusReply> {
         self.caller(&request, "Status").await?;
-        checks::status(&self.applied).await
+        checks::status(&self.applied, request.into_inner()).await
     }
 
     async fn get_results(&self, request: Request<GetResultsRequest>) -> Reply<GetResultsReply> {

@@ -7,12 +7,14 @@ use vantage_proto::v1::{
     ApplyReply, ApplyRequest, ChangeInfo, CheckInfo, CheckStatus, GetResultsReply,
     GetResultsRequest, HistoryReply, HistoryRequest, ImpairedRegion, ListChangesReply,
     ListChangesRequest, ListChecksReply, RegionStatus, RegionUptime, ResultInfo, StatusReply,
+    StatusRequest,
 };
 
 use super::Reply;
 use super::incidents::incident_info;
 use crate::declared::{CheckDecl, Declared, Diff};
 use crate::node::{Proposer, Replica};
+use crate::selection::{Filter, select};
 use crate::state::changes::Change;
 use crate::state::results::{HOUR_MS, StoredResult};
 use crate::state::{Command, CommandResult, State};
@@ -132,40 +134,39 @@ pub(super) async fn get(applied: &Replica, name: &str) -> Reply<CheckInfo> {
         .ok_or_else(|| Status::not_found(format!("no check named {name:?}")))
 }
 
-/// The verdict of every check, per region, and the impaired vantages.
-pub(super) async fn status(applied: &Replica) -> Reply<StatusReply> {
+/// The verdict of the checks a request selects, per region, a page at a
+/// time, and the impaired vantages.
+pub(super) async fn status(applied: &Replica, req: StatusRequest) -> Reply<StatusReply> {
+    let filter = Filter::new(&req.verdict, &req.check, &req.label, &req.region)
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
     let applied = applied.read().await;
     let state = &applied.state;
-    let checks = state
-        .declared
+    let page = select(state, &filter, &req.after, req.limit as usize);
+    let checks = page
         .checks
         .iter()
-        .map(|c| {
-            let v = state.verdicts.get(&c.name);
-            let verdict = v.map_or(&Verdict::Ok, |v| &v.verdict);
-            let down = match verdict {
+        .map(|(c, v)| {
+            let down = match &v.verdict {
                 Verdict::Regional { down } | Verdict::Outage { down } => down.clone(),
                 _ => vec![],
             };
             let regions = v
-                .map(|v| {
-                    v.regions
-                        .iter()
-                        .map(|(region, t)| RegionStatus {
-                            region: region.clone(),
-                            state: t.state.name().into(),
-                            fails: t.fails,
-                            passes: t.passes,
-                            last_result_ms: t.last_result_ms,
-                        })
-                        .collect()
+                .regions
+                .iter()
+                .filter(|(region, _)| filter.shows_region(region))
+                .map(|(region, t)| RegionStatus {
+                    region: region.clone(),
+                    state: t.state.name().into(),
+                    fails: t.fails,
+                    passes: t.passes,
+                    last_result_ms: t.last_result_ms,
                 })
-                .unwrap_or_default();
+                .collect();
             CheckStatus {
                 name: c.name.clone(),
-                verdict: verdict.name().into(),
+                verdict: v.verdict.name().into(),
                 down,
-                since_ms: v.map_or(0, |v| v.since_ms),
+                since_ms: v.since_ms,
                 regions,
             }
         })
@@ -179,10 +180,18 @@ pub(super) async fn status(applied: &Replica) -> Reply<StatusReply> {
             since_ms: i.since_ms,
         })
         .collect();
+    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
     Ok(Response::new(StatusReply {
         checks,
         now_ms: now_ms(),
         impaired,
+        next: page.next.unwrap_or_default(),
+        matched: count(page.matched),
+        verdicts: page
+            .verdicts
+            .iter()
+            .map(|(v, n)| ((*v).to_owned(), count(*n)))
+            .collect(),
     }))
 }
 

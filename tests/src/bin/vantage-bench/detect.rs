@@ -51,7 +51,7 @@ async fn calm(cluster: &Cluster) -> bool {
     let Ok(mut op) = cluster.operator(1) else {
         return false;
     };
-    let ok = match op.status(StatusRequest {}).await {
+    let ok = match op.status(StatusRequest::default()).await {
         Ok(r) => r.into_inner().checks.iter().all(|c| c.verdict == "ok"),
         Err(_) => false,
     };

@@ -425,13 +425,12 @@ async fn run(s: Arc<Scale>) -> Result<()> {
         if last_poll.elapsed() >= Duration::from_secs(15) {
             last_poll = Instant::now();
             let t = Instant::now();
-            let (code, out, err) = cluster.vantagectl(&[leader], &["status"]).await;
+            let (code, _, err) = cluster.vantagectl(&[leader], &["status"]).await;
             if code == 0 {
                 ctl.push(t.elapsed());
             } else {
                 eprintln!("  vantagectl status failed: {err}");
             }
-            let _ = out;
             if let Some(h) = cluster.nodes[&leader].http {
                 let t = Instant::now();
                 if let Ok(r) = http.get(format!("http://{h}/api/status")).send().await

@@ -21,7 +21,7 @@ use crate::node::Replica;
 use crate::raft::types::Raft;
 use crate::selection::{Filter, FilterError, select};
 use crate::state::State as Replicated;
-use crate::verdict::SEVERITY;
+use crate::verdict::severity;
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
 
@@ -202,7 +202,7 @@ pub fn html(v: &StatusView) -> String {
         ));
     }
     let mut verdicts: Vec<(&&str, &usize)> = v.verdicts.iter().collect();
-    verdicts.sort_by_key(|(name, _)| std::cmp::Reverse(SEVERITY.iter().position(|s| s == *name)));
+    verdicts.sort_by_key(|(name, _)| std::cmp::Reverse(severity(name)));
     let counts: Vec<String> = verdicts
         .iter()
         .map(|(name, n)| format!("{n} {}", esc(name)))
@@ -300,7 +300,7 @@ struct Source {
 }
 
 /// The query parameters of `/` and `/api/status`.
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, PartialEq, serde::Deserialize)]
 struct Params {
     verdict: Option<String>,
     check: Option<String>,
@@ -312,12 +312,7 @@ struct Params {
 
 impl Params {
     fn is_empty(&self) -> bool {
-        self.verdict.is_none()
-            && self.check.is_none()
-            && self.label.is_none()
-            && self.region.is_none()
-            && self.limit.is_none()
-            && self.after.is_none()
+        *self == Params::default()
     }
 
     fn filter(&self) -> Result<Filter, FilterError> {
@@ -363,8 +358,8 @@ async fn page(State(source): State<Source>, Query(params): Query<Params>) -> imp
     };
     let mut view = current(&source, &filter, &params, limit).await;
     if params.is_empty() {
-        let rank = |v: &str| std::cmp::Reverse(SEVERITY.iter().position(|s| *s == v));
-        view.checks.sort_by_key(|c| rank(&c.verdict));
+        view.checks
+            .sort_by_key(|c| std::cmp::Reverse(severity(&c.verdict)));
     }
     Html(html(&view)).into_response()
 }

@@ -406,7 +406,7 @@ pub async fn status(args: &StatusArgs, conn: &ConnArgs, format: Format) -> Resul
                 );
             }
             let mut verdicts: Vec<(&String, &u32)> = reply.verdicts.iter().collect();
-            verdicts.sort_by_key(|(v, _)| crate::verdict::SEVERITY.iter().position(|s| s == v));
+            verdicts.sort_by_key(|(v, _)| crate::verdict::severity(v));
             let counts: Vec<String> = verdicts
                 .iter()
                 .rev()

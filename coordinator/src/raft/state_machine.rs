@@ -137,13 +137,12 @@ impl StateMachineStore {
         if rest.len() < len {
             return Err(bad("truncated").into());
         }
-        let (meta, data) = rest.split_at(len);
-        let meta =
-            serde_json::from_slice(meta).map_err(|e| StorageIOError::read_snapshot(None, &e))?;
-        Ok(Some(StoredSnapshot {
-            meta,
-            data: data.to_vec(),
-        }))
+        let meta = serde_json::from_slice(&rest[..len])
+            .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+        // The state is the rest of the file: moved down in place, not copied.
+        let mut data = bytes;
+        data.drain(..MAGIC.len() + 8 + len);
+        Ok(Some(StoredSnapshot { meta, data }))
     }
 
     /// Writes the snapshot file: a temporary file synced, renamed into

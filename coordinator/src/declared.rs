@@ -504,6 +504,11 @@ impl Declared {
 
     /// The check named `name` (a hash lookup: the index is built once).
     pub fn check(&self, name: &str) -> Option<&CheckDecl> {
+        self.position(name).and_then(|i| self.checks.get(i))
+    }
+
+    /// Where the check named `name` is in [`Declared::checks`].
+    pub fn position(&self, name: &str) -> Option<usize> {
         let index = self.index.0.get_or_init(|| {
             self.checks
                 .iter()
@@ -511,7 +516,7 @@ impl Declared {
                 .map(|(i, c)| (c.name.clone(), i))
                 .collect()
         });
-        index.get(name).and_then(|i| self.checks.get(*i))
+        index.get(name).copied()
     }
 }
 

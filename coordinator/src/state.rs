@@ -2,11 +2,13 @@
 //! clocks; every replica applying the same commands in the same order holds
 //! the same state.
 //!
-//! The state is versioned and serialisable as a whole (snapshots; an older
-//! layout is migrated on load, `state/migrate.rs`).
+//! The state is versioned and serialised for snapshots one check at a time
+//! (`state/stream.rs`; an older layout is migrated on load,
+//! `state/migrate.rs`).
 //!
 //! - `state/agents.rs` — the agent registry.
 //! - `state/results.rs` — latest results, recent history, roll-ups.
+//! - `state/rollup.rs` — sums by hour (24) and by day (30), bounded.
 //! - `state/verdicts.rs` — region trackers and the vote per check.
 //! - `state/changes.rs` — change alerts: the value regions agreed on per
 //!   check (baseline) and its changes, raised as CHANGED incidents.
@@ -18,6 +20,7 @@
 //! - `state/silences.rs` — silences and maintenance windows.
 //! - `state/outbox.rs` — the notifications to deliver, attempts written
 //!   back, and what is due now.
+//! - `state/stream.rs` — the state as a stream of records (snapshots).
 //! - `state/migrate.rs` — snapshots of earlier layouts, brought up to date.
 //!
 //! Applying a command: [`State::apply`] changes verdicts, incidents and
@@ -32,7 +35,9 @@ pub mod migrate;
 pub mod outbox;
 pub mod planning;
 pub mod results;
+pub mod rollup;
 pub mod silences;
+pub mod stream;
 pub mod verdicts;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -50,7 +55,7 @@ use vantage_common::identity::Identity;
 /// Version of the serialised [`State`] layout: a snapshot of an older one
 /// is migrated (`state/migrate.rs`), one of a newer one refused rather
 /// than misread.
-pub const STATE_VERSION: u32 = 2;
+pub const STATE_VERSION: u32 = 3;
 
 /// Everything the cluster agrees on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,10 +68,11 @@ pub struct State {
     pub revoked: BTreeSet<String>,
     /// Agents by name.
     pub agents: BTreeMap<String, AgentRecord>,
-    /// Results by check name.
+    /// Results by check name. (Serialised per check: `state/stream.rs`.)
+    #[serde(skip)]
     pub results: BTreeMap<String, CheckResults>,
-    /// The vote per check.
-    #[serde(default)]
+    /// The vote per check. (Serialised per check: `state/stream.rs`.)
+    #[serde(skip)]
     pub verdicts: verdicts::Verdicts,
     /// Incidents, open and recently resolved.
     #[serde(default)]
@@ -86,6 +92,9 @@ pub struct State {
     /// Failures from one region only, per region (derived).
     #[serde(skip)]
     burst: mesh::Burst,
+    /// When checks' regions next fall silent (derived).
+    #[serde(skip)]
+    deadlines: verdicts::Deadlines,
     /// Commands applied (including no-ops).
     pub applied_commands: u64,
     /// `applied_commands` when the declaration was last replaced: what
@@ -112,6 +121,7 @@ impl Default for State {
             outbox: outbox::Outbox::default(),
             impaired: mesh::Impaired::new(),
             burst: mesh::Burst::default(),
+            deadlines: verdicts::Deadlines::default(),
             applied_commands: 0,
             declared_seq: 0,
             clock_ms: 0,
@@ -323,6 +333,7 @@ impl State {
                 let diff = Diff::between(&self.declared, declared);
                 let old = std::mem::replace(&mut self.declared, (**declared).clone());
                 self.burst.invalidate();
+                self.deadlines.invalidate();
                 self.declared_seq = self.applied_commands;
                 self.clock_ms = self.clock_ms.max(*at_ms);
                 let at = self.clock_ms;
@@ -343,7 +354,8 @@ impl State {
                 verdicts::tick(
                     &mut self.verdicts,
                     &mut self.incidents,
-                    &self.declared.checks,
+                    &mut self.deadlines,
+                    &self.declared,
                     &self.impaired,
                     self.clock_ms,
                     changed,
@@ -494,6 +506,7 @@ impl State {
                 if let Some(trace) = &r.trace {
                     traces.insert(r.check.as_str(), trace);
                 }
+                self.deadlines.observed(check, r.result.started_at_ms);
                 let results = self.results.entry(r.check.clone()).or_default();
                 results.record(r.result.clone());
                 self.burst.update(check, Some(results));
@@ -734,5 +747,105 @@ mod tests {
         });
         assert_eq!(acked, CommandResult::Acked(0));
         assert_eq!(s.agents["ru-1"].applied_results, 0);
+    }
+
+    #[test]
+    fn regions_go_stale_on_time_through_the_deadline_queue_and_after_a_reload() {
+        let toml = "[[check]]\nname = \"a\"\nkind = \"dns\"\ntarget = \"a.test\"\ninterval = \"10s\"\nregions = [\"ru\", \"eu\"]\n\
+                    [[check]]\nname = \"b\"\nkind = \"dns\"\ntarget = \"b.test\"\ninterval = \"30s\"\nregions = [\"ru\", \"eu\"]\n\
+                    [[check]]\nname = \"c\"\nkind = \"dns\"\ntarget = \"c.test\"\ninterval = \"60s\"\nregions = [\"eu\"]\n";
+        let declared = match Declared::parse(std::path::Path::new("t.toml"), toml) {
+            Ok(d) => d,
+            Err(e) => panic!("{e}"),
+        };
+        let mut live = State::default();
+        live.apply(&Command::ApplyConfig {
+            declared: Box::new(declared),
+            at_ms: 0,
+        });
+        for region in ["ru", "eu"] {
+            live.apply(&Command::AgentHello {
+                name: format!("{region}-1"),
+                region: region.into(),
+                version: "t".into(),
+                address: "127.0.0.1:1".into(),
+                spool_id: 1,
+                at_ms: 0,
+            });
+        }
+        let mut reloaded = live.clone();
+        let mut seq = 0;
+        for step in 1..=240i64 {
+            let t = step * 5_000;
+            let mut commands = Vec::new();
+            for (r, region) in ["ru", "eu"].iter().enumerate() {
+                let mut results = Vec::new();
+                for (c, check) in ["a", "b", "c"].iter().enumerate() {
+                    // Gaps of varying length; RU falls silent on `b` for
+                    // good half-way; everything stops for a while at 600 s.
+                    let silent = (step + c as i64 * 7 + r as i64 * 3) % 13 < 4
+                        || (*check == "b" && *region == "ru" && step > 120)
+                        || (120..150).contains(&step);
+                    if silent {
+                        continue;
+                    }
+                    seq += 1;
+                    results.push(IncomingResult {
+                        seq,
+                        check: (*check).into(),
+                        result: StoredResult {
+                            region: (*region).into(),
+                            agent: format!("{region}-1"),
+                            started_at_ms: t,
+                            status: if step % 11 == 0 {
+                                Status::Fail
+                            } else {
+                                Status::Pass
+                            },
+                            class: None,
+                            message: String::new(),
+                            duration_ms: 1,
+                            details_json: "{}".into(),
+                        },
+                        trace: None,
+                    });
+                }
+                commands.push(Command::Results {
+                    agent: format!("{region}-1"),
+                    spool_id: 1,
+                    at_ms: t,
+                    results,
+                });
+            }
+            commands.push(Command::Tick { at_ms: t });
+            for c in &commands {
+                live.apply(c);
+                reloaded.apply(c);
+            }
+            for (name, v) in &live.verdicts {
+                let interval = live.declared.check(name).map_or(0, |c| c.interval.ms());
+                for (region, tracker) in &v.regions {
+                    let silent = t - tracker.last_result_ms > 3 * interval;
+                    assert_eq!(
+                        tracker.state == crate::verdict::RegionState::Stale,
+                        silent,
+                        "{name}/{region} at {t}: {tracker:?}"
+                    );
+                }
+            }
+            assert_eq!(live, reloaded, "at {t}");
+            if step % 40 == 0 {
+                // A snapshot read back holds no queue: it is rebuilt.
+                let mut bytes = Vec::new();
+                assert!(stream::write(&reloaded, &mut bytes).is_ok());
+                reloaded = match stream::read(&mut bytes.as_slice()) {
+                    Ok(s) => s,
+                    Err(e) => panic!("{e}"),
+                };
+            }
+        }
+        let stale =
+            |s: &State| s.verdicts["b"].regions["ru"].state == crate::verdict::RegionState::Stale;
+        assert!(stale(&live) && stale(&reloaded));
     }
 }

@@ -1,8 +1,15 @@
-//! The state machine: the replicated [`State`] in memory, snapshots in
-//! sled. On restart the last snapshot is loaded and openraft re-applies the
-//! committed log after it, so the state is rebuilt without operator help.
+//! The state machine: the replicated [`State`] in memory, snapshots in a
+//! file beside the sled log. On restart the last snapshot is loaded and
+//! openraft re-applies the committed log after it, so the state is rebuilt
+//! without operator help.
+//!
+//! A snapshot file is a header (magic, the meta's length as u64 big
+//! endian, the meta as JSON) and the state as records (`state/stream.rs`).
+//! It is written, shipped to followers in chunks, received and loaded as a
+//! stream: no copy of it is ever held in memory.
 
-use std::io::Cursor;
+use std::io::{BufReader, BufWriter, Read, Seek, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -11,31 +18,32 @@ use openraft::{
     EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageIOError,
     StoredMembership,
 };
-use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::RwLock;
 
 use super::types::{Entry, Node, NodeId, SnapshotData, StorageError, TypeConfig};
-use crate::state::{CommandResult, State, migrate};
+use crate::state::{CommandResult, State, migrate, stream};
 
 /// Before 0.7 the snapshot was one JSON document (meta, and the state as an
 /// array of numbers) under this key of the `raft_snapshot` sled tree; it is
 /// moved to the snapshot file once, at open.
 const LEGACY_SNAPSHOT: &[u8] = b"current";
-/// The snapshot file in the data directory, and its temporary sibling.
+/// The snapshot file in the data directory, its temporary sibling while
+/// it is written, and the one a snapshot from the leader is received in.
 const SNAPSHOT_FILE: &str = "snapshot";
 const SNAPSHOT_TMP: &str = "snapshot.tmp";
-/// First bytes of a snapshot file: then the meta's length (u64, big
-/// endian), the meta (JSON), and the serialised state.
-const MAGIC: &[u8] = b"VANTAGE-SNAPSHOT 1\n";
+const SNAPSHOT_RECV: &str = "snapshot.recv";
+/// First bytes of a snapshot file holding the state as records.
+const MAGIC: &[u8] = b"VANTAGE-SNAPSHOT 2\n";
+/// First bytes of one holding it as one JSON document (0.7).
+const MAGIC_DOCUMENT: &[u8] = b"VANTAGE-SNAPSHOT 1\n";
+/// Both magics are this long.
+const MAGIC_LEN: usize = 19;
+/// Buffer of the file reader and writer.
+const IO_BUFFER: usize = 1 << 20;
 
 type Result<T> = std::result::Result<T, StorageError>;
-
-/// A snapshot as stored: its meta and the serialised state.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct StoredSnapshot {
-    meta: SnapshotMeta<NodeId, Node>,
-    data: Vec<u8>,
-}
+type Meta = SnapshotMeta<NodeId, Node>;
 
 /// The applied state, readable by the services.
 #[derive(Debug, Default)]
@@ -77,6 +85,90 @@ pub struct StateMachineStore {
     snapshot_seq: u64,
 }
 
+/// A snapshot file that cannot be used, with its path.
+fn bad_file(path: &Path, what: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(format!("{}: {what}", path.display()))
+}
+
+/// Reads a snapshot file's header: its meta, and whether the state follows
+/// as records (else as one JSON document). Leaves `file` after the header.
+fn read_header(file: &mut impl Read, path: &Path) -> std::io::Result<(Meta, bool)> {
+    let mut magic = [0u8; MAGIC_LEN];
+    let mut len = [0u8; 8];
+    let eof = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => bad_file(path, "truncated"),
+        _ => e,
+    };
+    file.read_exact(&mut magic).map_err(eof)?;
+    let records = match &magic[..] {
+        m if m == MAGIC => true,
+        m if m == MAGIC_DOCUMENT => false,
+        _ => return Err(bad_file(path, "not a vantage snapshot")),
+    };
+    file.read_exact(&mut len).map_err(eof)?;
+    let len = u64::from_be_bytes(len);
+    if len > 1 << 30 {
+        return Err(bad_file(path, "not a vantage snapshot"));
+    }
+    let mut meta = Vec::new();
+    file.take(len).read_to_end(&mut meta)?;
+    if (meta.len() as u64) < len {
+        return Err(bad_file(path, "truncated"));
+    }
+    let meta = serde_json::from_slice(&meta).map_err(|e| bad_file(path, e))?;
+    Ok((meta, records))
+}
+
+/// Reads a snapshot file: its meta and state (`path` names it in errors).
+fn read_file(file: &mut std::fs::File, path: &Path) -> std::io::Result<(Meta, State)> {
+    let mut file = BufReader::with_capacity(IO_BUFFER, file);
+    let (meta, records) = read_header(&mut file, path)?;
+    let state = if records {
+        stream::read(&mut file)
+    } else {
+        let mut document = Vec::new();
+        file.read_to_end(&mut document)?;
+        migrate::load(&document)
+    };
+    Ok((meta, state.map_err(|e| bad_file(path, e))?))
+}
+
+/// Writes the snapshot file through a temporary one: synced, renamed into
+/// place, the directory synced — a crash leaves the old one or the new.
+/// Returns its size.
+fn write_file(
+    dir: &Path,
+    body: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<u64> {
+    let tmp = dir.join(SNAPSHOT_TMP);
+    let mut out = BufWriter::with_capacity(IO_BUFFER, std::fs::File::create(&tmp)?);
+    body(&mut out)?;
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    let bytes = file.metadata()?.len();
+    std::fs::rename(&tmp, dir.join(SNAPSHOT_FILE))?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(bytes)
+}
+
+/// Writes a header.
+fn write_header(out: &mut dyn Write, magic: &[u8], meta: &Meta) -> std::io::Result<()> {
+    let meta = serde_json::to_vec(meta).map_err(std::io::Error::other)?;
+    out.write_all(magic)?;
+    out.write_all(&(meta.len() as u64).to_be_bytes())?;
+    out.write_all(&meta)
+}
+
+/// Runs blocking file work off the runtime.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r)
+}
+
 impl StateMachineStore {
     /// Loads the latest snapshot from `dir` (moving one an earlier build
     /// kept in `db` there first).
@@ -87,8 +179,16 @@ impl StateMachineStore {
             snapshot_seq: 0,
         };
         store.migrate_legacy(db).await?;
-        if let Some(snap) = store.stored()? {
-            store.load(&snap).await?;
+        let path = dir.join(SNAPSHOT_FILE);
+        if path.exists() {
+            let (meta, state) =
+                blocking(move || read_file(&mut std::fs::File::open(&path)?, &path))
+                    .await
+                    .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+            let mut applied = store.applied.write().await;
+            applied.last_applied = meta.last_log_id;
+            applied.membership = meta.last_membership;
+            applied.state = state;
         }
         Ok(store)
     }
@@ -99,6 +199,12 @@ impl StateMachineStore {
     }
 
     async fn migrate_legacy(&self, db: &sled::Db) -> Result<()> {
+        /// The legacy record.
+        #[derive(serde::Deserialize)]
+        struct StoredSnapshot {
+            meta: Meta,
+            data: Vec<u8>,
+        }
         let read_err = |e: &sled::Error| StorageIOError::read_snapshot(None, e);
         let tree = db.open_tree("raft_snapshot").map_err(|e| read_err(&e))?;
         let Some(bytes) = tree.get(LEGACY_SNAPSHOT).map_err(|e| read_err(&e))? else {
@@ -107,82 +213,19 @@ impl StateMachineStore {
         if !self.dir.join(SNAPSHOT_FILE).exists() {
             let snap: StoredSnapshot = serde_json::from_slice(&bytes)
                 .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
-            self.store(snap).await?;
+            let sig = Some(snap.meta.signature());
+            let dir = self.dir.clone();
+            blocking(move || {
+                write_file(&dir, |out| {
+                    write_header(out, MAGIC_DOCUMENT, &snap.meta)?;
+                    out.write_all(&snap.data)
+                })
+            })
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(sig, &e))?;
         }
         tree.remove(LEGACY_SNAPSHOT).map_err(|e| read_err(&e))?;
         tree.flush_async().await.map_err(|e| read_err(&e))?;
-        Ok(())
-    }
-
-    fn stored(&self) -> Result<Option<StoredSnapshot>> {
-        let path = self.dir.join(SNAPSHOT_FILE);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(StorageIOError::read_snapshot(None, &e).into()),
-        };
-        let bad = |what: &str| {
-            StorageIOError::read_snapshot(
-                None,
-                &std::io::Error::other(format!("{}: {what}", path.display())),
-            )
-        };
-        let rest = bytes
-            .strip_prefix(MAGIC)
-            .ok_or_else(|| bad("not a vantage snapshot"))?;
-        let (len, rest) = rest
-            .split_first_chunk::<8>()
-            .ok_or_else(|| bad("truncated"))?;
-        let len = usize::try_from(u64::from_be_bytes(*len)).map_err(|_| bad("truncated"))?;
-        if rest.len() < len {
-            return Err(bad("truncated").into());
-        }
-        let meta = serde_json::from_slice(&rest[..len])
-            .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
-        // The state is the rest of the file: moved down in place, not copied.
-        let mut data = bytes;
-        data.drain(..MAGIC.len() + 8 + len);
-        Ok(Some(StoredSnapshot { meta, data }))
-    }
-
-    /// Writes the snapshot file: a temporary file synced, renamed into
-    /// place, the directory synced — a crash leaves the old one or the new.
-    /// Hands the snapshot back (it is written from a blocking thread).
-    async fn store(&self, snap: StoredSnapshot) -> Result<StoredSnapshot> {
-        let sig = Some(snap.meta.signature());
-        let meta = serde_json::to_vec(&snap.meta)
-            .map_err(|e| StorageIOError::write_snapshot(sig.clone(), &e))?;
-        let dir = self.dir.clone();
-        let written = tokio::task::spawn_blocking(move || {
-            let write = || -> std::io::Result<()> {
-                use std::io::Write;
-                let tmp = dir.join(SNAPSHOT_TMP);
-                let mut f = std::fs::File::create(&tmp)?;
-                f.write_all(MAGIC)?;
-                f.write_all(&(meta.len() as u64).to_be_bytes())?;
-                f.write_all(&meta)?;
-                f.write_all(&snap.data)?;
-                f.sync_all()?;
-                std::fs::rename(&tmp, dir.join(SNAPSHOT_FILE))?;
-                std::fs::File::open(&dir)?.sync_all()
-            };
-            write().map(|()| snap)
-        })
-        .await
-        .map_err(std::io::Error::other)
-        .and_then(|r| r);
-        written.map_err(|e| StorageIOError::write_snapshot(sig, &e).into())
-    }
-
-    async fn load(&self, snap: &StoredSnapshot) -> Result<()> {
-        let sig = Some(snap.meta.signature());
-        let state = migrate::load(&snap.data).map_err(|e| {
-            StorageIOError::read_snapshot(sig, &std::io::Error::other(e.to_string()))
-        })?;
-        let mut applied = self.applied.write().await;
-        applied.last_applied = snap.meta.last_log_id;
-        applied.membership = snap.meta.last_membership.clone();
-        applied.state = state;
         Ok(())
     }
 }
@@ -190,32 +233,42 @@ impl StateMachineStore {
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>> {
         let started = std::time::Instant::now();
-        let (data, last_log_id, membership) = {
-            let applied = self.applied.read().await;
-            let data = serde_json::to_vec(&applied.state)
-                .map_err(|e| StorageIOError::read_state_machine(&e))?;
-            (data, applied.last_applied, applied.membership.clone())
-        };
+        // Written under a read lock (the state cannot change meanwhile),
+        // straight to the file.
+        let applied = self.applied.clone().read_owned().await;
+        let last_log_id = applied.last_applied;
         let snapshot_id = match last_log_id {
             Some(l) => format!("{}-{}-{}", l.leader_id, l.index, self.snapshot_seq),
             None => format!("--{}", self.snapshot_seq),
         };
-        let meta = SnapshotMeta {
+        let meta = Meta {
             last_log_id,
-            last_membership: membership,
+            last_membership: applied.membership.clone(),
             snapshot_id,
         };
-        let snap = StoredSnapshot { meta, data };
-        let snap = self.store(snap).await?;
+        let sig = Some(meta.signature());
+        let dir = self.dir.clone();
+        let header = meta.clone();
+        let bytes = blocking(move || {
+            write_file(&dir, |out| {
+                write_header(out, MAGIC, &header)?;
+                stream::write(&applied.state, &mut *out)
+            })
+        })
+        .await
+        .map_err(|e| StorageIOError::write_snapshot(sig.clone(), &e))?;
         self.applied.write().await.snapshot = SnapshotStats {
-            bytes: snap.data.len() as u64,
+            bytes,
             index: last_log_id.map_or(0, |l| l.index),
             build_ms: started.elapsed().as_millis() as u64,
             install_ms: 0,
         };
+        let file = tokio::fs::File::open(self.dir.join(SNAPSHOT_FILE))
+            .await
+            .map_err(|e| StorageIOError::read_snapshot(sig, &e))?;
         Ok(Snapshot {
-            meta: snap.meta,
-            snapshot: Box::new(Cursor::new(snap.data)),
+            meta,
+            snapshot: Box::new(file),
         })
     }
 }
@@ -258,29 +311,67 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotData>> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+        // Read back at install: opened for both.
+        let file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(self.dir.join(SNAPSHOT_RECV))
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        Ok(Box::new(file))
     }
 
     async fn install_snapshot(
         &mut self,
-        meta: &SnapshotMeta<NodeId, Node>,
-        snapshot: Box<SnapshotData>,
+        meta: &Meta,
+        mut snapshot: Box<SnapshotData>,
     ) -> Result<()> {
         let started = std::time::Instant::now();
-        let snap = StoredSnapshot {
-            meta: meta.clone(),
-            data: snapshot.into_inner(),
-        };
-        self.load(&snap).await?;
-        let snap = self.store(snap).await?;
-        self.applied.write().await.snapshot = SnapshotStats {
-            bytes: snap.data.len() as u64,
+        let sig = Some(meta.signature());
+        snapshot
+            .flush()
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(sig.clone(), &e))?;
+        let mut file = snapshot.into_std().await;
+        // Loaded before it replaces the snapshot here: a damaged one
+        // replaces nothing.
+        let dir = self.dir.clone();
+        let (bytes, state) = blocking(move || {
+            file.rewind()?;
+            let path = dir.join(SNAPSHOT_RECV);
+            let (_, state) = read_file(&mut file, &path)?;
+            let received = std::fs::metadata(&path).ok();
+            let ours = file.metadata()?;
+            let bytes = if received.is_some_and(|r| (r.dev(), r.ino()) == (ours.dev(), ours.ino()))
+            {
+                // Received here in chunks: moved into place.
+                file.sync_all()?;
+                std::fs::rename(&path, dir.join(SNAPSHOT_FILE))?;
+                std::fs::File::open(&dir)?.sync_all()?;
+                ours.len()
+            } else {
+                // Handed over whole (a file elsewhere): copied.
+                file.rewind()?;
+                write_file(&dir, |out| std::io::copy(&mut file, out).map(drop))?
+            };
+            Ok((bytes, state))
+        })
+        .await
+        .map_err(|e| StorageIOError::read_snapshot(sig.clone(), &e))?;
+        let mut applied = self.applied.write().await;
+        applied.last_applied = meta.last_log_id;
+        applied.membership = meta.last_membership.clone();
+        applied.state = state;
+        applied.snapshot = SnapshotStats {
+            bytes,
             index: meta.last_log_id.map_or(0, |l| l.index),
             build_ms: 0,
             install_ms: started.elapsed().as_millis() as u64,
         };
         tracing::info!(
-            bytes = snap.data.len(),
+            bytes,
             index = meta.last_log_id.map_or(0, |l| l.index),
             took_ms = started.elapsed().as_millis() as u64,
             "installed a snapshot from the leader"
@@ -289,9 +380,23 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>> {
-        Ok(self.stored()?.map(|s| Snapshot {
-            meta: s.meta,
-            snapshot: Box::new(Cursor::new(s.data)),
+        let path = self.dir.join(SNAPSHOT_FILE);
+        let opened = blocking(move || {
+            let mut file = match std::fs::File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            // The meta from the header, then the whole file is what ships.
+            let (meta, _) = read_header(&mut BufReader::new(&mut file), &path)?;
+            file.rewind()?;
+            Ok(Some((meta, file)))
+        })
+        .await
+        .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+        Ok(opened.map(|(meta, file)| Snapshot {
+            meta,
+            snapshot: Box::new(tokio::fs::File::from_std(file)),
         }))
     }
 }
@@ -314,6 +419,11 @@ mod tests {
         state.apply(&crate::state::Command::Revoke {
             name: "agent/ru/old".into(),
         });
+        #[derive(serde::Serialize)]
+        struct StoredSnapshot {
+            meta: Meta,
+            data: Vec<u8>,
+        }
         let legacy = StoredSnapshot {
             meta: SnapshotMeta {
                 last_log_id: None,

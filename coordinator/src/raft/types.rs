@@ -1,7 +1,6 @@
 //! openraft type configuration of the coordinator cluster.
 
 use std::fmt;
-use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +28,7 @@ openraft::declare_raft_types!(
         D = Command,
         R = CommandResult,
         Node = Node,
+        SnapshotData = tokio::fs::File,
 );
 
 /// The Raft handle.
@@ -38,4 +38,4 @@ pub type Entry = openraft::Entry<TypeConfig>;
 /// Storage errors.
 pub type StorageError = openraft::StorageError<NodeId>;
 /// Snapshot payload.
-pub type SnapshotData = Cursor<Vec<u8>>;
+pub type SnapshotData = tokio::fs::File;

@@ -5,9 +5,13 @@
 //! - 1 → 2: alert planning left the incidents (`severity`,
 //!   `escalation_since_ms`, `notified`, `suppressed` → `planning`), and the
 //!   `alerts` object became `silences` and `outbox`.
+//! - 2 → 3: snapshots hold the state as records, one per check
+//!   (`state/stream.rs`), and roll-ups are 24 hours by the hour and 30 days
+//!   by the day (`state/rollup.rs`; the hourly maps of 2 are read as such).
 
 use serde_json::{Map, Value, json};
 
+use super::stream::PerCheck;
 use super::{STATE_VERSION, State};
 
 /// Why a snapshot cannot be read.
@@ -20,28 +24,58 @@ pub enum MigrateError {
     /// Written by a build this one cannot read (a newer one).
     #[error("snapshot holds state version {0}, this build reads 1..={STATE_VERSION}")]
     Version(u64),
+    /// Ends before its last record.
+    #[error("snapshot is truncated")]
+    Truncated,
+    /// Could not be read.
+    #[error("reading the snapshot: {0}")]
+    Io(#[from] std::io::Error),
 }
 
-/// Reads a serialised state of any known version.
-pub fn load(bytes: &[u8]) -> Result<State, MigrateError> {
-    /// The version alone (the rest skipped, not built).
-    #[derive(serde::Deserialize)]
-    struct Version {
-        #[serde(default)]
-        version: u64,
-    }
+/// The version alone (the rest skipped, not built).
+#[derive(serde::Deserialize)]
+struct Version {
+    #[serde(default)]
+    version: u64,
+}
+
+/// Reads the core record of a snapshot in records (`state/stream.rs`).
+pub fn core(bytes: &[u8]) -> Result<State, MigrateError> {
     let Version { version } = serde_json::from_slice(bytes)?;
-    if version == u64::from(STATE_VERSION) {
-        // Straight into the state: a generic JSON tree of a large state
-        // takes several times its size in memory.
-        return Ok(serde_json::from_slice(bytes)?);
+    if version != u64::from(STATE_VERSION) {
+        return Err(MigrateError::Version(version));
     }
-    let mut value: Value = serde_json::from_slice(bytes)?;
-    match version {
-        1 => v1_to_v2(&mut value),
-        v => return Err(MigrateError::Version(v)),
-    }
-    Ok(serde_json::from_value(value)?)
+    Ok(serde_json::from_slice(bytes)?)
+}
+
+/// Reads a state serialised as one JSON document (snapshots before 0.8),
+/// of any known version.
+pub fn load(bytes: &[u8]) -> Result<State, MigrateError> {
+    let Version { version } = serde_json::from_slice(bytes)?;
+    // 2 → 3 needs no rewriting: roll-ups read either form.
+    let (mut state, per_check): (State, PerCheck) =
+        if (2..=u64::from(STATE_VERSION)).contains(&version) {
+            // Straight into the state: a generic JSON tree of a large state
+            // takes several times its size in memory.
+            (
+                serde_json::from_slice(bytes)?,
+                serde_json::from_slice(bytes)?,
+            )
+        } else {
+            let mut value: Value = serde_json::from_slice(bytes)?;
+            match version {
+                1 => v1_to_v2(&mut value),
+                v => return Err(MigrateError::Version(v)),
+            }
+            (
+                serde_json::from_value(value.clone())?,
+                serde_json::from_value(value)?,
+            )
+        };
+    state.results = per_check.results;
+    state.verdicts = per_check.verdicts;
+    state.version = STATE_VERSION;
+    Ok(state)
 }
 
 fn v1_to_v2(state: &mut Value) {
@@ -160,8 +194,9 @@ mod tests {
         assert_eq!(state.incidents.open["mx"], 1);
         assert_eq!(state.declared.checks[0].interval.secs(), 60);
         // And it reads back as the current layout.
-        let again = serde_json::to_vec(&state).unwrap_or_default();
-        assert!(load(&again).is_ok_and(|s| s == state));
+        let mut again = Vec::new();
+        assert!(super::super::stream::write(&state, &mut again).is_ok());
+        assert!(super::super::stream::read(&mut again.as_slice()).is_ok_and(|s| s == state));
     }
 
     #[test]

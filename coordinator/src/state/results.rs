@@ -1,18 +1,16 @@
 //! Results as the cluster keeps them: the latest per (check, region), a
-//! bounded recent history per check, and hourly roll-ups per region for
-//! uptime (30 days).
+//! bounded recent history per check, and roll-ups per region for uptime
+//! (24 hours by the hour, 30 days by the day).
 
 use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 use vantage_common::{FailureClass, Status};
 
+use super::rollup::{Rollups, Tally};
+
 /// Results kept per check in the recent history.
 pub const HISTORY: usize = 30;
-/// Hours of roll-ups kept per (check, region): 30 days.
-pub const ROLLUP_HOURS: usize = 720;
-/// One hour in ms.
-pub const HOUR_MS: i64 = 3_600_000;
 
 /// One result as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,7 +33,7 @@ pub struct StoredResult {
     pub details_json: String,
 }
 
-/// Counts of one hour.
+/// Counts of one hour or day.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rollup {
     /// Passing results.
@@ -55,9 +53,18 @@ pub struct CheckResults {
     pub latest: BTreeMap<String, StoredResult>,
     /// Most recent results, oldest first.
     pub recent: VecDeque<StoredResult>,
-    /// Region → hour (ms since the epoch, hour-aligned) → counts.
-    #[serde(default)]
-    pub hours: BTreeMap<String, BTreeMap<i64, Rollup>>,
+    /// Region → counts by hour and by day.
+    #[serde(default, alias = "hours")]
+    pub rollups: BTreeMap<String, Rollups<Rollup>>,
+}
+
+impl Tally for Rollup {
+    fn merge(&mut self, other: &Self) {
+        self.pass += other.pass;
+        self.warn += other.warn;
+        self.fail += other.fail;
+        self.error += other.error;
+    }
 }
 
 impl CheckResults {
@@ -70,18 +77,17 @@ impl CheckResults {
         if newer {
             self.latest.insert(result.region.clone(), result.clone());
         }
-        let hour = result.started_at_ms - result.started_at_ms.rem_euclid(HOUR_MS);
-        let hours = self.hours.entry(result.region.clone()).or_default();
-        let r = hours.entry(hour).or_default();
+        let mut one = Rollup::default();
         match result.status {
-            Status::Pass => r.pass += 1,
-            Status::Warn => r.warn += 1,
-            Status::Fail => r.fail += 1,
-            Status::Error => r.error += 1,
+            Status::Pass => one.pass = 1,
+            Status::Warn => one.warn = 1,
+            Status::Fail => one.fail = 1,
+            Status::Error => one.error = 1,
         }
-        while hours.len() > ROLLUP_HOURS {
-            hours.pop_first();
-        }
+        self.rollups
+            .entry(result.region.clone())
+            .or_default()
+            .add(result.started_at_ms, &one);
         // The recent history is read for its lines, never its details: they
         // stay with the latest result only (a details object may be 16 KiB).
         self.recent.push_back(StoredResult {
@@ -97,6 +103,7 @@ impl CheckResults {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::rollup::HOUR_MS;
 
     fn result(region: &str, at: i64, status: Status) -> StoredResult {
         StoredResult {
@@ -134,14 +141,15 @@ mod tests {
         // Details stay with the latest result only.
         assert_eq!(c.latest["eu"].details_json, "{}");
         assert!(c.recent.iter().all(|r| r.details_json.is_empty()));
-        let first_hour = c.hours["eu"][&0];
+        let first_hour = c.rollups["eu"].hours().next().map(|(at, r)| (at, *r));
         assert_eq!(
-            (first_hour.pass, first_hour.fail, first_hour.error),
-            (60, 60, 1)
+            first_hour.map(|(at, r)| (at, r.pass, r.fail, r.error)),
+            Some((0, 60, 60, 1))
         );
-        for i in 0..(ROLLUP_HOURS as i64 + 10) {
+        for i in 0..(40 * 24) {
             c.record(result("ru", i * HOUR_MS, Status::Pass));
         }
-        assert_eq!(c.hours["ru"].len(), ROLLUP_HOURS);
+        let ru = &c.rollups["ru"];
+        assert_eq!((ru.hours().count(), ru.days().count()), (24, 30));
     }
 }

@@ -2,19 +2,20 @@
 //! trackers fed by results, staleness driven by `Tick` entries from the
 //! log, and the current cross-region verdict with the time it began.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 use vantage_common::observed::Observed;
 use vantage_common::{FailureClass, Status};
 
-use super::results::{HOUR_MS, ROLLUP_HOURS, StoredResult};
+use super::results::StoredResult;
+use super::rollup::{DAY_MS, DAYS, HOUR_MS, Rollups, Tally};
 
 use super::changes::Drift;
 use super::incidents::Incidents;
 use super::mesh::Impaired;
 use crate::declared::{CheckDecl, Declared};
-use crate::verdict::{Ballot, RegionTracker, Verdict, vote};
+use crate::verdict::{Ballot, RegionState, RegionTracker, Verdict, vote};
 
 /// Everything the vote keeps for one check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,9 +42,10 @@ pub struct CheckVerdict {
     /// DNS-answer kinds: the answer per region as last seen, and since when.
     #[serde(default)]
     pub seen: BTreeMap<String, Seen>,
-    /// Time spent per verdict class, per hour (30 days), closed periods only.
-    #[serde(default)]
-    pub hours: BTreeMap<i64, VerdictTime>,
+    /// Time spent per verdict class by hour and by day, closed periods
+    /// only.
+    #[serde(default, alias = "hours")]
+    pub rollups: Rollups<VerdictTime>,
     /// Kinds that keep a baseline: what regions observe, the value they
     /// agreed on, and its changes.
     #[serde(default)]
@@ -75,9 +77,10 @@ impl VerdictTime {
             Verdict::Blind { .. } | Verdict::Impaired { .. } => self.unknown_ms += ms,
         }
     }
+}
 
-    /// Sums.
-    pub fn merge(&mut self, other: &VerdictTime) {
+impl Tally for VerdictTime {
+    fn merge(&mut self, other: &VerdictTime) {
         self.up_ms += other.up_ms;
         self.degraded_ms += other.degraded_ms;
         self.down_ms += other.down_ms;
@@ -85,17 +88,16 @@ impl VerdictTime {
     }
 }
 
-/// Adds `verdict` from `from` to `to` into hourly buckets, keeping 30 days.
-fn account(hours: &mut BTreeMap<i64, VerdictTime>, verdict: &Verdict, from: i64, to: i64) {
-    let mut t = from.max(to - ROLLUP_HOURS as i64 * HOUR_MS);
+/// Adds `verdict` from `from` to `to` into the roll-ups, hour by hour
+/// (what is older than the roll-ups keep is skipped).
+fn account(rollups: &mut Rollups<VerdictTime>, verdict: &Verdict, from: i64, to: i64) {
+    let mut t = from.max(to - DAYS as i64 * DAY_MS);
     while t < to {
-        let hour = t - t.rem_euclid(HOUR_MS);
-        let end = (hour + HOUR_MS).min(to);
-        hours.entry(hour).or_default().add(verdict, end - t);
+        let end = (t - t.rem_euclid(HOUR_MS) + HOUR_MS).min(to);
+        let mut piece = VerdictTime::default();
+        piece.add(verdict, end - t);
+        rollups.add(t, &piece);
         t = end;
-    }
-    while hours.len() > ROLLUP_HOURS {
-        hours.pop_first();
     }
 }
 
@@ -181,7 +183,7 @@ impl CheckVerdict {
             warn_state: BTreeMap::new(),
             answers: BTreeMap::new(),
             seen: BTreeMap::new(),
-            hours: BTreeMap::new(),
+            rollups: Rollups::default(),
             drift: Drift::default(),
         };
         v.verdict = v.decide(check, impaired);
@@ -261,7 +263,7 @@ impl CheckVerdict {
             if self.settled {
                 incidents.on_verdict(&check.name, &verdict, at_ms);
             }
-            account(&mut self.hours, &self.verdict, self.since_ms, at_ms);
+            account(&mut self.rollups, &self.verdict, self.since_ms, at_ms);
             self.verdict = verdict;
             self.since_ms = at_ms;
         }
@@ -269,16 +271,14 @@ impl CheckVerdict {
 }
 
 impl CheckVerdict {
-    /// Time per verdict class from `since_ms` (rounded down to the hour)
-    /// to `now_ms`, the current verdict included.
+    /// Time per verdict class from `since_ms` (rounded down to the hour
+    /// within the last 24 hours, else to the day) to `now_ms`, the current
+    /// verdict included.
     pub fn time_since(&self, since_ms: i64, now_ms: i64) -> VerdictTime {
-        let mut open = BTreeMap::new();
+        let mut open = Rollups::default();
         account(&mut open, &self.verdict, self.since_ms, now_ms);
-        let from = since_ms - since_ms.rem_euclid(HOUR_MS);
-        let mut total = VerdictTime::default();
-        for (_, t) in self.hours.range(from..).chain(open.range(from..)) {
-            total.merge(t);
-        }
+        let mut total = self.rollups.since(since_ms);
+        total.merge(&open.since(since_ms));
         total
     }
 }
@@ -446,19 +446,108 @@ pub fn refresh<'a>(
     }
 }
 
+/// When each check's regions next fall silent, so that a tick looks at
+/// the checks due rather than at every check. Derived: rebuilt from the
+/// trackers after a load or a declaration. A check's entry is never later
+/// than the deadline of any of its regions that is not stale yet (it may
+/// be earlier: results move deadlines on without touching the queue).
+#[derive(Debug, Clone, Default)]
+pub struct Deadlines {
+    built: bool,
+    /// (due, check), earliest first.
+    queue: BTreeSet<(i64, String)>,
+    /// Each queued check's entry.
+    due: HashMap<String, i64>,
+}
+
+impl PartialEq for Deadlines {
+    fn eq(&self, _: &Self) -> bool {
+        true // derived data
+    }
+}
+
+impl Deadlines {
+    /// Forgets everything: rebuilt at the next tick.
+    pub fn invalidate(&mut self) {
+        *self = Deadlines::default();
+    }
+
+    /// A region of `check` saw a result started at `at_ms`: its deadline is
+    /// at least three intervals on.
+    pub fn observed(&mut self, check: &CheckDecl, at_ms: i64) {
+        if self.built {
+            self.schedule(&check.name, at_ms.saturating_add(3 * check.interval.ms()));
+        }
+    }
+
+    /// Queues `name` at `due_ms` unless it is queued earlier already.
+    fn schedule(&mut self, name: &str, due_ms: i64) {
+        match self.due.get(name) {
+            Some(&queued) if queued <= due_ms => return,
+            Some(&queued) => {
+                self.queue.remove(&(queued, name.to_owned()));
+            }
+            None => {}
+        }
+        self.due.insert(name.to_owned(), due_ms);
+        self.queue.insert((due_ms, name.to_owned()));
+    }
+
+    /// Queues `check` at the earliest deadline of its regions not stale yet.
+    fn requeue(&mut self, check: &CheckDecl, v: &CheckVerdict) {
+        let interval_ms = check.interval.ms();
+        let next = v
+            .regions
+            .values()
+            .filter(|t| t.state != RegionState::Stale)
+            .map(|t| t.last_result_ms.saturating_add(3 * interval_ms))
+            .min();
+        if let Some(due) = next {
+            self.schedule(&check.name, due);
+        }
+    }
+
+    /// Takes the checks due before `now_ms` (all of them when not built).
+    fn take_due(&mut self, now_ms: i64, declared: &Declared, verdicts: &Verdicts) -> Vec<usize> {
+        if !self.built {
+            self.built = true;
+            for check in &declared.checks {
+                if let Some(v) = verdicts.get(&check.name) {
+                    self.requeue(check, v);
+                }
+            }
+        }
+        let mut due = Vec::new();
+        while let Some(first) = self.queue.first()
+            && first.0 < now_ms
+        {
+            if let Some((_, name)) = self.queue.pop_first() {
+                self.due.remove(&name);
+                due.extend(declared.position(&name));
+            }
+        }
+        // In declaration order, as every replica takes them.
+        due.sort_unstable();
+        due
+    }
+}
+
 /// Marks regions silent for three intervals stale, and votes again on the
 /// checks that changed (all of them when `all`: the impaired set changed).
+/// Only checks due in `deadlines` are looked at, unless `all`.
 pub fn tick(
     verdicts: &mut Verdicts,
     incidents: &mut Incidents,
-    checks: &[CheckDecl],
+    deadlines: &mut Deadlines,
+    declared: &Declared,
     impaired: &Impaired,
     now_ms: i64,
     all: bool,
 ) {
-    for check in checks {
+    let due = deadlines.take_due(now_ms, declared, verdicts);
+    let mut expire = |check: &CheckDecl, deadlines: &mut Deadlines| {
         let Some(v) = verdicts.get_mut(&check.name) else {
-            continue;
+            return;
         };
         let interval_ms = check.interval.ms();
         let mut changed = all;
@@ -471,6 +560,16 @@ pub fn tick(
         }
         if changed {
             v.refresh(check, incidents, impaired, now_ms);
+        }
+        deadlines.requeue(check, v);
+    };
+    if all {
+        for check in &declared.checks {
+            expire(check, deadlines);
+        }
+    } else {
+        for check in due.iter().filter_map(|&i| declared.checks.get(i)) {
+            expire(check, deadlines);
         }
     }
 }

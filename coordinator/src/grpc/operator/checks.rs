@@ -16,7 +16,8 @@ use crate::declared::{CheckDecl, Declared, Diff};
 use crate::node::{Proposer, Replica};
 use crate::selection::{Filter, select};
 use crate::state::changes::Change;
-use crate::state::results::{HOUR_MS, StoredResult};
+use crate::state::results::StoredResult;
+use crate::state::rollup::HOUR_MS;
 use crate::state::{Command, CommandResult, State};
 use crate::verdict::Verdict;
 
@@ -243,22 +244,21 @@ pub(super) async fn history(applied: &Replica, r: HistoryRequest) -> Reply<Histo
         .results
         .get(&r.check)
         .map(|res| {
-            res.hours
+            res.rollups
                 .iter()
-                .map(|(region, hours)| {
-                    let mut u = RegionUptime {
+                .map(|(region, rollups)| {
+                    let h = rollups.since(since);
+                    let (pass, warn, fail) =
+                        (u64::from(h.pass), u64::from(h.warn), u64::from(h.fail));
+                    let counted = (pass + warn + fail).max(1) as f64;
+                    RegionUptime {
                         region: region.clone(),
-                        ..Default::default()
-                    };
-                    for (_, h) in hours.range(since..) {
-                        u.pass += u64::from(h.pass);
-                        u.warn += u64::from(h.warn);
-                        u.fail += u64::from(h.fail);
-                        u.error += u64::from(h.error);
+                        pass,
+                        warn,
+                        fail,
+                        error: u64::from(h.error),
+                        uptime_pct: (pass + warn) as f64 * 100.0 / counted,
                     }
-                    let counted = (u.pass + u.warn + u.fail).max(1) as f64;
-                    u.uptime_pct = (u.pass + u.warn) as f64 * 100.0 / counted;
-                    u
                 })
                 .collect()
         })

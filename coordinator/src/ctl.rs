@@ -118,7 +118,8 @@ pub enum Command {
     History {
         /// Check name.
         check: String,
-        /// Window, e.g. 24h, 7d, 30d (30 days are kept).
+        /// Window, e.g. 24h, 7d, 30d: to the hour within the last 24 hours,
+        /// beyond that to the day (30 days are kept).
         #[arg(long, default_value = "7d")]
         since: String,
     },

@@ -11,6 +11,7 @@
 
 use serde_json::{Map, Value, json};
 
+use super::results::CheckResults;
 use super::stream::PerCheck;
 use super::{STATE_VERSION, State};
 
@@ -73,6 +74,7 @@ pub fn load(bytes: &[u8]) -> Result<State, MigrateError> {
             )
         };
     state.results = per_check.results;
+    state.results.values_mut().for_each(CheckResults::share);
     state.verdicts = per_check.verdicts;
     state.version = STATE_VERSION;
     Ok(state)

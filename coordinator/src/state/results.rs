@@ -3,6 +3,7 @@
 //! (24 hours by the hour, 30 days by the day).
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use vantage_common::{FailureClass, Status};
@@ -46,13 +47,55 @@ pub struct Rollup {
     pub error: u32,
 }
 
-/// Everything kept for one check. (`recent` entries carry no details.)
+/// One result of the recent history: what `vantagectl results` shows of
+/// it (no details). Its names and message are the very ones of the same
+/// region's previous entry when they are equal, so that a steady check
+/// costs a few dozen bytes per entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recent {
+    /// Region it was seen from.
+    #[serde(with = "shared_str")]
+    pub region: Arc<str>,
+    /// Agent that ran it.
+    #[serde(with = "shared_str")]
+    pub agent: Arc<str>,
+    /// Probe start (agent clock, ms since the epoch).
+    pub started_at_ms: i64,
+    /// pass / warn / fail / error.
+    pub status: Status,
+    /// Failure class.
+    pub class: Option<FailureClass>,
+    /// One line.
+    #[serde(with = "shared_str")]
+    pub message: Arc<str>,
+    /// Probe wall time.
+    pub duration_ms: u64,
+}
+
+/// `Arc<str>` as a plain string.
+mod shared_str {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(s: &Arc<str>, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Arc<str>, D::Error> {
+        Ok(Arc::from(String::deserialize(deserializer)?))
+    }
+}
+
+/// Everything kept for one check.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckResults {
     /// Latest result per region (by probe start time).
     pub latest: BTreeMap<String, StoredResult>,
     /// Most recent results, oldest first.
-    pub recent: VecDeque<StoredResult>,
+    pub recent: VecDeque<Recent>,
     /// Region → counts by hour and by day.
     #[serde(default, alias = "hours")]
     pub rollups: BTreeMap<String, Rollups<Rollup>>,
@@ -90,10 +133,40 @@ impl CheckResults {
             .add(result.started_at_ms, &one);
         // The recent history is read for its lines, never its details: they
         // stay with the latest result only (a details object may be 16 KiB).
-        self.recent.push_back(StoredResult {
-            details_json: String::new(),
-            ..result
+        self.push_recent(Recent {
+            region: Arc::from(result.region),
+            agent: Arc::from(result.agent),
+            started_at_ms: result.started_at_ms,
+            status: result.status,
+            class: result.class,
+            message: Arc::from(result.message),
+            duration_ms: result.duration_ms,
         });
+    }
+
+    /// Shares the names and messages of the recent history again (after
+    /// it was read from a snapshot, where each entry has its own).
+    pub fn share(&mut self) {
+        for entry in std::mem::take(&mut self.recent) {
+            self.push_recent(entry);
+        }
+    }
+
+    /// Appends to the recent history, sharing what equals the region's
+    /// previous entry, and drops the oldest beyond [`HISTORY`].
+    fn push_recent(&mut self, mut entry: Recent) {
+        if let Some(prev) = self.recent.iter().rev().find(|p| p.region == entry.region) {
+            for (mine, theirs) in [
+                (&mut entry.region, &prev.region),
+                (&mut entry.agent, &prev.agent),
+                (&mut entry.message, &prev.message),
+            ] {
+                if mine == theirs {
+                    *mine = theirs.clone();
+                }
+            }
+        }
+        self.recent.push_back(entry);
         while self.recent.len() > HISTORY {
             self.recent.pop_front();
         }
@@ -112,7 +185,7 @@ mod tests {
             started_at_ms: at,
             status,
             class: None,
-            message: String::new(),
+            message: if status == Status::Pass { "ok" } else { "down" }.into(),
             duration_ms: 1,
             details_json: "{}".into(),
         }
@@ -140,7 +213,26 @@ mod tests {
         assert_eq!(c.recent.len(), HISTORY);
         // Details stay with the latest result only.
         assert_eq!(c.latest["eu"].details_json, "{}");
-        assert!(c.recent.iter().all(|r| r.details_json.is_empty()));
+        // Each region's entries share one message and names.
+        let eu: Vec<&Recent> = c.recent.iter().filter(|r| &*r.region == "eu").collect();
+        let shared = |c: &CheckResults| {
+            let eu: Vec<&Recent> = c.recent.iter().filter(|r| &*r.region == "eu").collect();
+            eu.windows(2).all(|w| {
+                Arc::ptr_eq(&w[0].region, &w[1].region)
+                    && Arc::ptr_eq(&w[0].agent, &w[1].agent)
+                    && (w[0].message != w[1].message || Arc::ptr_eq(&w[0].message, &w[1].message))
+            })
+        };
+        assert!(eu.len() > 2 && shared(&c));
+        // Read back from JSON each has its own, until shared again.
+        let mut back: CheckResults =
+            match serde_json::to_string(&c).map(|j| serde_json::from_str(&j)) {
+                Ok(Ok(b)) => b,
+                other => panic!("{other:?}"),
+            };
+        assert!(!shared(&back));
+        back.share();
+        assert!(shared(&back) && back == c);
         let first_hour = c.rollups["eu"].hours().next().map(|(at, r)| (at, *r));
         assert_eq!(
             first_hour.map(|(at, r)| (at, r.pass, r.fail, r.error)),

@@ -86,7 +86,8 @@ pub fn read(input: &mut impl Read) -> Result<State, MigrateError> {
     let mut state = migrate::core(&buf)?;
     while next(input, &mut buf)? {
         let check: CheckRecord = serde_json::from_slice(&buf)?;
-        if let Some(r) = check.results {
+        if let Some(mut r) = check.results {
+            r.share();
             state.results.insert(check.name.clone(), r);
         }
         if let Some(v) = check.verdict {

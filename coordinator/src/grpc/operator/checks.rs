@@ -16,7 +16,7 @@ use crate::declared::{CheckDecl, Declared, Diff};
 use crate::node::{Proposer, Replica};
 use crate::selection::{Filter, select};
 use crate::state::changes::Change;
-use crate::state::results::StoredResult;
+use crate::state::results::{Recent, StoredResult};
 use crate::state::rollup::HOUR_MS;
 use crate::state::{Command, CommandResult, State};
 use crate::verdict::Verdict;
@@ -64,6 +64,18 @@ fn result_info(r: &StoredResult) -> ResultInfo {
         status: r.status.to_string(),
         class: r.class.map(|c| c.to_string()).unwrap_or_default(),
         message: r.message.clone(),
+        duration_ms: r.duration_ms,
+    }
+}
+
+fn recent_info(r: &Recent) -> ResultInfo {
+    ResultInfo {
+        region: r.region.to_string(),
+        agent: r.agent.to_string(),
+        started_at_ms: r.started_at_ms,
+        status: r.status.to_string(),
+        class: r.class.map(|c| c.to_string()).unwrap_or_default(),
+        message: r.message.to_string(),
         duration_ms: r.duration_ms,
     }
 }
@@ -216,7 +228,7 @@ pub(super) async fn results(applied: &Replica, req: GetResultsRequest) -> Reply<
                 .rev()
                 .filter(|x| wanted(&x.region))
                 .take(req.recent as usize)
-                .map(result_info)
+                .map(recent_info)
                 .collect(),
         ),
         None => (Vec::new(), Vec::new()),

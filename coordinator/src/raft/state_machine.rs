@@ -28,11 +28,12 @@ use crate::state::{CommandResult, State, migrate, stream};
 /// array of numbers) under this key of the `raft_snapshot` sled tree; it is
 /// moved to the snapshot file once, at open.
 const LEGACY_SNAPSHOT: &[u8] = b"current";
-/// The snapshot file in the data directory, its temporary sibling while
-/// it is written, and the one a snapshot from the leader is received in.
+/// The snapshot file in the data directory; its temporary siblings while
+/// one is built, received from the leader, or copied in.
 const SNAPSHOT_FILE: &str = "snapshot";
 const SNAPSHOT_TMP: &str = "snapshot.tmp";
 const SNAPSHOT_RECV: &str = "snapshot.recv";
+const SNAPSHOT_COPY: &str = "snapshot.copy";
 /// First bytes of a snapshot file holding the state as records.
 const MAGIC: &[u8] = b"VANTAGE-SNAPSHOT 2\n";
 /// First bytes of one holding it as one JSON document (0.7).
@@ -83,6 +84,10 @@ pub struct StateMachineStore {
     applied: Arc<RwLock<Applied>>,
     dir: PathBuf,
     snapshot_seq: u64,
+    /// What the snapshot file in place covers. A build runs beside the
+    /// state machine and may finish after a newer snapshot was installed:
+    /// files are moved into place under this lock, never over a newer one.
+    in_place: Arc<std::sync::Mutex<Option<LogId<NodeId>>>>,
 }
 
 /// A snapshot file that cannot be used, with its path.
@@ -133,22 +138,46 @@ fn read_file(file: &mut std::fs::File, path: &Path) -> std::io::Result<(Meta, St
     Ok((meta, state.map_err(|e| bad_file(path, e))?))
 }
 
-/// Writes the snapshot file through a temporary one: synced, renamed into
-/// place, the directory synced — a crash leaves the old one or the new.
-/// Returns its size.
-fn write_file(
-    dir: &Path,
+/// Writes a snapshot file at `path` (a temporary name), synced; returns
+/// it open.
+fn write_tmp(
+    path: &Path,
     body: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
-) -> std::io::Result<u64> {
-    let tmp = dir.join(SNAPSHOT_TMP);
-    let mut out = BufWriter::with_capacity(IO_BUFFER, std::fs::File::create(&tmp)?);
+) -> std::io::Result<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)?;
+    let mut out = BufWriter::with_capacity(IO_BUFFER, file);
     body(&mut out)?;
     let file = out.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
-    let bytes = file.metadata()?.len();
-    std::fs::rename(&tmp, dir.join(SNAPSHOT_FILE))?;
+    Ok(file)
+}
+
+/// Moves the finished snapshot file `from` into place (renamed, the
+/// directory synced: a crash leaves the old one or the new) unless the
+/// one there covers more of the log; then `from` is removed (an open
+/// handle still reads it). Returns whether it was placed.
+fn place(
+    in_place: &std::sync::Mutex<Option<LogId<NodeId>>>,
+    dir: &Path,
+    from: &Path,
+    covers: Option<LogId<NodeId>>,
+) -> std::io::Result<bool> {
+    let mut current = in_place
+        .lock()
+        .map_err(|_| std::io::Error::other("snapshot lock poisoned"))?;
+    if *current > covers {
+        std::fs::remove_file(from)?;
+        return Ok(false);
+    }
+    std::fs::rename(from, dir.join(SNAPSHOT_FILE))?;
     std::fs::File::open(dir)?.sync_all()?;
-    Ok(bytes)
+    *current = covers;
+    Ok(true)
 }
 
 /// Writes a header.
@@ -177,6 +206,7 @@ impl StateMachineStore {
             applied: Arc::default(),
             dir: dir.to_owned(),
             snapshot_seq: 0,
+            in_place: Arc::default(),
         };
         store.migrate_legacy(db).await?;
         let path = dir.join(SNAPSHOT_FILE);
@@ -185,6 +215,9 @@ impl StateMachineStore {
                 blocking(move || read_file(&mut std::fs::File::open(&path)?, &path))
                     .await
                     .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+            if let Ok(mut in_place) = store.in_place.lock() {
+                *in_place = meta.last_log_id;
+            }
             let mut applied = store.applied.write().await;
             applied.last_applied = meta.last_log_id;
             applied.membership = meta.last_membership;
@@ -214,12 +247,14 @@ impl StateMachineStore {
             let snap: StoredSnapshot = serde_json::from_slice(&bytes)
                 .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
             let sig = Some(snap.meta.signature());
-            let dir = self.dir.clone();
+            let (dir, in_place) = (self.dir.clone(), self.in_place.clone());
             blocking(move || {
-                write_file(&dir, |out| {
+                let tmp = dir.join(SNAPSHOT_COPY);
+                write_tmp(&tmp, |out| {
                     write_header(out, MAGIC_DOCUMENT, &snap.meta)?;
                     out.write_all(&snap.data)
-                })
+                })?;
+                place(&in_place, &dir, &tmp, snap.meta.last_log_id).map(drop)
             })
             .await
             .map_err(|e| StorageIOError::write_snapshot(sig, &e))?;
@@ -247,28 +282,32 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             snapshot_id,
         };
         let sig = Some(meta.signature());
-        let dir = self.dir.clone();
+        let (dir, in_place) = (self.dir.clone(), self.in_place.clone());
         let header = meta.clone();
-        let bytes = blocking(move || {
-            write_file(&dir, |out| {
+        let (file, bytes) = blocking(move || {
+            let tmp = dir.join(SNAPSHOT_TMP);
+            let mut file = write_tmp(&tmp, |out| {
                 write_header(out, MAGIC, &header)?;
                 stream::write(&applied.state, &mut *out)
-            })
+            })?;
+            drop(applied);
+            // Shipped from the handle even when a newer one took its place.
+            place(&in_place, &dir, &tmp, header.last_log_id)?;
+            let bytes = file.metadata()?.len();
+            file.rewind()?;
+            Ok((file, bytes))
         })
         .await
-        .map_err(|e| StorageIOError::write_snapshot(sig.clone(), &e))?;
+        .map_err(|e| StorageIOError::write_snapshot(sig, &e))?;
         self.applied.write().await.snapshot = SnapshotStats {
             bytes,
             index: last_log_id.map_or(0, |l| l.index),
             build_ms: started.elapsed().as_millis() as u64,
             install_ms: 0,
         };
-        let file = tokio::fs::File::open(self.dir.join(SNAPSHOT_FILE))
-            .await
-            .map_err(|e| StorageIOError::read_snapshot(sig, &e))?;
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(file),
+            snapshot: Box::new(tokio::fs::File::from_std(file)),
         })
     }
 }
@@ -337,26 +376,26 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let mut file = snapshot.into_std().await;
         // Loaded before it replaces the snapshot here: a damaged one
         // replaces nothing.
-        let dir = self.dir.clone();
+        let (dir, in_place) = (self.dir.clone(), self.in_place.clone());
+        let covers = meta.last_log_id;
         let (bytes, state) = blocking(move || {
             file.rewind()?;
             let path = dir.join(SNAPSHOT_RECV);
             let (_, state) = read_file(&mut file, &path)?;
             let received = std::fs::metadata(&path).ok();
             let ours = file.metadata()?;
-            let bytes = if received.is_some_and(|r| (r.dev(), r.ino()) == (ours.dev(), ours.ino()))
-            {
+            if received.is_some_and(|r| (r.dev(), r.ino()) == (ours.dev(), ours.ino())) {
                 // Received here in chunks: moved into place.
                 file.sync_all()?;
-                std::fs::rename(&path, dir.join(SNAPSHOT_FILE))?;
-                std::fs::File::open(&dir)?.sync_all()?;
-                ours.len()
+                place(&in_place, &dir, &path, covers)?;
             } else {
                 // Handed over whole (a file elsewhere): copied.
                 file.rewind()?;
-                write_file(&dir, |out| std::io::copy(&mut file, out).map(drop))?
-            };
-            Ok((bytes, state))
+                let copy = dir.join(SNAPSHOT_COPY);
+                write_tmp(&copy, |out| std::io::copy(&mut file, out).map(drop))?;
+                place(&in_place, &dir, &copy, covers)?;
+            }
+            Ok((ours.len(), state))
         })
         .await
         .map_err(|e| StorageIOError::read_snapshot(sig.clone(), &e))?;
@@ -460,5 +499,37 @@ mod tests {
             Ok(_) => panic!("a truncated snapshot was accepted"),
             Err(e) => assert!(e.to_string().contains("truncated"), "{e}"),
         }
+    }
+
+    #[test]
+    fn a_snapshot_finished_late_never_replaces_a_newer_one() {
+        let dir = match tempfile::tempdir() {
+            Ok(d) => d,
+            Err(e) => panic!("{e}"),
+        };
+        let in_place = std::sync::Mutex::new(None);
+        let id = |index| Some(LogId::new(openraft::CommittedLeaderId::new(1, 1), index));
+        let put = |name: &str, body: &str, covers| {
+            let tmp = dir.path().join(name);
+            let written = write_tmp(&tmp, |out| out.write_all(body.as_bytes()));
+            assert!(written.is_ok(), "{written:?}");
+            place(&in_place, dir.path(), &tmp, covers)
+        };
+        let read = || std::fs::read_to_string(dir.path().join(SNAPSHOT_FILE)).unwrap_or_default();
+        assert!(matches!(put(SNAPSHOT_TMP, "built at 10", id(10)), Ok(true)));
+        // Installed from the leader meanwhile: newer.
+        assert!(matches!(
+            put(SNAPSHOT_RECV, "installed at 20", id(20)),
+            Ok(true)
+        ));
+        // A build of index 15 finishing now is left out, its file removed.
+        assert!(matches!(
+            put(SNAPSHOT_TMP, "built at 15", id(15)),
+            Ok(false)
+        ));
+        assert_eq!(read(), "installed at 20");
+        assert!(!dir.path().join(SNAPSHOT_TMP).exists());
+        assert!(matches!(put(SNAPSHOT_TMP, "built at 30", id(30)), Ok(true)));
+        assert_eq!(read(), "built at 30");
     }
 }

@@ -437,55 +437,97 @@ impl Spool {
     /// Appends a result durably; returns its sequence number. A result that
     /// cannot be stored is counted as dropped.
     pub fn append(&mut self, payload: &[u8]) -> Result<u64, SpoolError> {
-        let appended = self.try_append(payload);
-        if appended.is_err() {
-            self.dropped += 1;
-            self.pressure = true;
+        match self.append_all(&[payload]).pop() {
+            Some(appended) => appended,
+            None => Err(io_err(&self.dir)(io::Error::other("nothing appended"))),
         }
-        appended
     }
 
-    fn try_append(&mut self, payload: &[u8]) -> Result<u64, SpoolError> {
-        if payload.len() > MAX_RECORD {
-            return Err(SpoolError::TooLarge(payload.len()));
-        }
-        let seq = self.next_seq;
-        let needs_new = self.current.is_none()
-            || self
+    /// Appends results durably with one sync for all of them (a group
+    /// commit); returns for each its sequence number, or why it was dropped
+    /// (counted). Nothing is acknowledged as written before it is synced.
+    pub fn append_all(&mut self, payloads: &[&[u8]]) -> Vec<Result<u64, SpoolError>> {
+        let mut out = Vec::with_capacity(payloads.len());
+        // Records encoded but not yet written (their index in `out`).
+        let mut pending: Vec<usize> = Vec::new();
+        let mut buf = Vec::new();
+        for payload in payloads {
+            if payload.len() > MAX_RECORD {
+                out.push(Err(SpoolError::TooLarge(payload.len())));
+                self.dropped += 1;
+                self.pressure = true;
+                continue;
+            }
+            let full = self
                 .segments
                 .back()
-                .is_none_or(|s| s.sealed || s.bytes >= self.segment_bytes);
-        if needs_new {
-            self.roll(seq)?;
-        }
-        let mut record = Vec::with_capacity(HEADER + payload.len());
-        record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        record.extend_from_slice(&crc(seq, payload).to_le_bytes());
-        record.extend_from_slice(&seq.to_le_bytes());
-        record.extend_from_slice(payload);
-        let seg = self
-            .segments
-            .back_mut()
-            .ok_or_else(|| io_err(&self.dir)(io::Error::other("no segment")))?;
-        let file = self
-            .current
-            .as_mut()
-            .ok_or_else(|| io_err(&seg.path)(io::Error::other("segment not open")))?;
-        if let Err(e) = file.write_all(&record).and_then(|()| file.sync_data()) {
-            // Cut off what part of the record made it, so that the next
-            // write starts clean; if even that fails, write no more there.
-            if file.set_len(seg.bytes).is_err() {
-                seg.sealed = true;
-                self.current = None;
+                .is_none_or(|s| s.sealed || s.bytes + buf.len() as u64 >= self.segment_bytes);
+            if self.current.is_none() || full {
+                // What is encoded goes to the segment it was meant for.
+                self.write_pending(&mut buf, &mut pending, &mut out);
+                if let Err(e) = self.roll(self.next_seq) {
+                    out.push(Err(e));
+                    self.dropped += 1;
+                    self.pressure = true;
+                    continue;
+                }
             }
-            return Err(io_err(&seg.path)(e));
+            let seq = self.next_seq + pending.len() as u64;
+            buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+            buf.extend_from_slice(&crc(seq, payload).to_le_bytes());
+            buf.extend_from_slice(&seq.to_le_bytes());
+            buf.extend_from_slice(payload);
+            pending.push(out.len());
+            out.push(Ok(seq));
         }
-        seg.bytes += record.len() as u64;
-        seg.last_seq = seq;
-        seg.records += 1;
-        self.next_seq += 1;
-        self.enforce_limit()?;
-        Ok(seq)
+        self.write_pending(&mut buf, &mut pending, &mut out);
+        if let Err(e) = self.enforce_limit() {
+            tracing::warn!(error = %e, "spool: could not drop the oldest segments");
+        }
+        out
+    }
+
+    /// Writes and syncs the encoded records `buf` to the current segment;
+    /// on failure cuts off what part of them made it (so the next write
+    /// starts clean; if even that fails, writes no more there) and turns
+    /// their results into errors.
+    fn write_pending(
+        &mut self,
+        buf: &mut Vec<u8>,
+        pending: &mut Vec<usize>,
+        out: &mut [Result<u64, SpoolError>],
+    ) {
+        if pending.is_empty() {
+            return;
+        }
+        let written = match (self.segments.back_mut(), self.current.as_mut()) {
+            (Some(seg), Some(file)) => match file.write_all(buf).and_then(|()| file.sync_data()) {
+                Ok(()) => {
+                    seg.bytes += buf.len() as u64;
+                    seg.last_seq = self.next_seq + pending.len() as u64 - 1;
+                    seg.records += pending.len() as u64;
+                    self.next_seq += pending.len() as u64;
+                    Ok(())
+                }
+                Err(e) => {
+                    if file.set_len(seg.bytes).is_err() {
+                        seg.sealed = true;
+                        self.current = None;
+                    }
+                    Err((seg.path.clone(), e))
+                }
+            },
+            _ => Err((self.dir.clone(), io::Error::other("segment not open"))),
+        };
+        if let Err((path, e)) = written {
+            for i in pending.iter() {
+                out[*i] = Err(io_err(&path)(io::Error::new(e.kind(), e.to_string())));
+            }
+            self.dropped += pending.len() as u64;
+            self.pressure = true;
+        }
+        buf.clear();
+        pending.clear();
     }
 
     /// Continues the newest segment, or starts `<seq>.seg`.

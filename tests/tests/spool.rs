@@ -115,6 +115,40 @@ fn full_spool_drops_the_oldest_and_counts_them() {
     );
 }
 
+#[test]
+fn a_group_commit_numbers_in_order_rolls_segments_and_drops_only_what_is_too_large() {
+    let dir = tempfile::tempdir().unwrap();
+    let segment = 4 * 1024;
+    let mut spool = Spool::open_with_segments(dir.path(), 64 << 20, segment).unwrap();
+    spool.append(&payload(1)).unwrap();
+    // Fifty at once: more than two segments' worth, one of them too large.
+    let huge = vec![b'x'; vantage_agent::spool::MAX_RECORD + 1];
+    let mut batch: Vec<Vec<u8>> = (2..=51).map(payload).collect();
+    batch.insert(10, huge);
+    let refs: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
+    let appended = spool.append_all(&refs);
+    assert_eq!(appended.len(), 51);
+    assert!(appended[10].is_err(), "the oversized one is refused");
+    let seqs: Vec<u64> = appended
+        .iter()
+        .filter_map(|r| r.as_ref().ok().copied())
+        .collect();
+    assert_eq!(seqs, (2..=51).collect::<Vec<_>>());
+    assert_eq!(spool.dropped(), 1);
+    assert!(segments(dir.path()) >= 3, "rolled mid-batch");
+    drop(spool);
+    // All of it durable and readable, in order, after a reopen.
+    let mut spool = Spool::open_with_segments(dir.path(), 64 << 20, segment).unwrap();
+    let held = spool.unacked(0, usize::MAX).unwrap();
+    assert_eq!(held.len(), 51);
+    assert!(
+        held.iter()
+            .zip(1..)
+            .all(|(r, i)| r.seq == i && r.payload == payload(i))
+    );
+    assert_eq!(spool.append(&payload(52)).unwrap(), 52);
+}
+
 fn segments(dir: &std::path::Path) -> usize {
     std::fs::read_dir(dir)
         .unwrap()

@@ -22,6 +22,8 @@ use super::scheduler::{Assigned, RunNow};
 use crate::check::CheckSpec;
 use crate::spool::{Spool, SpoolError};
 
+/// Acks are written to the spool at most this often (and at heartbeats).
+const ACK_EVERY: Duration = Duration::from_secs(1);
 /// Batches in flight before waiting for acks.
 const MAX_IN_FLIGHT: usize = 4;
 /// Longest wait between reconnection attempts.
@@ -274,6 +276,11 @@ impl Uplink {
         // (cut off, or a leader that cannot commit) is given up on.
         let silence_limit = (heartbeat * SILENT_BEATS).max(MIN_SILENCE);
         let mut last_heard = tokio::time::Instant::now();
+        // Acks are written to the spool at most every ACK_EVERY (a crash
+        // resends what was acknowledged since, which the cluster applies
+        // once); the newest one not written yet.
+        let mut unwritten_ack: Option<u64> = None;
+        let mut ack_written = tokio::time::Instant::now();
         loop {
             // Send what is spooled, up to the in-flight limit.
             while in_flight.len() < MAX_IN_FLIGHT {
@@ -305,8 +312,14 @@ impl Uplink {
                                 while in_flight.front().is_some_and(|s| *s <= ack.seq) {
                                     in_flight.pop_front();
                                 }
-                                if let Err(e) = self.ack(ack.seq).await {
-                                    return e.into();
+                                unwritten_ack = Some(ack.seq);
+                                if ack_written.elapsed() >= ACK_EVERY {
+                                    ack_written = tokio::time::Instant::now();
+                                    if let Some(seq) = unwritten_ack.take()
+                                        && let Err(e) = self.ack(seq).await
+                                    {
+                                        return e.into();
+                                    }
                                 }
                             }
                             Some(In::Assignment(a)) => {
@@ -329,6 +342,12 @@ impl Uplink {
                 _ = ticker.tick() => {
                     if last_heard.elapsed() > silence_limit {
                         return SessionError::Silent(silence_limit).into();
+                    }
+                    if let Some(seq) = unwritten_ack.take() {
+                        ack_written = tokio::time::Instant::now();
+                        if let Err(e) = self.ack(seq).await {
+                            return e.into();
+                        }
                     }
                     let pending = with_spool(&self.spool, |s| Ok(s.pending())).await.unwrap_or(0);
                     let beat = Heartbeat { sent_at_ms: 0, pending };

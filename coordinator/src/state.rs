@@ -9,6 +9,7 @@
 //! - `state/agents.rs` — the agent registry.
 //! - `state/results.rs` — latest results, recent history, roll-ups.
 //! - `state/rollup.rs` — sums by hour (24) and by day (30), bounded.
+//! - `state/small_map.rs` — the map of per-region values (a sorted vector).
 //! - `state/verdicts.rs` — region trackers and the vote per check.
 //! - `state/changes.rs` — change alerts: the value regions agreed on per
 //!   check (baseline) and its changes, raised as CHANGED incidents.
@@ -37,6 +38,7 @@ pub mod planning;
 pub mod results;
 pub mod rollup;
 pub mod silences;
+pub mod small_map;
 pub mod stream;
 pub mod verdicts;
 

@@ -2,13 +2,14 @@
 //! bounded recent history per check, and roll-ups per region for uptime
 //! (24 hours by the hour, 30 days by the day).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use vantage_common::{FailureClass, Status};
 
 use super::rollup::{Rollups, Tally};
+use super::small_map::SmallMap;
 
 /// Results kept per check in the recent history.
 pub const HISTORY: usize = 30;
@@ -93,12 +94,12 @@ mod shared_str {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckResults {
     /// Latest result per region (by probe start time).
-    pub latest: BTreeMap<String, StoredResult>,
+    pub latest: SmallMap<StoredResult>,
     /// Most recent results, oldest first.
     pub recent: VecDeque<Recent>,
     /// Region → counts by hour and by day.
     #[serde(default, alias = "hours")]
-    pub rollups: BTreeMap<String, Rollups<Rollup>>,
+    pub rollups: SmallMap<Rollups<Rollup>>,
 }
 
 impl Tally for Rollup {

@@ -10,6 +10,7 @@ use vantage_common::{FailureClass, Status};
 
 use super::results::StoredResult;
 use super::rollup::{DAY_MS, DAYS, HOUR_MS, Rollups, Tally};
+use super::small_map::SmallMap;
 
 use super::changes::Drift;
 use super::incidents::Incidents;
@@ -21,7 +22,7 @@ use crate::verdict::{Ballot, RegionState, RegionTracker, Verdict, vote};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckVerdict {
     /// Per assigned region.
-    pub regions: BTreeMap<String, RegionTracker>,
+    pub regions: SmallMap<RegionTracker>,
     /// The current verdict.
     pub verdict: Verdict,
     /// When it began (log time, ms since the epoch).
@@ -32,16 +33,16 @@ pub struct CheckVerdict {
     pub settled: bool,
     /// Regions whose latest result warns, with its message.
     #[serde(default)]
-    pub warnings: BTreeMap<String, String>,
+    pub warnings: SmallMap<String>,
     /// Per region: is it warning, held steady against flapping.
     #[serde(default)]
-    pub warn_state: BTreeMap<String, Steady<bool>>,
+    pub warn_state: SmallMap<Steady<bool>>,
     /// DNS-answer kinds: the answer per region, held steady.
     #[serde(default)]
-    pub answers: BTreeMap<String, Steady<String>>,
+    pub answers: SmallMap<Steady<String>>,
     /// DNS-answer kinds: the answer per region as last seen, and since when.
     #[serde(default)]
-    pub seen: BTreeMap<String, Seen>,
+    pub seen: SmallMap<Seen>,
     /// Time spent per verdict class by hour and by day, closed periods
     /// only.
     #[serde(default, alias = "hours")]
@@ -179,10 +180,10 @@ impl CheckVerdict {
             verdict: Verdict::Ok,
             since_ms: at_ms,
             settled: false,
-            warnings: BTreeMap::new(),
-            warn_state: BTreeMap::new(),
-            answers: BTreeMap::new(),
-            seen: BTreeMap::new(),
+            warnings: SmallMap::new(),
+            warn_state: SmallMap::new(),
+            answers: SmallMap::new(),
+            seen: SmallMap::new(),
             rollups: Rollups::default(),
             drift: Drift::default(),
         };

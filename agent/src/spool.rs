@@ -454,8 +454,7 @@ impl Spool {
         for payload in payloads {
             if payload.len() > MAX_RECORD {
                 out.push(Err(SpoolError::TooLarge(payload.len())));
-                self.dropped += 1;
-                self.pressure = true;
+                self.count_dropped(1);
                 continue;
             }
             let full = self
@@ -467,8 +466,7 @@ impl Spool {
                 self.write_pending(&mut buf, &mut pending, &mut out);
                 if let Err(e) = self.roll(self.next_seq) {
                     out.push(Err(e));
-                    self.dropped += 1;
-                    self.pressure = true;
+                    self.count_dropped(1);
                     continue;
                 }
             }
@@ -485,6 +483,13 @@ impl Spool {
             tracing::warn!(error = %e, "spool: could not drop the oldest segments");
         }
         out
+    }
+
+    /// Counts `n` results that could not be stored; the segment being
+    /// written is then reclaimed as soon as it is acknowledged.
+    fn count_dropped(&mut self, n: u64) {
+        self.dropped += n;
+        self.pressure = true;
     }
 
     /// Writes and syncs the encoded records `buf` to the current segment;
@@ -523,8 +528,7 @@ impl Spool {
             for i in pending.iter() {
                 out[*i] = Err(io_err(&path)(io::Error::new(e.kind(), e.to_string())));
             }
-            self.dropped += pending.len() as u64;
-            self.pressure = true;
+            self.count_dropped(pending.len() as u64);
         }
         buf.clear();
         pending.clear();

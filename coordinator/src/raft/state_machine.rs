@@ -39,7 +39,7 @@ const MAGIC: &[u8] = b"VANTAGE-SNAPSHOT 2\n";
 /// First bytes of one holding it as one JSON document (0.7).
 const MAGIC_DOCUMENT: &[u8] = b"VANTAGE-SNAPSHOT 1\n";
 /// Both magics are this long.
-const MAGIC_LEN: usize = 19;
+const MAGIC_LEN: usize = MAGIC.len();
 /// Buffer of the file reader and writer.
 const IO_BUFFER: usize = 1 << 20;
 
@@ -57,6 +57,15 @@ pub struct Applied {
     pub state: State,
     /// The latest snapshot built or installed here.
     pub snapshot: SnapshotStats,
+}
+
+impl Applied {
+    /// Takes a snapshot's state as the applied one.
+    fn restore(&mut self, meta: &Meta, state: State) {
+        self.last_applied = meta.last_log_id;
+        self.membership = meta.last_membership.clone();
+        self.state = state;
+    }
 }
 
 /// Figures of the latest snapshot (the `vantage_raft_snapshot_*` metrics).
@@ -218,10 +227,7 @@ impl StateMachineStore {
             if let Ok(mut in_place) = store.in_place.lock() {
                 *in_place = meta.last_log_id;
             }
-            let mut applied = store.applied.write().await;
-            applied.last_applied = meta.last_log_id;
-            applied.membership = meta.last_membership;
-            applied.state = state;
+            store.applied.write().await.restore(&meta, state);
         }
         Ok(store)
     }
@@ -400,9 +406,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         .await
         .map_err(|e| StorageIOError::read_snapshot(sig.clone(), &e))?;
         let mut applied = self.applied.write().await;
-        applied.last_applied = meta.last_log_id;
-        applied.membership = meta.last_membership.clone();
-        applied.state = state;
+        applied.restore(meta, state);
         applied.snapshot = SnapshotStats {
             bytes,
             index: meta.last_log_id.map_or(0, |l| l.index),

@@ -35,7 +35,22 @@ pub struct StoredResult {
     pub details_json: String,
 }
 
-/// Counts of one hour or day.
+/// Counts of one hour or day, as kept: an hour or a day of results of a
+/// check run every 5 s from one region is at most 17,280 (the counts
+/// saturate rather than wrap).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Passing results.
+    pub pass: u16,
+    /// Warnings.
+    pub warn: u16,
+    /// Failures.
+    pub fail: u16,
+    /// Could-not-tell results.
+    pub error: u16,
+}
+
+/// Counts over any span.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rollup {
     /// Passing results.
@@ -49,44 +64,87 @@ pub struct Rollup {
 }
 
 /// One result of the recent history: what `vantagectl results` shows of
-/// it (no details). Its names and message are the very ones of the same
-/// region's previous entry when they are equal, so that a steady check
-/// costs a few dozen bytes per entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// it (no details), in 40 bytes. Its origin and message are the very ones
+/// of the same region's previous entry when they are equal, so that a
+/// steady check costs little more than that per entry.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "RecentForm")]
 pub struct Recent {
-    /// Region it was seen from.
-    #[serde(with = "shared_str")]
-    pub region: Arc<str>,
-    /// Agent that ran it.
-    #[serde(with = "shared_str")]
-    pub agent: Arc<str>,
+    /// Region and agent it came from.
+    pub origin: Arc<Origin>,
     /// Probe start (agent clock, ms since the epoch).
     pub started_at_ms: i64,
+    /// One line.
+    pub message: Arc<str>,
+    /// Probe wall time (saturates at 49 days).
+    pub duration_ms: u32,
     /// pass / warn / fail / error.
     pub status: Status,
     /// Failure class.
     pub class: Option<FailureClass>,
-    /// One line.
-    #[serde(with = "shared_str")]
-    pub message: Arc<str>,
-    /// Probe wall time.
-    pub duration_ms: u64,
 }
 
-/// `Arc<str>` as a plain string.
-mod shared_str {
-    use std::sync::Arc;
+/// Where a result was seen from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// Region.
+    pub region: String,
+    /// Agent.
+    pub agent: String,
+}
 
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(s: &Arc<str>, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(s)
+impl Recent {
+    /// Region it was seen from.
+    pub fn region(&self) -> &str {
+        &self.origin.region
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Arc<str>, D::Error> {
-        Ok(Arc::from(String::deserialize(deserializer)?))
+    /// Agent that ran it.
+    pub fn agent(&self) -> &str {
+        &self.origin.agent
+    }
+}
+
+/// A recent entry as written: flat, every name spelled out.
+#[derive(Deserialize)]
+struct RecentForm {
+    region: String,
+    agent: String,
+    started_at_ms: i64,
+    status: Status,
+    class: Option<FailureClass>,
+    message: String,
+    duration_ms: u64,
+}
+
+impl From<RecentForm> for Recent {
+    fn from(f: RecentForm) -> Self {
+        Recent {
+            origin: Arc::new(Origin {
+                region: f.region,
+                agent: f.agent,
+            }),
+            started_at_ms: f.started_at_ms,
+            message: Arc::from(f.message),
+            duration_ms: u32::try_from(f.duration_ms).unwrap_or(u32::MAX),
+            status: f.status,
+            class: f.class,
+        }
+    }
+}
+
+impl Serialize for Recent {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut s = serializer.serialize_struct("Recent", 7)?;
+        s.serialize_field("region", self.region())?;
+        s.serialize_field("agent", self.agent())?;
+        s.serialize_field("started_at_ms", &self.started_at_ms)?;
+        s.serialize_field("status", &self.status)?;
+        s.serialize_field("class", &self.class)?;
+        s.serialize_field("message", &*self.message)?;
+        s.serialize_field("duration_ms", &self.duration_ms)?;
+        s.end()
     }
 }
 
@@ -99,15 +157,24 @@ pub struct CheckResults {
     pub recent: VecDeque<Recent>,
     /// Region → counts by hour and by day.
     #[serde(default, alias = "hours")]
-    pub rollups: SmallMap<Rollups<Rollup>>,
+    pub rollups: SmallMap<Rollups<Counts>>,
 }
 
-impl Tally for Rollup {
+impl Tally for Counts {
+    type Sum = Rollup;
+
     fn merge(&mut self, other: &Self) {
-        self.pass += other.pass;
-        self.warn += other.warn;
-        self.fail += other.fail;
-        self.error += other.error;
+        self.pass = self.pass.saturating_add(other.pass);
+        self.warn = self.warn.saturating_add(other.warn);
+        self.fail = self.fail.saturating_add(other.fail);
+        self.error = self.error.saturating_add(other.error);
+    }
+
+    fn add_to(&self, sum: &mut Rollup) {
+        sum.pass += u32::from(self.pass);
+        sum.warn += u32::from(self.warn);
+        sum.fail += u32::from(self.fail);
+        sum.error += u32::from(self.error);
     }
 }
 
@@ -121,7 +188,7 @@ impl CheckResults {
         if newer {
             self.latest.insert(result.region.clone(), result.clone());
         }
-        let mut one = Rollup::default();
+        let mut one = Counts::default();
         match result.status {
             Status::Pass => one.pass = 1,
             Status::Warn => one.warn = 1,
@@ -135,13 +202,15 @@ impl CheckResults {
         // The recent history is read for its lines, never its details: they
         // stay with the latest result only (a details object may be 16 KiB).
         self.push_recent(Recent {
-            region: Arc::from(result.region),
-            agent: Arc::from(result.agent),
+            origin: Arc::new(Origin {
+                region: result.region,
+                agent: result.agent,
+            }),
             started_at_ms: result.started_at_ms,
+            message: Arc::from(result.message),
+            duration_ms: u32::try_from(result.duration_ms).unwrap_or(u32::MAX),
             status: result.status,
             class: result.class,
-            message: Arc::from(result.message),
-            duration_ms: result.duration_ms,
         });
     }
 
@@ -156,21 +225,22 @@ impl CheckResults {
     /// Appends to the recent history, sharing what equals the region's
     /// previous entry, and drops the oldest beyond [`HISTORY`].
     fn push_recent(&mut self, mut entry: Recent) {
-        if let Some(prev) = self.recent.iter().rev().find(|p| p.region == entry.region) {
-            for (mine, theirs) in [
-                (&mut entry.region, &prev.region),
-                (&mut entry.agent, &prev.agent),
-                (&mut entry.message, &prev.message),
-            ] {
-                if mine == theirs {
-                    *mine = theirs.clone();
-                }
+        let region = entry.region();
+        if let Some(prev) = self.recent.iter().rev().find(|p| p.region() == region) {
+            if prev.origin == entry.origin {
+                entry.origin = prev.origin.clone();
+            }
+            if prev.message == entry.message {
+                entry.message = prev.message.clone();
             }
         }
-        self.recent.push_back(entry);
-        while self.recent.len() > HISTORY {
+        while self.recent.len() >= HISTORY {
             self.recent.pop_front();
         }
+        if self.recent.capacity() == 0 {
+            self.recent.reserve_exact(HISTORY);
+        }
+        self.recent.push_back(entry);
     }
 }
 
@@ -212,15 +282,16 @@ mod tests {
         c.record(result("eu", 0, Status::Error));
         assert_eq!(c.latest["eu"].started_at_ms, 149 * 30_000);
         assert_eq!(c.recent.len(), HISTORY);
+        assert_eq!(std::mem::size_of::<Recent>(), 40);
+        assert_eq!(c.recent.capacity(), HISTORY);
         // Details stay with the latest result only.
         assert_eq!(c.latest["eu"].details_json, "{}");
         // Each region's entries share one message and names.
-        let eu: Vec<&Recent> = c.recent.iter().filter(|r| &*r.region == "eu").collect();
+        let eu: Vec<&Recent> = c.recent.iter().filter(|r| r.region() == "eu").collect();
         let shared = |c: &CheckResults| {
-            let eu: Vec<&Recent> = c.recent.iter().filter(|r| &*r.region == "eu").collect();
+            let eu: Vec<&Recent> = c.recent.iter().filter(|r| r.region() == "eu").collect();
             eu.windows(2).all(|w| {
-                Arc::ptr_eq(&w[0].region, &w[1].region)
-                    && Arc::ptr_eq(&w[0].agent, &w[1].agent)
+                Arc::ptr_eq(&w[0].origin, &w[1].origin)
                     && (w[0].message != w[1].message || Arc::ptr_eq(&w[0].message, &w[1].message))
             })
         };

@@ -46,7 +46,7 @@ pub struct CheckVerdict {
     /// Time spent per verdict class by hour and by day, closed periods
     /// only.
     #[serde(default, alias = "hours")]
-    pub rollups: Rollups<VerdictTime>,
+    pub rollups: Rollups<VerdictSpans>,
     /// Kinds that keep a baseline: what regions observe, the value they
     /// agreed on, and its changes.
     #[serde(default)]
@@ -67,20 +67,6 @@ pub struct VerdictTime {
 }
 
 impl VerdictTime {
-    fn add(&mut self, verdict: &Verdict, ms: i64) {
-        match verdict {
-            Verdict::Ok
-            | Verdict::Warning { .. }
-            | Verdict::Divergent { .. }
-            | Verdict::Changed { .. } => self.up_ms += ms,
-            Verdict::Regional { .. } => self.degraded_ms += ms,
-            Verdict::Outage { .. } => self.down_ms += ms,
-            Verdict::Blind { .. } | Verdict::Impaired { .. } => self.unknown_ms += ms,
-        }
-    }
-}
-
-impl Tally for VerdictTime {
     fn merge(&mut self, other: &VerdictTime) {
         self.up_ms += other.up_ms;
         self.degraded_ms += other.degraded_ms;
@@ -89,15 +75,64 @@ impl Tally for VerdictTime {
     }
 }
 
+/// Time in each verdict class within one hour or day, as kept (a day is
+/// 86,400,000 ms: it fits in 32 bits).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerdictSpans {
+    /// OK.
+    pub up_ms: u32,
+    /// REGIONAL.
+    pub degraded_ms: u32,
+    /// OUTAGE.
+    pub down_ms: u32,
+    /// BLIND or not yet decided.
+    pub unknown_ms: u32,
+}
+
+impl VerdictSpans {
+    /// `ms` (within one hour) of `verdict`.
+    fn of(verdict: &Verdict, ms: u32) -> Self {
+        let mut s = VerdictSpans::default();
+        match verdict {
+            Verdict::Ok
+            | Verdict::Warning { .. }
+            | Verdict::Divergent { .. }
+            | Verdict::Changed { .. } => s.up_ms = ms,
+            Verdict::Regional { .. } => s.degraded_ms = ms,
+            Verdict::Outage { .. } => s.down_ms = ms,
+            Verdict::Blind { .. } | Verdict::Impaired { .. } => s.unknown_ms = ms,
+        }
+        s
+    }
+}
+
+impl Tally for VerdictSpans {
+    type Sum = VerdictTime;
+
+    fn merge(&mut self, other: &VerdictSpans) {
+        self.up_ms = self.up_ms.saturating_add(other.up_ms);
+        self.degraded_ms = self.degraded_ms.saturating_add(other.degraded_ms);
+        self.down_ms = self.down_ms.saturating_add(other.down_ms);
+        self.unknown_ms = self.unknown_ms.saturating_add(other.unknown_ms);
+    }
+
+    fn add_to(&self, sum: &mut VerdictTime) {
+        sum.up_ms += i64::from(self.up_ms);
+        sum.degraded_ms += i64::from(self.degraded_ms);
+        sum.down_ms += i64::from(self.down_ms);
+        sum.unknown_ms += i64::from(self.unknown_ms);
+    }
+}
+
 /// Adds `verdict` from `from` to `to` into the roll-ups, hour by hour
 /// (what is older than the roll-ups keep is skipped).
-fn account(rollups: &mut Rollups<VerdictTime>, verdict: &Verdict, from: i64, to: i64) {
+fn account(rollups: &mut Rollups<VerdictSpans>, verdict: &Verdict, from: i64, to: i64) {
     let mut t = from.max(to - DAYS as i64 * DAY_MS);
     while t < to {
         let end = (t - t.rem_euclid(HOUR_MS) + HOUR_MS).min(to);
-        let mut piece = VerdictTime::default();
-        piece.add(verdict, end - t);
-        rollups.add(t, &piece);
+        // At most an hour.
+        let ms = u32::try_from(end - t).unwrap_or(u32::MAX);
+        rollups.add(t, &VerdictSpans::of(verdict, ms));
         t = end;
     }
 }

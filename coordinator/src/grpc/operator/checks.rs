@@ -70,13 +70,13 @@ fn result_info(r: &StoredResult) -> ResultInfo {
 
 fn recent_info(r: &Recent) -> ResultInfo {
     ResultInfo {
-        region: r.region.to_string(),
-        agent: r.agent.to_string(),
+        region: r.region().to_owned(),
+        agent: r.agent().to_owned(),
         started_at_ms: r.started_at_ms,
         status: r.status.to_string(),
         class: r.class.map(|c| c.to_string()).unwrap_or_default(),
         message: r.message.to_string(),
-        duration_ms: r.duration_ms,
+        duration_ms: u64::from(r.duration_ms),
     }
 }
 
@@ -226,7 +226,7 @@ pub(super) async fn results(applied: &Replica, req: GetResultsRequest) -> Reply<
             r.recent
                 .iter()
                 .rev()
-                .filter(|x| wanted(&x.region))
+                .filter(|x| wanted(x.region()))
                 .take(req.recent as usize)
                 .map(recent_info)
                 .collect(),

@@ -26,6 +26,7 @@
 
 mod detect;
 mod scale;
+mod state;
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -125,6 +126,19 @@ enum Bench {
         #[arg(long, default_value_t = 5000)]
         snapshot_every: u64,
     },
+    /// Memory per check of the replicated state with its history full
+    /// (30 days of roll-ups, a full recent history), built in this process.
+    State {
+        /// Checks declared (each runs from every region).
+        #[arg(long, default_value_t = 10_000)]
+        checks: usize,
+        /// Regions.
+        #[arg(long, default_value_t = 3)]
+        regions: usize,
+        /// Days of history.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
     /// Onset-to-page latency of outages and false pages under one-region faults.
     Detect {
         /// Outages to time.
@@ -201,6 +215,15 @@ fn main() -> Result<()> {
             interval,
             mode,
         } => detect::detect(rounds, false_rounds, interval, mode),
+        Bench::State {
+            checks,
+            regions,
+            days,
+        } => state::run(state::StateBench {
+            checks,
+            regions,
+            days,
+        }),
         Bench::Scale {
             checks,
             regions,

@@ -158,6 +158,7 @@ async fn roles_are_enforced_per_service_and_logged_with_identity() {
         .unwrap()
         .vote(RaftPayload {
             json: b"{}".to_vec(),
+            ..RaftPayload::default()
         })
         .await
         .unwrap_err();

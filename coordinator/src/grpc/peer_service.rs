@@ -1,6 +1,7 @@
 //! `RaftService`: openraft RPCs between coordinators, and writes forwarded
 //! by followers to the leader.
 
+use openraft::raft::InstallSnapshotRequest;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::{Request, Response, Status};
@@ -11,6 +12,7 @@ use super::auth::{Role, authorize};
 use crate::node::{Proposal, ProposeError, Proposer, Redirect, Replica};
 use crate::raft::network::{decode, encode};
 use crate::raft::types::Raft;
+use crate::raft::types::TypeConfig;
 
 /// The service.
 #[derive(Clone)]
@@ -73,7 +75,13 @@ impl RaftService for PeerApi {
         &self,
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
-        let rpc = self.args(&request, "InstallSnapshot").await?;
+        let mut rpc: InstallSnapshotRequest<TypeConfig> =
+            self.args(&request, "InstallSnapshot").await?;
+        let data = request.into_inner().data;
+        // Empty from nodes before 0.8, whose chunk is in the JSON.
+        if !data.is_empty() {
+            rpc.data = data;
+        }
         reply(&self.raft.install_snapshot(rpc).await)
     }
 

@@ -84,6 +84,7 @@ type RpcResult<T, E> = Result<T, RPCError<NodeId, Node, RaftError<NodeId, E>>>;
 pub fn encode<T: Serialize>(value: &T) -> Result<RaftPayload, serde_json::Error> {
     Ok(RaftPayload {
         json: serde_json::to_vec(value)?,
+        data: Vec::new(),
     })
 }
 
@@ -97,6 +98,7 @@ impl PeerClient {
         &mut self,
         method: Method,
         req: &Req,
+        data: Vec<u8>,
         ttl: Duration,
     ) -> RpcResult<Resp, E>
     where
@@ -109,7 +111,8 @@ impl PeerClient {
                 &std::io::Error::other("no usable address"),
             )));
         };
-        let payload = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let mut payload = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        payload.data = data;
         let mut request = tonic::Request::new(payload);
         request.set_timeout(ttl);
         let reply = match method {
@@ -143,15 +146,20 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>, openraft::error::Infallible> {
-        self.call(Method::Append, &rpc, option.hard_ttl()).await
+        self.call(Method::Append, &rpc, Vec::new(), option.hard_ttl())
+            .await
     }
 
     async fn install_snapshot(
         &mut self,
-        rpc: InstallSnapshotRequest<TypeConfig>,
+        mut rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
-        self.call(Method::Snapshot, &rpc, option.hard_ttl()).await
+        // The chunk travels as bytes beside the JSON, not inside it as an
+        // array of numbers (3.5 times its size, slow to parse).
+        let data = std::mem::take(&mut rpc.data);
+        self.call(Method::Snapshot, &rpc, data, option.hard_ttl())
+            .await
     }
 
     async fn vote(
@@ -159,6 +167,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> RpcResult<VoteResponse<NodeId>, openraft::error::Infallible> {
-        self.call(Method::Vote, &rpc, option.hard_ttl()).await
+        self.call(Method::Vote, &rpc, Vec::new(), option.hard_ttl())
+            .await
     }
 }

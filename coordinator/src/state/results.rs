@@ -38,7 +38,7 @@ pub struct StoredResult {
 /// Counts of one hour or day, as kept: an hour or a day of results of a
 /// check run every 5 s from one region is at most 17,280 (the counts
 /// saturate rather than wrap).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 pub struct Counts {
     /// Passing results.
     pub pass: u16,
@@ -133,18 +133,20 @@ impl From<RecentForm> for Recent {
     }
 }
 
+/// Written as an array in [`RecentForm`]'s field order (read as that or as
+/// an object): a snapshot holds 30 of them per check.
 impl Serialize for Recent {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        let mut s = serializer.serialize_struct("Recent", 7)?;
-        s.serialize_field("region", self.region())?;
-        s.serialize_field("agent", self.agent())?;
-        s.serialize_field("started_at_ms", &self.started_at_ms)?;
-        s.serialize_field("status", &self.status)?;
-        s.serialize_field("class", &self.class)?;
-        s.serialize_field("message", &*self.message)?;
-        s.serialize_field("duration_ms", &self.duration_ms)?;
-        s.end()
+        (
+            self.region(),
+            self.agent(),
+            self.started_at_ms,
+            self.status,
+            self.class,
+            &*self.message,
+            self.duration_ms,
+        )
+            .serialize(serializer)
     }
 }
 
@@ -158,6 +160,14 @@ pub struct CheckResults {
     /// Region → counts by hour and by day.
     #[serde(default, alias = "hours")]
     pub rollups: SmallMap<Rollups<Counts>>,
+}
+
+/// Written as `[pass, warn, fail, error]` (read as that or as an object):
+/// a snapshot holds 162 of them per check.
+impl Serialize for Counts {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (self.pass, self.warn, self.fail, self.error).serialize(serializer)
+    }
 }
 
 impl Tally for Counts {
@@ -315,5 +325,34 @@ mod tests {
         }
         let ru = &c.rollups["ru"];
         assert_eq!((ru.hours().count(), ru.days().count()), (24, 30));
+    }
+
+    #[test]
+    fn entries_and_counts_are_written_as_arrays_and_read_in_either_form() {
+        let mut c = CheckResults::default();
+        c.record(result("eu", HOUR_MS, Status::Fail));
+        let json = serde_json::to_value(&c).unwrap_or_default();
+        assert_eq!(
+            json["recent"],
+            serde_json::json!([["eu", "a", HOUR_MS, "fail", null, "down", 1]])
+        );
+        assert_eq!(
+            json["rollups"]["eu"]["hours"],
+            serde_json::json!([[1, [0, 0, 1, 0]]])
+        );
+        // As 0.8's first snapshots wrote them: objects.
+        let old = serde_json::json!({
+            "latest": {},
+            "recent": [{"region": "eu", "agent": "a", "started_at_ms": HOUR_MS, "status": "fail",
+                "class": null, "message": "down", "duration_ms": 1}],
+            "rollups": {"eu": {"hours": [[1, {"pass": 0, "warn": 0, "fail": 1, "error": 0}]],
+                "days": [[0, {"pass": 0, "warn": 0, "fail": 1, "error": 0}]]}},
+        });
+        let back: Result<CheckResults, _> = serde_json::from_value(old);
+        let back = back.map(|mut b| {
+            b.latest = c.latest.clone();
+            b
+        });
+        assert!(back.as_ref().is_ok_and(|b| *b == c), "{back:?}");
     }
 }

@@ -77,7 +77,7 @@ impl VerdictTime {
 
 /// Time in each verdict class within one hour or day, as kept (a day is
 /// 86,400,000 ms: it fits in 32 bits).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 pub struct VerdictSpans {
     /// OK.
     pub up_ms: u32,
@@ -87,6 +87,13 @@ pub struct VerdictSpans {
     pub down_ms: u32,
     /// BLIND or not yet decided.
     pub unknown_ms: u32,
+}
+
+/// Written as `[up, degraded, down, unknown]` (read as that or as an object).
+impl Serialize for VerdictSpans {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (self.up_ms, self.degraded_ms, self.down_ms, self.unknown_ms).serialize(serializer)
+    }
 }
 
 impl VerdictSpans {

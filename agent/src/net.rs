@@ -128,11 +128,16 @@ pub fn client_config() -> Result<Arc<ClientConfig>, Finding> {
             ClientConfig::builder_with_provider(provider)
                 .with_safe_default_protocol_versions()
                 .map(|b| {
-                    Arc::new(
-                        b.dangerous()
-                            .with_custom_certificate_verifier(verifier)
-                            .with_no_client_auth(),
-                    )
+                    let mut config = b
+                        .dangerous()
+                        .with_custom_certificate_verifier(verifier)
+                        .with_no_client_auth();
+                    // Every probe does a full handshake: a resumed session
+                    // carries the chain of the handshake it came from, not
+                    // the one the server (or another node behind the same
+                    // name) presents now.
+                    config.resumption = rustls::client::Resumption::disabled();
+                    Arc::new(config)
                 })
                 .map_err(|e| e.to_string())
         })

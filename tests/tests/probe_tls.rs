@@ -229,3 +229,52 @@ async fn unreadable_ca_file_is_an_error_not_a_target_failure() {
     assert_eq!(run.code, 3, "{run:?}");
     assert_eq!(run.json()["status"], "error");
 }
+
+/// Two STARTTLS servers for the same name sharing a TLS session cache, as
+/// the nodes of one mail cluster (or one server after a certificate
+/// renewal) do: a client that resumed sessions would report the first
+/// server's certificate for the second.
+#[tokio::test]
+async fn every_probe_sees_the_certificate_presented_now_never_a_resumed_session() {
+    use std::sync::Arc;
+    use vantage_agent::check::CheckSpec;
+    use vantage_agent::context::ProbeContext;
+    use vantage_common::spec::smtp::TlsMode;
+    use vantage_common::spec::tls::TlsCheck;
+
+    let f = Fixture::new();
+    let first =
+        f.ca.issue(&["mx.test"], Validity::GOOD)
+            .unwrap()
+            .server_config()
+            .unwrap();
+    let mut renewed = (*f
+        .ca
+        .issue(&["mx.test"], Validity::expiring_in(100))
+        .unwrap()
+        .server_config()
+        .unwrap())
+    .clone();
+    renewed.session_storage = first.session_storage.clone();
+    renewed.ticketer = first.ticketer.clone();
+    let a = SmtpServer::start(SmtpScript::with_starttls(first))
+        .await
+        .unwrap();
+    let b = SmtpServer::start(SmtpScript::with_starttls(Arc::new(renewed)))
+        .await
+        .unwrap();
+    // One process, one context: what an agent keeps between probes.
+    let ctx = ProbeContext::new(None, None, None);
+    let days_left = |server: &SmtpServer| {
+        let mut check = TlsCheck::new("127.0.0.1", server.addr.port());
+        check.tls = TlsMode::Starttls;
+        check.tls_name = Some("mx.test".into());
+        check.ca_file = Some(f.ca_file().into());
+        CheckSpec::Tls(check)
+    };
+    for (server, days) in [(&a, 364..=365), (&b, 99..=100), (&a, 364..=365)] {
+        let outcome = vantage_agent::check::run(&days_left(server), &ctx).await;
+        let left = outcome.details["days_left"].as_i64().unwrap_or(-1);
+        assert!(days.contains(&left), "{left} days left: {outcome:?}");
+    }
+}

@@ -873,3 +873,55 @@ async fn revocation_ends_live_sessions_and_refuses_their_batches() {
     .await
     .unwrap();
 }
+
+/// Fast confirmation: a check that fails is run again out of schedule
+/// (the failing region retries, the others give a second opinion), long
+/// before its next slot.
+#[tokio::test]
+async fn a_failing_check_runs_again_out_of_schedule_within_seconds() {
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cluster = Cluster::start(1, Timers::default()).await.unwrap();
+    apply(
+        &cluster,
+        &format!(
+            "[[check]]\nname = \"mx-down\"\nkind = \"tcp\"\ntarget = \"127.0.0.1\"\ninterval = \"10m\"\nregions = [\"ru\", \"eu\"]\nparams = {{ port = {closed} }}\n"
+        ),
+    )
+    .await;
+    for (name, region, source) in &REGIONS[..2] {
+        cluster
+            .spawn_agent_with(name, region, source, &[], "")
+            .await
+            .unwrap();
+    }
+    // The first run of each region comes within ten seconds of the
+    // assignment; a second one, 10 minutes later on schedule.
+    wait_for("two results from each region", || async {
+        let mut client = cluster.operator(1).ok()?;
+        let reply = client
+            .get_results(GetResultsRequest {
+                check: "mx-down".into(),
+                region: String::new(),
+                recent: 30,
+            })
+            .await
+            .ok()?
+            .into_inner();
+        let twice = ["ru", "eu"].iter().all(|region| {
+            reply
+                .recent
+                .iter()
+                .filter(|r| r.region == *region && r.status == "fail")
+                .count()
+                >= 2
+        });
+        twice.then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\nru-1 log:\n{}", cluster.agent_log("ru-1")));
+}

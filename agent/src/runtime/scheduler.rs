@@ -2,14 +2,17 @@
 //! phase (so a fleet spreads its load and restarts keep the rhythm), under a
 //! concurrency limit, each probe under its hard deadline. A check never
 //! overlaps itself; a slow target delays nothing else. The coordinator may
-//! ask for a run out of schedule (fast confirmation of a failure).
+//! ask for a run out of schedule (fast confirmation of a failure). One
+//! queue of due times drives every check; a probe is a task while it runs.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tracing::Instrument;
 use vantage_common::Outcome;
 use vantage_common::clock::now_ms;
@@ -63,11 +66,18 @@ pub fn until_next_slot(now_ms: i64, interval: Duration, phase: u64) -> Duration 
 /// A request to run a check out of schedule after a delay.
 pub type RunNow = (String, Duration);
 
-struct Running {
-    assigned: Assigned,
-    task: JoinHandle<()>,
-    /// Out-of-schedule runs (one waiting at most).
-    trigger: mpsc::Sender<Duration>,
+/// What the scheduler keeps of one check.
+struct Slot {
+    assigned: Arc<Assigned>,
+    /// Its schedule phase (ms).
+    phase: u64,
+    /// When it runs next (when not running).
+    next: Instant,
+    /// The probe under way.
+    running: Option<JoinHandle<()>>,
+    /// A run asked for out of schedule while one was under way: after it,
+    /// with this delay (one waiting at most).
+    pending: Option<Duration>,
 }
 
 /// What the scheduler runs with.
@@ -83,9 +93,11 @@ pub struct Setup {
     pub controls: Vec<Assigned>,
 }
 
-/// Keeps one task per check — the agent's own `controls` plus whatever is
-/// assigned — following assignment changes, and runs a check out of
-/// schedule when the coordinator asks (`run_now`).
+/// Keeps the agent's own `controls` plus whatever is assigned on their
+/// schedules, following assignment changes, and runs a check out of
+/// schedule when the coordinator asks (`run_now`). One task and one queue
+/// of due times serve every check; a task exists only while a probe runs,
+/// so ten thousand idle checks cost little more than their declarations.
 pub async fn run(
     setup: Setup,
     mut assignments: watch::Receiver<Vec<Assigned>>,
@@ -100,126 +112,177 @@ pub async fn run(
         controls,
     } = setup;
     let limit = Arc::new(Semaphore::new(concurrency));
-    let mut running: HashMap<String, Running> = HashMap::new();
+    // Checks by id (a changed check gets a new one), ids by name, and the
+    // due queue: entries whose check is gone, running or rescheduled are
+    // skipped when they come up.
+    let mut slots: HashMap<u64, Slot> = HashMap::new();
+    let mut ids: HashMap<String, u64> = HashMap::new();
+    let mut queue: BinaryHeap<Reverse<(Instant, u64)>> = BinaryHeap::new();
+    let mut next_id = 0u64;
+    let (done_tx, mut done) = mpsc::unbounded_channel::<u64>();
     loop {
-        let mut wanted: Vec<Assigned> = controls.clone();
-        wanted.extend(assignments.borrow_and_update().iter().cloned());
-        running.retain(|name, r| {
-            let keep = wanted.contains(&r.assigned);
-            if !keep {
+        // Follow the assignment.
+        let wanted: Vec<Assigned> = controls
+            .iter()
+            .cloned()
+            .chain(assignments.borrow_and_update().iter().cloned())
+            .collect();
+        let mut keep: HashMap<&str, &Assigned> =
+            wanted.iter().map(|a| (a.name.as_str(), a)).collect();
+        ids.retain(|name, id| {
+            let same = slots
+                .get(id)
+                .is_some_and(|s| keep.get(name.as_str()) == Some(&&*s.assigned));
+            if !same {
                 tracing::debug!(check = %name, "check unassigned or changed");
-                r.task.abort();
+                if let Some(task) = slots.remove(id).and_then(|s| s.running) {
+                    task.abort();
+                }
             }
-            keep
+            same
         });
-        for a in wanted {
-            if running.contains_key(&a.name) {
-                continue;
-            }
-            let (trigger, triggered) = mpsc::channel(1);
-            let task = tokio::spawn(check_loop(
-                agent.clone(),
-                a.clone(),
-                ctx.clone(),
-                limit.clone(),
-                triggered,
-                out.clone(),
-            ));
-            let name = a.name.clone();
-            running.insert(
-                name,
-                Running {
-                    assigned: a,
-                    task,
-                    trigger,
+        keep.retain(|name, _| !ids.contains_key(*name));
+        let now = Instant::now();
+        for a in keep.into_values() {
+            next_id += 1;
+            let phase = phase_hash(&agent, &a.name);
+            // A new assignment gets a first result promptly (spread over up
+            // to ten seconds, so a thousand checks do not start at once),
+            // then the check settles on its phase.
+            let spread = a.interval.max(MIN_INTERVAL).min(Duration::from_secs(10));
+            let first = now + Duration::from_millis(phase % spread.as_millis().max(1) as u64);
+            ids.insert(a.name.clone(), next_id);
+            slots.insert(
+                next_id,
+                Slot {
+                    assigned: Arc::new(a.clone()),
+                    phase,
+                    next: first,
+                    running: None,
+                    pending: None,
                 },
             );
+            queue.push(Reverse((first, next_id)));
         }
-        tracing::info!(checks = running.len(), "assignment in force");
+        // Entries of checks gone pile up no further than one per check.
+        if queue.len() > 2 * slots.len() + 16 {
+            queue.retain(|Reverse((at, id))| slots.get(id).is_some_and(|s| s.next == *at));
+        }
+        tracing::info!(checks = slots.len(), "assignment in force");
         metrics
             .checks
-            .set(i64::try_from(running.len()).unwrap_or(i64::MAX));
+            .set(i64::try_from(slots.len()).unwrap_or(i64::MAX));
         loop {
+            let due = queue.peek().map(|Reverse((at, _))| *at);
             tokio::select! {
                 changed = assignments.changed() => {
                     if changed.is_err() {
-                        for (_, r) in running {
-                            r.task.abort();
+                        for task in slots.into_values().filter_map(|s| s.running) {
+                            task.abort();
                         }
                         return;
                     }
                     break;
                 }
-                Some((check, delay)) = run_now.recv() => match running.get(&check) {
-                    // Full: a run is already waiting, which serves this request too.
-                    Some(r) => {
-                        let _ = r.trigger.try_send(delay);
+                Some((check, delay)) = run_now.recv() => {
+                    let Some(slot) = ids.get(&check).and_then(|id| slots.get_mut(id).map(|s| (*id, s))) else {
+                        tracing::debug!(%check, "run-now for a check not assigned here");
+                        continue;
+                    };
+                    let (id, slot) = slot;
+                    if slot.running.is_some() {
+                        // A run already waiting serves this request too.
+                        slot.pending.get_or_insert(delay);
+                    } else {
+                        slot.next = Instant::now() + delay;
+                        queue.push(Reverse((slot.next, id)));
                     }
-                    None => tracing::debug!(%check, "run-now for a check not assigned here"),
-                },
+                }
+                Some(id) = done.recv() => {
+                    if let Some(slot) = slots.get_mut(&id) {
+                        slot.running = None;
+                        let wait = match slot.pending.take() {
+                            Some(delay) => delay,
+                            None => {
+                                let interval = slot.assigned.interval.max(MIN_INTERVAL);
+                                until_next_slot(now_ms(), interval, slot.phase)
+                            }
+                        };
+                        slot.next = Instant::now() + wait;
+                        queue.push(Reverse((slot.next, id)));
+                    }
+                }
+                _ = sleep_until_due(due) => {
+                    let now = Instant::now();
+                    while let Some(Reverse((at, id))) = queue.peek().copied() {
+                        if at > now {
+                            break;
+                        }
+                        queue.pop();
+                        let Some(slot) = slots.get_mut(&id) else { continue };
+                        if slot.next != at || slot.running.is_some() {
+                            continue; // rescheduled, or under way
+                        }
+                        let probe = probe_once(slot.assigned.clone(), ctx.clone(), limit.clone());
+                        let (out, done_tx) = (out.clone(), done_tx.clone());
+                        slot.running = Some(tokio::spawn(async move {
+                            let Some(finished) = probe.await else { return };
+                            if out.send(finished).await.is_ok() {
+                                let _ = done_tx.send(id);
+                            }
+                        }));
+                    }
+                }
             }
         }
     }
 }
 
-async fn check_loop(
-    agent: String,
-    a: Assigned,
+/// Sleeps until `due`, or for ever when nothing is queued.
+async fn sleep_until_due(due: Option<Instant>) {
+    match due {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// One probe of `a` under the concurrency limit and its deadline; `None`
+/// when the agent is shutting down.
+async fn probe_once(
+    a: Arc<Assigned>,
     ctx: Arc<ProbeContext>,
     limit: Arc<Semaphore>,
-    mut triggered: mpsc::Receiver<Duration>,
-    out: mpsc::Sender<Finished>,
-) {
-    let interval = a.interval.max(MIN_INTERVAL);
-    let phase = phase_hash(&agent, &a.name);
-    // A new assignment gets a first result promptly (spread over up to ten
-    // seconds, so a thousand checks do not start at once), then the check
-    // settles on its phase.
-    let spread = interval.min(Duration::from_secs(10)).as_millis().max(1) as u64;
-    tokio::time::sleep(Duration::from_millis(phase % spread)).await;
-    loop {
-        let Ok(permit) = limit.clone().acquire_owned().await else {
-            return;
-        };
-        let started_at_ms = now_ms();
-        let span = tracing::info_span!(
-            "probe",
-            check = %a.name,
-            kind = tracing::field::Empty,
-            target = tracing::field::Empty,
-            status = tracing::field::Empty,
-            class = tracing::field::Empty,
-            duration_ms = tracing::field::Empty,
-        );
-        // Boxed: the probe's (large) future exists only while it runs, so a
-        // thousand sleeping checks stay small.
-        let outcome = Box::pin(crate::check::run_within(&a.spec, &ctx, a.timeout))
-            .instrument(span.clone())
-            .await;
-        drop(permit);
-        span.record("kind", outcome.kind.as_str());
-        span.record("target", outcome.target.as_str());
-        span.record("status", outcome.status.as_str());
-        if let Some(class) = outcome.class {
-            span.record("class", class.as_str());
-        }
-        span.record("duration_ms", outcome.duration_ms);
-        let finished = Finished {
-            check: a.name.clone(),
-            started_at_ms,
-            outcome,
-            trace: vantage_common::logging::traceparent(&span),
-        };
-        drop(span);
-        if out.send(finished).await.is_err() {
-            return;
-        }
-        // The next slot, or sooner when asked (never overlapping itself).
-        tokio::select! {
-            _ = tokio::time::sleep(until_next_slot(now_ms(), interval, phase)) => {}
-            Some(delay) = triggered.recv() => tokio::time::sleep(delay).await,
-        }
+) -> Option<Finished> {
+    let permit = limit.acquire_owned().await.ok()?;
+    let started_at_ms = now_ms();
+    let span = tracing::info_span!(
+        "probe",
+        check = %a.name,
+        kind = tracing::field::Empty,
+        target = tracing::field::Empty,
+        status = tracing::field::Empty,
+        class = tracing::field::Empty,
+        duration_ms = tracing::field::Empty,
+    );
+    // Boxed: the probe's (large) future exists only while it runs.
+    let outcome = Box::pin(crate::check::run_within(&a.spec, &ctx, a.timeout))
+        .instrument(span.clone())
+        .await;
+    drop(permit);
+    span.record("kind", outcome.kind.as_str());
+    span.record("target", outcome.target.as_str());
+    span.record("status", outcome.status.as_str());
+    if let Some(class) = outcome.class {
+        span.record("class", class.as_str());
     }
+    span.record("duration_ms", outcome.duration_ms);
+    let trace = vantage_common::logging::traceparent(&span);
+    Some(Finished {
+        check: a.name.clone(),
+        started_at_ms,
+        outcome,
+        trace,
+    })
 }
 
 #[cfg(test)]

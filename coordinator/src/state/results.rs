@@ -94,6 +94,29 @@ pub struct Origin {
 }
 
 impl Recent {
+    /// An entry with its own origin and message.
+    fn new(
+        region: &str,
+        agent: &str,
+        started_at_ms: i64,
+        status: Status,
+        class: Option<FailureClass>,
+        message: &str,
+        duration_ms: u64,
+    ) -> Self {
+        Recent {
+            origin: Arc::new(Origin {
+                region: region.to_owned(),
+                agent: agent.to_owned(),
+            }),
+            started_at_ms,
+            message: Arc::from(message),
+            duration_ms: u32::try_from(duration_ms).unwrap_or(u32::MAX),
+            status,
+            class,
+        }
+    }
+
     /// Region it was seen from.
     pub fn region(&self) -> &str {
         &self.origin.region
@@ -119,17 +142,15 @@ struct RecentForm {
 
 impl From<RecentForm> for Recent {
     fn from(f: RecentForm) -> Self {
-        Recent {
-            origin: Arc::new(Origin {
-                region: f.region,
-                agent: f.agent,
-            }),
-            started_at_ms: f.started_at_ms,
-            message: Arc::from(f.message),
-            duration_ms: u32::try_from(f.duration_ms).unwrap_or(u32::MAX),
-            status: f.status,
-            class: f.class,
-        }
+        Recent::new(
+            &f.region,
+            &f.agent,
+            f.started_at_ms,
+            f.status,
+            f.class,
+            &f.message,
+            f.duration_ms,
+        )
     }
 }
 
@@ -211,17 +232,15 @@ impl CheckResults {
             .add(result.started_at_ms, &one);
         // The recent history is read for its lines, never its details: they
         // stay with the latest result only (a details object may be 16 KiB).
-        self.push_recent(Recent {
-            origin: Arc::new(Origin {
-                region: result.region,
-                agent: result.agent,
-            }),
-            started_at_ms: result.started_at_ms,
-            message: Arc::from(result.message),
-            duration_ms: u32::try_from(result.duration_ms).unwrap_or(u32::MAX),
-            status: result.status,
-            class: result.class,
-        });
+        self.push_recent(Recent::new(
+            &result.region,
+            &result.agent,
+            result.started_at_ms,
+            result.status,
+            result.class,
+            &result.message,
+            result.duration_ms,
+        ));
     }
 
     /// Shares the names and messages of the recent history again (after

@@ -37,8 +37,9 @@ pub struct StoredResult {
 
 /// Counts of one hour or day, as kept: an hour or a day of results of a
 /// check run every 5 s from one region is at most 17,280 (the counts
-/// saturate rather than wrap).
+/// saturate rather than wrap, also when read).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(from = "Rollup")]
 pub struct Counts {
     /// Passing results.
     pub pass: u16,
@@ -188,6 +189,18 @@ pub struct CheckResults {
 impl Serialize for Counts {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         (self.pass, self.warn, self.fail, self.error).serialize(serializer)
+    }
+}
+
+impl From<Rollup> for Counts {
+    fn from(r: Rollup) -> Self {
+        let narrow = |n: u32| u16::try_from(n).unwrap_or(u16::MAX);
+        Counts {
+            pass: narrow(r.pass),
+            warn: narrow(r.warn),
+            fail: narrow(r.fail),
+            error: narrow(r.error),
+        }
     }
 }
 
@@ -373,5 +386,8 @@ mod tests {
             b
         });
         assert!(back.as_ref().is_ok_and(|b| *b == c), "{back:?}");
+        // Counts beyond a bucket's 16 bits saturate rather than fail the load.
+        let big: Result<Counts, _> = serde_json::from_str(r#"[70000, 0, 1, 0]"#);
+        assert_eq!(big.map(|c| (c.pass, c.fail)).ok(), Some((u16::MAX, 1)));
     }
 }

@@ -11,8 +11,7 @@ use vantage_proto::v1::raft_service_server::RaftService;
 use super::auth::{Role, authorize};
 use crate::node::{Proposal, ProposeError, Proposer, Redirect, Replica};
 use crate::raft::network::{decode, encode};
-use crate::raft::types::Raft;
-use crate::raft::types::TypeConfig;
+use crate::raft::types::{Raft, TypeConfig};
 
 /// The service.
 #[derive(Clone)]

@@ -95,29 +95,6 @@ pub struct Origin {
 }
 
 impl Recent {
-    /// An entry with its own origin and message.
-    fn new(
-        region: &str,
-        agent: &str,
-        started_at_ms: i64,
-        status: Status,
-        class: Option<FailureClass>,
-        message: &str,
-        duration_ms: u64,
-    ) -> Self {
-        Recent {
-            origin: Arc::new(Origin {
-                region: region.to_owned(),
-                agent: agent.to_owned(),
-            }),
-            started_at_ms,
-            message: Arc::from(message),
-            duration_ms: u32::try_from(duration_ms).unwrap_or(u32::MAX),
-            status,
-            class,
-        }
-    }
-
     /// Region it was seen from.
     pub fn region(&self) -> &str {
         &self.origin.region
@@ -143,15 +120,17 @@ struct RecentForm {
 
 impl From<RecentForm> for Recent {
     fn from(f: RecentForm) -> Self {
-        Recent::new(
-            &f.region,
-            &f.agent,
-            f.started_at_ms,
-            f.status,
-            f.class,
-            &f.message,
-            f.duration_ms,
-        )
+        Recent {
+            origin: Arc::new(Origin {
+                region: f.region,
+                agent: f.agent,
+            }),
+            started_at_ms: f.started_at_ms,
+            message: Arc::from(f.message),
+            duration_ms: u32::try_from(f.duration_ms).unwrap_or(u32::MAX),
+            status: f.status,
+            class: f.class,
+        }
     }
 }
 
@@ -225,13 +204,6 @@ impl Tally for Counts {
 impl CheckResults {
     /// Records one result.
     pub fn record(&mut self, result: StoredResult) {
-        let newer = self
-            .latest
-            .get(&result.region)
-            .is_none_or(|l| l.started_at_ms <= result.started_at_ms);
-        if newer {
-            self.latest.insert(result.region.clone(), result.clone());
-        }
         let mut one = Counts::default();
         match result.status {
             Status::Pass => one.pass = 1,
@@ -239,43 +211,65 @@ impl CheckResults {
             Status::Fail => one.fail = 1,
             Status::Error => one.error = 1,
         }
-        self.rollups
-            .entry(result.region.clone())
-            .or_default()
-            .add(result.started_at_ms, &one);
+        match self.rollups.get_mut(&result.region) {
+            Some(r) => r.add(result.started_at_ms, &one),
+            None => {
+                let mut r = Rollups::default();
+                r.add(result.started_at_ms, &one);
+                self.rollups.insert(result.region.clone(), r);
+            }
+        }
         // The recent history is read for its lines, never its details: they
         // stay with the latest result only (a details object may be 16 KiB).
-        self.push_recent(Recent::new(
-            &result.region,
-            &result.agent,
-            result.started_at_ms,
-            result.status,
-            result.class,
-            &result.message,
-            result.duration_ms,
-        ));
+        let (origin, message) = self.shared(&result.region, &result.agent, &result.message);
+        self.push_recent(Recent {
+            origin,
+            started_at_ms: result.started_at_ms,
+            message,
+            duration_ms: u32::try_from(result.duration_ms).unwrap_or(u32::MAX),
+            status: result.status,
+            class: result.class,
+        });
+        match self.latest.get_mut(&result.region) {
+            Some(latest) if latest.started_at_ms <= result.started_at_ms => *latest = result,
+            Some(_) => {} // older than the latest
+            None => {
+                self.latest.insert(result.region.clone(), result);
+            }
+        }
     }
 
     /// Shares the names and messages of the recent history again (after
     /// it was read from a snapshot, where each entry has its own).
     pub fn share(&mut self) {
-        for entry in std::mem::take(&mut self.recent) {
+        for mut entry in std::mem::take(&mut self.recent) {
+            (entry.origin, entry.message) =
+                self.shared(entry.region(), entry.agent(), &entry.message);
             self.push_recent(entry);
         }
     }
 
-    /// Appends to the recent history, sharing what equals the region's
-    /// previous entry, and drops the oldest beyond [`HISTORY`].
-    fn push_recent(&mut self, mut entry: Recent) {
-        let region = entry.region();
-        if let Some(prev) = self.recent.iter().rev().find(|p| p.region() == region) {
-            if prev.origin == entry.origin {
-                entry.origin = prev.origin.clone();
-            }
-            if prev.message == entry.message {
-                entry.message = prev.message.clone();
-            }
-        }
+    /// The origin and message of a new entry from `region`: the very ones
+    /// of the region's previous entry when equal, else new ones.
+    fn shared(&self, region: &str, agent: &str, message: &str) -> (Arc<Origin>, Arc<str>) {
+        let prev = self.recent.iter().rev().find(|p| p.region() == region);
+        let origin = match prev {
+            Some(p) if p.agent() == agent => p.origin.clone(),
+            _ => Arc::new(Origin {
+                region: region.to_owned(),
+                agent: agent.to_owned(),
+            }),
+        };
+        let message = match prev {
+            Some(p) if &*p.message == message => p.message.clone(),
+            _ => Arc::from(message),
+        };
+        (origin, message)
+    }
+
+    /// Appends to the recent history, dropping the oldest beyond
+    /// [`HISTORY`].
+    fn push_recent(&mut self, entry: Recent) {
         while self.recent.len() >= HISTORY {
             self.recent.pop_front();
         }

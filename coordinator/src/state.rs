@@ -708,7 +708,7 @@ mod tests {
             });
             assert_eq!(acked, CommandResult::Acked(1), "{region}: acknowledged");
         }
-        let kept: Vec<&String> = s.results["c"].latest.keys().collect();
+        let kept: Vec<&str> = s.results["c"].latest.keys().map(|k| k.as_str()).collect();
         assert_eq!(kept, ["ru"]);
     }
 

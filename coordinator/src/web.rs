@@ -110,7 +110,7 @@ pub fn view(
                     .regions
                     .iter()
                     .filter(|(r, _)| filter.shows_region(r))
-                    .map(|(r, t)| (r.clone(), t.state.name().to_owned()))
+                    .map(|(r, t)| (r.to_string(), t.state.name().to_owned()))
                     .collect(),
                 uptime_pct,
                 incident: state.incidents.open.get(&c.name).copied(),

@@ -55,7 +55,7 @@ fn lonely_region<'a>(check: &'a CheckDecl, results: Option<&CheckResults>) -> Op
     let latest = &results?.latest;
     let mut failing_here = None;
     for region in &check.regions {
-        match latest.get(region).map(|r| r.status) {
+        match latest.get(region).map(|r| r.entry.status) {
             Some(s) if failing(s) => {
                 if failing_here.is_some() {
                     return None;

@@ -151,11 +151,69 @@ impl Serialize for Recent {
     }
 }
 
+/// The latest result of a region as kept: its recent-history entry (names
+/// and message shared with it) and its details. Written as a
+/// [`StoredResult`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "StoredResult")]
+pub struct Latest {
+    /// The result.
+    pub entry: Recent,
+    /// Details as JSON (records seen, banner...).
+    pub details_json: Box<str>,
+}
+
+impl From<StoredResult> for Latest {
+    fn from(r: StoredResult) -> Self {
+        Latest {
+            entry: Recent::from(RecentForm {
+                region: r.region,
+                agent: r.agent,
+                started_at_ms: r.started_at_ms,
+                status: r.status,
+                class: r.class,
+                message: r.message,
+                duration_ms: r.duration_ms,
+            }),
+            details_json: r.details_json.into_boxed_str(),
+        }
+    }
+}
+
+impl Serialize for Latest {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        /// [`StoredResult`], borrowed.
+        #[derive(Serialize)]
+        struct Form<'a> {
+            region: &'a str,
+            agent: &'a str,
+            started_at_ms: i64,
+            status: Status,
+            class: Option<FailureClass>,
+            message: &'a str,
+            duration_ms: u32,
+            details_json: &'a str,
+        }
+        let e = &self.entry;
+        Form {
+            region: e.region(),
+            agent: e.agent(),
+            started_at_ms: e.started_at_ms,
+            status: e.status,
+            class: e.class,
+            message: &e.message,
+            duration_ms: e.duration_ms,
+            details_json: &self.details_json,
+        }
+        .serialize(serializer)
+    }
+}
+
 /// Everything kept for one check.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckResults {
     /// Latest result per region (by probe start time).
-    pub latest: SmallMap<StoredResult>,
+    pub latest: SmallMap<Latest>,
     /// Most recent results, oldest first.
     pub recent: VecDeque<Recent>,
     /// Region → counts by hour and by day.
@@ -222,31 +280,43 @@ impl CheckResults {
         // The recent history is read for its lines, never its details: they
         // stay with the latest result only (a details object may be 16 KiB).
         let (origin, message) = self.shared(&result.region, &result.agent, &result.message);
-        self.push_recent(Recent {
+        let entry = Recent {
             origin,
             started_at_ms: result.started_at_ms,
             message,
             duration_ms: u32::try_from(result.duration_ms).unwrap_or(u32::MAX),
             status: result.status,
             class: result.class,
-        });
+        };
+        self.push_recent(entry.clone());
+        let latest = Latest {
+            entry,
+            details_json: result.details_json.into_boxed_str(),
+        };
         match self.latest.get_mut(&result.region) {
-            Some(latest) if latest.started_at_ms <= result.started_at_ms => *latest = result,
+            Some(l) if l.entry.started_at_ms <= latest.entry.started_at_ms => *l = latest,
             Some(_) => {} // older than the latest
             None => {
-                self.latest.insert(result.region.clone(), result);
+                self.latest.insert(&result.region, latest);
             }
         }
     }
 
-    /// Shares the names and messages of the recent history again (after
-    /// it was read from a snapshot, where each entry has its own).
+    /// Shares the names and messages of the recent history and the
+    /// latest results again (after they were read from a snapshot, where
+    /// each entry has its own).
     pub fn share(&mut self) {
         for mut entry in std::mem::take(&mut self.recent) {
             (entry.origin, entry.message) =
                 self.shared(entry.region(), entry.agent(), &entry.message);
             self.push_recent(entry);
         }
+        let mut latest = std::mem::take(&mut self.latest);
+        for (_, l) in latest.iter_mut() {
+            let e = &mut l.entry;
+            (e.origin, e.message) = self.shared(e.region(), e.agent(), &e.message);
+        }
+        self.latest = latest;
     }
 
     /// The origin and message of a new entry from `region`: the very ones
@@ -316,19 +386,23 @@ mod tests {
         }
         // A late (older) result does not replace the latest.
         c.record(result("eu", 0, Status::Error));
-        assert_eq!(c.latest["eu"].started_at_ms, 149 * 30_000);
+        assert_eq!(c.latest["eu"].entry.started_at_ms, 149 * 30_000);
         assert_eq!(c.recent.len(), HISTORY);
         assert_eq!(std::mem::size_of::<Recent>(), 40);
         assert_eq!(c.recent.capacity(), HISTORY);
         // Details stay with the latest result only.
-        assert_eq!(c.latest["eu"].details_json, "{}");
-        // Each region's entries share one message and names.
+        assert_eq!(&*c.latest["eu"].details_json, "{}");
+        // Each region's entries, and its latest result, share one message
+        // and names.
         let eu: Vec<&Recent> = c.recent.iter().filter(|r| r.region() == "eu").collect();
         let shared = |c: &CheckResults| {
             let eu: Vec<&Recent> = c.recent.iter().filter(|r| r.region() == "eu").collect();
+            let latest = &c.latest["eu"].entry;
             eu.windows(2).all(|w| {
                 Arc::ptr_eq(&w[0].origin, &w[1].origin)
                     && (w[0].message != w[1].message || Arc::ptr_eq(&w[0].message, &w[1].message))
+            }) && eu.iter().any(|r| {
+                Arc::ptr_eq(&r.origin, &latest.origin) && Arc::ptr_eq(&r.message, &latest.message)
             })
         };
         assert!(eu.len() > 2 && shared(&c));
@@ -365,6 +439,11 @@ mod tests {
         assert_eq!(
             json["rollups"]["eu"]["hours"],
             serde_json::json!([[1, [0, 0, 1, 0]]])
+        );
+        // The latest result is written as it came.
+        assert_eq!(
+            json["latest"]["eu"],
+            serde_json::to_value(result("eu", HOUR_MS, Status::Fail)).unwrap_or_default()
         );
         // As 0.8's first snapshots wrote them: objects.
         let old = serde_json::json!({

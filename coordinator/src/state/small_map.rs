@@ -1,20 +1,132 @@
 //! A map for a handful of entries (per region of a check): a vector kept in
-//! key order. A `BTreeMap` allocates room for eleven entries in its first
-//! node whatever it holds — with tens of thousands of checks, each with
-//! several per-region maps, that was most of the state's memory. Same
-//! order, same API where used, same serialised form (a map).
+//! key order, sized exactly, its keys region names shared by every map
+//! ([`Name`]). A `BTreeMap` allocates room for eleven entries in its first
+//! node whatever it holds, and every `String` key its own copy of the
+//! name — with tens of thousands of checks, each with several per-region
+//! maps, that was most of the state's memory. Same order, same API where
+//! used, same serialised form (a map).
 
 use std::borrow::Borrow;
+use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::{Arc, Mutex};
 
 use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// A small map with `String` keys, in key order.
+/// A key of a [`SmallMap`]: a name held once in the process however many
+/// maps carry it.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Name(Arc<str>);
+
+/// Names shared so far. Keys are region names, a handful; past this many
+/// a new name is no longer shared (so that no input can grow the set
+/// without bound).
+const SHARED_NAMES: usize = 4096;
+
+static NAMES: Mutex<BTreeSet<Arc<str>>> = Mutex::new(BTreeSet::new());
+
+impl Name {
+    /// `name`, the process's shared copy of it.
+    pub fn new(name: &str) -> Name {
+        let Ok(mut names) = NAMES.lock() else {
+            return Name(Arc::from(name));
+        };
+        if let Some(shared) = names.get(name) {
+            return Name(shared.clone());
+        }
+        let new: Arc<str> = Arc::from(name);
+        if names.len() < SHARED_NAMES {
+            names.insert(new.clone());
+        }
+        Name(new)
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Name {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Name {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Borrow<str> for Name {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for Name {
+    fn from(name: &str) -> Self {
+        Name::new(name)
+    }
+}
+
+impl From<String> for Name {
+    fn from(name: String) -> Self {
+        Name::new(&name)
+    }
+}
+
+impl From<&String> for Name {
+    fn from(name: &String) -> Self {
+        Name::new(name)
+    }
+}
+
+impl From<Name> for String {
+    fn from(name: Name) -> Self {
+        name.0.to_string()
+    }
+}
+
+impl PartialEq<str> for Name {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Name {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl Serialize for Name {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+/// A small map with [`Name`] keys, in key order.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SmallMap<V> {
-    entries: Vec<(String, V)>,
+    entries: Vec<(Name, V)>,
 }
 
 impl<V> Default for SmallMap<V> {
@@ -68,14 +180,20 @@ impl<V> SmallMap<V> {
     }
 
     /// Puts `value` under `key`; returns the one it replaced.
-    pub fn insert(&mut self, key: String, value: V) -> Option<V> {
-        match self.find(&key) {
+    pub fn insert(&mut self, key: impl AsRef<str>, value: V) -> Option<V> {
+        match self.find(key.as_ref()) {
             Ok(i) => Some(std::mem::replace(&mut self.entries[i].1, value)),
             Err(i) => {
-                self.entries.insert(i, (key, value));
+                self.put(i, key.as_ref(), value);
                 None
             }
         }
+    }
+
+    /// Adds an entry at `i`, growing the vector by exactly one.
+    fn put(&mut self, i: usize, key: &str, value: V) {
+        self.entries.reserve_exact(1);
+        self.entries.insert(i, (Name::new(key), value));
     }
 
     /// Takes the value under `key` out.
@@ -84,29 +202,29 @@ impl<V> SmallMap<V> {
     }
 
     /// The value under `key`, inserted first when absent.
-    pub fn entry(&mut self, key: String) -> Entry<'_, V> {
+    pub fn entry<K: AsRef<str>>(&mut self, key: K) -> Entry<'_, V, K> {
         Entry { map: self, key }
     }
 
     /// Keeps the entries `keep` says yes to.
-    pub fn retain(&mut self, mut keep: impl FnMut(&String, &mut V) -> bool) {
+    pub fn retain(&mut self, mut keep: impl FnMut(&Name, &mut V) -> bool) {
         self.entries.retain_mut(|(k, v)| keep(k, v));
     }
 
     /// Entries in key order.
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&String, &V)> + ExactSizeIterator {
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&Name, &V)> + ExactSizeIterator {
         self.entries.iter().map(|(k, v)| (k, v))
     }
 
     /// Entries in key order, values to change.
     pub fn iter_mut(
         &mut self,
-    ) -> impl DoubleEndedIterator<Item = (&String, &mut V)> + ExactSizeIterator {
+    ) -> impl DoubleEndedIterator<Item = (&Name, &mut V)> + ExactSizeIterator {
         self.entries.iter_mut().map(|(k, v)| (&*k, v))
     }
 
     /// Keys in order.
-    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &String> + ExactSizeIterator {
+    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &Name> + ExactSizeIterator {
         self.entries.iter().map(|(k, _)| k)
     }
 
@@ -123,18 +241,18 @@ impl<V> SmallMap<V> {
 
 /// A place in a [`SmallMap`] ([`SmallMap::entry`]).
 #[derive(Debug)]
-pub struct Entry<'a, V> {
+pub struct Entry<'a, V, K> {
     map: &'a mut SmallMap<V>,
-    key: String,
+    key: K,
 }
 
-impl<'a, V> Entry<'a, V> {
+impl<'a, V, K: AsRef<str>> Entry<'a, V, K> {
     /// The value, `make()` put there first when absent.
     pub fn or_insert_with(self, make: impl FnOnce() -> V) -> &'a mut V {
-        let i = match self.map.find(&self.key) {
+        let i = match self.map.find(self.key.as_ref()) {
             Ok(i) => i,
             Err(i) => {
-                self.map.entries.insert(i, (self.key, make()));
+                self.map.put(i, self.key.as_ref(), make());
                 i
             }
         };
@@ -166,16 +284,16 @@ impl<V, Q: Borrow<str> + ?Sized> std::ops::Index<&Q> for SmallMap<V> {
     }
 }
 
-impl<V> FromIterator<(String, V)> for SmallMap<V> {
-    fn from_iter<I: IntoIterator<Item = (String, V)>>(iter: I) -> Self {
+impl<V, K: AsRef<str>> FromIterator<(K, V)> for SmallMap<V> {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
         let mut map = SmallMap::new();
         map.extend(iter);
         map
     }
 }
 
-impl<V> Extend<(String, V)> for SmallMap<V> {
-    fn extend<I: IntoIterator<Item = (String, V)>>(&mut self, iter: I) {
+impl<V, K: AsRef<str>> Extend<(K, V)> for SmallMap<V> {
+    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
         for (k, v) in iter {
             self.insert(k, v);
         }
@@ -183,11 +301,9 @@ impl<V> Extend<(String, V)> for SmallMap<V> {
 }
 
 impl<'a, V> IntoIterator for &'a SmallMap<V> {
-    type Item = (&'a String, &'a V);
-    type IntoIter = std::iter::Map<
-        std::slice::Iter<'a, (String, V)>,
-        fn(&'a (String, V)) -> (&'a String, &'a V),
-    >;
+    type Item = (&'a Name, &'a V);
+    type IntoIter =
+        std::iter::Map<std::slice::Iter<'a, (Name, V)>, fn(&'a (Name, V)) -> (&'a Name, &'a V)>;
 
     fn into_iter(self) -> Self::IntoIter {
         self.entries.iter().map(|(k, v)| (k, v))
@@ -195,8 +311,8 @@ impl<'a, V> IntoIterator for &'a SmallMap<V> {
 }
 
 impl<V> IntoIterator for SmallMap<V> {
-    type Item = (String, V);
-    type IntoIter = std::vec::IntoIter<(String, V)>;
+    type Item = (Name, V);
+    type IntoIter = std::vec::IntoIter<(Name, V)>;
 
     fn into_iter(self) -> Self::IntoIter {
         self.entries.into_iter()
@@ -252,17 +368,20 @@ mod tests {
                 big.insert((*key).to_owned(), i)
             );
         }
-        *small.entry("za".into()).or_default() += 7;
+        *small.entry("za").or_default() += 7;
         *big.entry("za".to_owned()).or_default() += 7;
-        *small.entry("eu".into()).or_insert(100) += 1;
+        *small.entry("eu").or_insert(100) += 1;
         *big.entry("eu".to_owned()).or_insert(100) += 1;
         assert_eq!(small.remove("ru"), big.remove("ru"));
         assert_eq!(small.remove("nowhere"), None);
         small.retain(|_, v| *v != 0);
         big.retain(|_, v| *v != 0);
         assert_eq!(
-            small.iter().collect::<Vec<_>>(),
-            big.iter().collect::<Vec<_>>()
+            small
+                .iter()
+                .map(|(k, v)| (k.as_str(), v))
+                .collect::<Vec<_>>(),
+            big.iter().map(|(k, v)| (k.as_str(), v)).collect::<Vec<_>>()
         );
         assert_eq!(
             (small.len(), small["za"], small.get("us")),
@@ -276,5 +395,20 @@ mod tests {
             Err(e) => panic!("{e}"),
         };
         assert_eq!(read.keys().collect::<Vec<_>>(), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn keys_are_shared_and_vectors_sized_exactly() {
+        let mut one = SmallMap::new();
+        let mut two: SmallMap<u8> =
+            serde_json::from_str(r#"{"ru": 1, "eu": 2}"#).unwrap_or_default();
+        for key in ["us", "ru", "eu"] {
+            one.insert(key, 0u8);
+        }
+        two.insert(String::from("us"), 3);
+        for (a, b) in one.keys().zip(two.keys()) {
+            assert!(Arc::ptr_eq(&a.0, &b.0), "{a} is held twice");
+        }
+        assert_eq!((one.entries.capacity(), two.entries.capacity()), (3, 3));
     }
 }

@@ -10,7 +10,7 @@ use vantage_common::{FailureClass, Status};
 
 use super::results::StoredResult;
 use super::rollup::{DAY_MS, DAYS, HOUR_MS, Rollups, Tally};
-use super::small_map::SmallMap;
+use super::small_map::{Name, SmallMap};
 
 use super::changes::Drift;
 use super::incidents::Incidents;
@@ -240,7 +240,7 @@ impl CheckVerdict {
             .map(|(region, t)| Ballot {
                 region: region.as_str(),
                 state: t.state,
-                trusted: !impaired.contains_key(region),
+                trusted: !impaired.contains_key(region.as_str()),
             })
             .collect();
         let verdict = vote(&ballots, &check.quorum);
@@ -252,7 +252,7 @@ impl CheckVerdict {
         }
         match self.warnings.iter().next() {
             Some((_, message)) => Verdict::Warning {
-                regions: self.warnings.keys().cloned().collect(),
+                regions: self.warnings.keys().map(|r| r.to_string()).collect(),
                 message: message.clone(),
             },
             None => Verdict::Ok,
@@ -267,11 +267,14 @@ impl CheckVerdict {
     /// vantage prove nothing.
     fn divergence(&self, impaired: &Impaired) -> Option<BTreeMap<String, String>> {
         let unseen = Seen::default();
-        let trusted: Vec<(&String, &Steady<String>, &Seen)> = self
+        let trusted: Vec<(&str, &Steady<String>, &Seen)> = self
             .answers
             .iter()
-            .filter(|(region, _)| !impaired.contains_key(*region))
-            .map(|(region, held)| (region, held, self.seen.get(region).unwrap_or(&unseen)))
+            .filter(|(region, _)| !impaired.contains_key(region.as_str()))
+            .map(|(region, held)| {
+                let seen = self.seen.get(region.as_str()).unwrap_or(&unseen);
+                (region.as_str(), held, seen)
+            })
             .collect();
         let changed_ms = trusted.iter().map(|(_, _, seen)| seen.since_ms).max()?;
         let fresh = trusted
@@ -279,7 +282,7 @@ impl CheckVerdict {
             .filter(|(_, _, seen)| seen.at_ms >= changed_ms);
         let held: BTreeMap<String, String> = fresh
             .clone()
-            .filter_map(|(region, held, _)| Some(((*region).clone(), held.value.clone()?)))
+            .filter_map(|(region, held, _)| Some(((*region).to_owned(), held.value.clone()?)))
             .collect();
         let now: BTreeSet<&String> = fresh
             .filter_map(|(_, _, seen)| seen.answer.as_ref())
@@ -359,11 +362,12 @@ pub fn follow_declaration(
                 );
             }
             Some(v) => {
-                v.regions.retain(|r, _| check.regions.contains(r));
-                v.warnings.retain(|r, _| check.regions.contains(r));
-                v.answers.retain(|r, _| check.regions.contains(r));
-                v.seen.retain(|r, _| check.regions.contains(r));
-                v.warn_state.retain(|r, _| check.regions.contains(r));
+                let assigned = |r: &Name| check.regions.iter().any(|c| c == r.as_str());
+                v.regions.retain(|r, _| assigned(r));
+                v.warnings.retain(|r, _| assigned(r));
+                v.answers.retain(|r, _| assigned(r));
+                v.seen.retain(|r, _| assigned(r));
+                v.warn_state.retain(|r, _| assigned(r));
                 v.drift.retain_regions(&check.regions);
                 let probed = |c: &CheckDecl| (c.kind, c.target.clone(), c.params.clone());
                 if before

@@ -16,7 +16,7 @@ use crate::declared::{CheckDecl, Declared, Diff};
 use crate::node::{Proposer, Replica};
 use crate::selection::{Filter, select};
 use crate::state::changes::Change;
-use crate::state::results::{Recent, StoredResult};
+use crate::state::results::Recent;
 use crate::state::rollup::HOUR_MS;
 use crate::state::{Command, CommandResult, State};
 use crate::verdict::Verdict;
@@ -53,18 +53,6 @@ fn check_info(c: &CheckDecl, state: &State) -> CheckInfo {
         severity: c.severity.to_string(),
         routes: c.routes.clone(),
         params_json: serde_json::to_string(&c.params).unwrap_or_else(|_| "{}".into()),
-    }
-}
-
-fn result_info(r: &StoredResult) -> ResultInfo {
-    ResultInfo {
-        region: r.region.clone(),
-        agent: r.agent.clone(),
-        started_at_ms: r.started_at_ms,
-        status: r.status.to_string(),
-        class: r.class.map(|c| c.to_string()).unwrap_or_default(),
-        message: r.message.clone(),
-        duration_ms: r.duration_ms,
     }
 }
 
@@ -168,7 +156,7 @@ pub(super) async fn status(applied: &Replica, req: StatusRequest) -> Reply<Statu
                 .iter()
                 .filter(|(region, _)| filter.shows_region(region))
                 .map(|(region, t)| RegionStatus {
-                    region: region.clone(),
+                    region: region.to_string(),
                     state: t.state.name().into(),
                     fails: t.fails,
                     passes: t.passes,
@@ -220,8 +208,9 @@ pub(super) async fn results(applied: &Replica, req: GetResultsRequest) -> Reply<
         Some(r) => (
             r.latest
                 .values()
-                .filter(|x| wanted(&x.region))
-                .map(result_info)
+                .map(|l| &l.entry)
+                .filter(|x| wanted(x.region()))
+                .map(recent_info)
                 .collect(),
             r.recent
                 .iter()
@@ -264,7 +253,7 @@ pub(super) async fn history(applied: &Replica, r: HistoryRequest) -> Reply<Histo
                         (u64::from(h.pass), u64::from(h.warn), u64::from(h.fail));
                     let counted = (pass + warn + fail).max(1) as f64;
                     RegionUptime {
-                        region: region.clone(),
+                        region: region.to_string(),
                         pass,
                         warn,
                         fail,

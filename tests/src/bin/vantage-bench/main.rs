@@ -103,6 +103,10 @@ enum Bench {
         /// Total rate in results/s (0: as fast as acks allow).
         #[arg(long, default_value_t = 0)]
         rate: u64,
+        /// Checks declared (each runs from every region); the results
+        /// cycle through them.
+        #[arg(long, default_value_t = 100)]
+        checks: usize,
     },
     /// A cluster holding N checks: per-node CPU and RSS, results/s, Raft
     /// log and snapshot sizes, snapshot and catch-up times, status latency.
@@ -208,7 +212,8 @@ fn main() -> Result<()> {
             batch,
             results,
             rate,
-        } => ingest(agents, batch, results, rate),
+            checks,
+        } => ingest(agents, batch, results, rate, checks.max(1)),
         Bench::Detect {
             rounds,
             false_rounds,
@@ -807,7 +812,7 @@ fn agent(checks: usize, seconds: u64, traces: bool, mix: Mix) -> Result<()> {
     })
 }
 
-fn ingest(agents: usize, batch: usize, results: usize, rate: u64) -> Result<()> {
+fn ingest(agents: usize, batch: usize, results: usize, rate: u64, checks: usize) -> Result<()> {
     use vantage_common::identity::Identity;
     use vantage_common::tls::ReloadingTls;
     use vantage_proto::v1::agent_message::Msg as Out;
@@ -820,7 +825,7 @@ fn ingest(agents: usize, batch: usize, results: usize, rate: u64) -> Result<()> 
     rt.block_on(async {
         let cluster = Cluster::start(3, Timers::default()).await?;
         let leader = cluster.wait_for_leader(&[1, 2, 3]).await?;
-        let toml: String = (0..100)
+        let toml: String = (0..checks)
             .map(|i| format!("[[check]]\nname = \"c-{i}\"\nkind = \"tcp\"\ntarget = \"127.0.0.1\"\nregions = [\"ru\", \"eu\", \"us\"]\nparams = {{ port = 9 }}\n"))
             .collect();
         cluster.operator(leader)?.apply(ApplyRequest { source_name: "bench.toml".into(), toml, dry_run: false }).await?;
@@ -855,7 +860,7 @@ fn ingest(agents: usize, batch: usize, results: usize, rate: u64) -> Result<()> 
                     let records = (0..batch)
                         .map(|i| {
                             seq += 1;
-                            ResultRecord { seq, check: format!("c-{}", (seq as usize + i) % 100), started_at_ms: now_ms, outcome: Some(proto_outcome.clone()), trace_parent: String::new() }
+                            ResultRecord { seq, check: format!("c-{}", (seq as usize + i) % checks), started_at_ms: now_ms, outcome: Some(proto_outcome.clone()), trace_parent: String::new() }
                         })
                         .collect();
                     let t0 = Instant::now();
@@ -884,6 +889,7 @@ fn ingest(agents: usize, batch: usize, results: usize, rate: u64) -> Result<()> 
         let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
         let committed = latencies.len() * batch;
         println!("vantage-bench ingest: {agents} agent sessions -> 3 coordinators (mTLS gRPC, Raft, sled), loopback");
+        println!("  checks declared   {checks} (x 3 regions)");
         println!("  results/batch     {batch}");
         println!("  target rate       {}", if rate == 0 { "unlimited".into() } else { format!("{rate} results/s") });
         println!("  committed         {committed} results in {} batches", latencies.len());

@@ -20,6 +20,7 @@ use vantage_common::spec::Kind;
 
 use super::incidents::Incidents;
 use super::mesh::Impaired;
+use super::small_map::SmallMap;
 use super::verdicts::Steady;
 use crate::declared::CheckDecl;
 use crate::notification::Severity;
@@ -84,7 +85,7 @@ pub fn since<'a>(
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Drift {
     /// Each region's observation, held for `recover_after` results.
-    pub observed: BTreeMap<String, Steady<Observed>>,
+    pub observed: SmallMap<Steady<Observed>>,
     /// The value agreed on.
     pub baseline: Option<Baseline>,
     /// Changes, oldest first (at most [`KEEP_CHANGES`]).
@@ -95,14 +96,15 @@ impl Drift {
     /// Holds `region`'s observation; returns whether its held value changed.
     pub fn observe(&mut self, region: &str, seen: Observed, check: &CheckDecl) -> bool {
         self.observed
-            .entry(region.to_owned())
+            .entry(region)
             .or_default()
             .observe(Some(seen), check.recover_after)
     }
 
     /// Forgets what regions no longer assigned saw.
     pub fn retain_regions(&mut self, regions: &[String]) {
-        self.observed.retain(|r, _| regions.contains(r));
+        self.observed
+            .retain(|r, _| regions.iter().any(|a| a == r.as_str()));
     }
 
     /// Moves the baseline when a quorum agrees on a new value, recording
@@ -177,9 +179,9 @@ impl Drift {
         let mut held: BTreeMap<&Observed, Vec<String>> = BTreeMap::new();
         for (region, steady) in &self.observed {
             if let Some(value) = &steady.value
-                && !impaired.contains_key(region)
+                && !impaired.contains_key(region.as_str())
             {
-                held.entry(value).or_default().push(region.clone());
+                held.entry(value).or_default().push(region.to_string());
             }
         }
         let mut ranked: Vec<(&Observed, Vec<String>)> = held.into_iter().collect();

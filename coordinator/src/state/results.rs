@@ -274,7 +274,7 @@ impl CheckResults {
             None => {
                 let mut r = Rollups::default();
                 r.add(result.started_at_ms, &one);
-                self.rollups.insert(result.region.clone(), r);
+                self.rollups.insert(&result.region, r);
             }
         }
         // The recent history is read for its lines, never its details: they

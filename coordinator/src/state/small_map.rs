@@ -363,10 +363,7 @@ mod tests {
         let mut small = SmallMap::new();
         let mut big = BTreeMap::new();
         for (i, key) in ["us", "eu", "ru", "eu", "ap", "us"].iter().enumerate() {
-            assert_eq!(
-                small.insert((*key).to_owned(), i),
-                big.insert((*key).to_owned(), i)
-            );
+            assert_eq!(small.insert(*key, i), big.insert((*key).to_owned(), i));
         }
         *small.entry("za").or_default() += 7;
         *big.entry("za".to_owned()).or_default() += 7;

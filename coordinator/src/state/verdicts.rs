@@ -377,7 +377,7 @@ pub fn follow_declaration(
                     v.drift = Drift::default();
                 }
                 for r in &check.regions {
-                    v.regions.entry(r.clone()).or_default();
+                    v.regions.entry(r).or_default();
                 }
                 v.refresh(check, incidents, impaired, at_ms);
             }
@@ -433,7 +433,7 @@ pub fn observe(
         } else {
             check.recover_after
         };
-        let state = v.warn_state.entry(region.to_owned()).or_default();
+        let state = v.warn_state.entry(region).or_default();
         if state.observe(Some(w), n) {
             changed = true;
             if !w {
@@ -442,7 +442,7 @@ pub fn observe(
         }
         if state.value == Some(true) {
             // The latest message, which alone does not make a new situation.
-            v.warnings.insert(region.to_owned(), result.message.clone());
+            v.warnings.insert(region, result.message.clone());
         }
     }
     let details: Option<serde_json::Value> = (check.kind.compares_answers()
@@ -458,7 +458,7 @@ pub fn observe(
     if check.kind.compares_answers() {
         let now = answer(result, details.as_ref());
         let changed_ms = v.seen.values().map(|s| s.since_ms).max().unwrap_or(0);
-        let seen = v.seen.entry(region.to_owned()).or_default();
+        let seen = v.seen.entry(region).or_default();
         // A new answer, or the first since a change elsewhere (the region
         // is comparable again), may decide a divergence.
         changed |= seen.answer != now || seen.at_ms < changed_ms;

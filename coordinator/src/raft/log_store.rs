@@ -62,7 +62,33 @@ impl LogStore {
     fn decode(bytes: &[u8]) -> Result<Entry> {
         serde_json::from_slice(bytes).map_err(|e| StorageIOError::read_logs(&e).into())
     }
+
+    /// Entries `start..end` in order, stopping after the first that brings
+    /// their encoded size to `budget` bytes (at least one when any).
+    fn read(&self, start: u64, end: Option<u64>, budget: usize) -> Result<Vec<Entry>> {
+        let range = match end {
+            Some(end) if end <= start => return Ok(Vec::new()),
+            Some(end) => self.log.range(key(start)..key(end)),
+            None => self.log.range(key(start)..),
+        };
+        let (mut out, mut bytes) = (Vec::new(), 0usize);
+        for item in range {
+            let (_, value) = item.map_err(|e| StorageIOError::read_logs(&e))?;
+            out.push(Self::decode(&value)?);
+            bytes = bytes.saturating_add(value.len());
+            if bytes >= budget {
+                break;
+            }
+        }
+        Ok(out)
+    }
 }
+
+/// Encoded bytes of log entries per AppendEntries request. openraft gives
+/// a request one heartbeat (500 ms by default) to make it; a follower
+/// behind a declaration of 50,000 checks (one entry of several MiB) with
+/// 63 result batches after it would never catch up by entry count alone.
+const APPEND_BYTES: usize = 1 << 20;
 
 impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
@@ -74,16 +100,16 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(i) => i.saturating_add(1),
             Bound::Unbounded => 0,
         };
-        let mut out = Vec::new();
-        for item in self.log.range(key(start)..) {
-            let (_, bytes) = item.map_err(|e| StorageIOError::read_logs(&e))?;
-            let entry = Self::decode(&bytes)?;
-            if !range.contains(&entry.log_id.index) {
-                break;
-            }
-            out.push(entry);
-        }
-        Ok(out)
+        let end = match range.end_bound() {
+            Bound::Included(i) => Some(i.saturating_add(1)),
+            Bound::Excluded(i) => Some(*i),
+            Bound::Unbounded => None,
+        };
+        self.read(start, end, usize::MAX)
+    }
+
+    async fn limited_get_log_entries(&mut self, start: u64, end: u64) -> Result<Vec<Entry>> {
+        self.read(start, Some(end), APPEND_BYTES)
     }
 }
 
@@ -172,5 +198,58 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .apply_batch(batch)
             .map_err(|e| StorageIOError::write_logs(&e))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Command;
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    fn entry(index: u64, payload_bytes: usize) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(Command::Noop {
+                payload: "x".repeat(payload_bytes),
+            }),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_carries_up_to_a_mebibyte_of_entries_and_never_none() {
+        let db = match sled::Config::new().temporary(true).open() {
+            Ok(db) => db,
+            Err(e) => panic!("{e}"),
+        };
+        let Ok(mut store) = LogStore::open(&db) else {
+            panic!("cannot open the log trees");
+        };
+        // 1..=40 of 100 KiB, then one of 3 MiB (a large declaration), then
+        // small ones.
+        for i in 1..=50u64 {
+            let size = match i {
+                1..=40 => 100 << 10,
+                41 => 3 << 20,
+                _ => 100,
+            };
+            let bytes = serde_json::to_vec(&entry(i, size)).unwrap_or_default();
+            assert!(store.log.insert(key(i), bytes).is_ok());
+        }
+        let indexes =
+            |entries: Vec<Entry>| -> Vec<u64> { entries.iter().map(|e| e.log_id.index).collect() };
+        // Ten entries make a mebibyte: sent, the rest on the next request.
+        let first = store.limited_get_log_entries(1, 51).await.map(indexes);
+        assert_eq!(first.ok(), Some((1..=11).collect::<Vec<_>>()));
+        // The large one goes alone.
+        let big = store.limited_get_log_entries(41, 51).await.map(indexes);
+        assert_eq!(big.ok(), Some(vec![41]));
+        let rest = store.limited_get_log_entries(42, 51).await.map(indexes);
+        assert_eq!(rest.ok(), Some((42..=50).collect::<Vec<_>>()));
+        // Unlimited reads return the exact range.
+        let exact = store.try_get_log_entries(39..=42).await.map(indexes);
+        assert_eq!(exact.ok(), Some(vec![39, 40, 41, 42]));
+        let empty = store.try_get_log_entries(5..5).await.map(indexes);
+        assert_eq!(empty.ok(), Some(vec![]));
     }
 }

@@ -59,6 +59,19 @@ impl Default for Timers {
     }
 }
 
+impl Timers {
+    /// The coordinator's own Raft timers (coordinator.toml `[raft]`
+    /// defaults), for benchmarks: tests use shorter ones to run fast.
+    pub fn production(snapshot_every: u64) -> Self {
+        Timers {
+            heartbeat_ms: 500,
+            election_ms: (3000, 6000),
+            snapshot_every,
+            agent_heartbeat_ms: 1000,
+        }
+    }
+}
+
 /// One coordinator process.
 #[derive(Debug)]
 pub struct NodeProc {

@@ -823,12 +823,18 @@ fn ingest(agents: usize, batch: usize, results: usize, rate: u64, checks: usize)
 
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        let cluster = Cluster::start(3, Timers::default()).await?;
+        let cluster = Cluster::start(3, Timers::production(5000)).await?;
         let leader = cluster.wait_for_leader(&[1, 2, 3]).await?;
         let toml: String = (0..checks)
             .map(|i| format!("[[check]]\nname = \"c-{i}\"\nkind = \"tcp\"\ntarget = \"127.0.0.1\"\nregions = [\"ru\", \"eu\", \"us\"]\nparams = {{ port = 9 }}\n"))
             .collect();
         cluster.operator(leader)?.apply(ApplyRequest { source_name: "bench.toml".into(), toml, dry_run: false }).await?;
+        // Results stream into a mesh whose nodes all hold the declaration
+        // (the steady state measured here).
+        let declared = cluster.status(leader).await.and_then(|s| s.applied_index).ok_or_else(|| anyhow::anyhow!("no status from the leader"))?;
+        for id in [1, 2, 3] {
+            cluster.wait_applied(id, declared).await?;
+        }
         let outcome = vantage_common::Outcome::new("tcp", "127.0.0.1:9", vantage_common::Status::Pass, None, "127.0.0.1:9 accepts connections");
         let proto_outcome = vantage_proto::v1::Outcome::from(&outcome);
         let per_agent = results.div_ceil(agents).div_ceil(batch);

@@ -318,14 +318,7 @@ async fn run(s: Arc<Scale>) -> Result<()> {
         .take(s.regions.clamp(1, 6))
         .copied()
         .collect();
-    // The coordinator's defaults (coordinator.toml [raft]).
-    let timers = Timers {
-        heartbeat_ms: 500,
-        election_ms: (3000, 6000),
-        snapshot_every: s.snapshot_every,
-        agent_heartbeat_ms: 1000,
-    };
-    let mut cluster = Cluster::start(3, timers).await?;
+    let mut cluster = Cluster::start(3, Timers::production(s.snapshot_every)).await?;
     let leader = cluster.wait_for_leader(&[1, 2, 3]).await?;
     let region_list = regions
         .iter()

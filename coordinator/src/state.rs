@@ -43,6 +43,7 @@ pub mod stream;
 pub mod verdicts;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -72,7 +73,7 @@ pub struct State {
     pub agents: BTreeMap<String, AgentRecord>,
     /// Results by check name. (Serialised per check: `state/stream.rs`.)
     #[serde(skip)]
-    pub results: BTreeMap<String, CheckResults>,
+    pub results: BTreeMap<String, Arc<CheckResults>>,
     /// The vote per check. (Serialised per check: `state/stream.rs`.)
     #[serde(skip)]
     pub verdicts: verdicts::Verdicts,
@@ -509,7 +510,7 @@ impl State {
                     traces.insert(r.check.as_str(), trace);
                 }
                 self.deadlines.observed(check, r.result.started_at_ms);
-                let results = self.results.entry(r.check.clone()).or_default();
+                let results = Arc::make_mut(self.results.entry(r.check.clone()).or_default());
                 results.record(r.result.clone());
                 self.burst.update(check, Some(results));
             }

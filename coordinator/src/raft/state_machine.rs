@@ -274,8 +274,9 @@ impl StateMachineStore {
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>> {
         let started = std::time::Instant::now();
-        // Written under a read lock (the state cannot change meanwhile),
-        // straight to the file.
+        // Taken under a read lock (the state as of `last_log_id`), then
+        // written to the file while entries apply: a check changed meanwhile
+        // is copied first (`stream::Frozen`).
         let applied = self.applied.clone().read_owned().await;
         let last_log_id = applied.last_applied;
         let snapshot_id = match last_log_id {
@@ -291,12 +292,13 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
         let (dir, in_place) = (self.dir.clone(), self.in_place.clone());
         let header = meta.clone();
         let (file, bytes) = blocking(move || {
+            let frozen = stream::freeze(&applied.state)?;
+            drop(applied);
             let tmp = dir.join(SNAPSHOT_TMP);
             let mut file = write_tmp(&tmp, |out| {
                 write_header(out, MAGIC, &header)?;
-                stream::write(&applied.state, &mut *out)
+                frozen.write(&mut *out)
             })?;
-            drop(applied);
             // Shipped from the handle even when a newer one took its place.
             place(&in_place, &dir, &tmp, header.last_log_id)?;
             let bytes = file.metadata()?.len();

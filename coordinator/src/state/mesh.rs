@@ -5,6 +5,7 @@
 //! Pure: computed from the replicated agents and latest results.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use vantage_common::Status;
@@ -97,7 +98,7 @@ impl Burst {
         *self = Burst::default();
     }
 
-    fn build(&mut self, checks: &[CheckDecl], results: &BTreeMap<String, CheckResults>) {
+    fn build(&mut self, checks: &[CheckDecl], results: &BTreeMap<String, Arc<CheckResults>>) {
         *self = Burst {
             built: true,
             ..Burst::default()
@@ -106,7 +107,7 @@ impl Burst {
             for region in &c.regions {
                 *self.shared.entry(region.clone()).or_default() += 1;
             }
-            self.update(c, results.get(&c.name));
+            self.update(c, results.get(&c.name).map(|r| &**r));
         }
     }
 
@@ -136,7 +137,7 @@ impl Burst {
 pub fn assess(
     agents: &BTreeMap<String, AgentRecord>,
     checks: &[CheckDecl],
-    results: &BTreeMap<String, CheckResults>,
+    results: &BTreeMap<String, Arc<CheckResults>>,
     burst: &mut Burst,
 ) -> BTreeMap<String, String> {
     let mut impaired = BTreeMap::new();
@@ -197,12 +198,12 @@ mod tests {
         }
     }
 
-    fn results(ru: Status) -> CheckResults {
+    fn results(ru: Status) -> Arc<CheckResults> {
         let mut r = CheckResults::default();
         r.record(result("ru", ru));
         r.record(result("eu", Status::Pass));
         r.record(result("us", Status::Pass));
-        r
+        Arc::new(r)
     }
 
     #[test]
@@ -215,11 +216,11 @@ mod tests {
         res.insert("d".to_owned(), results(Status::Pass));
         // One index kept up to date result by result, and a fresh one.
         let mut kept = Burst::default();
-        let mut judge = |res: &BTreeMap<String, CheckResults>, changed: &[&str]| {
+        let mut judge = |res: &BTreeMap<String, Arc<CheckResults>>, changed: &[&str]| {
             for name in changed {
                 let c = checks.iter().find(|c| c.name == *name);
                 if let Some(c) = c {
-                    kept.update(c, res.get(*name));
+                    kept.update(c, res.get(*name).map(|r| &**r));
                 }
             }
             let incremental = assess(&BTreeMap::new(), &checks, res, &mut kept);
@@ -236,6 +237,7 @@ mod tests {
         for region in ["ru", "eu", "us"] {
             everywhere.record(result(region, Status::Fail));
         }
+        let everywhere = Arc::new(everywhere);
         for name in ["a", "b", "c"] {
             res.insert(name.to_owned(), everywhere.clone());
         }

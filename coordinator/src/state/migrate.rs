@@ -9,9 +9,10 @@
 //!   (`state/stream.rs`), and roll-ups are 24 hours by the hour and 30 days
 //!   by the day (`state/rollup.rs`; the hourly maps of 2 are read as such).
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value, json};
 
-use super::results::CheckResults;
 use super::stream::PerCheck;
 use super::{STATE_VERSION, State};
 
@@ -73,9 +74,19 @@ pub fn load(bytes: &[u8]) -> Result<State, MigrateError> {
                 serde_json::from_value(value)?,
             )
         };
-    state.results = per_check.results;
-    state.results.values_mut().for_each(CheckResults::share);
-    state.verdicts = per_check.verdicts;
+    state.results = per_check
+        .results
+        .into_iter()
+        .map(|(name, mut r)| {
+            r.share();
+            (name, Arc::new(r))
+        })
+        .collect();
+    state.verdicts = per_check
+        .verdicts
+        .into_iter()
+        .map(|(name, v)| (name, Arc::new(v)))
+        .collect();
     state.version = STATE_VERSION;
     Ok(state)
 }

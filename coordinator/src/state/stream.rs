@@ -9,13 +9,14 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::State;
 use super::migrate::{self, MigrateError};
 use super::results::CheckResults;
-use super::verdicts::CheckVerdict;
+use super::verdicts::{CheckVerdict, Verdicts};
 
 /// The largest record accepted (the core of 50,000 checks is ≈ 12 MiB).
 const MAX_RECORD: usize = 1 << 30;
@@ -36,38 +37,63 @@ struct CheckRecord {
     verdict: Option<CheckVerdict>,
 }
 
-/// Writes `state` as records.
-pub fn write(state: &State, out: &mut (impl Write + ?Sized)) -> io::Result<()> {
-    let mut buf = Vec::new();
-    record(out, &mut buf, state)?;
-    let mut results = state.results.iter().peekable();
-    let mut verdicts = state.verdicts.iter().peekable();
-    loop {
-        // Both maps are in name order: merged, one record per name.
-        let name = match (results.peek(), verdicts.peek()) {
-            (None, None) => break,
-            (Some((r, _)), Some((v, _))) => (*r).min(*v),
-            (Some((r, _)), None) => *r,
-            (None, Some((v, _))) => *v,
-        };
-        let check = CheckRef {
-            name,
-            results: results.next_if(|(r, _)| *r == name).map(|(_, c)| c),
-            verdict: verdicts.next_if(|(v, _)| *v == name).map(|(_, c)| c),
-        };
-        record(out, &mut buf, &check)?;
-    }
-    out.write_all(&0u32.to_be_bytes())
+/// The state as of one instant, written later without holding it: its
+/// core record encoded, its per-check maps shared with it (applying
+/// afterwards copies a check before changing it, `Arc::make_mut`).
+#[derive(Debug)]
+pub struct Frozen {
+    core: Vec<u8>,
+    results: BTreeMap<String, Arc<CheckResults>>,
+    verdicts: Verdicts,
 }
 
-/// Writes one record (`buf` is scratch space).
-fn record(
-    out: &mut (impl Write + ?Sized),
-    buf: &mut Vec<u8>,
-    value: &impl Serialize,
-) -> io::Result<()> {
-    buf.clear();
-    serde_json::to_writer(&mut *buf, value).map_err(io::Error::other)?;
+/// Takes `state` as it is now (the core encoded, the checks shared: cheap
+/// next to writing them).
+pub fn freeze(state: &State) -> io::Result<Frozen> {
+    let mut core = Vec::new();
+    serde_json::to_writer(&mut core, state).map_err(io::Error::other)?;
+    Ok(Frozen {
+        core,
+        results: state.results.clone(),
+        verdicts: state.verdicts.clone(),
+    })
+}
+
+/// Writes `state` as records.
+pub fn write(state: &State, out: &mut (impl Write + ?Sized)) -> io::Result<()> {
+    freeze(state)?.write(out)
+}
+
+impl Frozen {
+    /// Writes the state as records.
+    pub fn write(&self, out: &mut (impl Write + ?Sized)) -> io::Result<()> {
+        frame(out, &self.core)?;
+        let mut buf = Vec::new();
+        let mut results = self.results.iter().peekable();
+        let mut verdicts = self.verdicts.iter().peekable();
+        loop {
+            // Both maps are in name order: merged, one record per name.
+            let name = match (results.peek(), verdicts.peek()) {
+                (None, None) => break,
+                (Some((r, _)), Some((v, _))) => (*r).min(*v),
+                (Some((r, _)), None) => *r,
+                (None, Some((v, _))) => *v,
+            };
+            let check = CheckRef {
+                name,
+                results: results.next_if(|(r, _)| *r == name).map(|(_, c)| &**c),
+                verdict: verdicts.next_if(|(v, _)| *v == name).map(|(_, c)| &**c),
+            };
+            buf.clear();
+            serde_json::to_writer(&mut buf, &check).map_err(io::Error::other)?;
+            frame(out, &buf)?;
+        }
+        out.write_all(&0u32.to_be_bytes())
+    }
+}
+
+/// Writes one record: its length, then it.
+fn frame(out: &mut (impl Write + ?Sized), buf: &[u8]) -> io::Result<()> {
     let len = u32::try_from(buf.len())
         .ok()
         .filter(|&l| l as usize <= MAX_RECORD)
@@ -88,10 +114,10 @@ pub fn read(input: &mut impl Read) -> Result<State, MigrateError> {
         let check: CheckRecord = serde_json::from_slice(&buf)?;
         if let Some(mut r) = check.results {
             r.share();
-            state.results.insert(check.name.clone(), r);
+            state.results.insert(check.name.clone(), Arc::new(r));
         }
         if let Some(v) = check.verdict {
-            state.verdicts.insert(check.name, v);
+            state.verdicts.insert(check.name, Arc::new(v));
         }
     }
     Ok(state)
@@ -137,10 +163,12 @@ pub(super) struct PerCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::Command;
+    use crate::state::results::StoredResult;
+    use crate::state::{Command, IncomingResult};
+    use vantage_common::Status;
 
-    #[test]
-    fn a_state_reads_back_record_by_record_and_a_cut_stream_is_refused() {
+    /// Checks `a` (eu, ru) and `b` (eu), declared at 1 s.
+    fn declared() -> State {
         let mut state = State::default();
         let toml = "[[check]]\nname = \"a\"\nkind = \"dns\"\ntarget = \"mx.example.net\"\nregions = [\"eu\", \"ru\"]\n\
                     [[check]]\nname = \"b\"\nkind = \"dns\"\ntarget = \"mx.example.net\"\nregions = [\"eu\"]\n";
@@ -153,11 +181,77 @@ mod tests {
             declared: Box::new(declared),
             at_ms: 1000,
         });
+        state
+    }
+
+    /// Agent `eu-1`'s result `seq` for `check`, at `seq` seconds.
+    fn result(state: &mut State, check: &str, seq: u64, status: Status) {
+        state.apply(&Command::Results {
+            agent: "eu-1".into(),
+            spool_id: 1,
+            at_ms: seq as i64 * 1000,
+            results: vec![IncomingResult {
+                seq,
+                check: check.into(),
+                result: StoredResult {
+                    region: "eu".into(),
+                    agent: "eu-1".into(),
+                    started_at_ms: seq as i64 * 1000,
+                    status,
+                    class: None,
+                    message: format!("{status:?}"),
+                    duration_ms: 1,
+                    details_json: "{}".into(),
+                },
+                trace: None,
+            }],
+        });
+    }
+
+    #[test]
+    fn a_frozen_state_is_written_as_it_was_when_taken() {
+        let mut state = declared();
+        state.apply(&Command::AgentHello {
+            name: "eu-1".into(),
+            region: "eu".into(),
+            version: "t".into(),
+            address: "127.0.0.1:1".into(),
+            spool_id: 1,
+            at_ms: 1000,
+        });
+        result(&mut state, "a", 2, Status::Pass);
+        result(&mut state, "b", 3, Status::Pass);
+        let before = state.clone();
+        let frozen = match freeze(&state) {
+            Ok(f) => f,
+            Err(e) => panic!("{e}"),
+        };
+        // Applied while it is written.
+        for seq in 4..10 {
+            result(&mut state, "a", seq, Status::Fail);
+        }
+        result(&mut state, "b", 10, Status::Fail);
+        assert_ne!(state, before);
+        let mut bytes = Vec::new();
+        assert!(frozen.write(&mut bytes).is_ok());
+        match read(&mut bytes.as_slice()) {
+            Ok(back) => assert_eq!(back, before),
+            Err(e) => panic!("{e}"),
+        }
+        // And what changed since is the state's own copy.
+        let mut now = Vec::new();
+        assert!(write(&state, &mut now).is_ok());
+        assert!(matches!(read(&mut now.as_slice()), Ok(back) if back == state));
+    }
+
+    #[test]
+    fn a_state_reads_back_record_by_record_and_a_cut_stream_is_refused() {
+        let mut state = declared();
         state.apply(&Command::Revoke {
             name: "agent/ru/old".into(),
         });
         // A check with results but no vote (removed since), one with both.
-        state.results.insert("gone".into(), CheckResults::default());
+        state.results.insert("gone".into(), Arc::default());
         assert!(state.verdicts.contains_key("a") && state.verdicts.contains_key("b"));
         let mut bytes = Vec::new();
         assert!(write(&state, &mut bytes).is_ok());

@@ -3,6 +3,7 @@
 //! log, and the current cross-region verdict with the time it began.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use vantage_common::observed::Observed;
@@ -330,7 +331,7 @@ impl CheckVerdict {
 }
 
 /// Verdicts of all checks.
-pub type Verdicts = BTreeMap<String, CheckVerdict>;
+pub type Verdicts = BTreeMap<String, Arc<CheckVerdict>>;
 
 /// Follows a new declaration: new checks start OK, removed ones go, a
 /// check's region list is followed (trackers of kept regions stay), and a
@@ -358,10 +359,11 @@ pub fn follow_declaration(
             None => {
                 verdicts.insert(
                     check.name.clone(),
-                    CheckVerdict::new(check, impaired, at_ms),
+                    Arc::new(CheckVerdict::new(check, impaired, at_ms)),
                 );
             }
             Some(v) => {
+                let v = Arc::make_mut(v);
                 let assigned = |r: &Name| check.regions.iter().any(|c| c == r.as_str());
                 v.regions.retain(|r, _| assigned(r));
                 v.warnings.retain(|r, _| assigned(r));
@@ -397,7 +399,8 @@ pub fn observe(
 ) -> bool {
     let v = verdicts
         .entry(check.name.clone())
-        .or_insert_with(|| CheckVerdict::new(check, &Impaired::new(), at_ms));
+        .or_insert_with(|| Arc::new(CheckVerdict::new(check, &Impaired::new(), at_ms)));
+    let v = Arc::make_mut(v);
     let region = result.region.as_str();
     // Results from a region the check is not assigned to do not vote.
     let Some(tracker) = v.regions.get_mut(region) else {
@@ -488,7 +491,7 @@ pub fn refresh<'a>(
 ) {
     for check in checks {
         if let Some(v) = verdicts.get_mut(&check.name) {
-            v.refresh(check, incidents, impaired, at_ms);
+            Arc::make_mut(v).refresh(check, incidents, impaired, at_ms);
         }
     }
 }
@@ -596,6 +599,7 @@ pub fn tick(
         let Some(v) = verdicts.get_mut(&check.name) else {
             return;
         };
+        let v = Arc::make_mut(v);
         let interval_ms = check.interval.ms();
         let mut changed = all;
         for (region, tracker) in v.regions.iter_mut() {

@@ -840,13 +840,17 @@ fn ingest(agents: usize, batch: usize, results: usize, rate: u64, checks: usize)
         let per_agent = results.div_ceil(agents).div_ceil(batch);
         let interval = (rate > 0).then(|| Duration::from_secs_f64((agents * batch) as f64 / rate as f64));
         let addr = cluster.nodes[&leader].addr.to_string();
-        let started = Instant::now();
+        // Each session's first batch (sent once the session is open and
+        // its checks assigned) is not measured: timing starts when every
+        // agent has had one acknowledged.
+        let warmed = Arc::new(tokio::sync::Barrier::new(agents + 1));
         let mut tasks = Vec::new();
         for a in 0..agents {
             let region = ["ru", "eu", "us"][a % 3];
             let tls = ReloadingTls::load(cluster.issue(&Identity::Agent { region: region.into(), name: format!("sim-{a}") })?)?;
             let channel = vantage_common::transport::channel(&addr, tls)?;
             let proto_outcome = proto_outcome.clone();
+            let warmed = warmed.clone();
             tasks.push(tokio::spawn(async move {
                 let (tx, rx) = tokio::sync::mpsc::channel(8);
                 tx.send(AgentMessage { msg: Some(Out::Hello(Hello { version: "bench".into(), capabilities: vec![], spool_id: 1000 + a as u64 })) }).await?;
@@ -858,8 +862,11 @@ fn ingest(agents: usize, batch: usize, results: usize, rate: u64, checks: usize)
                     t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     t
                 });
-                for _ in 0..per_agent {
-                    if let Some(t) = ticker.as_mut() {
+                for n in 0..=per_agent {
+                    if n == 1 {
+                        warmed.wait().await;
+                    }
+                    if let Some(t) = ticker.as_mut().filter(|_| n > 0) {
                         t.tick().await;
                     }
                     let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
@@ -881,11 +888,17 @@ fn ingest(agents: usize, batch: usize, results: usize, rate: u64, checks: usize)
                             None => anyhow::bail!("session closed"),
                         }
                     }
-                    latencies.push(t0.elapsed());
+                    if n > 0 {
+                        latencies.push(t0.elapsed());
+                    }
                 }
                 anyhow::Ok(latencies)
             }));
         }
+        tokio::time::timeout(Duration::from_secs(120), warmed.wait())
+            .await
+            .map_err(|_| anyhow::anyhow!("sessions not all open after 120 s"))?;
+        let started = Instant::now();
         let mut latencies = Vec::new();
         for t in tasks {
             latencies.extend(t.await??);

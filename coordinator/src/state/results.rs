@@ -104,6 +104,18 @@ impl Recent {
     pub fn agent(&self) -> &str {
         &self.origin.agent
     }
+
+    /// The entry of `result`, seen from `origin`, saying `message`.
+    fn of(result: &StoredResult, origin: Arc<Origin>, message: Arc<str>) -> Self {
+        Recent {
+            origin,
+            started_at_ms: result.started_at_ms,
+            message,
+            duration_ms: u32::try_from(result.duration_ms).unwrap_or(u32::MAX),
+            status: result.status,
+            class: result.class,
+        }
+    }
 }
 
 /// A recent entry as written: flat, every name spelled out.
@@ -164,17 +176,14 @@ pub struct Latest {
 }
 
 impl From<StoredResult> for Latest {
-    fn from(r: StoredResult) -> Self {
+    fn from(mut r: StoredResult) -> Self {
+        let origin = Arc::new(Origin {
+            region: std::mem::take(&mut r.region),
+            agent: std::mem::take(&mut r.agent),
+        });
+        let message = Arc::from(std::mem::take(&mut r.message));
         Latest {
-            entry: Recent::from(RecentForm {
-                region: r.region,
-                agent: r.agent,
-                started_at_ms: r.started_at_ms,
-                status: r.status,
-                class: r.class,
-                message: r.message,
-                duration_ms: r.duration_ms,
-            }),
+            entry: Recent::of(&r, origin, message),
             details_json: r.details_json.into_boxed_str(),
         }
     }
@@ -269,25 +278,14 @@ impl CheckResults {
             Status::Fail => one.fail = 1,
             Status::Error => one.error = 1,
         }
-        match self.rollups.get_mut(&result.region) {
-            Some(r) => r.add(result.started_at_ms, &one),
-            None => {
-                let mut r = Rollups::default();
-                r.add(result.started_at_ms, &one);
-                self.rollups.insert(&result.region, r);
-            }
-        }
+        self.rollups
+            .entry(&result.region)
+            .or_default()
+            .add(result.started_at_ms, &one);
         // The recent history is read for its lines, never its details: they
         // stay with the latest result only (a details object may be 16 KiB).
         let (origin, message) = self.shared(&result.region, &result.agent, &result.message);
-        let entry = Recent {
-            origin,
-            started_at_ms: result.started_at_ms,
-            message,
-            duration_ms: u32::try_from(result.duration_ms).unwrap_or(u32::MAX),
-            status: result.status,
-            class: result.class,
-        };
+        let entry = Recent::of(&result, origin, message);
         self.push_recent(entry.clone());
         let latest = Latest {
             entry,

@@ -81,30 +81,6 @@ impl fmt::Display for Name {
     }
 }
 
-impl From<&str> for Name {
-    fn from(name: &str) -> Self {
-        Name::new(name)
-    }
-}
-
-impl From<String> for Name {
-    fn from(name: String) -> Self {
-        Name::new(&name)
-    }
-}
-
-impl From<&String> for Name {
-    fn from(name: &String) -> Self {
-        Name::new(name)
-    }
-}
-
-impl From<Name> for String {
-    fn from(name: Name) -> Self {
-        name.0.to_string()
-    }
-}
-
 impl PartialEq<str> for Name {
     fn eq(&self, other: &str) -> bool {
         &*self.0 == other

@@ -21,6 +21,8 @@
 //! - `state/silences.rs` — silences and maintenance windows.
 //! - `state/outbox.rs` — the notifications to deliver, attempts written
 //!   back, and what is due now.
+//! - `state/parts.rs` — a declaration replicated in parts, and the parts
+//!   received so far.
 //! - `state/stream.rs` — the state as a stream of records (snapshots).
 //! - `state/migrate.rs` — snapshots of earlier layouts, brought up to date.
 //!
@@ -34,6 +36,7 @@ pub mod incidents;
 pub mod mesh;
 pub mod migrate;
 pub mod outbox;
+pub mod parts;
 pub mod planning;
 pub mod results;
 pub mod rollup;
@@ -67,6 +70,9 @@ pub struct State {
     pub version: u32,
     /// Checks, channels and routes as last applied.
     pub declared: Declared,
+    /// The parts received so far of a declaration proposed in parts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staged: Option<parts::Staged>,
     /// Names (agents, operators) whose certificates are refused.
     pub revoked: BTreeSet<String>,
     /// Agents by name.
@@ -114,6 +120,7 @@ impl Default for State {
         State {
             version: STATE_VERSION,
             declared: Declared::default(),
+            staged: None,
             revoked: BTreeSet::new(),
             agents: BTreeMap::new(),
             results: BTreeMap::new(),
@@ -135,13 +142,29 @@ impl Default for State {
 /// A change to the state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
-    /// Replace checks, channels and routes as a whole (validated before
-    /// it is proposed).
+    /// Replace checks, channels and routes as a whole, in one entry
+    /// (validated before it is proposed). The operator API proposes
+    /// `DeclarationPart`s instead; logs of earlier versions hold these.
     ApplyConfig {
         /// The new declaration.
         declared: Box<Declared>,
         /// Leader clock.
         #[serde(default)]
+        at_ms: i64,
+    },
+    /// One part of a declaration proposed in parts (`state/parts.rs`):
+    /// parts `0..count` of one `id`, in order; the last applies the whole
+    /// as `ApplyConfig` does.
+    DeclarationPart {
+        /// The declaration's id (the proposer's choice).
+        id: u64,
+        /// This part's index.
+        index: u32,
+        /// How many parts the declaration has.
+        count: u32,
+        /// This part of the declaration's JSON encoding.
+        json: String,
+        /// Leader clock.
         at_ms: i64,
     },
     /// Refuse this identity's certificates from now on.
@@ -291,6 +314,13 @@ pub enum CommandResult {
     Unchanged,
     /// A declaration was applied; what it changed.
     Applied(Diff),
+    /// A part of a declaration was kept; more are to come.
+    Staged,
+    /// A part of a declaration did not continue the one being received
+    /// (another was started since): nothing of it was applied.
+    Superseded,
+    /// The command was not applied, for this reason.
+    Refused(String),
     /// Results are applied up to this seq (of the agent's current spool).
     Acked(u64),
     /// Something was created with this id.
@@ -302,7 +332,7 @@ impl State {
     pub fn apply(&mut self, command: &Command) -> CommandResult {
         let result = self.apply_one(command);
         let mut changed = self.incidents.take_changed();
-        if command.replans_all() {
+        if command.replans_all() || matches!(result, CommandResult::Applied(_)) {
             self.silences.prune(self.clock_ms);
             changed.extend(self.incidents.open.values().copied());
         }
@@ -333,22 +363,23 @@ impl State {
         self.applied_commands += 1;
         let changed = match command {
             Command::ApplyConfig { declared, at_ms } => {
-                let diff = Diff::between(&self.declared, declared);
-                let old = std::mem::replace(&mut self.declared, (**declared).clone());
-                self.burst.invalidate();
-                self.deadlines.invalidate();
-                self.declared_seq = self.applied_commands;
-                self.clock_ms = self.clock_ms.max(*at_ms);
-                let at = self.clock_ms;
-                verdicts::follow_declaration(
-                    &mut self.verdicts,
-                    &mut self.incidents,
-                    &old,
-                    &self.declared.checks,
-                    &self.impaired,
-                    at,
-                );
-                return CommandResult::Applied(diff);
+                return self.declare((**declared).clone(), *at_ms);
+            }
+            Command::DeclarationPart {
+                id,
+                index,
+                count,
+                json,
+                at_ms,
+            } => {
+                return match parts::Staged::take(&mut self.staged, *id, *index, *count, json) {
+                    parts::Taken::Kept => CommandResult::Staged,
+                    parts::Taken::Dropped => CommandResult::Superseded,
+                    parts::Taken::Complete(declared) => self.declare(*declared, *at_ms),
+                    parts::Taken::Unreadable(e) => CommandResult::Refused(format!(
+                        "the declaration's parts do not read back as one: {e}"
+                    )),
+                };
             }
             Command::AckIncident { id, by, at_ms } => self.incidents.ack(*id, by, *at_ms),
             Command::Tick { at_ms } => {
@@ -446,6 +477,26 @@ impl State {
         } else {
             CommandResult::Unchanged
         }
+    }
+
+    /// Replaces the declaration with `declared`.
+    fn declare(&mut self, declared: Declared, at_ms: i64) -> CommandResult {
+        let diff = Diff::between(&self.declared, &declared);
+        let old = std::mem::replace(&mut self.declared, declared);
+        self.burst.invalidate();
+        self.deadlines.invalidate();
+        self.declared_seq = self.applied_commands;
+        self.clock_ms = self.clock_ms.max(at_ms);
+        let at = self.clock_ms;
+        verdicts::follow_declaration(
+            &mut self.verdicts,
+            &mut self.incidents,
+            &old,
+            &self.declared.checks,
+            &self.impaired,
+            at,
+        );
+        CommandResult::Applied(diff)
     }
 
     fn apply_results(
@@ -663,6 +714,112 @@ mod tests {
             payload: "y".into(),
         }]);
         assert_eq!(s.apply(&noops), CommandResult::Unchanged);
+    }
+
+    /// `n` dns checks whose labels carry a non-ASCII text, so that parts
+    /// are cut next to multi-byte characters.
+    fn declaration(prefix: &str, n: usize) -> Declared {
+        let toml: String = (0..n)
+            .map(|i| {
+                format!(
+                    "[[check]]\nname = \"{prefix}-{i}\"\nkind = \"dns\"\ntarget = \"{prefix}{i}.test\"\nregions = [\"ru\"]\n\
+                     labels = {{ owner = \"почтовая служба №{i}\" }}\n"
+                )
+            })
+            .collect();
+        match Declared::parse(std::path::Path::new("t.toml"), &toml) {
+            Ok(d) => d,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn part_commands(declared: &Declared, id: u64, part_bytes: usize) -> Vec<Command> {
+        let parts = match parts::split(declared, part_bytes) {
+            Ok(p) => p,
+            Err(e) => panic!("{e}"),
+        };
+        let count = parts.len() as u32;
+        (0..count)
+            .zip(parts)
+            .map(|(index, json)| Command::DeclarationPart {
+                id,
+                index,
+                count,
+                json,
+                at_ms: 5,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_declaration_in_parts_applies_as_one_and_survives_a_snapshot_between_parts() {
+        let big = declaration("a", 300);
+        let commands = part_commands(&big, 1, 1000);
+        assert!(commands.len() > 20, "{} parts", commands.len());
+        for c in &commands {
+            let Command::DeclarationPart { json, .. } = c else {
+                unreachable!()
+            };
+            assert!(json.len() <= 1000, "a part of {} bytes", json.len());
+        }
+
+        let mut whole = State::default();
+        let expected = whole.apply(&Command::ApplyConfig {
+            declared: Box::new(big.clone()),
+            at_ms: 5,
+        });
+        assert!(matches!(expected, CommandResult::Applied(_)));
+
+        let mut s = State::default();
+        let (first, rest) = commands.split_at(commands.len() / 2);
+        for c in first {
+            assert_eq!(s.apply(c), CommandResult::Staged);
+        }
+        assert!(
+            s.declared.checks.is_empty(),
+            "nothing applied before the last part"
+        );
+        // A node that installs a snapshot taken between parts goes on from it.
+        let mut buf = Vec::new();
+        if let Err(e) = stream::write(&s, &mut buf) {
+            panic!("{e}");
+        }
+        let mut s = match stream::read(&mut buf.as_slice()) {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        };
+        let (last, middle) = rest.split_last().unwrap_or_else(|| unreachable!());
+        for c in middle {
+            assert_eq!(s.apply(c), CommandResult::Staged);
+        }
+        assert_eq!(s.apply(last), expected);
+        assert_eq!(s.declared, big);
+        assert_eq!(s.staged, None, "nothing kept once applied");
+    }
+
+    #[test]
+    fn a_declaration_started_later_wins_and_the_earlier_ones_parts_are_dropped() {
+        let a = part_commands(&declaration("a", 40), 1, 1000);
+        let b = part_commands(&declaration("b", 40), 2, 1000);
+        assert!(a.len() > 2 && b.len() > 2);
+        let mut s = State::default();
+        assert_eq!(s.apply(&a[0]), CommandResult::Staged);
+        assert_eq!(s.apply(&b[0]), CommandResult::Staged);
+        // a's next part no longer continues what is being received.
+        assert_eq!(s.apply(&a[1]), CommandResult::Superseded);
+        for c in &b[1..b.len() - 1] {
+            assert_eq!(s.apply(c), CommandResult::Staged);
+        }
+        assert!(matches!(
+            s.apply(&b[b.len() - 1]),
+            CommandResult::Applied(_)
+        ));
+        assert!(s.declared.checks.iter().all(|c| c.name.starts_with("b-")));
+        assert_eq!(s.declared.checks.len(), 40);
+        // Parts without their first one, or repeated, change nothing.
+        assert_eq!(s.apply(&a[2]), CommandResult::Superseded);
+        assert_eq!(s.apply(&b[1]), CommandResult::Superseded);
+        assert!(s.declared.checks.iter().all(|c| c.name.starts_with("b-")));
     }
 
     #[test]

@@ -9,9 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use vantage_proto::v1::{
-    AddMemberRequest, ClusterMember, ListRevokedRequest, RemoveMemberRequest, RevokeRequest,
+    AddMemberRequest, ApplyRequest, ClusterMember, ListRevokedRequest, RemoveMemberRequest,
+    RevokeRequest, StatusRequest,
 };
-use vantage_tests::cluster::{Cluster, Timers, wait_for};
+use vantage_tests::cluster::{Cluster, DEADLINE, Timers, wait_for};
 
 /// Revokes `name` through node `via`.
 async fn write(cluster: &Cluster, via: u64, name: &str) {
@@ -240,5 +241,103 @@ async fn a_wiped_node_catches_up_by_snapshot() {
     for id in [1, 2, 3] {
         let log = cluster.log(id);
         assert!(!log.contains("panicked"), "node {id} panicked: {log}");
+    }
+}
+
+/// A declaration of `n` checks named `PREFIX-i`, each with a long label:
+/// about 1.3 KB of encoding per check.
+fn fat_declaration(prefix: &str, n: usize) -> String {
+    let note = "x".repeat(1200);
+    (0..n)
+        .map(|i| {
+            format!(
+                "[[check]]\nname = \"{prefix}-{i}\"\nkind = \"dns\"\ntarget = \"{prefix}{i}.test\"\nregions = [\"ru\", \"eu\"]\n\
+                 labels = {{ note = \"{note}\" }}\n"
+            )
+        })
+        .collect()
+}
+
+/// How many checks named `PREFIX-*` node `id` has applied.
+async fn declared(cluster: &Cluster, id: u64, prefix: &str) -> Option<u32> {
+    let reply = cluster
+        .operator(id)
+        .ok()?
+        .status(StatusRequest {
+            check: format!("{prefix}-*"),
+            limit: 1,
+            ..StatusRequest::default()
+        })
+        .await
+        .ok()?;
+    Some(reply.into_inner().matched)
+}
+
+#[tokio::test]
+async fn declarations_larger_than_an_append_request_reach_every_node_whole() {
+    // openraft gives a follower one heartbeat (100 ms here) to take an
+    // AppendEntries request, and a request holds at least one whole entry.
+    // A declaration of several MiB as one entry never reached a follower;
+    // it now goes in parts. Two are applied at once through two nodes:
+    // every node ends with the whole of one of them, never a mix.
+    let cluster = Cluster::start(3, Timers::default()).await.unwrap();
+    let leader = cluster.wait_for_leader(&[1, 2, 3]).await.unwrap();
+    let n = 2000;
+    let (a, b) = (fat_declaration("a", n), fat_declaration("b", n));
+    assert!(a.len() > 2 << 20, "{} bytes", a.len());
+    let apply = |via: u64, toml: String| {
+        let client = cluster.operator(via);
+        async move {
+            client
+                .unwrap()
+                .apply(ApplyRequest {
+                    source_name: "checks.toml".into(),
+                    toml,
+                    dry_run: false,
+                })
+                .await
+        }
+    };
+    // Before, neither write ever committed: no follower took the entry.
+    let both = async { tokio::join!(apply(1, a), apply(2, b)) };
+    let (applied_a, applied_b) = tokio::time::timeout(DEADLINE, both)
+        .await
+        .expect("both applies answer");
+    for r in [&applied_a, &applied_b] {
+        if let Err(status) = r {
+            assert_eq!(status.code(), tonic::Code::Aborted, "{status:?}");
+            assert!(status.message().contains("apply it again"), "{status:?}");
+        }
+    }
+    assert!(
+        applied_a.is_ok() || applied_b.is_ok(),
+        "neither applied: {applied_a:?} {applied_b:?}"
+    );
+    // Both writes returned: the leader has applied what it will hold.
+    let winner = wait_for("the declaration on the leader", || async {
+        let on = |prefix| declared(&cluster, leader, prefix);
+        match (on("a").await?, on("b").await?) {
+            (x, 0) if x == n as u32 => Some("a"),
+            (0, x) if x == n as u32 => Some("b"),
+            _ => None,
+        }
+    })
+    .await
+    .unwrap();
+    let won = if winner == "a" {
+        &applied_a
+    } else {
+        &applied_b
+    };
+    assert!(won.is_ok(), "{winner} is in place but its apply failed");
+    let loser = if winner == "a" { "b" } else { "a" };
+    for id in [1, 2, 3] {
+        wait_for(&format!("node {id} to hold all of {winner}"), || async {
+            let whole = declared(&cluster, id, winner).await? == n as u32;
+            let none = declared(&cluster, id, loser).await? == 0;
+            (whole && none).then_some(())
+        })
+        .await
+        .unwrap();
     }
 }

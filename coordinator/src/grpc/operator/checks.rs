@@ -18,7 +18,7 @@ use crate::selection::{Filter, select};
 use crate::state::changes::Change;
 use crate::state::results::Recent;
 use crate::state::rollup::HOUR_MS;
-use crate::state::{Command, CommandResult, State};
+use crate::state::{Command, CommandResult, State, parts};
 use crate::verdict::Verdict;
 
 fn check_info(c: &CheckDecl, state: &State) -> CheckInfo {
@@ -98,14 +98,50 @@ pub(super) async fn apply(
         let current = applied.read().await.state.declared.clone();
         return Ok(apply_reply(Diff::between(&current, &declared), false));
     }
-    let command = Command::ApplyConfig {
-        declared: Box::new(declared),
-        at_ms: now_ms(),
-    };
-    match proposer.write(command).await? {
-        CommandResult::Applied(diff) => Ok(apply_reply(diff, true)),
-        other => Err(Status::internal(format!("unexpected result {other:?}"))),
+    // In parts, one log entry each, so that a follower can take each in
+    // one heartbeat however large the declaration (`state/parts.rs`).
+    let parts = parts::split(&declared, parts::PART_BYTES)
+        .map_err(|e| Status::internal(format!("encoding the declaration: {e}")))?;
+    let count = u32::try_from(parts.len())
+        .map_err(|_| Status::invalid_argument("the declaration is too large"))?;
+    let id = declaration_id();
+    let at_ms = now_ms();
+    for (index, json) in (0..count).zip(parts) {
+        let part = Command::DeclarationPart {
+            id,
+            index,
+            count,
+            json,
+            at_ms,
+        };
+        match proposer.write(part).await? {
+            CommandResult::Staged if index + 1 < count => {}
+            CommandResult::Applied(diff) if index + 1 == count => {
+                return Ok(apply_reply(diff, true));
+            }
+            CommandResult::Superseded => {
+                return Err(Status::aborted(
+                    "another declaration was applied meanwhile and this one was not: apply it again",
+                ));
+            }
+            CommandResult::Refused(why) => return Err(Status::internal(why)),
+            other => return Err(Status::internal(format!("unexpected result {other:?}"))),
+        }
     }
+    Err(Status::internal("a declaration of no parts"))
+}
+
+/// An id for a declaration's parts, unlike any other proposer's.
+fn declaration_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    // Randomly keyed per process (std's hasher keys), so two nodes
+    // proposing at the same instant still differ.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(SEQ.fetch_add(1, Ordering::Relaxed));
+    h.write_i64(now_ms());
+    h.finish()
 }
 
 /// Every declared check.

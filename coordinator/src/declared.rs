@@ -234,15 +234,27 @@ pub struct Declared {
     /// Routes.
     #[serde(default, rename = "route")]
     pub routes: Vec<RouteDecl>,
-    /// Position of each check by name, built on first lookup (`checks` is
-    /// not changed after a declaration is made).
+    /// Position of each check by name and the name order, built on first
+    /// use (`checks` is not changed after a declaration is made).
     #[serde(skip)]
     index: CheckIndex,
 }
 
+/// A map keyed by check name that every result looks up: hashed with
+/// foldhash rather than SipHash (names come from the operator's own
+/// declaration, so flooding it is not a concern).
+pub type NameMap<V> = std::collections::HashMap<String, V, foldhash::fast::RandomState>;
+
 /// Derived lookup data: equal whatever it holds, cloned empty.
 #[derive(Debug, Default)]
-struct CheckIndex(std::sync::OnceLock<std::collections::HashMap<String, usize>>);
+struct CheckIndex(std::sync::OnceLock<Index>);
+
+/// Where each check is in [`Declared::checks`]: by name, and in name order.
+#[derive(Debug)]
+struct Index {
+    position: NameMap<usize>,
+    by_name: Vec<usize>,
+}
 
 impl Clone for CheckIndex {
     fn clone(&self) -> Self {
@@ -509,14 +521,30 @@ impl Declared {
 
     /// Where the check named `name` is in [`Declared::checks`].
     pub fn position(&self, name: &str) -> Option<usize> {
-        let index = self.index.0.get_or_init(|| {
-            self.checks
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (c.name.clone(), i))
-                .collect()
-        });
-        index.get(name).copied()
+        self.index().position.get(name).copied()
+    }
+
+    /// The checks in name order.
+    pub fn in_name_order(&self) -> impl Iterator<Item = &CheckDecl> {
+        let index = self.index();
+        index.by_name.iter().filter_map(|&i| self.checks.get(i))
+    }
+
+    /// The index, built on first use.
+    fn index(&self) -> &Index {
+        self.index.0.get_or_init(|| {
+            let mut by_name: Vec<usize> = (0..self.checks.len()).collect();
+            by_name.sort_unstable_by(|&a, &b| self.checks[a].name.cmp(&self.checks[b].name));
+            Index {
+                position: self
+                    .checks
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (c.name.clone(), i))
+                    .collect(),
+                by_name,
+            }
+        })
     }
 }
 

@@ -158,10 +158,11 @@ pub fn select<'a>(state: &'a State, filter: &Filter, after: &str, limit: usize) 
         matched: 0,
         verdicts: BTreeMap::new(),
     };
-    for (name, v) in &state.verdicts {
-        let Some(c) = state.declared.check(name) else {
-            continue; // deleted meanwhile
+    for c in state.declared.in_name_order() {
+        let Some(v) = state.verdicts.get(&c.name) else {
+            continue; // no vote yet
         };
+        let name = &c.name;
         *page.verdicts.entry(v.verdict.name()).or_default() += 1;
         if !filter.matches(c, v.verdict.name()) {
             continue;

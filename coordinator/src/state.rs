@@ -52,7 +52,7 @@ use serde::{Deserialize, Serialize};
 
 use self::agents::AgentRecord;
 use self::results::{CheckResults, StoredResult};
-use crate::declared::{Declared, Diff};
+use crate::declared::{Declared, Diff, NameMap};
 use crate::notification::Key;
 use crate::verdict::Verdict;
 use vantage_common::Status;
@@ -79,7 +79,7 @@ pub struct State {
     pub agents: BTreeMap<String, AgentRecord>,
     /// Results by check name. (Serialised per check: `state/stream.rs`.)
     #[serde(skip)]
-    pub results: BTreeMap<String, Arc<CheckResults>>,
+    pub results: NameMap<Arc<CheckResults>>,
     /// The vote per check. (Serialised per check: `state/stream.rs`.)
     #[serde(skip)]
     pub verdicts: verdicts::Verdicts,
@@ -123,8 +123,8 @@ impl Default for State {
             staged: None,
             revoked: BTreeSet::new(),
             agents: BTreeMap::new(),
-            results: BTreeMap::new(),
-            verdicts: BTreeMap::new(),
+            results: NameMap::default(),
+            verdicts: verdicts::Verdicts::default(),
             incidents: incidents::Incidents::default(),
             planning: planning::Planning::default(),
             silences: silences::Silences::default(),
@@ -543,11 +543,14 @@ impl State {
             }
             // Results of checks deleted meanwhile, or from a region the
             // check is not assigned to, are acknowledged, not kept.
-            if let Some(check) = self
-                .declared
-                .check(&r.check)
-                .filter(|c| c.regions.contains(&r.result.region))
-            {
+            let found = self.declared.position(&r.check).and_then(|i| {
+                let check = self.declared.checks.get(i)?;
+                check
+                    .regions
+                    .contains(&r.result.region)
+                    .then_some((i, check))
+            });
+            if let Some((position, check)) = found {
                 if verdicts::observe(
                     &mut self.verdicts,
                     &mut self.incidents,
@@ -560,9 +563,18 @@ impl State {
                 if let Some(trace) = &r.trace {
                     traces.insert(r.check.as_str(), trace);
                 }
-                self.deadlines.observed(check, r.result.started_at_ms);
-                let results = Arc::make_mut(self.results.entry(r.check.clone()).or_default());
-                results.record(r.result.clone());
+                self.deadlines
+                    .observed(position, check, r.result.started_at_ms);
+                // Looked up before inserting: `entry` would take a copy of
+                // the name for every result.
+                if !self.results.contains_key(&r.check) {
+                    self.results.insert(r.check.clone(), Arc::default());
+                }
+                let Some(results) = self.results.get_mut(&r.check) else {
+                    continue;
+                };
+                let results = Arc::make_mut(results);
+                results.record(&r.result);
                 self.burst.update(check, Some(results));
             }
         }

@@ -77,7 +77,8 @@ pub fn since<'a>(
                 .map(move |c| (name.as_str(), c))
         })
         .collect();
-    changes.sort_by_key(|(_, c)| c.at_ms);
+    // By time, then check; a check's own changes stay in their order.
+    changes.sort_by_key(|(name, c)| (c.at_ms, *name));
     changes
 }
 

@@ -12,7 +12,7 @@ use vantage_common::Status;
 
 use super::agents::AgentRecord;
 use super::results::CheckResults;
-use crate::declared::CheckDecl;
+use crate::declared::{CheckDecl, NameMap};
 
 /// Checks failing from one region only that make a burst (at least this
 /// many, and more than half of the region's checks shared with others).
@@ -98,7 +98,7 @@ impl Burst {
         *self = Burst::default();
     }
 
-    fn build(&mut self, checks: &[CheckDecl], results: &BTreeMap<String, Arc<CheckResults>>) {
+    fn build(&mut self, checks: &[CheckDecl], results: &NameMap<Arc<CheckResults>>) {
         *self = Burst {
             built: true,
             ..Burst::default()
@@ -137,7 +137,7 @@ impl Burst {
 pub fn assess(
     agents: &BTreeMap<String, AgentRecord>,
     checks: &[CheckDecl],
-    results: &BTreeMap<String, Arc<CheckResults>>,
+    results: &NameMap<Arc<CheckResults>>,
     burst: &mut Burst,
 ) -> BTreeMap<String, String> {
     let mut impaired = BTreeMap::new();
@@ -200,23 +200,23 @@ mod tests {
 
     fn results(ru: Status) -> Arc<CheckResults> {
         let mut r = CheckResults::default();
-        r.record(result("ru", ru));
-        r.record(result("eu", Status::Pass));
-        r.record(result("us", Status::Pass));
+        r.record(&result("ru", ru));
+        r.record(&result("eu", Status::Pass));
+        r.record(&result("us", Status::Pass));
         Arc::new(r)
     }
 
     #[test]
     fn a_burst_from_one_region_only_impairs_it() {
         let checks: Vec<CheckDecl> = ["a", "b", "c", "d"].into_iter().map(check).collect();
-        let mut res = BTreeMap::new();
+        let mut res = NameMap::default();
         res.insert("a".to_owned(), results(Status::Error));
         res.insert("b".to_owned(), results(Status::Fail));
         res.insert("c".to_owned(), results(Status::Pass));
         res.insert("d".to_owned(), results(Status::Pass));
         // One index kept up to date result by result, and a fresh one.
         let mut kept = Burst::default();
-        let mut judge = |res: &BTreeMap<String, Arc<CheckResults>>, changed: &[&str]| {
+        let mut judge = |res: &NameMap<Arc<CheckResults>>, changed: &[&str]| {
             for name in changed {
                 let c = checks.iter().find(|c| c.name == *name);
                 if let Some(c) = c {
@@ -235,7 +235,7 @@ mod tests {
         // The same failures seen from everywhere are about the targets.
         let mut everywhere = CheckResults::default();
         for region in ["ru", "eu", "us"] {
-            everywhere.record(result(region, Status::Fail));
+            everywhere.record(&result(region, Status::Fail));
         }
         let everywhere = Arc::new(everywhere);
         for name in ["a", "b", "c"] {
@@ -262,7 +262,7 @@ mod tests {
             .controls
             .insert("resolver".into(), result("eu", Status::Error));
         let mut agents = BTreeMap::from([("eu-1".to_owned(), agent)]);
-        let impaired = assess(&agents, &[], &BTreeMap::new(), &mut Burst::default());
+        let impaired = assess(&agents, &[], &NameMap::default(), &mut Burst::default());
         assert!(
             impaired["eu"].starts_with("agent eu-1 fails its control checks: resolver (error"),
             "{impaired:?}"
@@ -271,7 +271,7 @@ mod tests {
             a.connected = false;
         }
         assert!(
-            assess(&agents, &[], &BTreeMap::new(), &mut Burst::default()).is_empty(),
+            assess(&agents, &[], &NameMap::default(), &mut Burst::default()).is_empty(),
             "gone agents do not count"
         );
     }

@@ -270,7 +270,7 @@ impl Tally for Counts {
 
 impl CheckResults {
     /// Records one result.
-    pub fn record(&mut self, result: StoredResult) {
+    pub fn record(&mut self, result: &StoredResult) {
         let mut one = Counts::default();
         match result.status {
             Status::Pass => one.pass = 1,
@@ -284,12 +284,14 @@ impl CheckResults {
             .add(result.started_at_ms, &one);
         // The recent history is read for its lines, never its details: they
         // stay with the latest result only (a details object may be 16 KiB).
-        let (origin, message) = self.shared(&result.region, &result.agent, &result.message);
-        let entry = Recent::of(&result, origin, message);
+        // The region's latest result shares what its history does.
+        let prev = self.latest.get(&result.region).map(|l| &l.entry);
+        let (origin, message) = shared(prev, &result.region, &result.agent, &result.message);
+        let entry = Recent::of(result, origin, message);
         self.push_recent(entry.clone());
         let latest = Latest {
             entry,
-            details_json: result.details_json.into_boxed_str(),
+            details_json: Box::from(result.details_json.as_str()),
         };
         match self.latest.get_mut(&result.region) {
             Some(l) if l.entry.started_at_ms <= latest.entry.started_at_ms => *l = latest,
@@ -305,34 +307,23 @@ impl CheckResults {
     /// each entry has its own).
     pub fn share(&mut self) {
         for mut entry in std::mem::take(&mut self.recent) {
+            let prev = self.last_recent(entry.region());
             (entry.origin, entry.message) =
-                self.shared(entry.region(), entry.agent(), &entry.message);
+                shared(prev, entry.region(), entry.agent(), &entry.message);
             self.push_recent(entry);
         }
         let mut latest = std::mem::take(&mut self.latest);
         for (_, l) in latest.iter_mut() {
             let e = &mut l.entry;
-            (e.origin, e.message) = self.shared(e.region(), e.agent(), &e.message);
+            let prev = self.last_recent(e.region());
+            (e.origin, e.message) = shared(prev, e.region(), e.agent(), &e.message);
         }
         self.latest = latest;
     }
 
-    /// The origin and message of a new entry from `region`: the very ones
-    /// of the region's previous entry when equal, else new ones.
-    fn shared(&self, region: &str, agent: &str, message: &str) -> (Arc<Origin>, Arc<str>) {
-        let prev = self.recent.iter().rev().find(|p| p.region() == region);
-        let origin = match prev {
-            Some(p) if p.agent() == agent => p.origin.clone(),
-            _ => Arc::new(Origin {
-                region: region.to_owned(),
-                agent: agent.to_owned(),
-            }),
-        };
-        let message = match prev {
-            Some(p) if &*p.message == message => p.message.clone(),
-            _ => Arc::from(message),
-        };
-        (origin, message)
+    /// The history's last entry from `region`.
+    fn last_recent(&self, region: &str) -> Option<&Recent> {
+        self.recent.iter().rev().find(|p| p.region() == region)
     }
 
     /// Appends to the recent history, dropping the oldest beyond
@@ -346,6 +337,28 @@ impl CheckResults {
         }
         self.recent.push_back(entry);
     }
+}
+
+/// The origin and message of a new entry from `region`: the very ones
+/// of `prev` (the region's previous entry) when equal, else new ones.
+fn shared(
+    prev: Option<&Recent>,
+    region: &str,
+    agent: &str,
+    message: &str,
+) -> (Arc<Origin>, Arc<str>) {
+    let origin = match prev {
+        Some(p) if p.agent() == agent => p.origin.clone(),
+        _ => Arc::new(Origin {
+            region: region.to_owned(),
+            agent: agent.to_owned(),
+        }),
+    };
+    let message = match prev {
+        Some(p) if &*p.message == message => p.message.clone(),
+        _ => Arc::from(message),
+    };
+    (origin, message)
 }
 
 #[cfg(test)]
@@ -372,7 +385,7 @@ mod tests {
         // 150 results every 30 s: more than the history holds, 120 of
         // them in the first hour.
         for i in 0..150 {
-            c.record(result(
+            c.record(&result(
                 "eu",
                 i * 30_000,
                 if i % 2 == 0 {
@@ -383,7 +396,7 @@ mod tests {
             ));
         }
         // A late (older) result does not replace the latest.
-        c.record(result("eu", 0, Status::Error));
+        c.record(&result("eu", 0, Status::Error));
         assert_eq!(c.latest["eu"].entry.started_at_ms, 149 * 30_000);
         assert_eq!(c.recent.len(), HISTORY);
         assert_eq!(std::mem::size_of::<Recent>(), 40);
@@ -419,7 +432,7 @@ mod tests {
             Some((0, 60, 60, 1))
         );
         for i in 0..(40 * 24) {
-            c.record(result("ru", i * HOUR_MS, Status::Pass));
+            c.record(&result("ru", i * HOUR_MS, Status::Pass));
         }
         let ru = &c.rollups["ru"];
         assert_eq!((ru.hours().count(), ru.days().count()), (24, 30));
@@ -428,7 +441,7 @@ mod tests {
     #[test]
     fn entries_and_counts_are_written_as_arrays_and_read_in_either_form() {
         let mut c = CheckResults::default();
-        c.record(result("eu", HOUR_MS, Status::Fail));
+        c.record(&result("eu", HOUR_MS, Status::Fail));
         let json = serde_json::to_value(&c).unwrap_or_default();
         assert_eq!(
             json["recent"],

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::State;
 use super::migrate::{self, MigrateError};
 use super::results::CheckResults;
-use super::verdicts::{CheckVerdict, Verdicts};
+use super::verdicts::CheckVerdict;
 
 /// The largest record accepted (the core of 50,000 checks is ≈ 12 MiB).
 const MAX_RECORD: usize = 1 << 30;
@@ -43,19 +43,30 @@ struct CheckRecord {
 #[derive(Debug)]
 pub struct Frozen {
     core: Vec<u8>,
-    results: BTreeMap<String, Arc<CheckResults>>,
-    verdicts: Verdicts,
+    /// Each check's results and vote (put in name order when written).
+    checks: Vec<Shared>,
 }
+
+/// A check's name, results and vote, shared with the state.
+type Shared = (String, Option<Arc<CheckResults>>, Option<Arc<CheckVerdict>>);
 
 /// Takes `state` as it is now (the core encoded, the checks shared: cheap
 /// next to writing them).
 pub fn freeze(state: &State) -> io::Result<Frozen> {
     let mut core = Vec::new();
     serde_json::to_writer(&mut core, state).map_err(io::Error::other)?;
+    let with_results = state.results.iter().map(|(name, r)| {
+        let verdict = state.verdicts.get(name).cloned();
+        (name.clone(), Some(r.clone()), verdict)
+    });
+    let votes_only = state
+        .verdicts
+        .iter()
+        .filter(|(name, _)| !state.results.contains_key(*name))
+        .map(|(name, v)| (name.clone(), None, Some(v.clone())));
     Ok(Frozen {
         core,
-        results: state.results.clone(),
-        verdicts: state.verdicts.clone(),
+        checks: with_results.chain(votes_only).collect(),
     })
 }
 
@@ -65,24 +76,17 @@ pub fn write(state: &State, out: &mut (impl Write + ?Sized)) -> io::Result<()> {
 }
 
 impl Frozen {
-    /// Writes the state as records.
-    pub fn write(&self, out: &mut (impl Write + ?Sized)) -> io::Result<()> {
+    /// Writes the state as records, one per check in name order (the
+    /// same state always makes the same bytes).
+    pub fn write(mut self, out: &mut (impl Write + ?Sized)) -> io::Result<()> {
         frame(out, &self.core)?;
+        self.checks.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut buf = Vec::new();
-        let mut results = self.results.iter().peekable();
-        let mut verdicts = self.verdicts.iter().peekable();
-        loop {
-            // Both maps are in name order: merged, one record per name.
-            let name = match (results.peek(), verdicts.peek()) {
-                (None, None) => break,
-                (Some((r, _)), Some((v, _))) => (*r).min(*v),
-                (Some((r, _)), None) => *r,
-                (None, Some((v, _))) => *v,
-            };
+        for (name, results, verdict) in &self.checks {
             let check = CheckRef {
                 name,
-                results: results.next_if(|(r, _)| *r == name).map(|(_, c)| &**c),
-                verdict: verdicts.next_if(|(v, _)| *v == name).map(|(_, c)| &**c),
+                results: results.as_deref(),
+                verdict: verdict.as_deref(),
             };
             buf.clear();
             serde_json::to_writer(&mut buf, &check).map_err(io::Error::other)?;

@@ -2,7 +2,7 @@
 //! trackers fed by results, staleness driven by `Tick` entries from the
 //! log, and the current cross-region verdict with the time it began.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -16,7 +16,7 @@ use super::small_map::{Name, SmallMap};
 use super::changes::Drift;
 use super::incidents::Incidents;
 use super::mesh::Impaired;
-use crate::declared::{CheckDecl, Declared};
+use crate::declared::{CheckDecl, Declared, NameMap};
 use crate::verdict::{Ballot, RegionState, RegionTracker, Verdict, vote};
 
 /// Everything the vote keeps for one check.
@@ -331,7 +331,7 @@ impl CheckVerdict {
 }
 
 /// Verdicts of all checks.
-pub type Verdicts = BTreeMap<String, Arc<CheckVerdict>>;
+pub type Verdicts = NameMap<Arc<CheckVerdict>>;
 
 /// Follows a new declaration: new checks start OK, removed ones go, a
 /// check's region list is followed (trackers of kept regions stay), and a
@@ -347,13 +347,17 @@ pub fn follow_declaration(
 ) {
     let before = old.checks_by_name();
     let names: std::collections::HashSet<&str> = checks.iter().map(|c| c.name.as_str()).collect();
-    verdicts.retain(|name, _| {
-        let kept = names.contains(name.as_str());
-        if !kept {
-            incidents.on_deleted(name, at_ms);
-        }
-        kept
-    });
+    // In name order: what deleting does to incidents depends on the order.
+    let mut deleted: Vec<String> = verdicts
+        .keys()
+        .filter(|name| !names.contains(name.as_str()))
+        .cloned()
+        .collect();
+    deleted.sort_unstable();
+    for name in deleted {
+        incidents.on_deleted(&name, at_ms);
+        verdicts.remove(&name);
+    }
     for check in checks {
         match verdicts.get_mut(&check.name) {
             None => {
@@ -397,9 +401,15 @@ pub fn observe(
     result: &StoredResult,
     at_ms: i64,
 ) -> bool {
-    let v = verdicts
-        .entry(check.name.clone())
-        .or_insert_with(|| Arc::new(CheckVerdict::new(check, &Impaired::new(), at_ms)));
+    // Looked up before inserting: `entry` would take a copy of the name
+    // for every result.
+    if !verdicts.contains_key(&check.name) {
+        let new = CheckVerdict::new(check, &Impaired::new(), at_ms);
+        verdicts.insert(check.name.clone(), Arc::new(new));
+    }
+    let Some(v) = verdicts.get_mut(&check.name) else {
+        return false;
+    };
     let v = Arc::make_mut(v);
     let region = result.region.as_str();
     // Results from a region the check is not assigned to do not vote.
@@ -474,7 +484,7 @@ pub fn observe(
         // the region from the comparison.
         changed |= v
             .answers
-            .entry(region.to_owned())
+            .entry(region)
             .or_default()
             .observe(now, check.fail_after);
     }
@@ -504,10 +514,11 @@ pub fn refresh<'a>(
 #[derive(Debug, Clone, Default)]
 pub struct Deadlines {
     built: bool,
-    /// (due, check), earliest first.
-    queue: BTreeSet<(i64, String)>,
-    /// Each queued check's entry.
-    due: HashMap<String, i64>,
+    /// (due, check's position in the declaration), earliest first.
+    /// Positions hold until the next declaration, which invalidates all.
+    queue: BTreeSet<(i64, usize)>,
+    /// Each check's entry in the queue by position (`i64::MAX`: none).
+    due: Vec<i64>,
 }
 
 impl PartialEq for Deadlines {
@@ -522,29 +533,33 @@ impl Deadlines {
         *self = Deadlines::default();
     }
 
-    /// A region of `check` saw a result started at `at_ms`: its deadline is
-    /// at least three intervals on.
-    pub fn observed(&mut self, check: &CheckDecl, at_ms: i64) {
+    /// A region of the check at `position` (`check`) saw a result started
+    /// at `at_ms`: its deadline is at least three intervals on.
+    pub fn observed(&mut self, position: usize, check: &CheckDecl, at_ms: i64) {
         if self.built {
-            self.schedule(&check.name, at_ms.saturating_add(3 * check.interval.ms()));
+            self.schedule(position, at_ms.saturating_add(3 * check.interval.ms()));
         }
     }
 
-    /// Queues `name` at `due_ms` unless it is queued earlier already.
-    fn schedule(&mut self, name: &str, due_ms: i64) {
-        match self.due.get(name) {
-            Some(&queued) if queued <= due_ms => return,
-            Some(&queued) => {
-                self.queue.remove(&(queued, name.to_owned()));
-            }
-            None => {}
+    /// Queues the check at `position` at `due_ms` unless it is queued
+    /// earlier already.
+    fn schedule(&mut self, position: usize, due_ms: i64) {
+        let Some(queued) = self.due.get_mut(position) else {
+            return;
+        };
+        if *queued <= due_ms {
+            return;
         }
-        self.due.insert(name.to_owned(), due_ms);
-        self.queue.insert((due_ms, name.to_owned()));
+        if *queued != i64::MAX {
+            self.queue.remove(&(*queued, position));
+        }
+        *queued = due_ms;
+        self.queue.insert((due_ms, position));
     }
 
-    /// Queues `check` at the earliest deadline of its regions not stale yet.
-    fn requeue(&mut self, check: &CheckDecl, v: &CheckVerdict) {
+    /// Queues the check at `position` at the earliest deadline of its
+    /// regions not stale yet.
+    fn requeue(&mut self, position: usize, check: &CheckDecl, v: &CheckVerdict) {
         let interval_ms = check.interval.ms();
         let next = v
             .regions
@@ -553,28 +568,31 @@ impl Deadlines {
             .map(|t| t.last_result_ms.saturating_add(3 * interval_ms))
             .min();
         if let Some(due) = next {
-            self.schedule(&check.name, due);
+            self.schedule(position, due);
         }
     }
 
-    /// Takes the checks due before `now_ms` (all of them when not built).
+    /// Takes the positions of the checks due before `now_ms` (all of them
+    /// when not built), in declaration order.
     fn take_due(&mut self, now_ms: i64, declared: &Declared, verdicts: &Verdicts) -> Vec<usize> {
         if !self.built {
             self.built = true;
-            for check in &declared.checks {
+            self.due = vec![i64::MAX; declared.checks.len()];
+            for (i, check) in declared.checks.iter().enumerate() {
                 if let Some(v) = verdicts.get(&check.name) {
-                    self.requeue(check, v);
+                    self.requeue(i, check, v);
                 }
             }
         }
         let mut due = Vec::new();
-        while let Some(first) = self.queue.first()
-            && first.0 < now_ms
+        while let Some(&(at, position)) = self.queue.first()
+            && at < now_ms
         {
-            if let Some((_, name)) = self.queue.pop_first() {
-                self.due.remove(&name);
-                due.extend(declared.position(&name));
+            self.queue.pop_first();
+            if let Some(queued) = self.due.get_mut(position) {
+                *queued = i64::MAX;
             }
+            due.push(position);
         }
         // In declaration order, as every replica takes them.
         due.sort_unstable();
@@ -595,7 +613,7 @@ pub fn tick(
     all: bool,
 ) {
     let due = deadlines.take_due(now_ms, declared, verdicts);
-    let mut expire = |check: &CheckDecl, deadlines: &mut Deadlines| {
+    let mut expire = |position: usize, check: &CheckDecl, deadlines: &mut Deadlines| {
         let Some(v) = verdicts.get_mut(&check.name) else {
             return;
         };
@@ -612,15 +630,17 @@ pub fn tick(
         if changed {
             v.refresh(check, incidents, impaired, now_ms);
         }
-        deadlines.requeue(check, v);
+        deadlines.requeue(position, check, v);
     };
     if all {
-        for check in &declared.checks {
-            expire(check, deadlines);
+        for (i, check) in declared.checks.iter().enumerate() {
+            expire(i, check, deadlines);
         }
     } else {
-        for check in due.iter().filter_map(|&i| declared.checks.get(i)) {
-            expire(check, deadlines);
+        for i in due {
+            if let Some(check) = declared.checks.get(i) {
+                expire(i, check, deadlines);
+            }
         }
     }
 }
@@ -665,7 +685,7 @@ mod tests {
     #[test]
     fn time_is_accounted_per_verdict_class_and_hour() {
         let c = check("tls", "port = 25");
-        let (mut v, mut inc) = (Verdicts::new(), Incidents::default());
+        let (mut v, mut inc) = (Verdicts::default(), Incidents::default());
         let at = |h: i64, m: i64| 100 * HOUR_MS + h * HOUR_MS + m * 60_000;
         let all = |t: i64, s: Status| -> Vec<StoredResult> {
             ["ru", "eu", "us"]
@@ -709,7 +729,7 @@ mod tests {
     #[test]
     fn warn_results_open_a_warning_incident_without_a_vote() {
         let c = check("tls", "port = 25");
-        let (mut v, mut inc) = (Verdicts::new(), Incidents::default());
+        let (mut v, mut inc) = (Verdicts::default(), Incidents::default());
         let at = |t: i64, status: Status, msg: &str| vec![result("eu", t, status, msg, "{}")];
         let ok: Vec<StoredResult> = ["ru", "eu", "us"]
             .iter()
@@ -764,7 +784,7 @@ mod tests {
     #[test]
     fn different_dns_answers_per_region_are_a_finding() {
         let c = check("spf", "");
-        let (mut v, mut inc) = (Verdicts::new(), Incidents::default());
+        let (mut v, mut inc) = (Verdicts::default(), Incidents::default());
         let a = r#"{"record":"v=spf1 -all"}"#;
         let b = r#"{"record":"v=spf1 ip4:192.0.2.1 -all"}"#;
         let round = |t: i64, ru: &str| {
@@ -807,7 +827,7 @@ mod tests {
     #[test]
     fn a_change_reaching_every_region_is_no_divergence() {
         let c = check("spf", "");
-        let (mut v, mut inc) = (Verdicts::new(), Incidents::default());
+        let (mut v, mut inc) = (Verdicts::default(), Incidents::default());
         let old = r#"{"record":"v=spf1 -all"}"#;
         let new = r#"{"record":"v=spf1 ~all"}"#;
         // Each region probes every 10 s, a few seconds apart; the record
@@ -869,7 +889,7 @@ mod tests {
     #[test]
     fn a_change_seen_by_a_quorum_is_one_changed_incident_and_its_restoration_another() {
         let c = check("spf", "");
-        let (mut v, mut inc) = (Verdicts::new(), Incidents::default());
+        let (mut v, mut inc) = (Verdicts::default(), Incidents::default());
         let old = "v=spf1 ip4:192.0.2.61 ip4:192.0.2.62 -all";
         let new = "v=spf1 ip4:192.0.2.61 ~all";
         // The first agreed value is the baseline, no change.
@@ -906,7 +926,7 @@ mod tests {
     #[test]
     fn one_region_alone_changes_nothing_and_ignore_records_without_an_incident() {
         let c = check("spf", "");
-        let (mut v, mut inc) = (Verdicts::new(), Incidents::default());
+        let (mut v, mut inc) = (Verdicts::default(), Incidents::default());
         let old = "v=spf1 -all";
         let new = "v=spf1 ~all";
         run_spf(&mut v, &mut inc, &c, 0, 50, |_| old);
@@ -924,7 +944,7 @@ mod tests {
 
         let mut quiet = check("spf", "");
         quiet.on_change = crate::declared::OnChange::Ignore;
-        let (mut v, mut inc) = (Verdicts::new(), Incidents::default());
+        let (mut v, mut inc) = (Verdicts::default(), Incidents::default());
         run_spf(&mut v, &mut inc, &quiet, 0, 100, |at| {
             if at < 50 { old } else { new }
         });
@@ -936,7 +956,7 @@ mod tests {
     #[test]
     fn a_renewal_is_an_info_change_and_a_new_issuer_a_warning() {
         let c = check("tls", "port = 25");
-        let (mut v, mut inc) = (Verdicts::new(), Incidents::default());
+        let (mut v, mut inc) = (Verdicts::default(), Incidents::default());
         let cert = |fp: &str, issuer: &str, not_after: &str| {
             let mut o = Observed::new();
             o.set("sha256", fp);

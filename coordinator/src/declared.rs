@@ -245,6 +245,20 @@ pub struct Declared {
 /// declaration, so flooding it is not a concern).
 pub type NameMap<V> = std::collections::HashMap<String, V, foldhash::fast::RandomState>;
 
+/// The value under `name` in `map`, made by `new` first when there is none.
+/// Looked up before inserting: `entry` would take a copy of the name on
+/// every call, and this runs once per result. (Always `Some`.)
+pub fn slot<'a, V>(
+    map: &'a mut NameMap<V>,
+    name: &str,
+    new: impl FnOnce() -> V,
+) -> Option<&'a mut V> {
+    if !map.contains_key(name) {
+        map.insert(name.to_owned(), new());
+    }
+    map.get_mut(name)
+}
+
 /// Derived lookup data: equal whatever it holds, cloned empty.
 #[derive(Debug, Default)]
 struct CheckIndex(std::sync::OnceLock<Index>);

@@ -52,7 +52,7 @@ use serde::{Deserialize, Serialize};
 
 use self::agents::AgentRecord;
 use self::results::{CheckResults, StoredResult};
-use crate::declared::{Declared, Diff, NameMap};
+use crate::declared::{Declared, Diff, NameMap, slot};
 use crate::notification::Key;
 use crate::verdict::Verdict;
 use vantage_common::Status;
@@ -277,12 +277,11 @@ pub enum Command {
 
 impl Command {
     /// Does it call for re-planning every open incident's notifications
-    /// (time passed, routes changed, a silence ended)?
+    /// (time passed, a silence ended)? A declaration applied (routes may
+    /// have changed) does too: `State::apply` sees it by its result.
     fn replans_all(&self) -> bool {
         match self {
-            Command::Tick { .. } | Command::ApplyConfig { .. } | Command::ExpireSilence { .. } => {
-                true
-            }
+            Command::Tick { .. } | Command::ExpireSilence { .. } => true,
             Command::Batch(commands) => commands.iter().any(Command::replans_all),
             _ => false,
         }
@@ -565,12 +564,7 @@ impl State {
                 }
                 self.deadlines
                     .observed(position, check, r.result.started_at_ms);
-                // Looked up before inserting: `entry` would take a copy of
-                // the name for every result.
-                if !self.results.contains_key(&r.check) {
-                    self.results.insert(r.check.clone(), Arc::default());
-                }
-                let Some(results) = self.results.get_mut(&r.check) else {
+                let Some(results) = slot(&mut self.results, &r.check, Arc::default) else {
                     continue;
                 };
                 let results = Arc::make_mut(results);

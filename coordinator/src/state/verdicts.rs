@@ -16,7 +16,7 @@ use super::small_map::{Name, SmallMap};
 use super::changes::Drift;
 use super::incidents::Incidents;
 use super::mesh::Impaired;
-use crate::declared::{CheckDecl, Declared, NameMap};
+use crate::declared::{CheckDecl, Declared, NameMap, slot};
 use crate::verdict::{Ballot, RegionState, RegionTracker, Verdict, vote};
 
 /// Everything the vote keeps for one check.
@@ -401,13 +401,8 @@ pub fn observe(
     result: &StoredResult,
     at_ms: i64,
 ) -> bool {
-    // Looked up before inserting: `entry` would take a copy of the name
-    // for every result.
-    if !verdicts.contains_key(&check.name) {
-        let new = CheckVerdict::new(check, &Impaired::new(), at_ms);
-        verdicts.insert(check.name.clone(), Arc::new(new));
-    }
-    let Some(v) = verdicts.get_mut(&check.name) else {
+    let new = || Arc::new(CheckVerdict::new(check, &Impaired::new(), at_ms));
+    let Some(v) = slot(verdicts, &check.name, new) else {
         return false;
     };
     let v = Arc::make_mut(v);

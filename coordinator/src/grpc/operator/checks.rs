@@ -133,15 +133,13 @@ pub(super) async fn apply(
 
 /// An id for a declaration's parts, unlike any other proposer's.
 fn declaration_id() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
+    use std::hash::BuildHasher;
     use std::sync::atomic::{AtomicU64, Ordering};
     static SEQ: AtomicU64 = AtomicU64::new(0);
-    // Randomly keyed per process (std's hasher keys), so two nodes
-    // proposing at the same instant still differ.
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(SEQ.fetch_add(1, Ordering::Relaxed));
-    h.write_i64(now_ms());
-    h.finish()
+    // A randomly seeded hash, so two nodes proposing at the same instant
+    // still differ.
+    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    foldhash::fast::RandomState::default().hash_one((seq, now_ms()))
 }
 
 /// Every declared check.

@@ -487,6 +487,12 @@ impl State {
         self.declared_seq = self.applied_commands;
         self.clock_ms = self.clock_ms.max(at_ms);
         let at = self.clock_ms;
+        // A deleted check's history goes with it: declared again later, it
+        // starts afresh rather than with results of what it used to be.
+        if !diff.deleted.is_empty() {
+            let now = &self.declared;
+            self.results.retain(|name, _| now.position(name).is_some());
+        }
         verdicts::follow_declaration(
             &mut self.verdicts,
             &mut self.incidents,
@@ -874,6 +880,79 @@ mod tests {
         }
         let kept: Vec<&str> = s.results["c"].latest.keys().map(|k| k.as_str()).collect();
         assert_eq!(kept, ["ru"]);
+    }
+
+    #[test]
+    fn a_deleted_checks_results_go_with_it() {
+        let parse = |toml: &str| match Declared::parse(std::path::Path::new("t.toml"), toml) {
+            Ok(d) => d,
+            Err(e) => panic!("{e}"),
+        };
+        let both = parse(
+            "[[check]]\nname = \"c\"\nkind = \"dns\"\ntarget = \"c.test\"\nregions = [\"ru\"]\n\
+             [[check]]\nname = \"d\"\nkind = \"dns\"\ntarget = \"d.test\"\nregions = [\"ru\"]\n",
+        );
+        let only_c = parse(
+            "[[check]]\nname = \"c\"\nkind = \"dns\"\ntarget = \"c.test\"\nregions = [\"ru\"]\n",
+        );
+        let mut s = State::default();
+        s.apply(&Command::ApplyConfig {
+            declared: Box::new(both.clone()),
+            at_ms: 1,
+        });
+        s.apply(&Command::AgentHello {
+            name: "ru-1".into(),
+            region: "ru".into(),
+            version: "t".into(),
+            address: "127.0.0.1:1".into(),
+            spool_id: 7,
+            at_ms: 1,
+        });
+        let results = ["c", "d"]
+            .iter()
+            .zip(1..)
+            .map(|(check, seq)| IncomingResult {
+                seq,
+                check: (*check).into(),
+                result: StoredResult {
+                    region: "ru".into(),
+                    agent: "ru-1".into(),
+                    started_at_ms: 2,
+                    status: Status::Fail,
+                    class: None,
+                    message: String::new(),
+                    duration_ms: 1,
+                    details_json: "{}".into(),
+                },
+                trace: None,
+            })
+            .collect();
+        let acked = s.apply(&Command::Results {
+            agent: "ru-1".into(),
+            spool_id: 7,
+            at_ms: 2,
+            results,
+        });
+        assert_eq!(acked, CommandResult::Acked(2));
+        assert!(s.results.contains_key("d"));
+
+        s.apply(&Command::ApplyConfig {
+            declared: Box::new(only_c),
+            at_ms: 3,
+        });
+        assert!(
+            s.results.contains_key("c"),
+            "a kept check keeps its results"
+        );
+        assert!(!s.results.contains_key("d"), "d's results outlived it");
+        s.apply(&Command::ApplyConfig {
+            declared: Box::new(both),
+            at_ms: 4,
+        });
+        assert!(
+            !s.results.contains_key("d"),
+            "d declared again starts afresh"
+        );
     }
 
     #[test]

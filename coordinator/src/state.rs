@@ -834,6 +834,20 @@ mod tests {
         assert!(s.declared.checks.iter().all(|c| c.name.starts_with("b-")));
     }
 
+    /// A result of `status` from agent `agent` of `region`, started at `at_ms`.
+    fn stored(region: &str, agent: &str, at_ms: i64, status: Status) -> StoredResult {
+        StoredResult {
+            region: region.into(),
+            agent: agent.into(),
+            started_at_ms: at_ms,
+            status,
+            class: None,
+            message: String::new(),
+            duration_ms: 1,
+            details_json: "{}".into(),
+        }
+    }
+
     #[test]
     fn results_from_a_region_a_check_is_not_assigned_to_are_not_kept() {
         let decl = "[[check]]\nname = \"c\"\nkind = \"tcp\"\ntarget = \"127.0.0.1\"\nregions = [\"ru\"]\nparams = { port = 25 }\n";
@@ -855,16 +869,7 @@ mod tests {
                 spool_id: 7,
                 at_ms: 2,
             });
-            let result = StoredResult {
-                region: region.into(),
-                agent: name.into(),
-                started_at_ms: 3,
-                status: Status::Pass,
-                class: None,
-                message: String::new(),
-                duration_ms: 1,
-                details_json: "{}".into(),
-            };
+            let result = stored(region, name, 3, Status::Pass);
             let acked = s.apply(&Command::Results {
                 agent: name.into(),
                 spool_id: 7,
@@ -914,16 +919,7 @@ mod tests {
             .map(|(check, seq)| IncomingResult {
                 seq,
                 check: (*check).into(),
-                result: StoredResult {
-                    region: "ru".into(),
-                    agent: "ru-1".into(),
-                    started_at_ms: 2,
-                    status: Status::Fail,
-                    class: None,
-                    message: String::new(),
-                    duration_ms: 1,
-                    details_json: "{}".into(),
-                },
+                result: stored("ru", "ru-1", 2, Status::Fail),
                 trace: None,
             })
             .collect();
@@ -969,16 +965,7 @@ mod tests {
         s.apply(&Command::Revoke {
             name: "ru-1".into(),
         });
-        let result = StoredResult {
-            region: "ru".into(),
-            agent: "ru-1".into(),
-            started_at_ms: 2,
-            status: Status::Fail,
-            class: None,
-            message: String::new(),
-            duration_ms: 1,
-            details_json: "{}".into(),
-        };
+        let result = stored("ru", "ru-1", 2, Status::Fail);
         let acked = s.apply(&Command::Results {
             agent: "ru-1".into(),
             spool_id: 7,
@@ -1038,20 +1025,16 @@ mod tests {
                     results.push(IncomingResult {
                         seq,
                         check: (*check).into(),
-                        result: StoredResult {
-                            region: (*region).into(),
-                            agent: format!("{region}-1"),
-                            started_at_ms: t,
-                            status: if step % 11 == 0 {
+                        result: stored(
+                            region,
+                            &format!("{region}-1"),
+                            t,
+                            if step % 11 == 0 {
                                 Status::Fail
                             } else {
                                 Status::Pass
                             },
-                            class: None,
-                            message: String::new(),
-                            duration_ms: 1,
-                            details_json: "{}".into(),
-                        },
+                        ),
                         trace: None,
                     });
                 }

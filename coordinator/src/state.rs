@@ -739,10 +739,7 @@ mod tests {
                 )
             })
             .collect();
-        match Declared::parse(std::path::Path::new("t.toml"), &toml) {
-            Ok(d) => d,
-            Err(e) => panic!("{e}"),
-        }
+        parsed(&toml)
     }
 
     fn part_commands(declared: &Declared, id: u64, part_bytes: usize) -> Vec<Command> {
@@ -834,6 +831,26 @@ mod tests {
         assert!(s.declared.checks.iter().all(|c| c.name.starts_with("b-")));
     }
 
+    /// A declaration from checks.toml text.
+    fn parsed(toml: &str) -> Declared {
+        match Declared::parse(std::path::Path::new("t.toml"), toml) {
+            Ok(d) => d,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Agent `name` of `region` says hello with spool `spool_id` at `at_ms`.
+    fn hello(name: &str, region: &str, spool_id: u64, at_ms: i64) -> Command {
+        Command::AgentHello {
+            name: name.into(),
+            region: region.into(),
+            version: "t".into(),
+            address: "127.0.0.1:1".into(),
+            spool_id,
+            at_ms,
+        }
+    }
+
     /// A result of `status` from agent `agent` of `region`, started at `at_ms`.
     fn stored(region: &str, agent: &str, at_ms: i64, status: Status) -> StoredResult {
         StoredResult {
@@ -851,24 +868,14 @@ mod tests {
     #[test]
     fn results_from_a_region_a_check_is_not_assigned_to_are_not_kept() {
         let decl = "[[check]]\nname = \"c\"\nkind = \"tcp\"\ntarget = \"127.0.0.1\"\nregions = [\"ru\"]\nparams = { port = 25 }\n";
-        let declared = match Declared::parse(std::path::Path::new("t.toml"), decl) {
-            Ok(d) => d,
-            Err(e) => panic!("{e}"),
-        };
+        let declared = parsed(decl);
         let mut s = State::default();
         s.apply(&Command::ApplyConfig {
             declared: Box::new(declared),
             at_ms: 1,
         });
         for (name, region) in [("ru-1", "ru"), ("xx-1", "xx")] {
-            s.apply(&Command::AgentHello {
-                name: name.into(),
-                region: region.into(),
-                version: "t".into(),
-                address: "127.0.0.1:1".into(),
-                spool_id: 7,
-                at_ms: 2,
-            });
+            s.apply(&hello(name, region, 7, 2));
             let result = stored(region, name, 3, Status::Pass);
             let acked = s.apply(&Command::Results {
                 agent: name.into(),
@@ -889,15 +896,11 @@ mod tests {
 
     #[test]
     fn a_deleted_checks_results_go_with_it() {
-        let parse = |toml: &str| match Declared::parse(std::path::Path::new("t.toml"), toml) {
-            Ok(d) => d,
-            Err(e) => panic!("{e}"),
-        };
-        let both = parse(
+        let both = parsed(
             "[[check]]\nname = \"c\"\nkind = \"dns\"\ntarget = \"c.test\"\nregions = [\"ru\"]\n\
              [[check]]\nname = \"d\"\nkind = \"dns\"\ntarget = \"d.test\"\nregions = [\"ru\"]\n",
         );
-        let only_c = parse(
+        let only_c = parsed(
             "[[check]]\nname = \"c\"\nkind = \"dns\"\ntarget = \"c.test\"\nregions = [\"ru\"]\n",
         );
         let mut s = State::default();
@@ -905,14 +908,7 @@ mod tests {
             declared: Box::new(both.clone()),
             at_ms: 1,
         });
-        s.apply(&Command::AgentHello {
-            name: "ru-1".into(),
-            region: "ru".into(),
-            version: "t".into(),
-            address: "127.0.0.1:1".into(),
-            spool_id: 7,
-            at_ms: 1,
-        });
+        s.apply(&hello("ru-1", "ru", 7, 1));
         let results = ["c", "d"]
             .iter()
             .zip(1..)
@@ -954,14 +950,7 @@ mod tests {
     #[test]
     fn a_batch_in_flight_when_its_agent_is_revoked_is_not_applied() {
         let mut s = State::default();
-        s.apply(&Command::AgentHello {
-            name: "ru-1".into(),
-            region: "ru".into(),
-            version: "t".into(),
-            address: "127.0.0.1:1".into(),
-            spool_id: 7,
-            at_ms: 1,
-        });
+        s.apply(&hello("ru-1", "ru", 7, 1));
         s.apply(&Command::Revoke {
             name: "ru-1".into(),
         });
@@ -986,24 +975,14 @@ mod tests {
         let toml = "[[check]]\nname = \"a\"\nkind = \"dns\"\ntarget = \"a.test\"\ninterval = \"10s\"\nregions = [\"ru\", \"eu\"]\n\
                     [[check]]\nname = \"b\"\nkind = \"dns\"\ntarget = \"b.test\"\ninterval = \"30s\"\nregions = [\"ru\", \"eu\"]\n\
                     [[check]]\nname = \"c\"\nkind = \"dns\"\ntarget = \"c.test\"\ninterval = \"60s\"\nregions = [\"eu\"]\n";
-        let declared = match Declared::parse(std::path::Path::new("t.toml"), toml) {
-            Ok(d) => d,
-            Err(e) => panic!("{e}"),
-        };
+        let declared = parsed(toml);
         let mut live = State::default();
         live.apply(&Command::ApplyConfig {
             declared: Box::new(declared),
             at_ms: 0,
         });
         for region in ["ru", "eu"] {
-            live.apply(&Command::AgentHello {
-                name: format!("{region}-1"),
-                region: region.into(),
-                version: "t".into(),
-                address: "127.0.0.1:1".into(),
-                spool_id: 1,
-                at_ms: 0,
-            });
+            live.apply(&hello(&format!("{region}-1"), region, 1, 0));
         }
         let mut reloaded = live.clone();
         let mut seq = 0;

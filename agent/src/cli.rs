@@ -89,7 +89,7 @@ static KINDS: LazyLock<Vec<Kind>> = LazyLock::new(|| {
 /// `probe --help` for a kind: what it checks and the options it takes.
 fn kind_help(kind: spec::Kind) -> &'static str {
     match kind {
-        spec::Kind::Smtp => "SMTP dialogue: banner, EHLO, STARTTLS, QUIT",
+        spec::Kind::Smtp => "SMTP dialogue: banner, EHLO, STARTTLS, AUTH, MAIL/RCPT, QUIT",
         spec::Kind::Tls => "Certificate of an SMTP (STARTTLS/implicit) or TLS endpoint",
         spec::Kind::Dns => "One DNS query (--type, --expect)",
         spec::Kind::Mx => "MX hosts and their addresses (--probe runs smtp on each)",
@@ -239,6 +239,25 @@ pub struct ProbeArgs {
     /// smtp: name sent in EHLO.
     #[arg(long, default_value = DEFAULT_HELO)]
     pub helo: String,
+    /// smtp: try this recipient after EHLO (and TLS): MAIL FROM, RCPT TO,
+    /// then RSET, never DATA. 250/251 pass, 4xx warn, 5xx fail (class
+    /// policy, the reply quoted). Repeatable.
+    #[arg(long)]
+    pub rcpt: Vec<String>,
+    /// smtp: envelope sender for --rcpt (default: the null sender <>).
+    #[arg(long)]
+    pub mail_from: Option<String>,
+    /// smtp: log in as this user (AUTH, after TLS only) with the strongest
+    /// mechanism both sides speak: SCRAM-SHA-256, SCRAM-SHA-1, PLAIN, LOGIN.
+    /// 235 passes; a refusal fails with class auth.
+    #[arg(long)]
+    pub username: Option<String>,
+    /// smtp: the password for --username is in this environment variable.
+    #[arg(long)]
+    pub password_env: Option<String>,
+    /// smtp: the password for --username is in this file.
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value = "text")]
     pub output: Format,

@@ -21,6 +21,8 @@
 //! - [`hash`] — a stable hash for schedules and assignments.
 //! - [`identity`] — roles from certificates (`spiffe://vantage/...` URI SANs).
 //! - [`pki`] — the deployment CA: create, issue, inspect (rcgen, x509-parser).
+//! - [`secret`] — secrets named by reference (`<name>_env`/`<name>_file`),
+//!   read where and when they are needed, never printed.
 //! - [`tls`] — rustls server/client configs for mTLS, reloaded when the
 //!   certificate files change.
 //! - [`transport`] — gRPC over mTLS: the accepting side tags every request
@@ -37,6 +39,7 @@ pub mod metrics;
 pub mod observed;
 pub mod outcome;
 pub mod pki;
+pub mod secret;
 pub mod spec;
 pub mod tls;
 pub mod transport;

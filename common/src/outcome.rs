@@ -79,6 +79,9 @@ pub enum FailureClass {
     Expiring,
     /// A certificate has expired.
     Expired,
+    /// The server refused to log the configured user in (AUTH), or offers
+    /// no way to log in safely.
+    Auth,
 }
 
 impl FailureClass {
@@ -95,6 +98,7 @@ impl FailureClass {
             FailureClass::Listed => "listed",
             FailureClass::Expiring => "expiring",
             FailureClass::Expired => "expired",
+            FailureClass::Auth => "auth",
         }
     }
 }

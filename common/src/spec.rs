@@ -161,6 +161,33 @@ pub fn is_host(s: &str) -> bool {
     bare.parse::<std::net::IpAddr>().is_ok() || is_domain_name(s, false)
 }
 
+/// Is `s` a mail address as an SMTP envelope takes it (`local@domain`,
+/// the domain a DNS name or an address literal `[192.0.2.1]`)? Nothing
+/// that could break out of `<...>` on a command line: no spaces, angle
+/// brackets, control or non-ASCII characters; at most 254 bytes, the local part at
+/// most 64.
+pub fn is_mail_address(s: &str) -> bool {
+    let Some((local, domain)) = s.rsplit_once('@') else {
+        return false;
+    };
+    let literal = domain
+        .strip_prefix('[')
+        .and_then(|d| d.strip_suffix(']'))
+        .is_some_and(|ip| {
+            ip.parse::<std::net::Ipv4Addr>().is_ok()
+                || ip
+                    .strip_prefix("IPv6:")
+                    .is_some_and(|v6| v6.parse::<std::net::Ipv6Addr>().is_ok())
+        });
+    s.len() <= 254
+        && !local.is_empty()
+        && local.len() <= 64
+        && local
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b'<' | b'>' | b'@'))
+        && (literal || is_domain_name(domain, false))
+}
+
 /// Largest specification of one check, as JSON (what an assignment carries
 /// per check): no single check can swell a session's messages.
 pub const MAX_SPEC_BYTES: usize = 16 * 1024;
@@ -279,7 +306,8 @@ impl CheckSpec {
             (!ok).then(|| SpecError::Target(format!("{shown:?}{more} is not {want}")))
         };
         let bad = match self {
-            CheckSpec::Smtp(c) => target(&c.host, is_host(&c.host), "a host name or IP address"),
+            CheckSpec::Smtp(c) => target(&c.host, is_host(&c.host), "a host name or IP address")
+                .or_else(|| c.validate_mail().err()),
             CheckSpec::Tls(c) => target(&c.host, is_host(&c.host), "a host name or IP address"),
             CheckSpec::Tcp(c) => target(&c.host, is_host(&c.host), "a host name or IP address"),
             CheckSpec::Dns(c) => {
@@ -465,6 +493,53 @@ mod tests {
         let pinned = CheckSpec::from_parts(Kind::Spf, "d", &params("expect = \"v=spf1 -all\""));
         assert!(pinned.is_ok_and(|s| s.pins()));
     }
+
+    #[test]
+    fn smtp_acceptance_and_login_params_are_checked() {
+        let smtp = |p: &str| {
+            let p = if p.contains("port") {
+                p.to_owned()
+            } else {
+                format!("port = 25\n{p}")
+            };
+            CheckSpec::from_parts(Kind::Smtp, "mx.example.org", &params(&p))
+        };
+        let field = |p: &str| match smtp(p) {
+            Err(SpecError::Params { field, message }) => (field.unwrap_or_default(), message),
+            other => panic!("{p}: {other:?}"),
+        };
+        let ok = smtp(
+            "port = 587\nrcpt = [\"a@example.org\", \"b@[192.0.2.1]\"]\nmail_from = \"<>\"\n\
+             username = \"u\"\npassword_env = \"PW\"",
+        );
+        assert!(ok.is_ok(), "{ok:?}");
+        assert_eq!(field("rcpt = [\"a@example.org> NOTIFY=NEVER\"]").0, "rcpt");
+        assert_eq!(field("rcpt = [\"no-at-sign\"]").0, "rcpt");
+        assert_eq!(field("rcpt = [\"x@bad_domain\"]").0, "rcpt");
+        assert_eq!(field("rcpt = [\"x@example.org\\r\\nDATA\"]").0, "rcpt");
+        assert_eq!(field("mail_from = \"me\"").0, "mail_from");
+        let many = (0..=MAX_RCPT_FOR_TEST).map(|i| format!("\"r{i}@example.org\""));
+        let (f, m) = field(&format!("rcpt = [{}]", many.collect::<Vec<_>>().join(",")));
+        assert_eq!(f, "rcpt", "{m}");
+        assert_eq!(field("username = \"u\"").0, "password");
+        assert_eq!(field("password_env = \"PW\"").0, "username");
+        let (f, m) = field("username = \"u\"\npassword_env = \"PW\"\npassword_file = \"/p\"");
+        assert_eq!(
+            (f.as_str(), m.as_str()),
+            ("password", "set password_env or password_file, not both")
+        );
+        let (f, m) = field("tls = \"none\"\nusername = \"u\"\npassword_file = \"/p\"");
+        assert_eq!(f, "username");
+        assert!(m.contains("never sent in clear"), "{m}");
+        assert_eq!(
+            field("username = \"a\\nb\"\npassword_env = \"PW\"").0,
+            "username"
+        );
+        // The reference travels, never a value: the spec has no field for one.
+        assert_eq!(field("password = \"hunter2\"").0, "password");
+    }
+
+    const MAX_RCPT_FOR_TEST: usize = smtp::MAX_RCPT;
 
     #[test]
     fn only_dns_answering_kinds_compare_answers() {

@@ -41,6 +41,7 @@ impl From<&Outcome> for v1::Outcome {
             Some(FailureClass::Listed) => v1::FailureClass::Listed,
             Some(FailureClass::Expiring) => v1::FailureClass::Expiring,
             Some(FailureClass::Expired) => v1::FailureClass::Expired,
+            Some(FailureClass::Auth) => v1::FailureClass::Auth,
         };
         v1::Outcome {
             kind: o.kind.clone(),
@@ -85,6 +86,7 @@ impl TryFrom<v1::Outcome> for Outcome {
             Ok(v1::FailureClass::Listed) => Some(FailureClass::Listed),
             Ok(v1::FailureClass::Expiring) => Some(FailureClass::Expiring),
             Ok(v1::FailureClass::Expired) => Some(FailureClass::Expired),
+            Ok(v1::FailureClass::Auth) => Some(FailureClass::Auth),
             Err(_) => return Err(WireError::Class(p.class)),
         };
         let details = if p.details_json.is_empty() {

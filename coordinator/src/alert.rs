@@ -32,6 +32,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use vantage_common::duration::Period;
+pub use vantage_common::secret::{Secret, SecretError};
 
 use crate::notification::Message;
 
@@ -91,64 +92,21 @@ impl From<String> for SettingsError {
     }
 }
 
+impl From<SecretError> for SettingsError {
+    fn from(e: SecretError) -> Self {
+        SettingsError::Invalid(e.to_string())
+    }
+}
+
+impl From<SecretError> for SinkError {
+    fn from(e: SecretError) -> Self {
+        SinkError::Secret(e.to_string())
+    }
+}
+
 impl From<&str> for SettingsError {
     fn from(reason: &str) -> Self {
         SettingsError::Invalid(reason.to_owned())
-    }
-}
-
-/// Where a secret is read from.
-#[derive(Clone, PartialEq, Eq)]
-pub enum Secret {
-    /// An environment variable of the coordinator process.
-    Env(String),
-    /// A file (its content, surrounding whitespace removed).
-    File(PathBuf),
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The reference only: a secret's value is never printed.
-        match self {
-            Secret::Env(v) => write!(f, "env {v}"),
-            Secret::File(p) => write!(f, "file {}", p.display()),
-        }
-    }
-}
-
-impl Secret {
-    /// From a `<name>_env` / `<name>_file` pair; `required` fails when neither is set.
-    pub fn pick(
-        name: &str,
-        env: &Option<String>,
-        file: &Option<PathBuf>,
-        required: bool,
-    ) -> Result<Option<Secret>, SettingsError> {
-        match (env, file) {
-            (Some(_), Some(_)) => Err(format!("set {name}_env or {name}_file, not both").into()),
-            (Some(v), None) if v.is_empty() => Err(format!("{name}_env is empty").into()),
-            (Some(v), None) => Ok(Some(Secret::Env(v.clone()))),
-            (None, Some(p)) => Ok(Some(Secret::File(p.clone()))),
-            (None, None) if required => {
-                Err(format!("{name}_env or {name}_file is required").into())
-            }
-            (None, None) => Ok(None),
-        }
-    }
-
-    /// Reads the value now.
-    pub fn read(&self) -> Result<String, SinkError> {
-        let value = match self {
-            Secret::Env(v) => std::env::var(v)
-                .map_err(|_| SinkError::Secret(format!("environment variable {v} is not set")))?,
-            Secret::File(p) => std::fs::read_to_string(p)
-                .map_err(|e| SinkError::Secret(format!("{}: {e}", p.display())))?,
-        };
-        let value = value.trim().to_owned();
-        if value.is_empty() {
-            return Err(SinkError::Secret(format!("{self:?} is empty")));
-        }
-        Ok(value)
     }
 }
 
@@ -485,24 +443,6 @@ mod tests {
         assert_eq!(
             e.err().map(|e| e.to_string()).unwrap_or_default(),
             "refused: HTTP 500 Internal Server Error: invalid_payload: missing text"
-        );
-    }
-
-    #[test]
-    fn secrets_are_read_late_and_never_printed() {
-        let path = std::env::temp_dir().join(format!("vantage-secret-{}", std::process::id()));
-        std::fs::write(&path, "s3cr3t-value\n").unwrap_or_default();
-        let s = Secret::File(path.clone());
-        assert_eq!(s.read().ok().as_deref(), Some("s3cr3t-value"));
-        assert!(!format!("{s:?}").contains("s3cr3t"));
-        let _ = std::fs::remove_file(&path);
-        assert!(matches!(s.read(), Err(SinkError::Secret(_))));
-        let missing = Secret::Env("VANTAGE_TEST_SURELY_UNSET".into());
-        assert!(
-            missing
-                .read()
-                .err()
-                .is_some_and(|e| e.to_string().contains("VANTAGE_TEST_SURELY_UNSET"))
         );
     }
 }

@@ -38,9 +38,15 @@ pub fn agent_bin() -> PathBuf {
 
 /// Runs `vantage-agent probe <args>`.
 pub async fn probe(args: &[&str]) -> Run {
+    probe_env(&[], args).await
+}
+
+/// Runs `vantage-agent probe <args>` with extra environment variables.
+pub async fn probe_env(env: &[(&str, &str)], args: &[&str]) -> Run {
     let output = tokio::process::Command::new(agent_bin())
         .arg("probe")
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
         .await

@@ -81,6 +81,12 @@ pub struct SmtpScript {
     /// Also accept TLS 1.0/1.1: a legacy ClientHello is answered with a
     /// ServerHello at its version (and nothing more); rustls serves the rest.
     pub legacy_tls: bool,
+    /// Replies to RCPT TO by address (`("b@x.test", "450 4.2.0 try later")`);
+    /// other recipients get 250.
+    pub rcpt_replies: Vec<(String, String)>,
+    /// The one user and password AUTH PLAIN and LOGIN accept (others get
+    /// `535 5.7.8`); `None` accepts anyone.
+    pub credentials: Option<(String, String)>,
 }
 
 impl Default for SmtpScript {
@@ -101,6 +107,8 @@ impl Default for SmtpScript {
             fault: None,
             auth_before_tls: false,
             legacy_tls: false,
+            rcpt_replies: Vec::new(),
+            credentials: None,
         }
     }
 }
@@ -469,9 +477,23 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
                 continue;
             }
             "NOOP" | "RSET" => "250 2.0.0 OK\r\n".into(),
-            "AUTH" => "235 2.7.0 Authentication successful\r\n".into(),
+            "AUTH" => match authenticate(&mut io, &cmd, script).await? {
+                Some(true) => "235 2.7.0 Authentication successful\r\n".into(),
+                Some(false) => "535 5.7.8 Error: authentication failed\r\n".into(),
+                None => "504 5.5.4 Unrecognized authentication type\r\n".into(),
+            },
             "MAIL" => "250 2.1.0 OK\r\n".into(),
-            "RCPT" => "250 2.1.5 OK\r\n".into(),
+            "RCPT" => {
+                let address = cmd
+                    .split_once('<')
+                    .and_then(|(_, rest)| rest.split_once('>'))
+                    .map(|(a, _)| a.to_ascii_lowercase())
+                    .unwrap_or_default();
+                match script.rcpt_replies.iter().find(|(a, _)| *a == address) {
+                    Some((_, reply)) => format!("{reply}\r\n"),
+                    None => "250 2.1.5 OK\r\n".into(),
+                }
+            }
             "DATA" => {
                 io.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
                     .await?;
@@ -503,4 +525,49 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
         io.write_all(reply.as_bytes()).await?;
         io.flush().await?;
     }
+}
+
+/// Runs an AUTH PLAIN or LOGIN exchange: whether the credentials are the
+/// script's (any when it has none); `None` for another mechanism.
+async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut BufReader<S>,
+    cmd: &str,
+    script: &SmtpScript,
+) -> io::Result<Option<bool>> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut words = cmd.split_whitespace().skip(1);
+    let mechanism = words.next().unwrap_or("").to_ascii_uppercase();
+    let initial = words.next().map(str::to_owned);
+    let mut line = String::new();
+    let mut ask = async |io: &mut BufReader<S>, challenge: &str| -> io::Result<String> {
+        io.write_all(format!("334 {challenge}\r\n").as_bytes())
+            .await?;
+        io.flush().await?;
+        read_line(io, &mut line).await?;
+        let decoded = b64.decode(line.trim_end()).unwrap_or_default();
+        Ok(String::from_utf8_lossy(&decoded).into_owned())
+    };
+    let (user, password) = match mechanism.as_str() {
+        "PLAIN" => {
+            let response = match initial {
+                Some(i) => String::from_utf8_lossy(&b64.decode(i).unwrap_or_default()).into_owned(),
+                None => ask(io, "").await?,
+            };
+            let mut parts = response.split('\0').skip(1);
+            let user = parts.next().unwrap_or("").to_owned();
+            (user, parts.next().unwrap_or("").to_owned())
+        }
+        "LOGIN" => {
+            let user = ask(io, "VXNlcm5hbWU6").await?;
+            (user, ask(io, "UGFzc3dvcmQ6").await?)
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(
+        script
+            .credentials
+            .as_ref()
+            .is_none_or(|(u, p)| *u == user && *p == password),
+    ))
 }

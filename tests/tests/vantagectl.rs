@@ -36,14 +36,14 @@ async fn apply_diff_list_get_and_refusal_of_bad_files() {
     let (code, out, err) = cluster.vantagectl(&[3], &["apply", "-f", &example()]).await;
     assert_eq!(code, 0, "{err}");
     assert!(
-        out.contains("5 created, 0 changed, 0 deleted (applied"),
+        out.contains("7 created, 0 changed, 0 deleted (applied"),
         "{out}"
     );
     let (_, out, _) = cluster
         .vantagectl(&[1], &["checks", "list", "-o", "json"])
         .await;
     let list: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(list.as_array().unwrap().len(), 5);
+    assert_eq!(list.as_array().unwrap().len(), 7);
     let (code, out, _) = cluster
         .vantagectl(&[1], &["checks", "get", "mx1-cert", "-o", "json"])
         .await;
@@ -114,6 +114,21 @@ async fn apply_diff_list_get_and_refusal_of_bad_files() {
             changed.replace("repeat = \"4h\"", "repeat = \"10s\""),
             "from 60s to 30d",
         ),
+        // A password itself has no place in the file, only where it is.
+        (
+            changed.replace(
+                "password_env = \"VANTAGE_PROBE_PASSWORD\"",
+                "password = \"hunter2\"",
+            ),
+            "unknown field `password`",
+        ),
+        (
+            changed.replace(
+                "rcpt = [\"postmaster@example.org\"]",
+                "rcpt = [\"postmaster\"]",
+            ),
+            "rcpt: \"postmaster\" is not a mail address",
+        ),
     ] {
         std::fs::write(&path, &bad).unwrap();
         let (code, out, err) = cluster
@@ -159,6 +174,13 @@ async fn apply_diff_list_get_and_refusal_of_bad_files() {
         assert_ne!(code, 0, "{out}");
         assert!(err.contains(&needle), "{err} lacks {needle}");
     }
+    // The login check carries the variable's name, never a value.
+    let (code, out, _) = cluster
+        .vantagectl(&[3], &["checks", "get", "submission-login", "-o", "json"])
+        .await;
+    assert_eq!(code, 0, "{out}");
+    let check: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(check["params"]["password_env"], "VANTAGE_PROBE_PASSWORD");
     let (_, out, _) = cluster
         .vantagectl(&[3], &["checks", "list", "-o", "json"])
         .await;
@@ -170,7 +192,7 @@ async fn apply_diff_list_get_and_refusal_of_bad_files() {
         .map(|c| c["name"].as_str().unwrap().to_owned())
         .collect();
     assert!(
-        names.contains(&"mx1-rbl".to_owned()) && names.len() == 5,
+        names.contains(&"mx1-rbl".to_owned()) && names.len() == 7,
         "{names:?}"
     );
 }

@@ -1,8 +1,11 @@
-//! `smtp`: connect, banner, EHLO, STARTTLS (+ EHLO again), QUIT.
+//! `smtp`: connect, banner, EHLO, STARTTLS (+ EHLO again), then when asked
+//! AUTH (`auth.rs`) and the acceptance step (MAIL FROM, RCPT TO for each
+//! recipient, RSET: never DATA), QUIT.
 //!
 //! `--tls auto` picks by port: 465 implicit TLS, 587 STARTTLS required,
 //! anything else (25) opportunistic STARTTLS.
 
+pub mod auth;
 pub mod reply;
 pub mod session;
 
@@ -12,8 +15,10 @@ use std::time::Duration;
 use rustls::pki_types::ServerName;
 use vantage_common::{FailureClass, Status};
 
+use self::auth::Mechanism;
 use self::reply::Reply;
 use self::session::Session;
+use vantage_common::secret::Secret;
 use vantage_common::spec::Kind;
 
 use super::posture::{self, Posture};
@@ -140,6 +145,133 @@ fn auth_mechanisms(exts: &[String]) -> Vec<String> {
         })
         .flat_map(|rest| rest.split_whitespace().map(str::to_owned))
         .collect()
+}
+
+/// Logs in as `user` with the strongest mechanism offered after TLS,
+/// recording `details.auth_mechanism` and `details.auth_reply`. Refuses
+/// to send credentials over a connection without TLS. `Ok` is a login
+/// (235); a refusal fails (a temporary one, 4xx, warns), class `auth`.
+pub async fn authenticate(
+    probe: &mut Probe<'_>,
+    dialogue: &mut Dialogue,
+    user: &str,
+    password: &Secret,
+) -> Result<(), Finding> {
+    if dialogue.session.tls().is_none() {
+        return Err(Finding::fail(
+            FailureClass::Auth,
+            "no TLS (STARTTLS not offered): credentials are never sent in clear",
+        ));
+    }
+    let offered = auth_mechanisms(&extensions(&dialogue.ehlo));
+    if offered.is_empty() {
+        return Err(Finding::fail(
+            FailureClass::Auth,
+            "AUTH is not offered after TLS",
+        ));
+    }
+    let Some(mechanism) = Mechanism::strongest(&offered) else {
+        return Err(Finding::fail(
+            FailureClass::Auth,
+            format!(
+                "no AUTH mechanism the agent speaks among {}",
+                offered.join(" ")
+            ),
+        ));
+    };
+    probe.detail("auth_mechanism", mechanism.name());
+    // The agent's own configuration is missing: it cannot tell.
+    let password = password
+        .read()
+        .map_err(|e| Finding::error(FailureClass::Auth, format!("password: {e}")))?;
+    let login = auth::login(&mut dialogue.session, mechanism, user, &password);
+    let reply = probe.step("auth", login).await?;
+    probe.detail("auth_reply", reply.first_line());
+    match reply.code {
+        200..=299 => Ok(()),
+        400..=499 => Err(Finding::warn(
+            FailureClass::Auth,
+            format!("AUTH {} deferred: {}", mechanism.name(), reply.first_line()),
+        )),
+        _ => Err(Finding::fail(
+            FailureClass::Auth,
+            format!("AUTH {} refused: {}", mechanism.name(), reply.first_line()),
+        )),
+    }
+}
+
+/// One reply as details record it: code, enhanced status code, text.
+fn reply_detail(reply: &Reply) -> serde_json::Value {
+    let text = reply.lines.join(" ");
+    let enhanced = text.split_whitespace().next().filter(|word| {
+        let parts: Vec<&str> = word.split('.').collect();
+        parts.len() == 3
+            && matches!(parts[0], "2" | "4" | "5")
+            && parts[1..]
+                .iter()
+                .all(|p| (1..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()))
+    });
+    serde_json::json!({"code": reply.code, "enhanced": enhanced, "text": text})
+}
+
+/// A non-2xx reply to an envelope command, judged: 4xx (deferred,
+/// greylisted) warns, anything else fails, class `policy`, quoted.
+fn envelope_refusal(command: &str, reply: &Reply) -> Finding {
+    if (400..500).contains(&reply.code) {
+        Finding::warn(
+            FailureClass::Policy,
+            format!("{command} deferred: {}", reply.first_line()),
+        )
+    } else {
+        Finding::fail(
+            FailureClass::Policy,
+            format!("{command} refused: {}", reply.first_line()),
+        )
+    }
+}
+
+/// The acceptance step: MAIL FROM:<`sender`>, RCPT TO for each recipient,
+/// then RSET (never DATA), recorded in `details.mail_from` and
+/// `details.rcpt` (per recipient its address, code, enhanced code and
+/// text). `None` when every recipient was accepted (250/251); else the
+/// worst refusal (5xx before 4xx, the first of its kind).
+pub async fn accept(
+    probe: &mut Probe<'_>,
+    dialogue: &mut Dialogue,
+    sender: &str,
+    recipients: &[String],
+) -> Result<Option<Finding>, Finding> {
+    let mail = format!("MAIL FROM:<{sender}>");
+    let reply = probe
+        .step("mail_from", dialogue.session.command(&mail))
+        .await?;
+    probe.detail("mail_from", reply_detail(&reply));
+    let mut worst: Option<Finding> = None;
+    if reply.is_positive() {
+        let mut details = Vec::with_capacity(recipients.len());
+        for address in recipients {
+            let rcpt = format!("RCPT TO:<{address}>");
+            let reply = probe.step("rcpt", dialogue.session.command(&rcpt)).await?;
+            let mut detail = reply_detail(&reply);
+            detail["address"] = address.as_str().into();
+            details.push(detail);
+            if !matches!(reply.code, 250 | 251) {
+                let refusal = envelope_refusal(&rcpt, &reply);
+                if worst.as_ref().is_none_or(|w| refusal.status > w.status) {
+                    worst = Some(refusal);
+                }
+            }
+        }
+        probe.detail("rcpt", details);
+    } else {
+        worst = Some(envelope_refusal(&mail, &reply));
+    }
+    // The transaction is abandoned either way; a server that drops the
+    // connection here has already answered what was asked.
+    if let Ok(reply) = probe.step("rset", dialogue.session.command("RSET")).await {
+        probe.detail("rset", reply.first_line());
+    }
+    Ok(worst)
 }
 
 /// Where and how TLS was reached, for the posture's legacy test.
@@ -294,6 +426,24 @@ impl Check for SmtpCheck {
         if let Some(size) = size {
             probe.detail("size", size);
         }
+        let mut done = Vec::new();
+        let password = self
+            .password()
+            .map_err(|e| Finding::error(FailureClass::Auth, format!("password: {e}")))?;
+        if let (Some(user), Some(password)) = (&self.username, password) {
+            authenticate(probe, &mut dialogue, user, &password).await?;
+            done.push(format!(
+                "logged in ({})",
+                probe.detail_str("auth_mechanism").unwrap_or_default()
+            ));
+        }
+        let mut refused = None;
+        if !self.rcpt.is_empty() {
+            refused = accept(probe, &mut dialogue, self.sender(), &self.rcpt).await?;
+            if refused.is_none() {
+                done.push(format!("{} recipient(s) accepted", self.rcpt.len()));
+            }
+        }
         quit(probe, &mut dialogue).await;
 
         let tls = match dialogue.session.tls() {
@@ -302,11 +452,14 @@ impl Check for SmtpCheck {
         };
         let took = started.elapsed();
         let summary = format!(
-            "{}{tls}, {} extensions",
+            "{}{tls}, {} extensions{}",
             probe.detail_str("banner").unwrap_or_default(),
-            exts.len()
+            exts.len(),
+            done.iter().map(|d| format!(", {d}")).collect::<String>()
         );
-        let finding = if took > Duration::from_millis(self.degraded_ms) {
+        let finding = if let Some(refused) = refused {
+            refused
+        } else if took > Duration::from_millis(self.degraded_ms) {
             Finding::warn(
                 FailureClass::Timeout,
                 format!(

@@ -85,6 +85,11 @@ impl ProbeArgs {
                 helo: self.helo.clone(),
                 degraded_ms: self.degraded_ms,
                 posture,
+                mail_from: self.mail_from.clone().unwrap_or_default(),
+                rcpt: self.rcpt.clone(),
+                username: self.username.clone(),
+                password_env: self.password_env.clone(),
+                password_file: self.password_file.clone(),
             }),
             Kind::Check(spec::Kind::Tls) => {
                 if tls == TlsMode::None {
@@ -193,6 +198,16 @@ impl ProbeArgs {
                 field: Some(f),
                 message,
             } if f == "expect" => format!("invalid value for --expect: {message}"),
+            spec::SpecError::Params {
+                field: Some(f),
+                message,
+            } if self.kind == Kind::Check(spec::Kind::Smtp) => {
+                let flag = match f.as_str() {
+                    "password" => "--password-env/--password-file".to_owned(),
+                    f => format!("--{}", f.replace('_', "-")),
+                };
+                format!("invalid value for {flag}: {message}")
+            }
             _ => format!("invalid {kind} check: {e}"),
         })?;
         Ok(Plan::Single(spec))

@@ -2,7 +2,12 @@
 //! control checks and the command line give them (the probe itself is
 //! the agent's `check/smtp.rs`).
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
+
+use super::{SpecError, is_mail_address};
+use crate::secret::{Secret, SecretError};
 
 /// How TLS is used on an SMTP connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -70,7 +75,26 @@ pub struct SmtpCheck {
     /// Which TLS posture rules warn.
     #[serde(default, skip_serializing_if = "Posture::is_default")]
     pub posture: Posture,
+    /// Envelope sender of the acceptance step (empty: the null sender `<>`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub mail_from: String,
+    /// Recipients of the acceptance step: MAIL FROM, RCPT TO for each,
+    /// RSET and QUIT (never DATA). Empty: no acceptance step.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rcpt: Vec<String>,
+    /// Log in (AUTH, after TLS only) as this user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// The password: an environment variable of the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_env: Option<String>,
+    /// The password: a file on the agent's host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
 }
+
+/// Most recipients one acceptance step tries.
+pub const MAX_RCPT: usize = 20;
 
 /// The TLS posture rules of `smtp` and `tls` checks, each of which makes
 /// a `warn` (class `tls`) and can be switched off:
@@ -140,6 +164,75 @@ impl SmtpCheck {
             helo: default_helo(),
             degraded_ms: default_degraded_ms(),
             posture: Posture::default(),
+            mail_from: String::new(),
+            rcpt: Vec::new(),
+            username: None,
+            password_env: None,
+            password_file: None,
+        }
+    }
+
+    /// Where the password is read, when one is set.
+    pub fn password(&self) -> Result<Option<Secret>, SecretError> {
+        Secret::pick("password", &self.password_env, &self.password_file, false)
+    }
+
+    /// The envelope sender as it goes between `<` and `>`.
+    pub fn sender(&self) -> &str {
+        if self.mail_from == "<>" {
+            ""
+        } else {
+            &self.mail_from
+        }
+    }
+
+    /// The acceptance and login parameters, as types alone cannot check them.
+    pub(super) fn validate_mail(&self) -> Result<(), SpecError> {
+        let sender = self.sender();
+        if !sender.is_empty() && !is_mail_address(sender) {
+            return Err(SpecError::param(
+                "mail_from",
+                format!("{sender:?} is not a mail address (empty or \"<>\": the null sender)"),
+            ));
+        }
+        if let Some(bad) = self.rcpt.iter().find(|r| !is_mail_address(r)) {
+            return Err(SpecError::param(
+                "rcpt",
+                format!("{bad:?} is not a mail address"),
+            ));
+        }
+        if self.rcpt.len() > MAX_RCPT {
+            return Err(SpecError::param(
+                "rcpt",
+                format!("{} recipients, at most {MAX_RCPT}", self.rcpt.len()),
+            ));
+        }
+        let password = self
+            .password()
+            .map_err(|e| SpecError::param("password", e.to_string()))?;
+        match (&self.username, password) {
+            (None, None) => Ok(()),
+            (None, Some(_)) => Err(SpecError::param(
+                "username",
+                "password_env/password_file is set but username is not",
+            )),
+            (Some(_), None) => Err(SpecError::param(
+                "password",
+                "username needs password_env or password_file",
+            )),
+            (Some(u), Some(_))
+                if u.is_empty() || u.len() > 255 || u.chars().any(char::is_control) =>
+            {
+                Err(SpecError::param(
+                    "username",
+                    "must be 1-255 characters, none of them control characters",
+                ))
+            }
+            (Some(_), Some(_)) if self.tls == TlsMode::None => Err(SpecError::param(
+                "username",
+                "AUTH needs TLS: credentials are never sent in clear (tls = \"none\")",
+            )),
+            (Some(_), Some(_)) => Ok(()),
         }
     }
 }

@@ -91,18 +91,24 @@ impl Session {
 
     /// Sends one command line and reads its reply.
     pub async fn command(&mut self, line: &str) -> Result<Reply, Finding> {
+        self.exchange(line, verb(line)).await
+    }
+
+    /// Sends one line of a SASL exchange (credentials, proofs) and reads
+    /// the reply; an error names the step only, never the line.
+    pub async fn respond(&mut self, line: &str) -> Result<Reply, Finding> {
+        self.exchange(line, "AUTH response").await
+    }
+
+    async fn exchange(&mut self, line: &str, named: &str) -> Result<Reply, Finding> {
         let io = self.io.get_mut();
         let send = async {
             io.write_all(line.as_bytes()).await?;
             io.write_all(b"\r\n").await?;
             io.flush().await
         };
-        send.await.map_err(|e| {
-            Finding::fail(
-                FailureClass::Protocol,
-                format!("sending {}: {e}", verb(line)),
-            )
-        })?;
+        send.await
+            .map_err(|e| Finding::fail(FailureClass::Protocol, format!("sending {named}: {e}")))?;
         self.read_reply().await
     }
 

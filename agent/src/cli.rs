@@ -178,7 +178,8 @@ pub struct ProbeArgs {
     /// Name for SNI and certificate matching (needed when the target is an IP).
     #[arg(long)]
     pub tls_name: Option<String>,
-    /// PEM trust anchors instead of the system roots.
+    /// PEM trust anchors instead of the system roots (tls; smtp with
+    /// --username: the certificate a password goes to).
     #[arg(long)]
     pub ca_file: Option<PathBuf>,
     /// Send every DNS query to this server (IP or IP:PORT).
@@ -247,7 +248,8 @@ pub struct ProbeArgs {
     /// smtp: envelope sender for --rcpt (default: the null sender <>).
     #[arg(long)]
     pub mail_from: Option<String>,
-    /// smtp: log in as this user (AUTH, after TLS only) with the strongest
+    /// smtp: log in as this user (AUTH, after TLS only, to a server whose
+    /// certificate is trusted and valid for its name) with the strongest
     /// mechanism both sides speak: SCRAM-SHA-256, SCRAM-SHA-1, PLAIN, LOGIN.
     /// 235 passes; a refusal fails with class auth.
     #[arg(long)]

@@ -5,8 +5,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::Value;
+use std::sync::Arc;
 use vantage_tests::agent::{Run, probe, probe_env};
-use vantage_tests::certs::server_tls;
+
+use vantage_tests::certs::{CaFile, Validity, server_tls};
 use vantage_tests::smtp::{SmtpScript, SmtpServer};
 
 const PASSWORD: &str = "s3cret-Pw-for-vantage";
@@ -25,6 +27,18 @@ async fn smtp(server: &SmtpServer, args: &[&str]) -> Run {
     all.extend_from_slice(args);
     all.extend_from_slice(&["-o", "json"]);
     probe(&all).await
+}
+
+/// A CA written to a file for `--ca-file`, and a server configuration for
+/// `mx.test` it issued.
+fn trusted_tls() -> (CaFile, Arc<rustls::ServerConfig>) {
+    let ca = CaFile::new("vantage acceptance CA").unwrap();
+    let tls = ca
+        .issue(&["mx.test"], Validity::GOOD)
+        .unwrap()
+        .server_config()
+        .unwrap();
+    (ca, tls)
 }
 
 fn no_data(server: &SmtpServer) {
@@ -179,12 +193,20 @@ async fn login_takes_the_strongest_mechanism_and_a_wrong_password_fails_with_aut
     std::fs::write(&right, format!("{PASSWORD}\n")).unwrap();
     std::fs::write(&wrong, "not-the-password").unwrap();
     let (right, wrong) = (right.to_str().unwrap(), wrong.to_str().unwrap());
+    let (ca, tls) = trusted_tls();
     let script = |mechanisms: &str| SmtpScript {
         credentials: Some(("probe@x.test".into(), PASSWORD.into())),
         extensions: vec!["PIPELINING".into(), format!("AUTH {mechanisms}")],
-        ..SmtpScript::with_starttls(server_tls(&["mx.test"]).unwrap())
+        ..SmtpScript::with_starttls(tls.clone())
     };
-    let login = ["--tls-name", "mx.test", "--username", "probe@x.test"];
+    let login = [
+        "--tls-name",
+        "mx.test",
+        "--ca-file",
+        ca.path(),
+        "--username",
+        "probe@x.test",
+    ];
 
     let server = SmtpServer::start(script("LOGIN PLAIN CRAM-MD5"))
         .await
@@ -225,6 +247,8 @@ async fn login_takes_the_strongest_mechanism_and_a_wrong_password_fails_with_aut
             &port,
             "--tls-name",
             "mx.test",
+            "--ca-file",
+            ca.path(),
             "--username",
             "probe@x.test",
             "--password-env",
@@ -296,13 +320,29 @@ async fn credentials_are_never_sent_without_tls_or_where_auth_is_missing() {
     assert!(run.stderr.contains("--username"), "{run:?}");
     assert!(!server.commands().iter().any(|c| c.starts_with("AUTH")));
 
-    // TLS up but no AUTH offered after it.
-    let script = SmtpScript {
-        extensions: vec!["PIPELINING".into()],
-        ..SmtpScript::with_starttls(server_tls(&["mx.test"]).unwrap())
-    };
+    // TLS up, but with a certificate nothing trusts: not sent either.
+    let script = SmtpScript::with_starttls(server_tls(&["mx.test"]).unwrap());
     let server = SmtpServer::start(script).await.unwrap();
     let run = smtp(&server, &[&login[..], &["--tls-name", "mx.test"]].concat()).await;
+    assert_eq!(run.code, 2, "{run:?}");
+    let j = run.json();
+    assert_eq!(status_class(&j), ("fail", "tls"), "{j}");
+    let message = j["message"].as_str().unwrap();
+    assert!(
+        message.contains("not trusted") && message.contains("credentials not sent"),
+        "{message}"
+    );
+    assert!(!server.commands().iter().any(|c| c.starts_with("AUTH")));
+
+    // TLS up but no AUTH offered after it.
+    let (ca, tls) = trusted_tls();
+    let script = SmtpScript {
+        extensions: vec!["PIPELINING".into()],
+        ..SmtpScript::with_starttls(tls)
+    };
+    let server = SmtpServer::start(script).await.unwrap();
+    let trusted = ["--tls-name", "mx.test", "--ca-file", ca.path()];
+    let run = smtp(&server, &[&login[..], &trusted].concat()).await;
     assert_eq!(run.code, 2, "{run:?}");
     let j = run.json();
     assert_eq!(status_class(&j), ("fail", "auth"), "{j}");

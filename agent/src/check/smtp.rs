@@ -147,22 +147,41 @@ fn auth_mechanisms(exts: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// Logs in as `user` with the strongest mechanism offered after TLS,
-/// recording `details.auth_mechanism` and `details.auth_reply`. Refuses
-/// to send credentials over a connection without TLS. `Ok` is a login
-/// (235); a refusal fails (a temporary one, 4xx, warns), class `auth`.
+/// Who logs in, and what the server must prove first.
+#[derive(Debug)]
+pub struct Login<'a> {
+    /// The user name.
+    pub user: &'a str,
+    /// Where the password is read.
+    pub password: &'a Secret,
+    /// Trust anchors for the server's certificate (the system's otherwise).
+    pub ca_file: Option<&'a std::path::Path>,
+    /// The name the certificate must be valid for.
+    pub sni: &'a ServerName<'static>,
+}
+
+/// Logs in with the strongest mechanism offered after TLS, recording
+/// `details.auth_mechanism` and `details.auth_reply`. Credentials go only
+/// to a server that proved who it is: TLS is up and its certificate is
+/// trusted and valid for the name (else the certificate's finding, and
+/// nothing is sent). `Ok` is a login (2xx); a refusal fails (a temporary
+/// one, 4xx, warns), class `auth`.
 pub async fn authenticate(
     probe: &mut Probe<'_>,
     dialogue: &mut Dialogue,
-    user: &str,
-    password: &Secret,
+    login: &Login<'_>,
 ) -> Result<(), Finding> {
-    if dialogue.session.tls().is_none() {
+    let Some(tls) = dialogue.session.tls() else {
         return Err(Finding::fail(
             FailureClass::Auth,
             "no TLS (STARTTLS not offered): credentials are never sent in clear",
         ));
-    }
+    };
+    let roots = net::trust_roots(login.ca_file)?;
+    net::verify_chain(&tls.chain, login.sni, roots).map_err(|f| Finding {
+        message: format!("{}: credentials not sent", f.message),
+        ..f
+    })?;
     let offered = auth_mechanisms(&extensions(&dialogue.ehlo));
     if offered.is_empty() {
         return Err(Finding::fail(
@@ -181,11 +200,12 @@ pub async fn authenticate(
     };
     probe.detail("auth_mechanism", mechanism.name());
     // The agent's own configuration is missing: it cannot tell.
-    let password = password
+    let password = login
+        .password
         .read()
         .map_err(|e| Finding::error(FailureClass::Auth, format!("password: {e}")))?;
-    let login = auth::login(&mut dialogue.session, mechanism, user, &password);
-    let reply = probe.step("auth", login).await?;
+    let exchange = auth::login(&mut dialogue.session, mechanism, login.user, &password);
+    let reply = probe.step("auth", exchange).await?;
     probe.detail("auth_reply", reply.first_line());
     match reply.code {
         200..=299 => Ok(()),
@@ -431,7 +451,13 @@ impl Check for SmtpCheck {
             .password()
             .map_err(|e| Finding::error(FailureClass::Auth, format!("password: {e}")))?;
         if let (Some(user), Some(password)) = (&self.username, password) {
-            authenticate(probe, &mut dialogue, user, &password).await?;
+            let login = Login {
+                user,
+                password: &password,
+                ca_file: self.ca_file.as_deref(),
+                sni: &sni,
+            };
+            authenticate(probe, &mut dialogue, &login).await?;
             done.push(format!(
                 "logged in ({})",
                 probe.detail_str("auth_mechanism").unwrap_or_default()

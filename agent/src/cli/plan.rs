@@ -87,6 +87,7 @@ impl ProbeArgs {
                 posture,
                 mail_from: self.mail_from.clone().unwrap_or_default(),
                 rcpt: self.rcpt.clone(),
+                ca_file: self.ca_file.clone(),
                 username: self.username.clone(),
                 password_env: self.password_env.clone(),
                 password_file: self.password_file.clone(),

@@ -82,6 +82,10 @@ pub struct SmtpCheck {
     /// RSET and QUIT (never DATA). Empty: no acceptance step.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rcpt: Vec<String>,
+    /// Trust anchors (PEM) the server's certificate must chain to before
+    /// credentials are sent; the system's roots otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
     /// Log in (AUTH, after TLS only) as this user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
@@ -166,6 +170,7 @@ impl SmtpCheck {
             posture: Posture::default(),
             mail_from: String::new(),
             rcpt: Vec::new(),
+            ca_file: None,
             username: None,
             password_env: None,
             password_file: None,

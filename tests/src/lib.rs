@@ -11,6 +11,8 @@
 //! - [`agent`] — runs the real `vantage-agent` binary and parses its output.
 //! - [`cluster`] — N real coordinator processes on loopback: start, kill -9,
 //!   restart, operator clients, polling waits.
+//! - [`mail`] — a real Postfix and Dovecot (Debian packages) on loopback
+//!   ports with a test mailbox and Dovecot SASL (root only).
 //! - [`measure`] — CPU and peak memory of this process and of children.
 //! - [`netns`] — network namespaces joined by a bridge for the
 //!   real-network suite (root only).
@@ -26,6 +28,7 @@ pub mod certs;
 pub mod chaos;
 pub mod cluster;
 pub mod dns;
+pub mod mail;
 pub mod measure;
 pub mod netns;
 pub mod otlp;

@@ -5,6 +5,7 @@
 //! owns the deadline, records phases and turns the finding into an
 //! [`Outcome`], the same way for every kind.
 
+pub mod delivery;
 pub mod dkim;
 pub mod dmarc;
 pub mod dns;
@@ -202,6 +203,13 @@ impl<'a> Probe<'a> {
         ))
     }
 
+    /// Moves a detail recorded earlier to another key.
+    pub fn rename_detail(&mut self, from: &str, to: &str) {
+        if let Some(value) = self.details.remove(from) {
+            self.details.insert(to.to_owned(), value);
+        }
+    }
+
     /// A string detail recorded earlier.
     pub fn detail_str(&self, key: &str) -> Option<String> {
         self.details
@@ -355,5 +363,6 @@ pub async fn run_within(
         CheckSpec::Dkim(c) => execute_within(c, ctx, timeout).await,
         CheckSpec::Dmarc(c) => execute_within(c, ctx, timeout).await,
         CheckSpec::Dnsbl(c) => execute_within(c, ctx, timeout).await,
+        CheckSpec::Delivery(c) => execute_within(c.as_ref(), ctx, timeout).await,
     }
 }

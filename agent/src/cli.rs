@@ -99,6 +99,9 @@ fn kind_help(kind: spec::Kind) -> &'static str {
         spec::Kind::Dkim => "DKIM key (--selector)",
         spec::Kind::Dmarc => "DMARC policy (--require-policy)",
         spec::Kind::Dnsbl => "Blocklists for an address or domain (--zone)",
+        spec::Kind::Delivery => {
+            "Round trip: submit a message (--submit), watch for it over IMAP (--imap)"
+        }
     }
 }
 
@@ -134,6 +137,17 @@ pub enum TlsArg {
     /// No TLS.
     None,
     /// STARTTLS required.
+    Starttls,
+    /// TLS from the first byte.
+    Implicit,
+}
+
+/// TLS mode of an IMAP connection on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ImapTlsArg {
+    /// By port: 993 implicit, else STARTTLS.
+    Auto,
+    /// STARTTLS.
     Starttls,
     /// TLS from the first byte.
     Implicit,
@@ -186,7 +200,8 @@ pub struct ProbeArgs {
     #[arg(long, value_parser = parse_resolver)]
     pub resolver: Option<SocketAddr>,
     /// Hard deadline for the whole probe (e.g. 10s, 500ms); default 15s for
-    /// SMTP/TLS/MX, 5-10s for DNS checks. For `domain`, per finding.
+    /// SMTP/TLS/MX, 5-10s for DNS checks, 300s for delivery (a message not
+    /// in the mailbox by then fails). For `domain`, per finding.
     #[arg(long, value_parser = parse_duration)]
     pub timeout: Option<Duration>,
     /// Bind outgoing connections and DNS queries to this address.
@@ -260,6 +275,34 @@ pub struct ProbeArgs {
     /// smtp: the password for --username is in this file.
     #[arg(long)]
     pub password_file: Option<PathBuf>,
+    /// delivery: submit through this server, HOST:PORT (TLS by --tls,
+    /// its certificate name --tls-name, login by --username).
+    #[arg(long)]
+    pub submit: Option<String>,
+    /// delivery: the mailbox's IMAP server, HOST:PORT.
+    #[arg(long)]
+    pub imap: Option<String>,
+    /// delivery: TLS on the IMAP connection (never without).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub imap_tls: ImapTlsArg,
+    /// delivery: name the IMAP server's certificate must be valid for.
+    #[arg(long)]
+    pub imap_tls_name: Option<String>,
+    /// delivery: the IMAP user.
+    #[arg(long)]
+    pub imap_username: Option<String>,
+    /// delivery: the IMAP password is in this environment variable.
+    #[arg(long)]
+    pub imap_password_env: Option<String>,
+    /// delivery: the IMAP password is in this file.
+    #[arg(long)]
+    pub imap_password_file: Option<PathBuf>,
+    /// delivery: the IMAP folder watched.
+    #[arg(long, default_value = "INBOX")]
+    pub mailbox: String,
+    /// delivery: arriving later than this after submission warns (e.g. 60s, 2m).
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub warn_after: Duration,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value = "text")]
     pub output: Format,

@@ -24,6 +24,9 @@ pub struct ProbeContext {
     resolver_config: OnceLock<Result<(ResolverConfig, ResolverOpts), LookupError>>,
     /// What each endpoint said to a legacy ClientHello, and when.
     legacy_tls: Mutex<HashMap<LegacyKey, (Instant, Option<&'static str>)>>,
+    /// Who is probing (the agent's name; the host's for a one-shot
+    /// probe): delivery probes mark their messages with it.
+    pub vantage: String,
 }
 
 /// An endpoint as the legacy-TLS test reaches it: address, TLS from the
@@ -52,7 +55,16 @@ impl ProbeContext {
             },
             resolver_config: OnceLock::new(),
             legacy_tls: Mutex::default(),
+            vantage: std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_default(),
         }
+    }
+
+    /// The same, probing as `vantage` (an agent's name).
+    pub fn named(mut self, vantage: &str) -> Self {
+        vantage.clone_into(&mut self.vantage);
+        self
     }
 
     /// The legacy-TLS answer of `key` seen within [`LEGACY_TLS_REUSE`].

@@ -55,11 +55,8 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         tracing::info!(%bound, "HTTP port: /metrics, /healthz, /readyz");
     }
     let spooled = Arc::new(Notify::new());
-    let ctx = Arc::new(ProbeContext::new(
-        None,
-        config.source_address,
-        config.resolver,
-    ));
+    let ctx =
+        Arc::new(ProbeContext::new(None, config.source_address, config.resolver).named(&name));
     let (assign_tx, assign_rx) = watch::channel(Vec::new());
     let (done_tx, done_rx) = mpsc::channel::<Finished>(1024);
     let (run_now_tx, run_now_rx) = mpsc::channel(256);

@@ -4,6 +4,7 @@
 //! under `spec/`, one way from a declaration (kind + target + params) to a
 //! validated [`CheckSpec`]. The probing code (`impl Check`) is the agent's.
 
+pub mod delivery;
 pub mod dkim;
 pub mod dmarc;
 pub mod dns;
@@ -43,11 +44,13 @@ pub enum Kind {
     Dmarc,
     /// Blocklists.
     Dnsbl,
+    /// A message submitted and watched for in a mailbox.
+    Delivery,
 }
 
 impl Kind {
     /// Every kind, in the order help texts list them.
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 11] = [
         Kind::Smtp,
         Kind::Tls,
         Kind::Dns,
@@ -58,6 +61,7 @@ impl Kind {
         Kind::Dkim,
         Kind::Dmarc,
         Kind::Dnsbl,
+        Kind::Delivery,
     ];
 
     /// The name used in `checks.toml`, on the command line and in outcomes.
@@ -73,6 +77,7 @@ impl Kind {
             Kind::Dkim => "dkim",
             Kind::Dmarc => "dmarc",
             Kind::Dnsbl => "dnsbl",
+            Kind::Delivery => "delivery",
         }
     }
 
@@ -84,6 +89,7 @@ impl Kind {
             Kind::Mx | Kind::Spf | Kind::Dkim | Kind::Dmarc => "domain",
             Kind::Ptr => "ip",
             Kind::Dnsbl => "target",
+            Kind::Delivery => "to",
         }
     }
 
@@ -266,6 +272,9 @@ pub enum CheckSpec {
     Dmarc(dmarc::DmarcCheck),
     /// Blocklists.
     Dnsbl(dnsbl::DnsblCheck),
+    /// Round-trip delivery (boxed: its parameters would make every
+    /// check as large as it is).
+    Delivery(Box<delivery::DeliveryCheck>),
 }
 
 impl CheckSpec {
@@ -292,6 +301,7 @@ impl CheckSpec {
             Kind::Dkim => CheckSpec::Dkim(build(table)?),
             Kind::Dmarc => CheckSpec::Dmarc(build(table)?),
             Kind::Dnsbl => CheckSpec::Dnsbl(build(table)?),
+            Kind::Delivery => CheckSpec::Delivery(build(table)?),
         };
         spec.validate()?;
         Ok(spec)
@@ -346,6 +356,7 @@ impl CheckSpec {
                     .map(|z| SpecError::param("zones", format!("{z:?} is not a DNS zone")))
             }),
             CheckSpec::Ptr(_) => None,
+            CheckSpec::Delivery(c) => c.validate().err(),
         };
         if let Some(e) = bad {
             return Err(e);
@@ -396,6 +407,7 @@ impl CheckSpec {
             CheckSpec::Dkim(_) => Kind::Dkim,
             CheckSpec::Dmarc(_) => Kind::Dmarc,
             CheckSpec::Dnsbl(_) => Kind::Dnsbl,
+            CheckSpec::Delivery(_) => Kind::Delivery,
         }
     }
 }
@@ -421,6 +433,12 @@ mod tests {
             (Kind::Dkim, "example.org", "selector = \"s1\""),
             (Kind::Dmarc, "example.org", ""),
             (Kind::Dnsbl, "192.0.2.1", ""),
+            (
+                Kind::Delivery,
+                "probe@example.org",
+                "submit = \"smtp.example.org:587\"\nimap = \"imap.example.org:993\"\n\
+                 imap_username = \"probe\"\nimap_password_env = \"PW\"",
+            ),
         ];
         assert_eq!(targets.len(), Kind::ALL.len(), "a case per kind");
         for (kind, target, p) in targets {
@@ -540,6 +558,37 @@ mod tests {
     }
 
     const MAX_RCPT_FOR_TEST: usize = smtp::MAX_RCPT;
+
+    #[test]
+    fn delivery_params_are_checked() {
+        let good = "submit = \"smtp.example.org:587\"\nimap = \"[2001:db8::1]:993\"\n\
+                    imap_username = \"probe\"\nimap_password_file = \"/etc/pw\"\n";
+        let delivery = |to: &str, p: &str| CheckSpec::from_parts(Kind::Delivery, to, &params(p));
+        let field = |p: &str| match delivery("probe@example.org", p) {
+            Err(SpecError::Params { field, message }) => (field.unwrap_or_default(), message),
+            other => panic!("{p}: {other:?}"),
+        };
+        let ok = delivery("probe@example.org", good);
+        assert!(ok.is_ok(), "{ok:?}");
+        assert!(matches!(
+            delivery("not-an-address", good),
+            Err(SpecError::Target(_))
+        ));
+        assert_eq!(field(&good.replace(":587", "")).0, "submit");
+        assert_eq!(field(&good.replace(":993", ":0")).0, "imap");
+        assert_eq!(
+            field(&good.replace("imap_password_file = \"/etc/pw\"\n", "")).0,
+            "imap_password"
+        );
+        assert_eq!(field(&format!("{good}username = \"u\"")).0, "password");
+        let (f, m) = field(&format!(
+            "{good}username = \"u\"\npassword_env = \"PW\"\nsubmit_tls = \"none\""
+        ));
+        assert_eq!(f, "username");
+        assert!(m.contains("submit_tls = \"none\""), "{m}");
+        assert_eq!(field(&format!("{good}mailbox = \"a\\\"b\"")).0, "mailbox");
+        assert_eq!(field(&format!("{good}warn_after = \"0s\"")).0, "warn_after");
+    }
 
     #[test]
     fn only_dns_answering_kinds_compare_answers() {

@@ -379,6 +379,21 @@ impl Declared {
                     ),
                 ));
             }
+            if c.kind == Kind::Delivery
+                && c.timeout.is_none()
+                && c.interval.duration() < vantage_common::spec::delivery::DEFAULT_DEADLINE
+            {
+                return Err(err(
+                    "check.interval",
+                    &c.name,
+                    format!(
+                        "check {}: a delivery check waits up to {} s for its message: \
+                         set interval to at least that, or a shorter timeout",
+                        c.name,
+                        vantage_common::spec::delivery::DEFAULT_DEADLINE.as_secs()
+                    ),
+                ));
+            }
             if let Some(t) = c.timeout
                 && (t.secs() == 0 || t > c.interval)
             {
@@ -676,7 +691,7 @@ params = {}
     fn example_file_in_deploy_is_valid() {
         let text = include_str!("../../deploy/examples/checks.toml");
         let d = parse(text).unwrap();
-        assert_eq!(d.checks.len(), 5);
+        assert_eq!(d.checks.len(), 7);
         assert!(matches!(d.checks[0].spec(), Ok(CheckSpec::Smtp(_))));
     }
 
@@ -708,6 +723,19 @@ params = {}
                 "outside 5s..=30d",
             ),
             (&format!("{GOOD}{GOOD}"), 10, "check.name", "duplicate"),
+            (
+                &GOOD
+                    .replace("\"smtp\"", "\"delivery\"")
+                    .replace("\"mx1.example.org\"", "\"probe@example.org\"")
+                    .replace(
+                        "port = 587",
+                        "submit = \"smtp.example.org:587\", imap = \"imap.example.org:993\", \
+                         imap_username = \"p\", imap_password_env = \"PW\"",
+                    ),
+                3,
+                "check.interval",
+                "waits up to 300 s for its message",
+            ),
             (
                 &GOOD.replace("port = 587", "prot = 587"),
                 7,

@@ -195,8 +195,13 @@ impl MailServers {
             mkdir(&dove.join(d))?;
         }
         let home = root.join("home").join(USER);
-        mkdir(&home)?;
-        chown(&home, vmail)?;
+        for dir in [home.clone(), home.join("Maildir")]
+            .into_iter()
+            .chain(["new", "cur", "tmp"].map(|d| home.join("Maildir").join(d)))
+        {
+            mkdir(&dir)?;
+            chown(&dir, vmail)?;
+        }
         write(
             &dove.join("users"),
             &format!("{USER}:{{PLAIN}}{PASSWORD}::::::\n"),
@@ -355,13 +360,28 @@ smtpd_tls_auth_only = yes
     /// The messages delivered to the mailbox so far (files in its
     /// maildir's `new` and `cur`).
     pub fn delivered(&self) -> Vec<PathBuf> {
-        let maildir = self.dir.path().join("home").join(USER).join("Maildir");
+        let maildir = self.maildir();
         ["new", "cur"]
             .iter()
             .filter_map(|d| std::fs::read_dir(maildir.join(d)).ok())
             .flatten()
             .filter_map(|e| e.ok().map(|e| e.path()))
             .collect()
+    }
+
+    /// Puts a message straight into the mailbox's maildir (as if
+    /// delivered), under a file name starting with `name`.
+    pub fn deliver_raw(&self, name: &str, message: &str) -> Result<PathBuf, MailError> {
+        let path = self
+            .maildir()
+            .join("new")
+            .join(format!("{name}.vantage-test"));
+        write(&path, message)?;
+        Ok(path)
+    }
+
+    fn maildir(&self) -> PathBuf {
+        self.dir.path().join("home").join(USER).join("Maildir")
     }
 
     /// Postfix's log so far (what it said of each connection).
@@ -378,8 +398,16 @@ smtpd_tls_auth_only = yes
     /// neither its IMAP ports nor its SASL socket answer: its master exits
     /// before every child has.
     pub fn stop_dovecot(&mut self) {
+        assert!(
+            self.halt_dovecot(),
+            "Dovecot still answers 30 s after it was stopped"
+        );
+    }
+
+    /// [`Self::stop_dovecot`]; false when it still answers after 30 s.
+    fn halt_dovecot(&mut self) -> bool {
         let Some(mut child) = self.dovecot.take() else {
-            return;
+            return true;
         };
         stop(&mut child);
         let sasl = self.dir.path().join("dove/auth-client");
@@ -390,11 +418,11 @@ smtpd_tls_auth_only = yes
                     std::net::TcpStream::connect_timeout(a, Duration::from_millis(200)).is_ok()
                 });
             if !answers {
-                return;
+                return true;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("Dovecot still answers 30 s after it was stopped");
+        false
     }
 }
 
@@ -415,12 +443,46 @@ fn stop(child: &mut Child) {
     let _ = child.wait();
 }
 
+impl MailServers {
+    /// Stops Postfix: `postfix stop` signals its master (which
+    /// `start-fg` runs as a child of its own, so signalling our child is
+    /// not enough), then waits until the master is gone (SIGKILL after 10 s).
+    fn stop_postfix(&mut self) {
+        let Some(mut child) = self.postfix.take() else {
+            return;
+        };
+        let pf = self.dir.path().join("pf");
+        let master = std::fs::read_to_string(pf.join("queue/pid/master.pid"))
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok());
+        let _ = Command::new(POSTFIX)
+            .arg("-c")
+            .arg(pf.join("etc"))
+            .arg("stop")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        stop(&mut child);
+        if let Some(pid) = master {
+            let alive = || Path::new(&format!("/proc/{pid}")).exists();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while alive() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if alive() {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+        }
+    }
+}
+
 impl Drop for MailServers {
     fn drop(&mut self) {
-        if let Some(mut child) = self.postfix.take() {
-            stop(&mut child);
-        }
-        self.stop_dovecot();
+        self.stop_postfix();
+        // Never a panic here: this also runs while a failed test unwinds.
+        self.halt_dovecot();
     }
 }
 

@@ -136,3 +136,144 @@ async fn submission_login_with_scram_through_dovecot_and_a_wrong_password_fails_
         assert!(!text.contains(PASSWORD) && !text.contains("wrong-password"));
     }
 }
+
+/// `probe delivery TO <submit args> --imap imaps...`, the submission
+/// password in `VANTAGE_TEST_MAIL_PASSWORD`, IMAP's as given.
+async fn delivery(
+    servers: &MailServers,
+    to: &str,
+    imap_password: &str,
+    submit: &[&str],
+    timeout: &str,
+) -> Run {
+    let imap = servers.imaps.to_string();
+    let ca = servers.ca_file.display().to_string();
+    let mut all = vec!["delivery", to];
+    all.extend_from_slice(submit);
+    all.extend_from_slice(&[
+        "--tls-name",
+        HOSTNAME,
+        "--imap",
+        &imap,
+        "--imap-tls-name",
+        HOSTNAME,
+        "--imap-username",
+        USER,
+        "--imap-password-env",
+        "VANTAGE_TEST_IMAP_PASSWORD",
+        "--ca-file",
+        &ca,
+        "--timeout",
+        timeout,
+        "-o",
+        "json",
+    ]);
+    probe_env(
+        &[
+            ("VANTAGE_TEST_MAIL_PASSWORD", PASSWORD),
+            ("VANTAGE_TEST_IMAP_PASSWORD", imap_password),
+        ],
+        &all,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_submitted_message_arrives_in_dovecot_and_the_mailbox_is_left_clean() {
+    let Some(mut servers) = MailServers::start().unwrap() else {
+        return;
+    };
+    let submission = servers.submission.to_string();
+    let submit = [
+        "--submit",
+        &submission,
+        "--username",
+        USER,
+        "--password-env",
+        "VANTAGE_TEST_MAIL_PASSWORD",
+    ];
+    // Someone else's message, probe-marked too: it must stay.
+    servers
+        .deliver_raw(
+            "foreign",
+            "From: <a@b.test>\r\nX-Vantage-Probe: vantage-0000000000000000.cafe\r\n\
+             Subject: not ours\r\n\r\nhello\r\n",
+        )
+        .unwrap();
+    let only_foreign_left = |servers: &MailServers| {
+        let left = servers.delivered();
+        assert!(
+            left.len() == 1
+                && left[0]
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("foreign")),
+            "{left:?}"
+        );
+    };
+
+    let imap_tls = ["--imap-tls", "implicit"];
+    let submit = [&submit[..], &imap_tls].concat();
+    let run = delivery(&servers, ADDRESS, PASSWORD, &submit, "60s").await;
+    assert_eq!(run.code, 0, "{run:?}\n{}", servers.postfix_log());
+    let j = run.json();
+    let details = &j["details"];
+    assert!(details["arrival_ms"].as_u64().is_some(), "{j}");
+    assert!(details["submit_ms"].as_u64().is_some(), "{j}");
+    assert_eq!(details["deleted"], 1, "{j}");
+    assert_eq!(details["auth_mechanism"], "SCRAM-SHA-256", "{j}");
+    let received = details["received"].as_array().unwrap();
+    assert!(
+        received
+            .iter()
+            .any(|r| r.as_str().unwrap().contains("ESMTPSA")),
+        "{j}"
+    );
+    assert!(
+        j["message"].as_str().unwrap().starts_with("arrived in"),
+        "{j}"
+    );
+    for phase in ["auth", "data", "message", "wait", "fetch", "cleanup"] {
+        assert!(j["phases"][phase].is_number(), "missing phase {phase}: {j}");
+    }
+    only_foreign_left(&servers);
+    assert!(!run.stdout.contains(PASSWORD) && !run.stderr.contains(PASSWORD));
+
+    // A wrong IMAP password: the mailbox cannot be watched, class auth.
+    let run = delivery(&servers, ADDRESS, "wrong-password", &submit, "60s").await;
+    assert_eq!(run.code, 2, "{run:?}");
+    let j = run.json();
+    assert_eq!(status_class(&j), ("fail", "auth"), "{j}");
+    assert!(j["message"].as_str().unwrap().contains("login"), "{j}");
+
+    // A recipient Postfix defers: a warning, nothing sent.
+    let run = delivery(&servers, DEFERRED, PASSWORD, &submit, "60s").await;
+    assert_eq!(run.code, 1, "{run:?}");
+    let j = run.json();
+    assert_eq!(status_class(&j), ("warn", "policy"), "{j}");
+    assert!(j["message"].as_str().unwrap().contains("450 4.2.0"), "{j}");
+
+    // Dovecot stopped: the message goes in through port 25 (no login),
+    // but nobody can see it arrive: a timeout at the deadline, naming
+    // the IMAP trouble.
+    servers.stop_dovecot();
+    let smtp = servers.smtp.to_string();
+    let started = std::time::Instant::now();
+    let run = delivery(
+        &servers,
+        ADDRESS,
+        PASSWORD,
+        &["--submit", &smtp, "--imap-tls", "implicit"],
+        "6s",
+    )
+    .await;
+    let took = started.elapsed();
+    assert_eq!(run.code, 2, "{run:?}");
+    let j = run.json();
+    assert_eq!(status_class(&j), ("fail", "timeout"), "{j}");
+    let message = j["message"].as_str().unwrap();
+    assert!(
+        message.contains("not in INBOX") && message.contains("IMAP"),
+        "{message}"
+    );
+    assert!(took >= std::time::Duration::from_secs(5), "{took:?}: {j}");
+}

@@ -18,7 +18,7 @@ use vantage_common::{FailureClass, Status};
 use self::auth::Mechanism;
 use self::reply::Reply;
 use self::session::Session;
-use vantage_common::secret::Secret;
+use vantage_common::secret::{Secret, SecretError};
 use vantage_common::spec::Kind;
 
 use super::posture::{self, Posture};
@@ -220,6 +220,31 @@ pub async fn authenticate(
     }
 }
 
+/// Logs in as `user` when one is set ([`authenticate`]); true when it did.
+/// A password that cannot be read is an `error`: this vantage cannot tell.
+pub async fn log_in(
+    probe: &mut Probe<'_>,
+    dialogue: &mut Dialogue,
+    user: Option<&str>,
+    password: Result<Option<Secret>, SecretError>,
+    ca_file: Option<&std::path::Path>,
+    sni: &ServerName<'static>,
+) -> Result<bool, Finding> {
+    let password =
+        password.map_err(|e| Finding::error(FailureClass::Auth, format!("password: {e}")))?;
+    let (Some(user), Some(password)) = (user, password) else {
+        return Ok(false);
+    };
+    let login = Login {
+        user,
+        password: &password,
+        ca_file,
+        sni,
+    };
+    authenticate(probe, dialogue, &login).await?;
+    Ok(true)
+}
+
 /// One reply as details record it: code, enhanced status code, text.
 fn reply_detail(reply: &Reply) -> serde_json::Value {
     let text = reply.lines.join(" ");
@@ -236,7 +261,7 @@ fn reply_detail(reply: &Reply) -> serde_json::Value {
 
 /// A non-2xx reply to an envelope command, judged: 4xx (deferred,
 /// greylisted) warns, anything else fails, class `policy`, quoted.
-fn envelope_refusal(command: &str, reply: &Reply) -> Finding {
+pub fn envelope_refusal(command: &str, reply: &Reply) -> Finding {
     if (400..500).contains(&reply.code) {
         Finding::warn(
             FailureClass::Policy,
@@ -447,17 +472,18 @@ impl Check for SmtpCheck {
             probe.detail("size", size);
         }
         let mut done = Vec::new();
-        let password = self
-            .password()
-            .map_err(|e| Finding::error(FailureClass::Auth, format!("password: {e}")))?;
-        if let (Some(user), Some(password)) = (&self.username, password) {
-            let login = Login {
-                user,
-                password: &password,
-                ca_file: self.ca_file.as_deref(),
-                sni: &sni,
-            };
-            authenticate(probe, &mut dialogue, &login).await?;
+        let login = self.username.as_deref();
+        let password = self.password();
+        if log_in(
+            probe,
+            &mut dialogue,
+            login,
+            password,
+            self.ca_file.as_deref(),
+            &sni,
+        )
+        .await?
+        {
             done.push(format!(
                 "logged in ({})",
                 probe.detail_str("auth_mechanism").unwrap_or_default()

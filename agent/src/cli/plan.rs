@@ -5,8 +5,9 @@ use std::net::IpAddr;
 
 use vantage_common::spec;
 
-use super::{Kind, PostureRule, ProbeArgs, TlsArg, is_domain_name};
+use super::{ImapTlsArg, Kind, PostureRule, ProbeArgs, TlsArg, is_domain_name};
 use crate::check::CheckSpec;
+use crate::check::delivery::{DeliveryCheck, ImapTls};
 use crate::check::dkim::DkimCheck;
 use crate::check::dmarc::DmarcCheck;
 use crate::check::dns::{DnsCheck, RecordType};
@@ -177,6 +178,38 @@ impl ProbeArgs {
                     zones: self.zones()?,
                 })
             }
+            Kind::Check(spec::Kind::Delivery) => CheckSpec::Delivery(Box::new(DeliveryCheck {
+                to: t.to_owned(),
+                submit: self
+                    .submit
+                    .clone()
+                    .ok_or("delivery needs --submit HOST:PORT")?,
+                submit_tls: tls,
+                submit_tls_name: self.tls_name.clone(),
+                mail_from: self.mail_from.clone().unwrap_or_default(),
+                username: self.username.clone(),
+                password_env: self.password_env.clone(),
+                password_file: self.password_file.clone(),
+                imap: self.imap.clone().ok_or("delivery needs --imap HOST:PORT")?,
+                imap_tls: match self.imap_tls {
+                    ImapTlsArg::Auto => ImapTls::Auto,
+                    ImapTlsArg::Starttls => ImapTls::Starttls,
+                    ImapTlsArg::Implicit => ImapTls::Implicit,
+                },
+                imap_tls_name: self.imap_tls_name.clone(),
+                imap_username: self
+                    .imap_username
+                    .clone()
+                    .ok_or("delivery needs --imap-username")?,
+                imap_password_env: self.imap_password_env.clone(),
+                imap_password_file: self.imap_password_file.clone(),
+                mailbox: self.mailbox.clone(),
+                ca_file: self.ca_file.clone(),
+                warn_after: vantage_common::duration::Period::from_secs(
+                    self.warn_after.as_secs().max(1),
+                ),
+                helo: self.helo.clone(),
+            })),
             Kind::Domain => {
                 for s in &self.selector {
                     if !is_domain_name(s, true) {
@@ -202,9 +235,15 @@ impl ProbeArgs {
             spec::SpecError::Params {
                 field: Some(f),
                 message,
-            } if self.kind == Kind::Check(spec::Kind::Smtp) => {
+            } if matches!(
+                self.kind,
+                Kind::Check(spec::Kind::Smtp | spec::Kind::Delivery)
+            ) =>
+            {
                 let flag = match f.as_str() {
                     "password" => "--password-env/--password-file".to_owned(),
+                    "imap_password" => "--imap-password-env/--imap-password-file".to_owned(),
+                    "submit_tls" => "--tls".to_owned(),
                     f => format!("--{}", f.replace('_', "-")),
                 };
                 format!("invalid value for {flag}: {message}")

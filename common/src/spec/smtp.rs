@@ -149,7 +149,7 @@ impl Posture {
     }
 }
 
-fn default_helo() -> String {
+pub(super) fn default_helo() -> String {
     DEFAULT_HELO.to_owned()
 }
 
@@ -212,32 +212,48 @@ impl SmtpCheck {
                 format!("{} recipients, at most {MAX_RCPT}", self.rcpt.len()),
             ));
         }
-        let password = self
-            .password()
-            .map_err(|e| SpecError::param("password", e.to_string()))?;
-        match (&self.username, password) {
-            (None, None) => Ok(()),
-            (None, Some(_)) => Err(SpecError::param(
-                "username",
-                "password_env/password_file is set but username is not",
-            )),
-            (Some(_), None) => Err(SpecError::param(
-                "password",
-                "username needs password_env or password_file",
-            )),
-            (Some(u), Some(_))
-                if u.is_empty() || u.len() > 255 || u.chars().any(char::is_control) =>
-            {
-                Err(SpecError::param(
-                    "username",
-                    "must be 1-255 characters, none of them control characters",
-                ))
-            }
-            (Some(_), Some(_)) if self.tls == TlsMode::None => Err(SpecError::param(
-                "username",
-                "AUTH needs TLS: credentials are never sent in clear (tls = \"none\")",
-            )),
-            (Some(_), Some(_)) => Ok(()),
-        }
+        validate_login(
+            self.username.as_deref(),
+            self.password(),
+            self.tls == TlsMode::None,
+            "tls",
+        )
     }
+}
+
+/// A login's parameters: a user name and a password reference go together,
+/// the name is printable, and a connection without TLS (`tls_field` is
+/// `"none"`) takes no login.
+pub(super) fn validate_login(
+    username: Option<&str>,
+    password: Result<Option<Secret>, SecretError>,
+    plaintext: bool,
+    tls_field: &str,
+) -> Result<(), SpecError> {
+    let password = password.map_err(|e| SpecError::param("password", e.to_string()))?;
+    match (username, password) {
+        (None, None) => Ok(()),
+        (None, Some(_)) => Err(SpecError::param(
+            "username",
+            "password_env/password_file is set but username is not",
+        )),
+        (Some(_), None) => Err(SpecError::param(
+            "password",
+            "username needs password_env or password_file",
+        )),
+        (Some(u), Some(_)) if !is_printable(u) => Err(SpecError::param(
+            "username",
+            "must be 1-255 characters, none of them control characters",
+        )),
+        (Some(_), Some(_)) if plaintext => Err(SpecError::param(
+            "username",
+            format!("AUTH needs TLS: credentials are never sent in clear ({tls_field} = \"none\")"),
+        )),
+        (Some(_), Some(_)) => Ok(()),
+    }
+}
+
+/// 1-255 characters, none of them a control character.
+pub(super) fn is_printable(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 255 && !s.chars().any(char::is_control)
 }

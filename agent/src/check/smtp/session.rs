@@ -100,6 +100,21 @@ impl Session {
         self.exchange(line, "AUTH response").await
     }
 
+    /// Sends a message after a 354 reply to DATA: dot-stuffed, CRLF line
+    /// ends, ended by `.` alone on a line. Returns the server's verdict.
+    pub async fn send_message(&mut self, message: &str) -> Result<Reply, Finding> {
+        let mut wire = String::with_capacity(message.len() + 64);
+        for line in message.lines() {
+            if line.starts_with('.') {
+                wire.push('.');
+            }
+            wire.push_str(line);
+            wire.push_str("\r\n");
+        }
+        wire.push('.');
+        self.exchange(&wire, "the message").await
+    }
+
     async fn exchange(&mut self, line: &str, named: &str) -> Result<Reply, Finding> {
         let io = self.io.get_mut();
         let send = async {

@@ -6,6 +6,8 @@
 //! - [`certs`] — test PKI with rcgen (valid, expired, expiring, wrong-name,
 //!   untrusted certificates).
 //! - [`smtp`] — a scriptable in-process SMTP server, hostile modes included.
+//! - [`imap`] — an in-process IMAP server over the testkit SMTP server's
+//!   messages (IDLE, UID SEARCH/FETCH/STORE/EXPUNGE), hostile modes included.
 //! - [`dns`] — an authoritative hickory DNS server loaded with zone text,
 //!   SERVFAIL names, and a black-hole resolver address.
 //! - [`agent`] — runs the real `vantage-agent` binary and parses its output.
@@ -28,6 +30,7 @@ pub mod certs;
 pub mod chaos;
 pub mod cluster;
 pub mod dns;
+pub mod imap;
 pub mod mail;
 pub mod measure;
 pub mod netns;

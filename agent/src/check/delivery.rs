@@ -195,6 +195,8 @@ impl Mailbox<'_> {
                         }
                         Ok(Err(f)) if fatal(&f) => return Err(f),
                         Ok(Err(f)) => f.message,
+                        // Out of time: the trouble before this attempt stands.
+                        Err(_) if attempt == until => return Ok(Watched::Missing(trouble)),
                         Err(_) => format!(
                             "no session within {} s (a server that does not greet: \
                              is the TLS mode right?)",

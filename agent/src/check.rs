@@ -11,6 +11,7 @@ pub mod dmarc;
 pub mod dns;
 pub mod dnsbl;
 pub mod domain;
+pub mod mta_sts;
 pub mod mx;
 pub mod posture;
 pub mod ptr;
@@ -364,5 +365,7 @@ pub async fn run_within(
         CheckSpec::Dmarc(c) => execute_within(c, ctx, timeout).await,
         CheckSpec::Dnsbl(c) => execute_within(c, ctx, timeout).await,
         CheckSpec::Delivery(c) => execute_within(c.as_ref(), ctx, timeout).await,
+        CheckSpec::MtaSts(c) => execute_within(c, ctx, timeout).await,
+        CheckSpec::TlsRpt(c) => execute_within(c, ctx, timeout).await,
     }
 }

@@ -99,6 +99,8 @@ fn kind_help(kind: spec::Kind) -> &'static str {
         spec::Kind::Dkim => "DKIM key (--selector)",
         spec::Kind::Dmarc => "DMARC policy (--require-policy)",
         spec::Kind::Dnsbl => "Blocklists for an address or domain (--zone)",
+        spec::Kind::MtaSts => "MTA-STS: record, policy over HTTPS, every MX host held to it",
+        spec::Kind::TlsRpt => "TLS-RPT record (_smtp._tls): one, v=TLSRPTv1, valid rua URIs",
         spec::Kind::Delivery => {
             "Round trip: submit a message (--submit), watch for it over IMAP (--imap)"
         }
@@ -243,6 +245,9 @@ pub struct ProbeArgs {
     /// lame ones and SOA serials out of step warn.
     #[arg(long)]
     pub authoritative: bool,
+    /// mta-sts, tlsrpt: no record at all fails (else it passes, saying so).
+    #[arg(long)]
+    pub require: bool,
     /// mx: also run smtp against every MX host.
     #[arg(long)]
     pub probe: bool,

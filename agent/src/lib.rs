@@ -7,7 +7,9 @@
 //!   [`check::execute`], and one file per kind under `check/`: `smtp`
 //!   (with `smtp/reply.rs`, the bounded reply reader, and `smtp/session.rs`,
 //!   the connection with STARTTLS), `tls`, `dns`, `mx`, `ptr`, `tcp`, `spf`,
-//!   `dkim`, `dmarc`, `dnsbl`, and `domain` (the whole audit). The
+//!   `dkim`, `dmarc`, `dnsbl`, `delivery` (the round trip, with
+//!   `delivery/imap.rs`, the bounded IMAP client), `mta_sts` (`mta-sts`
+//!   and `tlsrpt`), and `domain` (the whole audit). The
 //!   parameters of each kind, the registry of kinds and [`check::CheckSpec`]
 //!   are the shared contract in `vantage_common::spec`; only the probing
 //!   (`impl Check`) is here.
@@ -20,6 +22,7 @@
 //!   session.
 //! - [`spool`] — the durable, bounded queue of unacknowledged results.
 //! - [`net`] — TCP with a source address, the TLS client, chain verification.
+//! - [`https`] — one bounded HTTPS GET (MTA-STS policies).
 //! - [`cli`] — the `vantage-agent` command line: arguments (`cli.rs`),
 //!   per-kind validation into check specs (`cli/plan.rs`), output and exit
 //!   codes (`cli/output.rs`), the process entry point (`cli/entry.rs`,
@@ -29,6 +32,7 @@ pub mod authoritative;
 pub mod check;
 pub mod cli;
 pub mod context;
+pub mod https;
 pub mod net;
 pub mod resolver;
 pub mod runtime;

@@ -9,6 +9,7 @@ pub mod dkim;
 pub mod dmarc;
 pub mod dns;
 pub mod dnsbl;
+pub mod mta_sts;
 pub mod mx;
 pub mod ptr;
 pub mod smtp;
@@ -46,11 +47,15 @@ pub enum Kind {
     Dnsbl,
     /// A message submitted and watched for in a mailbox.
     Delivery,
+    /// MTA-STS policy.
+    MtaSts,
+    /// TLS reporting record.
+    TlsRpt,
 }
 
 impl Kind {
     /// Every kind, in the order help texts list them.
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 13] = [
         Kind::Smtp,
         Kind::Tls,
         Kind::Dns,
@@ -62,6 +67,8 @@ impl Kind {
         Kind::Dmarc,
         Kind::Dnsbl,
         Kind::Delivery,
+        Kind::MtaSts,
+        Kind::TlsRpt,
     ];
 
     /// The name used in `checks.toml`, on the command line and in outcomes.
@@ -78,6 +85,8 @@ impl Kind {
             Kind::Dmarc => "dmarc",
             Kind::Dnsbl => "dnsbl",
             Kind::Delivery => "delivery",
+            Kind::MtaSts => "mta-sts",
+            Kind::TlsRpt => "tlsrpt",
         }
     }
 
@@ -86,7 +95,9 @@ impl Kind {
         match self {
             Kind::Smtp | Kind::Tls | Kind::Tcp => "host",
             Kind::Dns => "name",
-            Kind::Mx | Kind::Spf | Kind::Dkim | Kind::Dmarc => "domain",
+            Kind::Mx | Kind::Spf | Kind::Dkim | Kind::Dmarc | Kind::MtaSts | Kind::TlsRpt => {
+                "domain"
+            }
             Kind::Ptr => "ip",
             Kind::Dnsbl => "target",
             Kind::Delivery => "to",
@@ -275,6 +286,11 @@ pub enum CheckSpec {
     /// Round-trip delivery (boxed: its parameters would make every
     /// check as large as it is).
     Delivery(Box<delivery::DeliveryCheck>),
+    /// MTA-STS policy.
+    #[serde(rename = "mta-sts")]
+    MtaSts(mta_sts::MtaStsCheck),
+    /// TLS reporting record.
+    TlsRpt(mta_sts::TlsRptCheck),
 }
 
 impl CheckSpec {
@@ -302,6 +318,8 @@ impl CheckSpec {
             Kind::Dmarc => CheckSpec::Dmarc(build(table)?),
             Kind::Dnsbl => CheckSpec::Dnsbl(build(table)?),
             Kind::Delivery => CheckSpec::Delivery(build(table)?),
+            Kind::MtaSts => CheckSpec::MtaSts(build(table)?),
+            Kind::TlsRpt => CheckSpec::TlsRpt(build(table)?),
         };
         spec.validate()?;
         Ok(spec)
@@ -357,6 +375,12 @@ impl CheckSpec {
             }),
             CheckSpec::Ptr(_) => None,
             CheckSpec::Delivery(c) => c.validate().err(),
+            CheckSpec::MtaSts(c) => {
+                target(&c.domain, is_domain_name(&c.domain, false), "a domain name")
+            }
+            CheckSpec::TlsRpt(c) => {
+                target(&c.domain, is_domain_name(&c.domain, false), "a domain name")
+            }
         };
         if let Some(e) = bad {
             return Err(e);
@@ -408,6 +432,8 @@ impl CheckSpec {
             CheckSpec::Dmarc(_) => Kind::Dmarc,
             CheckSpec::Dnsbl(_) => Kind::Dnsbl,
             CheckSpec::Delivery(_) => Kind::Delivery,
+            CheckSpec::MtaSts(_) => Kind::MtaSts,
+            CheckSpec::TlsRpt(_) => Kind::TlsRpt,
         }
     }
 }
@@ -439,6 +465,8 @@ mod tests {
                 "submit = \"smtp.example.org:587\"\nimap = \"imap.example.org:993\"\n\
                  imap_username = \"probe\"\nimap_password_env = \"PW\"",
             ),
+            (Kind::MtaSts, "example.org", "require = true"),
+            (Kind::TlsRpt, "example.org", ""),
         ];
         assert_eq!(targets.len(), Kind::ALL.len(), "a case per kind");
         for (kind, target, p) in targets {

@@ -6,6 +6,7 @@
 //! - [`certs`] — test PKI with rcgen (valid, expired, expiring, wrong-name,
 //!   untrusted certificates).
 //! - [`smtp`] — a scriptable in-process SMTP server, hostile modes included.
+//! - [`https`] — a scripted HTTPS server (MTA-STS policies, redirects).
 //! - [`imap`] — an in-process IMAP server over the testkit SMTP server's
 //!   messages (IDLE, UID SEARCH/FETCH/STORE/EXPUNGE), hostile modes included.
 //! - [`dns`] — an authoritative hickory DNS server loaded with zone text,
@@ -30,6 +31,7 @@ pub mod certs;
 pub mod chaos;
 pub mod cluster;
 pub mod dns;
+pub mod https;
 pub mod imap;
 pub mod mail;
 pub mod measure;

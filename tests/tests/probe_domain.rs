@@ -24,6 +24,7 @@ ns           IN A   127.0.0.1
 mx           IN A   127.0.0.1
 @            IN TXT "v=spf1 mx -all"
 _dmarc       IN TXT "v=DMARC1; p=reject"
+_smtp._tls   IN TXT "v=TLSRPTv1; rua=mailto:tlsrpt@example.test"
 mail._domainkey IN TXT "v=DKIM1; k=ed25519; p={}"
 "#,
         ed.trim()
@@ -76,7 +77,14 @@ async fn healthy_domain_passes_every_finding() {
         "-o",
         "json",
     ];
-    let mut args = vec!["domain", "example.test", "--selector", "mail"];
+    let mut args = vec![
+        "domain",
+        "example.test",
+        "--selector",
+        "mail",
+        "--rcpt",
+        "postmaster@example.test",
+    ];
     args.extend_from_slice(&common);
     let r = probe(&args).await;
     let findings = r.json();
@@ -85,13 +93,36 @@ async fn healthy_domain_passes_every_finding() {
         .iter()
         .map(|f| f["kind"].as_str().unwrap())
         .collect();
-    for kind in ["mx", "smtp", "tls", "ptr", "dnsbl", "spf", "dmarc", "dkim"] {
+    for kind in [
+        "mx", "smtp", "tls", "ptr", "dnsbl", "spf", "dmarc", "dkim", "mta-sts", "tlsrpt",
+    ] {
         assert!(kinds.contains(&kind), "no {kind} finding in {kinds:?}");
     }
     for f in findings {
         assert_eq!(f["status"], "pass", "{f}");
     }
     assert_eq!(r.code, 0, "{r:?}");
+    // The MX host was asked to accept mail for the recipient; no MTA-STS
+    // is published, which passes saying so; TLS-RPT names its address.
+    let finding = |kind: &str| findings.iter().find(|f| f["kind"] == kind).unwrap();
+    assert_eq!(
+        finding("smtp")["details"]["rcpt"][0]["address"],
+        "postmaster@example.test"
+    );
+    assert!(
+        smtp.commands()
+            .contains(&"RCPT TO:<postmaster@example.test>".to_owned())
+    );
+    assert!(
+        finding("mta-sts")["message"]
+            .as_str()
+            .unwrap()
+            .contains("no MTA-STS")
+    );
+    assert_eq!(
+        finding("tlsrpt")["details"]["rua"],
+        serde_json::json!(["mailto:tlsrpt@example.test"])
+    );
     // dnsbl for the host address and for the domain itself.
     assert_eq!(kinds.iter().filter(|k| **k == "dnsbl").count(), 2);
 

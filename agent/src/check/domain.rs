@@ -1,6 +1,7 @@
 //! `domain`: the whole mail audit of a domain. MX → each host `smtp` and
-//! `tls` on port 25 → `ptr` and `dnsbl` of every host address → `spf`,
-//! `dkim`, `dmarc` → `dnsbl` of the domain. One outcome per finding.
+//! `tls` on port 25 (with the acceptance step when recipients are given)
+//! → `ptr` and `dnsbl` of every host address → `spf`, `dkim`, `dmarc` →
+//! `mta-sts`, `tlsrpt` → `dnsbl` of the domain. One outcome per finding.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -11,6 +12,7 @@ use vantage_common::{FailureClass, Outcome, Status};
 use super::dkim::DkimCheck;
 use super::dmarc::DmarcCheck;
 use super::dnsbl::DnsblCheck;
+use super::mta_sts::{MtaStsCheck, TlsRptCheck};
 use super::mx::MxCheck;
 use super::ptr::PtrCheck;
 use super::smtp::{SmtpCheck, TlsMode};
@@ -49,6 +51,10 @@ pub struct DomainAudit {
     pub warn_days: u32,
     /// Certificate thresholds.
     pub crit_days: u32,
+    /// Recipients each MX host's `smtp` finding tries (MAIL/RCPT/RSET).
+    pub rcpt: Vec<String>,
+    /// Envelope sender for `rcpt` (empty: the null sender).
+    pub mail_from: String,
 }
 
 impl DomainAudit {
@@ -62,6 +68,8 @@ impl DomainAudit {
             smtp_port: 25,
             warn_days: 30,
             crit_days: 7,
+            rcpt: Vec::new(),
+            mail_from: String::new(),
         }
     }
 
@@ -84,10 +92,10 @@ impl DomainAudit {
 
         let mut specs = Vec::new();
         for host in &hosts {
-            specs.push(CheckSpec::Smtp(SmtpCheck::new(
-                host.clone(),
-                self.smtp_port,
-            )));
+            let mut smtp = SmtpCheck::new(host.clone(), self.smtp_port);
+            smtp.rcpt = self.rcpt.clone();
+            smtp.mail_from = self.mail_from.clone();
+            specs.push(CheckSpec::Smtp(smtp));
             let mut tls = TlsCheck::new(host.clone(), self.smtp_port);
             tls.tls = TlsMode::Starttls;
             tls.ca_file = self.ca_file.clone();
@@ -116,6 +124,14 @@ impl DomainAudit {
             require_policy: None,
             expect: None,
             authoritative: false,
+        }));
+        let mut mta_sts = MtaStsCheck::new(domain.clone());
+        mta_sts.ca_file = self.ca_file.clone();
+        mta_sts.port = self.smtp_port;
+        specs.push(CheckSpec::MtaSts(mta_sts));
+        specs.push(CheckSpec::TlsRpt(TlsRptCheck {
+            domain: domain.clone(),
+            require: false,
         }));
         specs.push(CheckSpec::Dnsbl(DnsblCheck {
             target: domain.clone(),

@@ -13,6 +13,7 @@ use crate::check::dmarc::DmarcCheck;
 use crate::check::dns::{DnsCheck, RecordType};
 use crate::check::dnsbl::DnsblCheck;
 use crate::check::domain::DomainAudit;
+use crate::check::mta_sts::{MtaStsCheck, TlsRptCheck};
 use crate::check::mx::MxCheck;
 use crate::check::posture::Posture;
 use crate::check::ptr::PtrCheck;
@@ -210,11 +211,31 @@ impl ProbeArgs {
                 ),
                 helo: self.helo.clone(),
             })),
+            Kind::Check(spec::Kind::MtaSts) => CheckSpec::MtaSts(MtaStsCheck {
+                domain: domain()?,
+                require: self.require,
+                ca_file: self.ca_file.clone(),
+                port: self.port.unwrap_or(25),
+            }),
+            Kind::Check(spec::Kind::TlsRpt) => CheckSpec::TlsRpt(TlsRptCheck {
+                domain: domain()?,
+                require: self.require,
+            }),
             Kind::Domain => {
                 for s in &self.selector {
                     if !is_domain_name(s, true) {
                         return Err(format!("invalid value '{s}' for --selector"));
                     }
+                }
+                let sender = self.mail_from.as_deref().unwrap_or("");
+                if let Some(bad) = self
+                    .rcpt
+                    .iter()
+                    .map(String::as_str)
+                    .chain((!sender.is_empty() && sender != "<>").then_some(sender))
+                    .find(|a| !spec::is_mail_address(a))
+                {
+                    return Err(format!("invalid value '{bad}': not a mail address"));
                 }
                 return Ok(Plan::Audit(DomainAudit {
                     domain: domain()?,
@@ -224,6 +245,8 @@ impl ProbeArgs {
                     smtp_port: self.port.unwrap_or(25),
                     warn_days: self.warn_days,
                     crit_days: self.crit_days,
+                    rcpt: self.rcpt.clone(),
+                    mail_from: self.mail_from.clone().unwrap_or_default(),
                 }));
             }
         };

@@ -69,9 +69,16 @@ pub async fn probe_measured(args: &[&str]) -> (Run, u64) {
 
 /// Runs `<bin> probe <args>` (blocking) and returns the run and the child's
 /// peak RSS in KiB.
+pub fn run_measured(bin: &Path, args: &[String]) -> (Run, u64) {
+    let (run, usage) = run_usage(bin, args);
+    (run, usage.max_rss_kib)
+}
+
+/// Runs `<bin> probe <args>` (blocking) and returns the run and the
+/// child's CPU time and peak RSS.
 // The child is reaped by wait4 in `wait_with_rusage`, which std cannot see.
 #[allow(clippy::zombie_processes)]
-pub fn run_measured(bin: &Path, args: &[String]) -> (Run, u64) {
+pub fn run_usage(bin: &Path, args: &[String]) -> (Run, crate::measure::Usage) {
     use std::io::Read;
     let mut child = std::process::Command::new(bin)
         .arg("probe")
@@ -97,14 +104,13 @@ pub fn run_measured(bin: &Path, args: &[String]) -> (Run, u64) {
         stderr = s;
     }
     let (code, usage) = crate::measure::wait_with_rusage(child.id());
-    let max_rss_kib = usage.max_rss_kib;
     (
         Run {
             code,
             stdout,
             stderr,
         },
-        max_rss_kib,
+        usage,
     )
 }
 

@@ -15,6 +15,7 @@
 //! says why it cannot run (see [`crate::missing`]).
 
 use std::net::{SocketAddr, TcpListener};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -317,6 +318,7 @@ smtpd_tls_auth_only = yes
         )?;
 
         let dovecot = Command::new(DOVECOT)
+            .process_group(0)
             .args(["-F", "-c"])
             .arg(dove.join("dovecot.conf"))
             .stdin(Stdio::null())
@@ -325,13 +327,16 @@ smtpd_tls_auth_only = yes
             .spawn()
             .map_err(|e| MailError::Io(DOVECOT.into(), e))?;
         let postfix_log = root.join("postfix.log");
+        // Postfix's master signals its whole process group when it stops:
+        // a group of its own keeps that from reaching this process.
         let postfix = Command::new(POSTFIX)
+            .process_group(0)
             .arg("-c")
             .arg(&etc)
             .arg("start-fg")
             .stdin(Stdio::null())
             .stdout(log_file(&postfix_log)?)
-            .stderr(Stdio::inherit())
+            .stderr(log_file(&root.join("postfix.err"))?)
             .spawn()
             .map_err(|e| MailError::Io(POSTFIX.into(), e))?;
         let servers = MailServers {
@@ -367,6 +372,13 @@ smtpd_tls_auth_only = yes
             .flatten()
             .filter_map(|e| e.ok().map(|e| e.path()))
             .collect()
+    }
+
+    /// A file holding [`PASSWORD`] (for `password_file` parameters).
+    pub fn password_file(&self) -> Result<PathBuf, MailError> {
+        let path = self.dir.path().join("password");
+        write(&path, PASSWORD)?;
+        Ok(path)
     }
 
     /// Puts a message straight into the mailbox's maildir (as if

@@ -57,7 +57,8 @@ enum Bench {
     /// SMTP+STARTTLS probe throughput against a loopback testkit server,
     /// or against any server (`--target`).
     Probe(ProbeArgs),
-    /// Peak RSS of one-shot `vantage-agent probe smtp` runs (release binary).
+    /// Peak RSS, CPU and latency of one-shot `vantage-agent probe` runs
+    /// (release binary).
     Oneshot {
         /// Runs to make.
         #[arg(long, default_value_t = 10)]
@@ -65,8 +66,10 @@ enum Bench {
         /// The agent binary; default: `vantage-agent` next to this program.
         #[arg(long)]
         agent: Option<PathBuf>,
-        /// What to probe: `smtp` (STARTTLS, loopback) or `spf` (a record
-        /// with an include, from a testkit DNS server, asked afresh).
+        /// What to probe: `smtp` (STARTTLS, loopback), `spf` (a record
+        /// with an include, from a testkit DNS server, asked afresh) or
+        /// `delivery` (the round trip through a loopback Postfix and
+        /// Dovecot: root and their Debian packages).
         #[arg(long, value_enum, default_value = "smtp")]
         kind: OneshotKind,
     },
@@ -519,6 +522,8 @@ enum OneshotKind {
     Smtp,
     /// SPF, its DNS asked of a testkit server.
     Spf,
+    /// The round trip through a real Postfix and Dovecot on loopback.
+    Delivery,
 }
 
 fn oneshot(runs: usize, agent: Option<PathBuf>, kind: OneshotKind) -> Result<()> {
@@ -535,8 +540,16 @@ fn oneshot(runs: usize, agent: Option<PathBuf>, kind: OneshotKind) -> Result<()>
     let rt = tokio::runtime::Runtime::new()?;
     let smtp = rt.block_on(starttls_server())?;
     let dns = rt.block_on(vantage_tests::dns::DnsServer::start(&[BENCH_ZONE]))?;
-    let (what, args) = match kind {
-        OneshotKind::Smtp => (
+    let mail = match kind {
+        OneshotKind::Delivery => Some(mail_servers()?),
+        _ => None,
+    };
+    let (what, args) = match (kind, &mail) {
+        (OneshotKind::Delivery, Some(mail)) => (
+            "delivery (Postfix submission with SCRAM login, Dovecot IMAPS with IDLE)",
+            delivery_args(mail)?,
+        ),
+        (OneshotKind::Smtp | OneshotKind::Delivery, _) => (
             "smtp (STARTTLS)",
             vec![
                 "smtp".to_owned(),
@@ -545,7 +558,7 @@ fn oneshot(runs: usize, agent: Option<PathBuf>, kind: OneshotKind) -> Result<()>
                 smtp.addr.port().to_string(),
             ],
         ),
-        OneshotKind::Spf => (
+        (OneshotKind::Spf, _) => (
             "spf (a record with an include, testkit DNS)",
             vec![
                 "spf".to_owned(),
@@ -560,23 +573,29 @@ fn oneshot(runs: usize, agent: Option<PathBuf>, kind: OneshotKind) -> Result<()>
         .chain(["-o".into(), "json".into()])
         .collect();
     let (mut peaks, mut probe_ms, mut wall_ms) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut cpu_ms, mut arrival_ms) = (Vec::new(), Vec::new());
     let mut outcome = String::new();
     for _ in 0..runs {
         let started = Instant::now();
-        let (run, rss) = vantage_tests::agent::run_measured(&agent, &args);
+        let (run, usage) = vantage_tests::agent::run_usage(&agent, &args);
         wall_ms.push(started.elapsed().as_secs_f64() * 1000.0);
         if run.code != 0 {
             bail!("probe did not pass: {run:?}");
         }
-        peaks.push(rss as f64 / 1024.0);
+        peaks.push(usage.max_rss_kib as f64 / 1024.0);
+        cpu_ms.push(usage.cpu.as_secs_f64() * 1000.0);
         let json = run.json();
         probe_ms.push(json["duration_ms"].as_f64().unwrap_or(f64::NAN));
+        if let Some(ms) = json["details"]["arrival_ms"].as_f64() {
+            arrival_ms.push(ms);
+        }
         outcome = format!("{} {}", json["status"], json["message"]);
     }
     let spread = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
+        let p99 = v[(v.len() * 99).div_ceil(100).saturating_sub(1)];
         format!(
-            "min {:.1}, median {:.1}, max {:.1}",
+            "min {:.1}, median {:.1}, p99 {p99:.1}, max {:.1}",
             v[0],
             v[v.len() / 2],
             v[v.len() - 1]
@@ -594,7 +613,17 @@ fn oneshot(runs: usize, agent: Option<PathBuf>, kind: OneshotKind) -> Result<()>
         "  process (ms)      {}  (start to exit)",
         spread(&mut wall_ms)
     );
-    drop((smtp, dns));
+    println!(
+        "  CPU (ms)          {}  (user + system, per run)",
+        spread(&mut cpu_ms)
+    );
+    if !arrival_ms.is_empty() {
+        println!(
+            "  arrival (ms)      {}  (submission accepted to seen in the mailbox)",
+            spread(&mut arrival_ms)
+        );
+    }
+    drop((smtp, dns, mail));
     Ok(())
 }
 
@@ -690,6 +719,47 @@ fn proc_usage(pid: u32) -> Option<(f64, u64, u64)> {
     Some((ticks / 100.0, kib("VmRSS:")?, kib("VmHWM:")?))
 }
 
+/// A loopback Postfix and Dovecot, or why there cannot be one here.
+fn mail_servers() -> Result<vantage_tests::mail::MailServers> {
+    vantage_tests::mail::MailServers::start()?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "the delivery benchmark needs root and the postfix, dovecot-core and dovecot-imapd packages"
+        )
+    })
+}
+
+/// `probe delivery` arguments for the mailbox of `mail`.
+fn delivery_args(mail: &vantage_tests::mail::MailServers) -> Result<Vec<String>> {
+    use vantage_tests::mail::{ADDRESS, HOSTNAME, USER};
+    let password = mail.password_file()?.display().to_string();
+    Ok([
+        "delivery",
+        ADDRESS,
+        "--submit",
+        &mail.submission.to_string(),
+        "--tls-name",
+        HOSTNAME,
+        "--username",
+        USER,
+        "--password-file",
+        &password,
+        "--imap",
+        &mail.imaps.to_string(),
+        "--imap-tls",
+        "implicit",
+        "--imap-tls-name",
+        HOSTNAME,
+        "--imap-username",
+        USER,
+        "--imap-password-file",
+        &password,
+        "--ca-file",
+        &mail.ca_file.display().to_string(),
+    ]
+    .map(str::to_owned)
+    .to_vec())
+}
+
 /// The checks `vantage-bench agent` runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Mix {
@@ -697,6 +767,9 @@ enum Mix {
     Smtp,
     /// smtp, dns, mx, spf and dmarc in turn.
     Mail,
+    /// The `mail` mix with one check in a hundred a `delivery` round trip
+    /// through a loopback Postfix and Dovecot (root and their packages).
+    MailFlow,
 }
 
 /// The zone the `mail` mix asks about.
@@ -713,19 +786,42 @@ _dmarc  3600 IN TXT "v=DMARC1; p=reject; rua=mailto:dmarc@example.test"
 "#;
 
 /// Check `i` of the mix, as a `[[check]]`.
-fn bench_check(mix: Mix, i: usize, smtp_port: u16) -> String {
+fn bench_check(
+    mix: Mix,
+    i: usize,
+    smtp_port: u16,
+    mail: Option<&vantage_tests::mail::MailServers>,
+) -> String {
     let head = |kind: &str, target: &str| {
         format!(
             "[[check]]\nname = \"{kind}-{i}\"\nkind = \"{kind}\"\ntarget = \"{target}\"\ninterval = \"60s\"\nregions = [\"eu\"]\n"
         )
     };
     let smtp = || head("smtp", "127.0.0.1") + &format!("params = {{ port = {smtp_port} }}\n");
+    if let (Mix::MailFlow, Some(mail), 0) = (mix, mail, i % 100) {
+        use vantage_tests::mail::{ADDRESS, HOSTNAME, USER};
+        let password = mail
+            .password_file()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        return format!(
+            "[[check]]\nname = \"delivery-{i}\"\nkind = \"delivery\"\ntarget = \"{ADDRESS}\"\n\
+             interval = \"60s\"\ntimeout = \"30s\"\nregions = [\"eu\"]\n\
+             params = {{ submit = \"{}\", submit_tls_name = \"{HOSTNAME}\", username = \"{USER}\", \
+             password_file = \"{password}\", imap = \"{}\", imap_tls = \"implicit\", \
+             imap_tls_name = \"{HOSTNAME}\", imap_username = \"{USER}\", \
+             imap_password_file = \"{password}\", ca_file = \"{}\" }}\n",
+            mail.submission,
+            mail.imaps,
+            mail.ca_file.display()
+        );
+    }
     match (mix, i % 5) {
-        (Mix::Smtp, _) | (Mix::Mail, 0) => smtp(),
-        (Mix::Mail, 1) => head("dns", "mx.example.test"),
-        (Mix::Mail, 2) => head("mx", "example.test"),
-        (Mix::Mail, 3) => head("spf", "example.test"),
-        (Mix::Mail, _) => head("dmarc", "example.test"),
+        (Mix::Smtp, _) | (Mix::Mail | Mix::MailFlow, 0) => smtp(),
+        (Mix::Mail | Mix::MailFlow, 1) => head("dns", "mx.example.test"),
+        (Mix::Mail | Mix::MailFlow, 2) => head("mx", "example.test"),
+        (Mix::Mail | Mix::MailFlow, 3) => head("spf", "example.test"),
+        (Mix::Mail | Mix::MailFlow, _) => head("dmarc", "example.test"),
     }
 }
 
@@ -737,6 +833,10 @@ fn agent(checks: usize, seconds: u64, traces: bool, mix: Mix) -> Result<()> {
     rt.block_on(async {
         let server = starttls_server().await?;
         let dns = vantage_tests::dns::DnsServer::start(&[BENCH_ZONE]).await?;
+        let mail = match mix {
+            Mix::MailFlow => Some(mail_servers()?),
+            _ => None,
+        };
         let collector = vantage_tests::otlp::Collector::start().await?;
         let mut cluster = Cluster::new(Timers::default())?;
         if traces {
@@ -744,7 +844,9 @@ fn agent(checks: usize, seconds: u64, traces: bool, mix: Mix) -> Result<()> {
         }
         let mut cluster = cluster.started(1).await?;
         let port = server.addr.port();
-        let toml: String = (0..checks).map(|i| bench_check(mix, i, port)).collect();
+        let toml: String = (0..checks)
+            .map(|i| bench_check(mix, i, port, mail.as_ref()))
+            .collect();
         cluster
             .operator(1)?
             .apply(ApplyRequest {
@@ -786,6 +888,7 @@ fn agent(checks: usize, seconds: u64, traces: bool, mix: Mix) -> Result<()> {
         let what = match mix {
             Mix::Smtp => "SMTP+STARTTLS checks",
             Mix::Mail => "checks (smtp, dns, mx, spf, dmarc in turn; DNS from a testkit server)",
+            Mix::MailFlow => "checks (the mail mix, one in a hundred a delivery round trip through loopback Postfix and Dovecot)",
         };
         println!("vantage-bench agent: {checks} {what} a minute, one agent, loopback, {traced}");
         println!("  measured          {wall:.0} s after a 20 s warm-up");
@@ -800,6 +903,10 @@ fn agent(checks: usize, seconds: u64, traces: bool, mix: Mix) -> Result<()> {
             "  RSS peak (VmHWM)  {:.1} MiB (includes start-up)",
             hwm as f64 / 1024.0
         );
+        if let Some(mail) = &mail {
+            let sent = mail.postfix_log().matches("status=sent").count();
+            println!("  delivered         {sent} probe messages by Postfix; {} left in the mailbox", mail.delivered().len());
+        }
         if traces {
             let probes = collector
                 .spans()

@@ -48,7 +48,11 @@ fn random_hex(bytes: usize) -> Result<String, Finding> {
     let mut raw = vec![0u8; bytes];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut raw)
         .map_err(|_| Finding::error(FailureClass::Protocol, "no randomness for a token"))?;
-    Ok(raw.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex(&raw))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// What marks `check`'s messages from this vantage: older ones (arrived
@@ -60,11 +64,7 @@ fn origin(check: &DeliveryCheck, vantage: &str) -> String {
         check.submit, check.to, check.imap, check.mailbox
     );
     let hash = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
-    let hex: String = hash.as_ref()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("vantage-{hex}")
+    format!("vantage-{}", hex(&hash.as_ref()[..8]))
 }
 
 /// The probe message, CRLF-free (the session adds line ends).

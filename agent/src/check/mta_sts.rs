@@ -112,6 +112,37 @@ impl Policy {
     }
 }
 
+/// The TXT records at `name` that start with `version` (a name that does
+/// not exist has none). None at all ends the check: a pass saying so, or
+/// a failure when `require`d.
+async fn versioned(
+    probe: &mut Probe<'_>,
+    name: &str,
+    version: &str,
+    what: &str,
+    require: bool,
+) -> Result<Vec<String>, Finding> {
+    let resolver = probe.resolver()?;
+    let txt = probe
+        .step("txt", async {
+            match resolver.txt(name).await {
+                Ok(txt) => Ok(txt),
+                Err(e) if e.is_absent() => Ok(Vec::new()),
+                Err(e) => Err(e.finding()),
+            }
+        })
+        .await?;
+    let records: Vec<String> = txt.into_iter().filter(|t| t.starts_with(version)).collect();
+    if !records.is_empty() {
+        return Ok(records);
+    }
+    Err(if require {
+        Finding::fail(FailureClass::Policy, format!("no {what} record at {name}"))
+    } else {
+        Finding::pass(format!("no {what} ({name} has no {version} record)"))
+    })
+}
+
 fn mode_name(mode: Mode) -> &'static str {
     match mode {
         Mode::Enforce => "enforce",
@@ -176,29 +207,7 @@ impl Check for MtaStsCheck {
         let domain = self.domain.trim_end_matches('.').to_ascii_lowercase();
         let resolver = probe.resolver()?;
         let record_name = format!("_mta-sts.{domain}");
-        let txt = probe
-            .step("txt", async {
-                match resolver.txt(&record_name).await {
-                    Ok(txt) => Ok(txt),
-                    Err(e) if e.is_absent() => Ok(Vec::new()),
-                    Err(e) => Err(e.finding()),
-                }
-            })
-            .await?;
-        let records: Vec<String> = txt
-            .into_iter()
-            .filter(|t| t.starts_with("v=STSv1"))
-            .collect();
-        if records.is_empty() {
-            return Ok(if self.require {
-                Finding::fail(
-                    FailureClass::Policy,
-                    format!("no MTA-STS record at {record_name}"),
-                )
-            } else {
-                Finding::pass(format!("no MTA-STS ({record_name} has no v=STSv1 record)"))
-            });
-        }
+        let records = versioned(probe, &record_name, "v=STSv1", "MTA-STS", self.require).await?;
         let record = single_record(probe, records, "MTA-STS", &record_name)?;
         let id = MtaSts::parse(record.as_bytes())
             .map(|r| r.id)
@@ -356,28 +365,8 @@ impl Check for TlsRptCheck {
 
     async fn run(&self, probe: &mut Probe<'_>) -> CheckResult {
         let domain = self.domain.trim_end_matches('.').to_ascii_lowercase();
-        let resolver = probe.resolver()?;
         let name = format!("_smtp._tls.{domain}");
-        let txt = probe
-            .step("txt", async {
-                match resolver.txt(&name).await {
-                    Ok(txt) => Ok(txt),
-                    Err(e) if e.is_absent() => Ok(Vec::new()),
-                    Err(e) => Err(e.finding()),
-                }
-            })
-            .await?;
-        let records: Vec<String> = txt
-            .into_iter()
-            .filter(|t| t.starts_with("v=TLSRPTv1"))
-            .collect();
-        if records.is_empty() {
-            return Ok(if self.require {
-                Finding::fail(FailureClass::Policy, format!("no TLS-RPT record at {name}"))
-            } else {
-                Finding::pass(format!("no TLS-RPT ({name} has no v=TLSRPTv1 record)"))
-            });
-        }
+        let records = versioned(probe, &name, "v=TLSRPTv1", "TLS-RPT", self.require).await?;
         let record = single_record(probe, records, "TLS-RPT", &name)?;
         let parsed = TlsRpt::parse(record.as_bytes()).map_err(|_| {
             Finding::fail(

@@ -9,11 +9,11 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, BufReader};
 use vantage_common::FailureClass;
 
 use crate::check::Finding;
-use crate::check::smtp::session::{Io, TlsInfo};
+use crate::check::smtp::session::{Io, TlsInfo, write_line};
 use crate::net;
 
 /// Longest response line accepted, CRLF included.
@@ -227,13 +227,8 @@ impl Imap {
     }
 
     async fn send(&mut self, line: &str, named: &str) -> Result<(), Finding> {
-        let io = self.io.get_mut();
-        let send = async {
-            io.write_all(line.as_bytes()).await?;
-            io.write_all(b"\r\n").await?;
-            io.flush().await
-        };
-        send.await
+        write_line(self.io.get_mut(), line)
+            .await
             .map_err(|e| protocol(format!("sending {named}: {e}")))
     }
 

@@ -116,13 +116,8 @@ impl Session {
     }
 
     async fn exchange(&mut self, line: &str, named: &str) -> Result<Reply, Finding> {
-        let io = self.io.get_mut();
-        let send = async {
-            io.write_all(line.as_bytes()).await?;
-            io.write_all(b"\r\n").await?;
-            io.flush().await
-        };
-        send.await
+        write_line(self.io.get_mut(), line)
+            .await
             .map_err(|e| Finding::fail(FailureClass::Protocol, format!("sending {named}: {e}")))?;
         self.read_reply().await
     }
@@ -161,6 +156,13 @@ async fn upgrade(
     let stream = net::handshake(io, sni).await?;
     let info = TlsInfo::of(stream.get_ref().1);
     Ok((Box::new(stream), info))
+}
+
+/// Writes `line` and CRLF, and flushes.
+pub async fn write_line<W: AsyncWrite + Unpin>(io: &mut W, line: &str) -> std::io::Result<()> {
+    io.write_all(line.as_bytes()).await?;
+    io.write_all(b"\r\n").await?;
+    io.flush().await
 }
 
 fn verb(line: &str) -> &str {

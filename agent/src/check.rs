@@ -5,6 +5,7 @@
 //! owns the deadline, records phases and turns the finding into an
 //! [`Outcome`], the same way for every kind.
 
+pub mod dane;
 pub mod delivery;
 pub mod dkim;
 pub mod dmarc;
@@ -367,5 +368,6 @@ pub async fn run_within(
         CheckSpec::Delivery(c) => execute_within(c.as_ref(), ctx, timeout).await,
         CheckSpec::MtaSts(c) => execute_within(c, ctx, timeout).await,
         CheckSpec::TlsRpt(c) => execute_within(c, ctx, timeout).await,
+        CheckSpec::Dane(c) => execute_within(c, ctx, timeout).await,
     }
 }

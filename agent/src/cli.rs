@@ -101,6 +101,9 @@ fn kind_help(kind: spec::Kind) -> &'static str {
         spec::Kind::Dnsbl => "Blocklists for an address or domain (--zone)",
         spec::Kind::MtaSts => "MTA-STS: record, policy over HTTPS, every MX host held to it",
         spec::Kind::TlsRpt => "TLS-RPT record (_smtp._tls): one, v=TLSRPTv1, valid rua URIs",
+        spec::Kind::Dane => {
+            "DANE: TLSA of each MX host (DNSSEC-validated) against its certificates"
+        }
         spec::Kind::Delivery => {
             "Round trip: submit a message (--submit), watch for it over IMAP (--imap)"
         }
@@ -245,6 +248,10 @@ pub struct ProbeArgs {
     /// lame ones and SOA serials out of step warn.
     #[arg(long)]
     pub authoritative: bool,
+    /// dane: DNSSEC trust anchors, a file of DNSKEY records (zone-file
+    /// syntax); the root zone's (IANA) by default.
+    #[arg(long)]
+    pub trust_anchor: Option<PathBuf>,
     /// mta-sts, tlsrpt: no record at all fails (else it passes, saying so).
     #[arg(long)]
     pub require: bool,

@@ -14,6 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,7 +24,9 @@ use hickory_resolver::config::{
 };
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, NetError};
+use hickory_resolver::proto::dnssec::TrustAnchors;
 use hickory_resolver::proto::op::ResponseCode;
+use hickory_resolver::proto::rr::rdata::TLSA;
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use vantage_common::FailureClass;
 
@@ -146,6 +149,88 @@ impl ResolverSettings {
     pub fn build(&self) -> Result<Resolver, LookupError> {
         let (config, opts) = self.config()?;
         Resolver::new(&config, &opts)
+    }
+
+    /// A resolver that validates DNSSEC from `anchors` (a file of DNSKEY
+    /// records in zone-file syntax), the root zone's (IANA) when `None`:
+    /// for DANE, whose records count only when signed. Kept apart from
+    /// [`Resolver`] so no other check's answers depend on DNSSEC.
+    pub fn validating(&self, anchors: Option<&Path>) -> Result<Validating, LookupError> {
+        let (config, opts) = self.config()?;
+        let anchors = match anchors {
+            Some(path) => TrustAnchors::from_file(path).map_err(|e| {
+                LookupError::Local(format!("trust anchors {}: {e}", path.display()))
+            })?,
+            None => TrustAnchors::default(),
+        };
+        let inner = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
+            .with_options(opts)
+            .with_trust_anchor(Arc::new(anchors))
+            .build()
+            .map_err(|e| LookupError::Local(e.to_string()))?;
+        Ok(Validating { inner })
+    }
+}
+
+/// TLSA records as DNSSEC judged them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tlsa {
+    /// From a signed zone, validated: usable for DANE.
+    Secure(Vec<TLSA>),
+    /// From a zone that is not signed (or not provably so): not usable.
+    Insecure(Vec<TLSA>),
+    /// The answer failed validation.
+    Bogus,
+    /// There are none.
+    Absent,
+}
+
+/// A validating resolver ([`ResolverSettings::validating`]).
+#[derive(Clone)]
+pub struct Validating {
+    inner: TokioResolver,
+}
+
+impl std::fmt::Debug for Validating {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Validating")
+    }
+}
+
+impl Validating {
+    /// The TLSA records at `name` (`_25._tcp.mx.example.org`), judged.
+    pub async fn tlsa(&self, name: &str) -> Result<Tlsa, LookupError> {
+        let fq = fqdn(name)?;
+        let lookup = match self.inner.lookup(fq, RecordType::TLSA).await {
+            Ok(lookup) => lookup,
+            Err(NetError::Dns(DnsError::DnssecBogus)) => return Ok(Tlsa::Bogus),
+            // A denial whose proof is incomplete: no records either way.
+            Err(NetError::Dns(DnsError::Nsec { .. })) => return Ok(Tlsa::Absent),
+            Err(e) => {
+                return match classify(name, RecordType::TLSA, &e) {
+                    e if e.is_absent() => Ok(Tlsa::Absent),
+                    e => Err(e),
+                };
+            }
+        };
+        let records: Vec<_> = lookup
+            .answers()
+            .iter()
+            .filter(|r| r.data.record_type() == RecordType::TLSA)
+            .collect();
+        let secure = records.iter().all(|r| r.proof.is_secure());
+        let tlsa: Vec<TLSA> = records
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::TLSA(t) => Some(t.clone()),
+                _ => None,
+            })
+            .collect();
+        Ok(match (tlsa.is_empty(), secure) {
+            (true, _) => Tlsa::Absent,
+            (false, true) => Tlsa::Secure(tlsa),
+            (false, false) => Tlsa::Insecure(tlsa),
+        })
     }
 }
 

@@ -4,6 +4,7 @@
 //! under `spec/`, one way from a declaration (kind + target + params) to a
 //! validated [`CheckSpec`]. The probing code (`impl Check`) is the agent's.
 
+pub mod dane;
 pub mod delivery;
 pub mod dkim;
 pub mod dmarc;
@@ -51,11 +52,13 @@ pub enum Kind {
     MtaSts,
     /// TLS reporting record.
     TlsRpt,
+    /// DANE TLSA records against the certificates presented.
+    Dane,
 }
 
 impl Kind {
     /// Every kind, in the order help texts list them.
-    pub const ALL: [Kind; 13] = [
+    pub const ALL: [Kind; 14] = [
         Kind::Smtp,
         Kind::Tls,
         Kind::Dns,
@@ -69,6 +72,7 @@ impl Kind {
         Kind::Delivery,
         Kind::MtaSts,
         Kind::TlsRpt,
+        Kind::Dane,
     ];
 
     /// The name used in `checks.toml`, on the command line and in outcomes.
@@ -87,6 +91,7 @@ impl Kind {
             Kind::Delivery => "delivery",
             Kind::MtaSts => "mta-sts",
             Kind::TlsRpt => "tlsrpt",
+            Kind::Dane => "dane",
         }
     }
 
@@ -99,7 +104,7 @@ impl Kind {
                 "domain"
             }
             Kind::Ptr => "ip",
-            Kind::Dnsbl => "target",
+            Kind::Dnsbl | Kind::Dane => "target",
             Kind::Delivery => "to",
         }
     }
@@ -291,6 +296,8 @@ pub enum CheckSpec {
     MtaSts(mta_sts::MtaStsCheck),
     /// TLS reporting record.
     TlsRpt(mta_sts::TlsRptCheck),
+    /// DANE.
+    Dane(dane::DaneCheck),
 }
 
 impl CheckSpec {
@@ -320,6 +327,7 @@ impl CheckSpec {
             Kind::Delivery => CheckSpec::Delivery(build(table)?),
             Kind::MtaSts => CheckSpec::MtaSts(build(table)?),
             Kind::TlsRpt => CheckSpec::TlsRpt(build(table)?),
+            Kind::Dane => CheckSpec::Dane(build(table)?),
         };
         spec.validate()?;
         Ok(spec)
@@ -381,6 +389,11 @@ impl CheckSpec {
             CheckSpec::TlsRpt(c) => {
                 target(&c.domain, is_domain_name(&c.domain, false), "a domain name")
             }
+            CheckSpec::Dane(c) => target(
+                &c.target,
+                is_domain_name(&c.target, false),
+                "a domain or host name",
+            ),
         };
         if let Some(e) = bad {
             return Err(e);
@@ -434,6 +447,7 @@ impl CheckSpec {
             CheckSpec::Delivery(_) => Kind::Delivery,
             CheckSpec::MtaSts(_) => Kind::MtaSts,
             CheckSpec::TlsRpt(_) => Kind::TlsRpt,
+            CheckSpec::Dane(_) => Kind::Dane,
         }
     }
 }
@@ -467,6 +481,7 @@ mod tests {
             ),
             (Kind::MtaSts, "example.org", "require = true"),
             (Kind::TlsRpt, "example.org", ""),
+            (Kind::Dane, "example.org", "port = 25"),
         ];
         assert_eq!(targets.len(), Kind::ALL.len(), "a case per kind");
         for (kind, target, p) in targets {

@@ -691,7 +691,7 @@ params = {}
     fn example_file_in_deploy_is_valid() {
         let text = include_str!("../../deploy/examples/checks.toml");
         let d = parse(text).unwrap();
-        assert_eq!(d.checks.len(), 9);
+        assert_eq!(d.checks.len(), 10);
         assert!(matches!(d.checks[0].spec(), Ok(CheckSpec::Smtp(_))));
     }
 

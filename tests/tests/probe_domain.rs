@@ -94,7 +94,7 @@ async fn healthy_domain_passes_every_finding() {
         .map(|f| f["kind"].as_str().unwrap())
         .collect();
     for kind in [
-        "mx", "smtp", "tls", "ptr", "dnsbl", "spf", "dmarc", "dkim", "mta-sts", "tlsrpt",
+        "mx", "smtp", "tls", "ptr", "dnsbl", "spf", "dmarc", "dkim", "mta-sts", "tlsrpt", "dane",
     ] {
         assert!(kinds.contains(&kind), "no {kind} finding in {kinds:?}");
     }

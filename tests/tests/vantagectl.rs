@@ -36,14 +36,14 @@ async fn apply_diff_list_get_and_refusal_of_bad_files() {
     let (code, out, err) = cluster.vantagectl(&[3], &["apply", "-f", &example()]).await;
     assert_eq!(code, 0, "{err}");
     assert!(
-        out.contains("9 created, 0 changed, 0 deleted (applied"),
+        out.contains("10 created, 0 changed, 0 deleted (applied"),
         "{out}"
     );
     let (_, out, _) = cluster
         .vantagectl(&[1], &["checks", "list", "-o", "json"])
         .await;
     let list: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(list.as_array().unwrap().len(), 9);
+    assert_eq!(list.as_array().unwrap().len(), 10);
     let (code, out, _) = cluster
         .vantagectl(&[1], &["checks", "get", "mx1-cert", "-o", "json"])
         .await;
@@ -192,7 +192,7 @@ async fn apply_diff_list_get_and_refusal_of_bad_files() {
         .map(|c| c["name"].as_str().unwrap().to_owned())
         .collect();
     assert!(
-        names.contains(&"mx1-rbl".to_owned()) && names.len() == 9,
+        names.contains(&"mx1-rbl".to_owned()) && names.len() == 10,
         "{names:?}"
     );
 }

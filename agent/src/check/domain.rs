@@ -1,7 +1,7 @@
 //! `domain`: the whole mail audit of a domain. MX → each host `smtp` and
 //! `tls` on port 25 (with the acceptance step when recipients are given)
 //! → `ptr` and `dnsbl` of every host address → `spf`, `dkim`, `dmarc` →
-//! `mta-sts`, `tlsrpt` → `dnsbl` of the domain. One outcome per finding.
+//! `mta-sts`, `tlsrpt`, `dane` → `dnsbl` of the domain. One outcome per finding.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use futures::future::join_all;
 use vantage_common::{FailureClass, Outcome, Status};
 
+use super::dane::DaneCheck;
 use super::dkim::DkimCheck;
 use super::dmarc::DmarcCheck;
 use super::dnsbl::DnsblCheck;
@@ -55,6 +56,8 @@ pub struct DomainAudit {
     pub rcpt: Vec<String>,
     /// Envelope sender for `rcpt` (empty: the null sender).
     pub mail_from: String,
+    /// DNSSEC trust anchors for the `dane` finding (the root's when `None`).
+    pub trust_anchor: Option<std::path::PathBuf>,
 }
 
 impl DomainAudit {
@@ -70,6 +73,7 @@ impl DomainAudit {
             crit_days: 7,
             rcpt: Vec::new(),
             mail_from: String::new(),
+            trust_anchor: None,
         }
     }
 
@@ -133,6 +137,10 @@ impl DomainAudit {
             domain: domain.clone(),
             require: false,
         }));
+        let mut dane = DaneCheck::new(domain.clone());
+        dane.port = self.smtp_port;
+        dane.trust_anchor = self.trust_anchor.clone();
+        specs.push(CheckSpec::Dane(dane));
         specs.push(CheckSpec::Dnsbl(DnsblCheck {
             target: domain.clone(),
             zones: self.zones.clone(),

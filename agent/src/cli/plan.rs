@@ -7,6 +7,7 @@ use vantage_common::spec;
 
 use super::{ImapTlsArg, Kind, PostureRule, ProbeArgs, TlsArg, is_domain_name};
 use crate::check::CheckSpec;
+use crate::check::dane::DaneCheck;
 use crate::check::delivery::{DeliveryCheck, ImapTls};
 use crate::check::dkim::DkimCheck;
 use crate::check::dmarc::DmarcCheck;
@@ -221,6 +222,11 @@ impl ProbeArgs {
                 domain: domain()?,
                 require: self.require,
             }),
+            Kind::Check(spec::Kind::Dane) => CheckSpec::Dane(DaneCheck {
+                target: domain()?,
+                port: self.port.unwrap_or(25),
+                trust_anchor: self.trust_anchor.clone(),
+            }),
             Kind::Domain => {
                 for s in &self.selector {
                     if !is_domain_name(s, true) {
@@ -247,6 +253,7 @@ impl ProbeArgs {
                     crit_days: self.crit_days,
                     rcpt: self.rcpt.clone(),
                     mail_from: self.mail_from.clone().unwrap_or_default(),
+                    trust_anchor: self.trust_anchor.clone(),
                 }));
             }
         };

@@ -363,6 +363,18 @@ impl Resolver {
         Ok(mx)
     }
 
+    /// The MX host names of `name`, lowest preference first, without a
+    /// null MX (`.`).
+    pub async fn mx_hosts(&self, name: &str) -> Result<Vec<String>, LookupError> {
+        Ok(self
+            .mx(name)
+            .await?
+            .into_iter()
+            .map(|(_, host)| host)
+            .filter(|host| !host.is_empty())
+            .collect())
+    }
+
     /// A and AAAA addresses of `name`. Fails only when neither type has any.
     pub async fn addresses(&self, name: &str) -> Result<Vec<IpAddr>, LookupError> {
         let (v4, v6) = tokio::join!(

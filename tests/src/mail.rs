@@ -438,12 +438,9 @@ smtpd_tls_auth_only = yes
     }
 }
 
-/// SIGTERM (through `kill`, this crate being free of `unsafe`), then a
-/// bounded wait; SIGKILL if it does not go.
+/// SIGTERM, then a bounded wait; SIGKILL if it does not go.
 fn stop(child: &mut Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
+    let _ = crate::measure::signal(child.id(), libc::SIGTERM);
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {
@@ -482,9 +479,7 @@ impl MailServers {
                 std::thread::sleep(Duration::from_millis(50));
             }
             if alive() {
-                let _ = Command::new("kill")
-                    .args(["-KILL", &pid.to_string()])
-                    .status();
+                let _ = crate::measure::signal(pid, libc::SIGKILL);
             }
         }
     }

@@ -23,7 +23,6 @@ use rustls::pki_types::CertificateDer;
 use serde_json::json;
 use vantage_common::FailureClass;
 use vantage_common::spec::Kind;
-use vantage_common::spec::smtp::{DEFAULT_HELO, Transport};
 
 use super::{Check, CheckResult, Finding, Probe, smtp};
 use crate::net;
@@ -122,14 +121,9 @@ impl Check for DaneCheck {
         let resolver = probe.resolver()?;
         let mx = probe
             .step("mx", async {
-                match resolver.mx(&target).await {
-                    Ok(mx) => Ok(mx
-                        .into_iter()
-                        .map(|(_, h)| h)
-                        .filter(|h| !h.is_empty())
-                        .collect::<Vec<_>>()),
+                match resolver.mx_hosts(&target).await {
                     Err(e) if e.is_absent() => Ok(Vec::new()),
-                    Err(e) => Err(e.finding()),
+                    found => found.map_err(|e| e.finding()),
                 }
             })
             .await?;
@@ -194,26 +188,7 @@ impl Check for DaneCheck {
                 continue;
             }
             secured += 1;
-            let presented = async {
-                let sni = smtp::tls_server_name(host, None)?;
-                let dialogue = smtp::open(
-                    probe,
-                    host,
-                    self.port,
-                    Transport::Required,
-                    DEFAULT_HELO,
-                    &sni,
-                )
-                .await?;
-                Ok::<_, Finding>(
-                    dialogue
-                        .session
-                        .tls()
-                        .map(|t| t.chain.clone())
-                        .unwrap_or_default(),
-                )
-            }
-            .await;
+            let presented = smtp::presented_chain(probe, host, self.port).await;
             let verdict = match presented {
                 Ok(chain) => match satisfied(&usable, &chain, host) {
                     Some(usage) => usage.to_owned(),

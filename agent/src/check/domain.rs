@@ -87,8 +87,7 @@ impl DomainAudit {
         let mut hosts = Vec::new();
         let mut addresses = BTreeSet::<IpAddr>::new();
         if let Ok(resolver) = ctx.resolver() {
-            let mx = resolver.mx(&domain).await.unwrap_or_default();
-            for (_, host) in mx.into_iter().filter(|(_, h)| !h.is_empty()) {
+            for host in resolver.mx_hosts(&domain).await.unwrap_or_default() {
                 addresses.extend(resolver.addresses(&host).await.unwrap_or_default());
                 hosts.push(host);
             }

@@ -15,7 +15,6 @@ use mail_auth::common::parse::TxtRecordParser;
 use mail_auth::mta_sts::{MtaSts, ReportUri, TlsRpt};
 use serde_json::json;
 use vantage_common::FailureClass;
-use vantage_common::spec::smtp::{DEFAULT_HELO, Transport};
 use vantage_common::spec::{Kind, is_mail_address};
 
 use super::{Check, CheckResult, Finding, Probe, single_record, smtp};
@@ -161,21 +160,8 @@ async fn mx_host(
 ) -> (serde_json::Value, Option<String>) {
     let pattern = policy.pattern_for(host).map(str::to_owned);
     let certificate = async {
+        let chain = smtp::presented_chain(probe, host, check.port).await?;
         let sni = smtp::tls_server_name(host, None)?;
-        let dialogue = smtp::open(
-            probe,
-            host,
-            check.port,
-            Transport::Required,
-            DEFAULT_HELO,
-            &sni,
-        )
-        .await?;
-        let chain = dialogue
-            .session
-            .tls()
-            .map(|t| t.chain.clone())
-            .unwrap_or_default();
         let roots = net::trust_roots(check.ca_file.as_deref())?;
         net::verify_chain(&chain, &sni, roots)
     }
@@ -286,16 +272,7 @@ impl Check for MtaStsCheck {
         }
         let hosts: Vec<String> = probe
             .step("mx", async {
-                resolver
-                    .mx(&domain)
-                    .await
-                    .map_err(|e| e.finding())
-                    .map(|mx| {
-                        mx.into_iter()
-                            .map(|(_, h)| h)
-                            .filter(|h| !h.is_empty())
-                            .collect()
-                    })
+                resolver.mx_hosts(&domain).await.map_err(|e| e.finding())
             })
             .await?;
         let mut seen = Vec::new();

@@ -121,6 +121,22 @@ pub async fn open(
     })
 }
 
+/// The certificate chain `host:port` presents after EHLO and STARTTLS
+/// (required), as [`open`] records it, for the name `host`.
+pub async fn presented_chain(
+    probe: &mut Probe<'_>,
+    host: &str,
+    port: u16,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, Finding> {
+    let sni = tls_server_name(host, None)?;
+    let dialogue = open(probe, host, port, Transport::Required, DEFAULT_HELO, &sni).await?;
+    Ok(dialogue
+        .session
+        .tls()
+        .map(|t| t.chain.clone())
+        .unwrap_or_default())
+}
+
 /// Says QUIT and waits for the reply; a server that drops the connection
 /// instead is tolerated (the dialogue already succeeded).
 pub async fn quit(probe: &mut Probe<'_>, dialogue: &mut Dialogue) {

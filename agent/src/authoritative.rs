@@ -335,11 +335,12 @@ async fn over_tcp(server: SocketAddr, bytes: &[u8]) -> Result<Message, String> {
     let mut tcp = TcpStream::connect(server)
         .await
         .map_err(|e| e.to_string())?;
+    // The length and the query in one segment (RFC 7766 §8).
     let len = u16::try_from(bytes.len()).map_err(|e| e.to_string())?;
-    tcp.write_all(&len.to_be_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    tcp.write_all(bytes).await.map_err(|e| e.to_string())?;
+    let mut framed = Vec::with_capacity(bytes.len() + 2);
+    framed.extend_from_slice(&len.to_be_bytes());
+    framed.extend_from_slice(bytes);
+    tcp.write_all(&framed).await.map_err(|e| e.to_string())?;
     let mut len = [0u8; 2];
     tcp.read_exact(&mut len).await.map_err(|e| e.to_string())?;
     let len = usize::from(u16::from_be_bytes(len)).min(MAX_TCP_ANSWER);

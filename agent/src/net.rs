@@ -12,6 +12,7 @@ use std::sync::{Arc, OnceLock};
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::hash::HashAlgorithm;
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -33,6 +34,16 @@ pub async fn connect(addr: SocketAddr, source: Option<IpAddr>) -> Result<TcpStre
     }
     .map_err(|e| Finding::error(FailureClass::Unreachable, format!("socket: {e}")))?;
     if let Some(source) = source {
+        // The port is chosen at connect time, per destination, instead of
+        // by bind: a bound port is reserved against every destination, so
+        // thousands of probes a minute (and their TIME_WAIT) would exhaust
+        // the ephemeral range and make each bind a longer search.
+        nix::sys::socket::setsockopt(
+            &socket,
+            nix::sys::socket::sockopt::IpBindAddressNoPort,
+            &true,
+        )
+        .ok();
         socket.bind(SocketAddr::new(source, 0)).map_err(|e| {
             Finding::error(
                 FailureClass::Unreachable,
@@ -69,8 +80,24 @@ fn connect_error(addr: SocketAddr, e: &io::Error) -> Finding {
 fn provider() -> Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
     PROVIDER
-        .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
+        .get_or_init(|| {
+            // SHA-256 suites first: their key schedule runs on the CPU's
+            // SHA extensions where SHA-384 runs in software (most servers
+            // follow the client's order; none loses a suite by it).
+            let mut provider = rustls::crypto::ring::default_provider();
+            provider
+                .cipher_suites
+                .sort_by_key(|suite| suite_hash(suite) != HashAlgorithm::SHA256);
+            Arc::new(provider)
+        })
         .clone()
+}
+
+fn suite_hash(suite: &rustls::SupportedCipherSuite) -> HashAlgorithm {
+    match suite {
+        rustls::SupportedCipherSuite::Tls12(s) => s.common.hash_provider.algorithm(),
+        rustls::SupportedCipherSuite::Tls13(s) => s.common.hash_provider.algorithm(),
+    }
 }
 
 /// Accepts any certificate chain, but verifies the handshake signatures

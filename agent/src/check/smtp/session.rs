@@ -158,10 +158,13 @@ async fn upgrade(
     Ok((Box::new(stream), info))
 }
 
-/// Writes `line` and CRLF, and flushes.
+/// Writes `line` and CRLF in one write (one segment, one TLS record), and
+/// flushes.
 pub async fn write_line<W: AsyncWrite + Unpin>(io: &mut W, line: &str) -> std::io::Result<()> {
-    io.write_all(line.as_bytes()).await?;
-    io.write_all(b"\r\n").await?;
+    let mut wire = Vec::with_capacity(line.len() + 2);
+    wire.extend_from_slice(line.as_bytes());
+    wire.extend_from_slice(b"\r\n");
+    io.write_all(&wire).await?;
     io.flush().await
 }
 

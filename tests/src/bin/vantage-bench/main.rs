@@ -866,6 +866,8 @@ fn agent(checks: usize, seconds: u64, traces: bool, mix: Mix) -> Result<()> {
         tokio::time::sleep(Duration::from_secs(20)).await;
         let (cpu0, _, _) =
             proc_usage(pid).ok_or_else(|| anyhow::anyhow!("cannot read /proc for the agent"))?;
+        let served = || server.seen.connections.load(std::sync::atomic::Ordering::Relaxed);
+        let served0 = served();
         let t0 = Instant::now();
         let mut max_rss = 0;
         while t0.elapsed() < Duration::from_secs(seconds) {
@@ -876,10 +878,8 @@ fn agent(checks: usize, seconds: u64, traces: bool, mix: Mix) -> Result<()> {
         }
         let (cpu1, rss, hwm) = proc_usage(pid).ok_or_else(|| anyhow::anyhow!("agent died"))?;
         let wall = t0.elapsed().as_secs_f64();
-        let connections = server
-            .seen
-            .connections
-            .load(std::sync::atomic::Ordering::Relaxed);
+        let connections = served();
+        let measured = connections - served0;
         let traced = if traces {
             "traces exported over OTLP"
         } else {
@@ -892,11 +892,17 @@ fn agent(checks: usize, seconds: u64, traces: bool, mix: Mix) -> Result<()> {
         };
         println!("vantage-bench agent: {checks} {what} a minute, one agent, loopback, {traced}");
         println!("  measured          {wall:.0} s after a 20 s warm-up");
-        println!("  probes served     {connections} connections in all");
+        println!("  probes served     {connections} SMTP connections in all, {measured} while measured");
         println!(
             "  CPU               {:.2} % of one core",
             (cpu1 - cpu0) / wall * 100.0
         );
+        if mix == Mix::Smtp && measured > 0 {
+            println!(
+                "  CPU per probe     {:.3} ms",
+                (cpu1 - cpu0) * 1000.0 / measured as f64
+            );
+        }
         println!("  RSS now           {:.1} MiB", rss as f64 / 1024.0);
         println!("  RSS max (sampled) {:.1} MiB", max_rss as f64 / 1024.0);
         println!(

@@ -88,7 +88,8 @@ impl Coordinator {
             .cache_capacity(SLED_CACHE_BYTES)
             .open()
             .map_err(|e| anyhow::anyhow!("{}: {e}", config.data_dir.display()))?;
-        let log = LogStore::open(&db)?;
+        let log = LogStore::open(&db, &config.data_dir)
+            .map_err(|e| anyhow::anyhow!("Raft log in {}: {e}", config.data_dir.display()))?;
         let sm = StateMachineStore::open(&db, &config.data_dir)
             .await
             .map_err(|e| anyhow::anyhow!("state machine: {e}"))?;

@@ -11,5 +11,6 @@
 
 pub mod log_store;
 pub mod network;
+pub mod segments;
 pub mod state_machine;
 pub mod types;

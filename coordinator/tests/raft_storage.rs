@@ -1,5 +1,5 @@
-//! openraft's own storage test suite against the coordinator's sled log
-//! store and state machine: votes, log reads and purges, truncation,
+//! openraft's own storage test suite against the coordinator's log store
+//! (segment files, metadata in sled) and state machine: votes, log reads and purges, truncation,
 //! membership from log and state machine, initial state, applying, and
 //! snapshot build/install.
 
@@ -19,7 +19,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> fo
     ) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError> {
         let dir = tempfile::tempdir().map_err(|e| StorageIOError::write(&e))?;
         let db = sled::open(dir.path()).map_err(|e| StorageIOError::write(&e))?;
-        let log = LogStore::open(&db).map_err(|e| StorageIOError::write(&e))?;
+        let log = LogStore::open(&db, dir.path()).map_err(|e| StorageIOError::write(&e))?;
         let sm = StateMachineStore::open(&db, dir.path()).await?;
         Ok((dir, log, sm))
     }

@@ -94,11 +94,6 @@ impl LogStore {
             .map_err(|_| std::io::Error::other("Raft log lock poisoned"))
     }
 
-    /// Bytes of the log's segment files.
-    pub fn disk_bytes(&self) -> u64 {
-        self.segments().map(|s| s.disk_bytes()).unwrap_or(0)
-    }
-
     fn get_meta<T: DeserializeOwned>(&self, k: &[u8]) -> Result<Option<T>> {
         let Some(bytes) = self.meta.get(k).map_err(|e| StorageIOError::read(&e))? else {
             return Ok(None);

@@ -387,11 +387,6 @@ impl Segments {
         }
         Ok(())
     }
-
-    /// Bytes of segment files on disk.
-    pub fn disk_bytes(&self) -> u64 {
-        self.segments.values().map(|s| s.len).sum()
-    }
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 pub use axum::Router;
+pub use axum::body::Body;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -22,8 +23,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Sleep;
 
-/// Renders the metrics text (gauges read from live state are set first).
-pub type Render = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = String> + Send>> + Send + Sync>;
+/// Renders the metrics text (gauges read from live state are set first),
+/// whole or streamed.
+pub type Render = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Body> + Send>> + Send + Sync>;
 /// Answers `/readyz`: `Ok` when ready, else why not.
 pub type Ready =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;

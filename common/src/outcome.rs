@@ -147,6 +147,11 @@ impl Serialize for Phases {
     }
 }
 
+/// The details key under which `tls` and `smtp` checks report the leaf
+/// certificate's expiry, in Unix seconds (the coordinator exports it as
+/// `vantage_check_cert_not_after_timestamp_seconds`).
+pub const CERT_NOT_AFTER: &str = "cert_not_after";
+
 /// One probe's result, as printed by `vantage-agent probe -o json`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Outcome {

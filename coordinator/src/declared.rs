@@ -555,8 +555,17 @@ impl Declared {
 
     /// The checks in name order.
     pub fn in_name_order(&self) -> impl Iterator<Item = &CheckDecl> {
+        self.in_name_order_after(None)
+    }
+
+    /// The checks in name order, from the first named after `after`.
+    pub fn in_name_order_after(&self, after: Option<&str>) -> impl Iterator<Item = &CheckDecl> {
         let index = self.index();
-        index.by_name.iter().filter_map(|&i| self.checks.get(i))
+        let name = |i: usize| self.checks.get(i).map_or("", |c| c.name.as_str());
+        let start = after.map_or(0, |a| index.by_name.partition_point(|&i| name(i) <= a));
+        index.by_name[start..]
+            .iter()
+            .filter_map(|&i| self.checks.get(i))
     }
 
     /// The index, built on first use.

@@ -2,9 +2,15 @@
 //! `vantage_common::metrics`): Raft (term, leader, log and applied
 //! indexes), verdicts by state, impaired vantages, agents and sessions,
 //! incidents, the outbox, alert deliveries by sink and outcome, results
-//! ingested. Gauges of replicated state are read at scrape time.
+//! ingested. Gauges of replicated state are read at scrape time. The
+//! leader adds the per-check series (`metrics/checks.rs`).
 
+pub mod checks;
+
+use std::convert::Infallible;
 use std::sync::Arc;
+
+use axum::body::Body;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -17,6 +23,10 @@ use crate::sessions::Sessions;
 use crate::verdict::SEVERITY;
 
 use vantage_common::metrics::{Labels, labels};
+
+/// Checks per chunk of a per-check family (about 100 KiB of text; the
+/// state is read once per chunk).
+const CHUNK: usize = 1000;
 
 /// The coordinator's metrics.
 #[derive(Debug)]
@@ -156,14 +166,15 @@ impl Metrics {
             .inc();
     }
 
-    /// Reads the live gauges and encodes everything.
-    pub async fn render(&self, raft: &Raft, sessions: &Sessions, applied: &Replica) -> String {
+    /// Reads the live gauges and encodes everything; on the leader, the
+    /// per-check series follow, streamed.
+    pub async fn render(&self, raft: &Raft, sessions: &Sessions, applied: &Replica) -> Body {
         let raft = raft.metrics().borrow().clone();
+        let leads = raft.current_leader == Some(raft.id);
         let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         self.raft_term.set(i(raft.current_term));
         self.raft_leader.set(raft.current_leader.map_or(0, i));
-        self.raft_is_leader
-            .set(i64::from(raft.current_leader == Some(raft.id)));
+        self.raft_is_leader.set(i64::from(leads));
         self.raft_last_log.set(raft.last_log_index.map_or(0, i));
         self.raft_applied
             .set(raft.last_applied.map_or(0, |l| i(l.index)));
@@ -199,7 +210,39 @@ impl Metrics {
             let pending = state.outbox.pending().count();
             self.outbox_pending.set(i(pending as u64));
         }
-        vantage_common::metrics::encode(&self.registry)
+        let mut text = vantage_common::metrics::encode(&self.registry);
+        if !leads {
+            return Body::from(text);
+        }
+        // The registry's text ends with `# EOF`; the per-check families go
+        // before it.
+        let eof = text.split_off(text.rfind("# EOF\n").unwrap_or(text.len()));
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<String, Infallible>>(2);
+        let applied = applied.clone();
+        tokio::spawn(async move {
+            if tx.send(Ok(text)).await.is_err() {
+                return;
+            }
+            for family in checks::Family::ALL {
+                let mut chunk = String::new();
+                family.header(&mut chunk);
+                let mut after: Option<String> = None;
+                loop {
+                    after = {
+                        let applied = applied.read().await;
+                        family.render(&applied.state, after.as_deref(), CHUNK, &mut chunk)
+                    };
+                    if tx.send(Ok(std::mem::take(&mut chunk))).await.is_err() {
+                        return; // the scraper went away
+                    }
+                    if after.is_none() {
+                        break;
+                    }
+                }
+            }
+            let _ = tx.send(Ok(eof)).await;
+        });
+        Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
     }
 }
 

@@ -862,6 +862,7 @@ mod tests {
             message: String::new(),
             duration_ms: 1,
             details_json: "{}".into(),
+            cert_not_after: None,
         }
     }
 

@@ -37,6 +37,7 @@ pub mod mail;
 pub mod measure;
 pub mod netns;
 pub mod otlp;
+pub mod prometheus;
 pub mod receiver;
 pub mod smtp;
 

@@ -251,6 +251,24 @@ async fn changes_seen_by_every_region_are_reported_once_with_old_and_new() {
     // Exactly the changes, nothing else: one CHANGED incident each (over
     // at once), no divergence, no outage, and one notice per change.
     assert_eq!(changes(&cluster).await.unwrap().len(), 10);
+    // The leader's /metrics counts them per check.
+    let mut counted = None;
+    for id in cluster.ids() {
+        let url = format!("http://{}/metrics", cluster.nodes[&id].http.unwrap());
+        let http = vantage_coordinator::alert::http_client().unwrap();
+        let text = http.get(url).send().await.unwrap().text().await.unwrap();
+        if text.contains("vantage_raft_is_leader 1\n") {
+            let total = |check: &str| {
+                let line = format!("vantage_check_changes_total{{check=\"{check}\"}} ");
+                text.lines()
+                    .find_map(|l| l.strip_prefix(line.as_str()))
+                    .map(str::to_owned)
+            };
+            counted = Some([total("spf"), total("cert"), total("mx")]);
+        }
+    }
+    let two = Some("2".to_owned());
+    assert_eq!(counted, Some([two.clone(), two.clone(), two]));
     let incidents = cluster.incidents(3, true).await.unwrap();
     let verdicts: Vec<(&str, bool)> = incidents
         .iter()

@@ -144,41 +144,11 @@ async fn coordinators_and_agents_export_metrics_health_and_readiness() {
         assert_eq!(get(&format!("{base}/readyz")).await.0, 200);
     }
 
-    // Every series the Grafana dashboard queries is exported.
-    let dashboard: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../deploy/grafana/vantage.json"
-        ))
-        .unwrap(),
-    )
-    .unwrap();
-    let mut queried = std::collections::BTreeSet::new();
-    for panel in dashboard["panels"].as_array().unwrap() {
-        for target in panel["targets"].as_array().unwrap() {
-            let expr = target["expr"].as_str().unwrap();
-            for (i, _) in expr.match_indices("vantage_") {
-                let name: String = expr[i..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect();
-                queried.insert(name);
-            }
-        }
-    }
+    // Every series the Grafana dashboard queries is exported (delivery
+    // counters appear with the first delivery, checked below).
+    let queried = dashboard_series("vantage.json");
     assert!(queried.len() >= 15, "{queried:?}");
-    for name in &queried {
-        let present = exported
-            .lines()
-            .any(|l| l.starts_with(&format!("{name} ")) || l.starts_with(&format!("{name}{{")));
-        // Delivery counters appear with the first delivery, checked below.
-        if name != "vantage_alert_deliveries_total" {
-            assert!(
-                present,
-                "the dashboard queries {name}, which /metrics lacks"
-            );
-        }
-    }
+    assert_exported(&queried, &exported, &["vantage_alert_deliveries_total"]);
 
     // An outage: the leader counts its webhook deliveries.
     for (_, _, source) in REGIONS {
@@ -227,6 +197,37 @@ async fn coordinators_and_agents_export_metrics_health_and_readiness() {
                 "no channel shown"
             );
         }
+    }
+}
+
+/// The `vantage_*` series the panels of `deploy/grafana/FILE` query.
+fn dashboard_series(file: &str) -> std::collections::BTreeSet<String> {
+    let path = format!("{}/../deploy/grafana/{file}", env!("CARGO_MANIFEST_DIR"));
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut queried = std::collections::BTreeSet::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().unwrap();
+            for (i, _) in expr.match_indices("vantage_") {
+                let name: String = expr[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                queried.insert(name);
+            }
+        }
+    }
+    queried
+}
+
+/// Every name in `queried` but those in `later` has a sample in `exported`.
+fn assert_exported(queried: &std::collections::BTreeSet<String>, exported: &str, later: &[&str]) {
+    for name in queried.iter().filter(|n| !later.contains(&n.as_str())) {
+        let present = exported
+            .lines()
+            .any(|l| l.starts_with(&format!("{name} ")) || l.starts_with(&format!("{name}{{")));
+        assert!(present, "a dashboard queries {name}, which /metrics lacks");
     }
 }
 
@@ -279,4 +280,235 @@ async fn the_side_port_holds_a_bounded_number_of_connections_and_drops_idle_ones
 
 async fn get_owned(url: String) -> (u16, String) {
     get(&url).await
+}
+
+/// The leader's `/metrics` text.
+async fn leader_metrics(http: &[String]) -> Option<String> {
+    for base in http {
+        let (_, text) = get(&format!("{base}/metrics")).await;
+        if sample(&text, "vantage_raft_is_leader ") == Some(1.0) {
+            return Some(text);
+        }
+    }
+    None
+}
+
+#[tokio::test]
+async fn the_leader_exports_per_check_series_that_a_real_prometheus_scrapes() {
+    use vantage_tests::certs::{CaFile, Validity};
+    use vantage_tests::prometheus::Prometheus;
+
+    // A STARTTLS server whose certificate expires in 60 days, watched by a
+    // `tls` and an `smtp` check.
+    let ca = CaFile::new("metrics CA").unwrap();
+    let tls = ca
+        .issue(&["mx.test"], Validity::expiring_in(60))
+        .unwrap()
+        .server_config()
+        .unwrap();
+    let server = SmtpServer::start(SmtpScript::with_starttls(tls))
+        .await
+        .unwrap();
+    let mut cluster = Cluster::start(3, Timers::default()).await.unwrap();
+    let params = format!(
+        "params = {{ port = {}, tls = \"starttls\", tls_name = \"mx.test\", ca_file = \"{}\" }}",
+        server.addr.port(),
+        ca.path()
+    );
+    let toml = format!(
+        "[[check]]\nname = \"cert\"\nkind = \"tls\"\ntarget = \"127.0.0.1\"\ninterval = \"5s\"\nregions = [\"ru\", \"eu\", \"us\"]\n\
+         labels = {{ team = \"mail\", kind = \"edge\", \"app.tier\" = \"front\" }}\n{params}\n\n\
+         [[check]]\nname = \"mx\"\nkind = \"smtp\"\ntarget = \"127.0.0.1\"\ninterval = \"5s\"\nregions = [\"ru\", \"eu\", \"us\"]\n{params}\n"
+    );
+    cluster.apply(&toml).await.unwrap();
+    let mut agent_ports = Vec::new();
+    for (name, region, source) in REGIONS {
+        let port = free_port();
+        agent_ports.push(port);
+        cluster
+            .spawn_agent_with(
+                name,
+                region,
+                source,
+                &[],
+                &format!("metrics_listen = \"127.0.0.1:{port}\"\n"),
+            )
+            .await
+            .unwrap();
+    }
+    wait_for("both checks OK", || async {
+        let s = cluster.checks_status(1).await?;
+        (s.checks.len() == 2 && s.checks.iter().all(|c| c.verdict == "ok")).then_some(())
+    })
+    .await
+    .unwrap();
+    let http: Vec<String> = cluster
+        .ids()
+        .iter()
+        .map(|id| format!("http://{}", cluster.nodes[id].http.unwrap()))
+        .collect();
+
+    // The leader: an info series with the check's labels, its verdict as a
+    // state set, each region up with its latest duration and the
+    // certificate's expiry.
+    let text = wait_for("every region's series on the leader", || async {
+        let text = leader_metrics(&http).await?;
+        let regions = text
+            .lines()
+            .filter(|l| l.starts_with("vantage_check_cert_not_after_timestamp_seconds{"))
+            .count();
+        (regions == 6).then_some(text)
+    })
+    .await
+    .unwrap();
+    assert!(
+        text.contains(
+            "vantage_check_info{check=\"cert\",kind=\"tls\",target=\"127.0.0.1\",app_tier=\"front\",label_kind=\"edge\",team=\"mail\"} 1\n"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("# TYPE vantage_check info\n"), "{text}");
+    for check in ["cert", "mx"] {
+        let verdict = |v: &str| {
+            sample(
+                &text,
+                &format!("vantage_check_verdict{{check=\"{check}\",verdict=\"{v}\"}} "),
+            )
+        };
+        assert_eq!(verdict("ok"), Some(1.0), "{text}");
+        assert_eq!(verdict("outage"), Some(0.0), "{text}");
+        assert_eq!(verdict("regional"), Some(0.0), "{text}");
+        for (_, region, _) in REGIONS {
+            let labels = format!("{{check=\"{check}\",region=\"{region}\"}} ");
+            assert_eq!(
+                sample(&text, &format!("vantage_check_region_up{labels}")),
+                Some(1.0),
+                "{text}"
+            );
+            let took = sample(&text, &format!("vantage_check_duration_seconds{labels}")).unwrap();
+            assert!((0.0..5.0).contains(&took), "{took}");
+            let expires = sample(
+                &text,
+                &format!("vantage_check_cert_not_after_timestamp_seconds{labels}"),
+            )
+            .unwrap();
+            let in_days = (expires - vantage_common::clock::now_ms() as f64 / 1000.0) / 86_400.0;
+            assert!(
+                (59.0..=61.0).contains(&in_days),
+                "expires in {in_days} days"
+            );
+        }
+    }
+    // Kinds that keep a baseline count their changes; none so far.
+    assert_eq!(
+        sample(&text, "vantage_check_changes_total{check=\"cert\"} "),
+        Some(0.0)
+    );
+    assert!(text.ends_with("# EOF\n"));
+    // Followers export their own node's metrics only: one copy per mesh.
+    let mut followers = 0;
+    for base in &http {
+        let (_, text) = get(&format!("{base}/metrics")).await;
+        if sample(&text, "vantage_raft_is_leader ") == Some(0.0) {
+            followers += 1;
+            assert!(!text.contains("vantage_check_"), "{text}");
+        }
+    }
+    assert_eq!(followers, 2);
+
+    // The per-check dashboard queries nothing the leader and agents lack.
+    let mut exported = text.clone();
+    for port in &agent_ports {
+        exported.push_str(&get(&format!("http://127.0.0.1:{port}/metrics")).await.1);
+    }
+    let queried = dashboard_series("vantage-checks.json");
+    assert!(queried.len() >= 5, "{queried:?}");
+    assert_exported(&queried, &exported, &[]);
+
+    // A real Prometheus scrapes all six: the per-check series with their
+    // labels, once.
+    if Prometheus::binary().is_none() {
+        vantage_tests::missing("prometheus");
+    } else {
+        let coordinators = http
+            .iter()
+            .map(|b| b.trim_start_matches("http://").to_owned())
+            .collect();
+        let agents = agent_ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        let prometheus = Prometheus::start(&[("coordinators", coordinators), ("agents", agents)])
+            .await
+            .unwrap();
+        let region_up = wait_for("Prometheus has scraped every target", || async {
+            let up = prometheus.query("up").await.ok()?;
+            if up.len() != 6 || up.iter().any(|s| s.value != 1.0) {
+                return None;
+            }
+            let region_up = prometheus
+                .query("vantage_check_region_up{check=\"cert\"}")
+                .await
+                .ok()?;
+            (region_up.len() == 3).then_some(region_up)
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {}", prometheus.log()));
+        let mut regions: Vec<&str> = region_up
+            .iter()
+            .map(|s| s.labels["region"].as_str())
+            .collect();
+        regions.sort();
+        assert_eq!(regions, ["eu", "ru", "us"]);
+        assert!(region_up.iter().all(|s| s.value == 1.0));
+        let info = prometheus
+            .query("vantage_check_info{check=\"cert\"}")
+            .await
+            .unwrap();
+        assert_eq!(info.len(), 1, "one copy: {info:?}");
+        assert_eq!(info[0].labels["team"], "mail");
+        assert_eq!(info[0].labels["label_kind"], "edge");
+        assert_eq!(info[0].labels["kind"], "tls");
+        let expiring = prometheus
+            .query("(vantage_check_cert_not_after_timestamp_seconds - time()) / 86400 < 90")
+            .await
+            .unwrap();
+        assert_eq!(expiring.len(), 6, "{expiring:?}");
+        let joined = prometheus
+            .query("vantage_check_verdict{verdict=\"ok\"} * on(check) group_left(team) vantage_check_info")
+            .await
+            .unwrap();
+        assert!(
+            joined.iter().any(|s| s.labels["check"] == "cert"
+                && s.labels["team"] == "mail"
+                && s.value == 1.0),
+            "{joined:?}"
+        );
+        let targets = prometheus.api("targets", &[]).await.unwrap();
+        for t in targets["activeTargets"].as_array().unwrap() {
+            assert_eq!(t["health"], "up", "{t}");
+            assert_eq!(t["lastError"], "", "{t}");
+        }
+    }
+
+    // Down from one region: the region's series says so, the verdict moves.
+    server.block_from(REGIONS[0].2.parse().unwrap(), true);
+    wait_for("ru down on the leader", || async {
+        let text = leader_metrics(&http).await?;
+        (sample(
+            &text,
+            "vantage_check_region_up{check=\"cert\",region=\"ru\"} ",
+        ) == Some(0.0)
+            && sample(
+                &text,
+                "vantage_check_verdict{check=\"cert\",verdict=\"regional\"} ",
+            ) == Some(1.0)
+            && sample(
+                &text,
+                "vantage_check_verdict{check=\"cert\",verdict=\"ok\"} ",
+            ) == Some(0.0))
+        .then_some(())
+    })
+    .await
+    .unwrap();
 }

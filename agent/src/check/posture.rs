@@ -30,6 +30,8 @@ pub struct Chain {
     /// Subjects of the certificates (self-signed roots aside) signed with
     /// SHA-1 or MD5.
     pub weak_signatures: Vec<String>,
+    /// The leaf's expiry (Unix seconds).
+    pub not_after: Option<i64>,
 }
 
 /// Names a signature algorithm by its OID.
@@ -78,6 +80,7 @@ pub fn chain(chain: &[CertificateDer<'_>]) -> Chain {
             continue;
         }
         facts.signature = signature;
+        facts.not_after = Some(cert.validity().not_after.timestamp());
         let spki = cert.public_key();
         facts.key = match spki.parsed() {
             Ok(PublicKey::RSA(rsa)) => {
@@ -272,6 +275,7 @@ mod tests {
             rsa_bits: Some(1024),
             signature: "RSA-SHA1".into(),
             weak_signatures: vec!["CN=mx.test".into()],
+            not_after: None,
         };
         let all = weaknesses(&Posture::default(), Some(&weak), Some("TLSv1.0"), true);
         assert_eq!(

@@ -430,6 +430,9 @@ pub async fn judge_posture(
     if let Some(chain) = chain {
         probe.detail("tls_key", chain.key.clone());
         probe.detail("tls_signature", chain.signature.clone());
+        if let Some(t) = chain.not_after {
+            probe.detail(vantage_common::outcome::CERT_NOT_AFTER, t);
+        }
     }
     let failing = matches!(finding.status, Status::Fail | Status::Error);
     let legacy = if chain.is_some() && rules.legacy_tls && !failing {

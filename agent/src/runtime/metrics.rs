@@ -149,9 +149,10 @@ pub fn router(
         Arc::new(move || {
             let (metrics, spool) = (metrics.clone(), spool.clone());
             Box::pin(async move {
-                tokio::task::spawn_blocking(move || metrics.render(&spool))
+                let text = tokio::task::spawn_blocking(move || metrics.render(&spool))
                     .await
-                    .unwrap_or_default()
+                    .unwrap_or_default();
+                vantage_common::metrics::Body::from(text)
             })
         }),
         Arc::new(move || {

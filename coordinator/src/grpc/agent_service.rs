@@ -100,6 +100,10 @@ pub fn validate(
         let o = Outcome::try_from(outcome)
             .map_err(|e| Status::invalid_argument(format!("result {}: {e}", r.seq)))?;
         let details_json = serde_json::to_string(&o.details).unwrap_or_else(|_| "{}".into());
+        let cert_not_after = o
+            .details
+            .get(vantage_common::outcome::CERT_NOT_AFTER)
+            .and_then(serde_json::Value::as_i64);
         out.push(IncomingResult {
             seq: r.seq,
             check: r.check,
@@ -112,6 +116,7 @@ pub fn validate(
                 message: o.message,
                 duration_ms: o.duration_ms,
                 details_json,
+                cert_not_after,
             },
             // A traceparent is 55 characters; anything else is dropped.
             trace: (!r.trace_parent.is_empty() && r.trace_parent.len() <= MAX_TRACEPARENT)

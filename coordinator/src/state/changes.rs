@@ -91,6 +91,14 @@ pub struct Drift {
     pub baseline: Option<Baseline>,
     /// Changes, oldest first (at most [`KEEP_CHANGES`]).
     pub changes: VecDeque<Change>,
+    /// Changes ever recorded (`vantage_check_changes_total`; counted from
+    /// 0.12 on).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub total: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Drift {
@@ -150,6 +158,7 @@ impl Drift {
             };
             incidents.on_change(&check.name, &verdict, &regions, at_ms)
         });
+        self.total += 1;
         self.changes.push_back(Change {
             at_ms,
             old,

@@ -185,6 +185,7 @@ mod tests {
             message: "m".into(),
             duration_ms: 1,
             details_json: "{}".into(),
+            cert_not_after: None,
         }
     }
 

@@ -33,6 +33,10 @@ pub struct StoredResult {
     pub duration_ms: u64,
     /// Details as JSON (records seen, banner...).
     pub details_json: String,
+    /// The leaf certificate's expiry (Unix seconds), from the details of
+    /// `tls` and `smtp` results, for `/metrics`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_not_after: Option<i64>,
 }
 
 /// Counts of one hour or day, as kept: an hour or a day of results of a
@@ -173,6 +177,8 @@ pub struct Latest {
     pub entry: Recent,
     /// Details as JSON (records seen, banner...).
     pub details_json: Box<str>,
+    /// The leaf certificate's expiry (Unix seconds), if it had one.
+    pub cert_not_after: Option<i64>,
 }
 
 impl From<StoredResult> for Latest {
@@ -185,6 +191,7 @@ impl From<StoredResult> for Latest {
         Latest {
             entry: Recent::of(&r, origin, message),
             details_json: r.details_json.into_boxed_str(),
+            cert_not_after: r.cert_not_after,
         }
     }
 }
@@ -202,6 +209,8 @@ impl Serialize for Latest {
             message: &'a str,
             duration_ms: u32,
             details_json: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            cert_not_after: Option<i64>,
         }
         let e = &self.entry;
         Form {
@@ -213,6 +222,7 @@ impl Serialize for Latest {
             message: &e.message,
             duration_ms: e.duration_ms,
             details_json: &self.details_json,
+            cert_not_after: self.cert_not_after,
         }
         .serialize(serializer)
     }
@@ -292,6 +302,7 @@ impl CheckResults {
         let latest = Latest {
             entry,
             details_json: Box::from(result.details_json.as_str()),
+            cert_not_after: result.cert_not_after,
         };
         match self.latest.get_mut(&result.region) {
             Some(l) if l.entry.started_at_ms <= latest.entry.started_at_ms => *l = latest,
@@ -376,6 +387,7 @@ mod tests {
             message: if status == Status::Pass { "ok" } else { "down" }.into(),
             duration_ms: 1,
             details_json: "{}".into(),
+            cert_not_after: None,
         }
     }
 

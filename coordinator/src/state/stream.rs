@@ -206,6 +206,7 @@ mod tests {
                     message: format!("{status:?}"),
                     duration_ms: 1,
                     details_json: "{}".into(),
+                    cert_not_after: None,
                 },
                 trace: None,
             }],

@@ -666,6 +666,7 @@ mod tests {
             message: message.into(),
             duration_ms: 1,
             details_json: details.into(),
+            cert_not_after: None,
         }
     }
 

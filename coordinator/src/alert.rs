@@ -8,6 +8,10 @@
 //! - `alert/email.rs` — email over SMTP with STARTTLS (lettre).
 //! - `alert/pagerduty.rs` — PagerDuty Events API v2 (`dedup_key`).
 //! - `alert/alertmanager.rs` — Prometheus Alertmanager API v2.
+//! - `alert/teams.rs` — Microsoft Teams Workflows webhook (Adaptive Card).
+//! - `alert/discord.rs` — Discord webhook (an embed).
+//! - `alert/ntfy.rs` — ntfy topic (JSON publish, priority by severity).
+//! - `alert/sms.rs` — SMS through a Twilio-compatible REST API.
 //!
 //! Sinks know nothing of Raft or the replicated state: they are given a
 //! [`Message`] (`notification.rs`) and say whether it was delivered. The
@@ -20,9 +24,13 @@
 //! replicated state and every listing hold the reference, never the value.
 
 pub mod alertmanager;
+pub mod discord;
 pub mod email;
+pub mod ntfy;
 pub mod pagerduty;
 pub mod slack;
+pub mod sms;
+pub mod teams;
 pub mod telegram;
 pub mod webhook;
 
@@ -34,7 +42,7 @@ use serde::de::DeserializeOwned;
 use vantage_common::duration::Period;
 pub use vantage_common::secret::{Secret, SecretError};
 
-use crate::notification::Message;
+use crate::notification::{Event, Message, Severity};
 
 /// Channel kinds, one sink file each.
 pub const KINDS: &[&str] = &[
@@ -44,6 +52,10 @@ pub const KINDS: &[&str] = &[
     "email",
     "pagerduty",
     "alertmanager",
+    "teams",
+    "discord",
+    "ntfy",
+    "sms",
 ];
 
 /// Deadline of one delivery attempt unless the channel sets `timeout`.
@@ -136,6 +148,47 @@ pub enum Sink {
     PagerDuty(pagerduty::PagerDuty),
     /// Alertmanager API v2.
     Alertmanager(alertmanager::Alertmanager),
+    /// Microsoft Teams Workflows webhook.
+    Teams(teams::Teams),
+    /// Discord webhook.
+    Discord(discord::Discord),
+    /// ntfy topic.
+    Ntfy(ntfy::Ntfy),
+    /// SMS (Twilio-compatible).
+    Sms(sms::Sms),
+}
+
+/// How a message looks: the severity of a firing one, or resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    /// Firing, critical.
+    Critical,
+    /// Firing, warning.
+    Warning,
+    /// Firing, info.
+    Info,
+    /// Resolved.
+    Resolved,
+}
+
+impl Tone {
+    /// The tone of `msg`.
+    pub fn of(msg: &Message) -> Tone {
+        match (msg.event, msg.severity) {
+            (Event::Resolved, _) => Tone::Resolved,
+            (Event::Firing, Severity::Critical) => Tone::Critical,
+            (Event::Firing, Severity::Warning) => Tone::Warning,
+            (Event::Firing, _) => Tone::Info,
+        }
+    }
+}
+
+/// The status page's view of `check` under `status` (a channel's
+/// `status_url`), for the link a chat message carries.
+fn check_link(status: &reqwest::Url, check: &str) -> String {
+    let mut link = status.clone();
+    link.query_pairs_mut().clear().append_pair("check", check);
+    link.to_string()
 }
 
 /// Settings every channel may carry besides its sink's own.
@@ -177,6 +230,10 @@ impl Channel {
             "email" => Sink::Email(email::Email::validate(&table)?),
             "pagerduty" => Sink::PagerDuty(pagerduty::PagerDuty::validate(&table)?),
             "alertmanager" => Sink::Alertmanager(alertmanager::Alertmanager::validate(&table)?),
+            "teams" => Sink::Teams(teams::Teams::validate(&table)?),
+            "discord" => Sink::Discord(discord::Discord::validate(&table)?),
+            "ntfy" => Sink::Ntfy(ntfy::Ntfy::validate(&table)?),
+            "sms" => Sink::Sms(sms::Sms::validate(&table)?),
             other => return Err(SettingsError::UnknownKind(other.to_owned())), // not in KINDS
         };
         Ok(Channel {
@@ -196,6 +253,10 @@ impl Channel {
                 Sink::Email(s) => s.send(msg).await,
                 Sink::PagerDuty(s) => s.send(http, msg).await,
                 Sink::Alertmanager(s) => s.send(http, msg).await,
+                Sink::Teams(s) => s.send(http, msg).await,
+                Sink::Discord(s) => s.send(http, msg).await,
+                Sink::Ntfy(s) => s.send(http, msg).await,
+                Sink::Sms(s) => s.send(http, msg).await,
             }
         };
         match tokio::time::timeout(self.timeout, send).await {
@@ -371,6 +432,19 @@ mod tests {
             ),
             ("pagerduty", "routing_key_env = \"PD\""),
             ("alertmanager", "url = \"http://127.0.0.1:9093\""),
+            (
+                "teams",
+                "webhook_url_env = \"TEAMS\"\nstatus_url = \"https://status.example.org\"",
+            ),
+            ("discord", "webhook_url_file = \"/d\""),
+            (
+                "ntfy",
+                "url = \"https://ntfy.example.org/alerts\"\ntoken_env = \"N\"",
+            ),
+            (
+                "sms",
+                "account_sid = \"AC1\"\nauth_token_env = \"T\"\nfrom = \"+15005550006\"\nto = [\"+4915112345678\"]",
+            ),
         ];
         for (kind, s) in good {
             assert!(channel(kind, s).is_ok(), "{kind}: {s}");
@@ -404,7 +478,28 @@ mod tests {
                 "url = \"http://x\"\ntimeout = \"0s\"",
                 "timeout",
             ),
-            ("sms", "", "unknown kind"),
+            (
+                "teams",
+                "webhook_url = \"https://x.example/y\"",
+                "unknown field",
+            ),
+            (
+                "discord",
+                "webhook_url_env = \"D\"\nusername = \"\"",
+                "username",
+            ),
+            ("ntfy", "url = \"https://ntfy.example.org/\"", "no topic"),
+            (
+                "sms",
+                "account_sid = \"AC1\"\nauth_token_env = \"T\"\nfrom = \"+15005550006\"\nto = [\"0151 123\"]",
+                "E.164",
+            ),
+            (
+                "sms",
+                "account_sid = \"AC1\"\nauth_token = \"plain\"\nfrom = \"+15005550006\"\nto = [\"+4915112345678\"]",
+                "unknown field",
+            ),
+            ("matrix", "", "unknown kind"),
         ];
         for (kind, s, want) in bad {
             match channel(kind, s) {

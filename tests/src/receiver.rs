@@ -34,6 +34,8 @@ pub struct Received {
     pub signature: Option<String>,
     /// W3C `traceparent` header.
     pub traceparent: Option<String>,
+    /// Every header (names in lower case; the last of repeated ones).
+    pub headers: BTreeMap<String, String>,
     /// Raw body.
     pub body: Vec<u8>,
     /// Status answered (0 when the request was left hanging).
@@ -101,6 +103,10 @@ async fn handle(
             key: header("idempotency-key"),
             signature: header("x-vantage-signature"),
             traceparent: header("traceparent"),
+            headers: headers
+                .iter()
+                .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+                .collect(),
             body: body.to_vec(),
             answered,
             at: std::time::Instant::now(),

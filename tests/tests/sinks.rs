@@ -143,6 +143,196 @@ async fn slack_telegram_and_pagerduty_send_firing_and_resolved() {
 }
 
 #[tokio::test]
+async fn teams_discord_ntfy_and_sms_send_firing_and_resolved() {
+    let r = Receiver::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let http = http_client().unwrap();
+    let status = "status_url = \"https://status.example.org\"";
+    let teams_url = secret(dir.path(), "teams", &r.url("workflows/T34M5S1GN4TUR3"));
+    let teams = channel(
+        "teams",
+        &format!("webhook_url_file = \"{teams_url}\"\n{status}"),
+    );
+    let discord_url = secret(dir.path(), "discord", &r.url("api/webhooks/1/D1SC0RDT0K3N"));
+    let discord = channel(
+        "discord",
+        &format!("webhook_url_file = \"{discord_url}\"\n{status}"),
+    );
+    let ntfy_token = secret(dir.path(), "ntfy", "tk_N7FYS3CR3TT0K3N");
+    let ntfy = channel(
+        "ntfy",
+        &format!(
+            "url = \"{}\"\ntoken_file = \"{ntfy_token}\"\n{status}",
+            r.url("ntfy/mail-alerts")
+        ),
+    );
+    let sms_token = secret(dir.path(), "sms", "TW1L10AUTHT0K3N");
+    let sms = channel(
+        "sms",
+        &format!(
+            "account_sid = \"AC42\"\nauth_token_file = \"{sms_token}\"\nfrom = \"+15005550006\"\nto = [\"+4915112345678\", \"+4915187654321\"]\napi_url = \"{}\"",
+            r.url("twilio")
+        ),
+    );
+    for event in [Event::Firing, Event::Resolved] {
+        for c in [&teams, &discord, &ntfy, &sms] {
+            c.send(&http, &message(event)).await.unwrap();
+        }
+    }
+
+    // Teams: an Adaptive Card, red while firing, green when resolved,
+    // with the verdict, the regions and a link to the check.
+    let cards: Vec<_> = r
+        .received("/workflows/T34M5S1GN4TUR3")
+        .iter()
+        .map(|x| x.json())
+        .collect();
+    assert_eq!(cards.len(), 2);
+    let attachment = &cards[0]["attachments"][0];
+    assert_eq!(
+        attachment["contentType"],
+        "application/vnd.microsoft.card.adaptive"
+    );
+    let card = &attachment["content"];
+    assert_eq!(card["type"], "AdaptiveCard");
+    let heading = &card["body"][0]["items"][0];
+    assert_eq!(heading["color"], "Attention");
+    assert!(
+        heading["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("[FIRING critical] mx1-smtp: OUTAGE"),
+        "{card}"
+    );
+    let facts = card["body"][1]["facts"].to_string();
+    assert!(
+        facts.contains("\"OUTAGE\"") && facts.contains("down from eu, ru") && facts.contains("#7"),
+        "{facts}"
+    );
+    assert_eq!(
+        card["actions"][0]["url"],
+        "https://status.example.org/?check=mx1-smtp"
+    );
+    assert_eq!(
+        cards[1]["attachments"][0]["content"]["body"][0]["items"][0]["color"],
+        "Good"
+    );
+
+    // Discord: an embed, no mentions.
+    let posts: Vec<_> = r
+        .received("/api/webhooks/1/D1SC0RDT0K3N")
+        .iter()
+        .map(|x| x.json())
+        .collect();
+    assert_eq!(posts.len(), 2);
+    let embed = &posts[0]["embeds"][0];
+    assert_eq!(embed["color"], 0xE01E5A);
+    assert!(
+        embed["title"]
+            .as_str()
+            .unwrap()
+            .contains("[FIRING critical] mx1-smtp")
+    );
+    assert_eq!(embed["url"], "https://status.example.org/?check=mx1-smtp");
+    assert_eq!(posts[0]["allowed_mentions"]["parse"], serde_json::json!([]));
+    assert_eq!(posts[1]["embeds"][0]["color"], 0x2EB67D);
+    assert!(
+        posts[1]["embeds"][0]["title"]
+            .as_str()
+            .unwrap()
+            .contains("[RESOLVED]")
+    );
+
+    // ntfy: JSON to the server, the topic in the body, the token as a
+    // bearer, urgent while firing.
+    let pushes = r.received("/ntfy/");
+    assert_eq!(pushes.len(), 2);
+    assert_eq!(
+        pushes[0].headers.get("authorization").map(String::as_str),
+        Some("Bearer tk_N7FYS3CR3TT0K3N")
+    );
+    let push = pushes[0].json();
+    assert_eq!(push["topic"], "mail-alerts");
+    assert_eq!(push["priority"], 5);
+    assert_eq!(push["click"], "https://status.example.org/?check=mx1-smtp");
+    assert!(push["message"].as_str().unwrap().contains("incident #7"));
+    assert_eq!(pushes[1].json()["priority"], 3);
+
+    // SMS: one form per recipient and event, basic auth, one short text.
+    let texts = r.received("/twilio/2010-04-01/Accounts/AC42/Messages.json");
+    assert_eq!(texts.len(), 4);
+    use base64::Engine;
+    let basic = base64::engine::general_purpose::STANDARD.encode("AC42:TW1L10AUTHT0K3N");
+    let form = |i: usize| -> BTreeMap<String, String> { url_pairs(&texts[i].body) };
+    assert_eq!(
+        texts[0].headers.get("authorization"),
+        Some(&format!("Basic {basic}"))
+    );
+    assert_eq!(form(0)["To"], "+4915112345678");
+    assert_eq!(form(1)["To"], "+4915187654321");
+    assert_eq!(form(0)["From"], "+15005550006");
+    assert_eq!(
+        form(0)["Body"],
+        "FIRING critical mx1-smtp: OUTAGE (down from eu, ru) #7"
+    );
+    assert_eq!(
+        form(2)["Body"],
+        "RESOLVED mx1-smtp: OUTAGE (down from eu, ru) #7"
+    );
+    // A long summary is cut to one message, the incident kept.
+    let mut long = message(Event::Firing);
+    long.verdict = "changed".into();
+    long.summary = format!(
+        "SPF example.org: -all → ~all; {}",
+        "removed ip4:192.0.2.1 ".repeat(20)
+    );
+    let text = vantage_coordinator::alert::sms::text(&long);
+    assert!(
+        text.chars().count() <= 160 && text.ends_with("... #7"),
+        "{text}"
+    );
+    assert!(
+        text.starts_with("CHANGED critical mx1-smtp: SPF example.org: -all -> ~all"),
+        "{text}"
+    );
+
+    // Refused: the status and the receiver's reason, never a secret; the
+    // next attempt goes through (the sender retries like any channel's).
+    for (c, path, secret) in [
+        (&teams, "/workflows/T34M5S1GN4TUR3", "T34M5S1GN4TUR3"),
+        (&discord, "/api/webhooks/1/D1SC0RDT0K3N", "D1SC0RDT0K3N"),
+        (&ntfy, "/ntfy/", "N7FYS3CR3TT0K3N"),
+        (
+            &sms,
+            "/twilio/2010-04-01/Accounts/AC42/Messages.json",
+            "TW1L10AUTHT0K3N",
+        ),
+    ] {
+        r.set(path, vantage_tests::receiver::Behaviour::FailTimes(1));
+        let err = c
+            .send(&http, &message(Event::Firing))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("500") && !err.contains(secret), "{err}");
+        c.send(&http, &message(Event::Firing)).await.unwrap();
+    }
+    // A missing secret names its reference, not a value.
+    std::fs::remove_file(dir.path().join("sms")).unwrap();
+    let err = sms.send(&http, &message(Event::Firing)).await.unwrap_err();
+    assert!(err.to_string().contains("sms"), "{err}");
+}
+
+/// A form-encoded body's pairs.
+fn url_pairs(body: &[u8]) -> BTreeMap<String, String> {
+    let text = String::from_utf8_lossy(body);
+    let url = reqwest::Url::parse(&format!("http://x/?{text}")).unwrap();
+    url.query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+#[tokio::test]
 async fn email_goes_out_over_starttls_with_the_password_from_a_file() {
     let ca = TestCa::new("sink CA").unwrap();
     let tls = ca

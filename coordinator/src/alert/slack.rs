@@ -12,8 +12,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{SettingsError, SinkError, UrlSetting, settings};
-use crate::notification::{Event, Message, Severity};
+use super::{SettingsError, SinkError, Tone, UrlSetting, settings};
+use crate::notification::Message;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -45,11 +45,11 @@ impl Slack {
     /// Posts `msg` as one message.
     pub async fn send(&self, http: &reqwest::Client, msg: &Message) -> Result<(), SinkError> {
         let url = self.url.resolve("webhook_url")?;
-        let icon = match (msg.event, msg.severity) {
-            (Event::Resolved, _) => ":white_check_mark:",
-            (Event::Firing, Severity::Critical) => ":rotating_light:",
-            (Event::Firing, Severity::Warning) => ":warning:",
-            (Event::Firing, _) => ":information_source:",
+        let icon = match Tone::of(msg) {
+            Tone::Resolved => ":white_check_mark:",
+            Tone::Critical => ":rotating_light:",
+            Tone::Warning => ":warning:",
+            Tone::Info => ":information_source:",
         };
         let body = serde_json::json!({ "text": format!("{icon} {}", msg.body()) });
         let secret = url.to_string();

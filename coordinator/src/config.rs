@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use vantage_common::config::{self, ConfigError};
+use vantage_common::duration::Period;
 use vantage_common::tls::TlsFiles;
 
 /// The whole file.
@@ -34,6 +35,49 @@ pub struct CoordinatorConfig {
     /// Agent sessions.
     #[serde(default)]
     pub agents: AgentSettings,
+    /// Where the leader sends every result as Prometheus samples (off when
+    /// absent).
+    #[serde(default)]
+    pub remote_write: Option<RemoteWriteSettings>,
+}
+
+/// `[remote_write]`: a Prometheus remote-write 1.0 receiver (Prometheus
+/// with `--web.enable-remote-write-receiver`, Mimir, VictoriaMetrics,
+/// Thanos Receive).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteWriteSettings {
+    /// The endpoint (`https://prometheus.example.org/api/v1/write`).
+    pub url: String,
+    /// Basic auth user (its password by `_env` or `_file`).
+    #[serde(default)]
+    pub basic_auth_username: Option<String>,
+    /// Environment variable holding the basic auth password.
+    #[serde(default)]
+    pub basic_auth_password_env: Option<String>,
+    /// File holding the basic auth password.
+    #[serde(default)]
+    pub basic_auth_password_file: Option<PathBuf>,
+    /// Environment variable holding a bearer token.
+    #[serde(default)]
+    pub bearer_token_env: Option<String>,
+    /// File holding a bearer token.
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+    /// Deadline of one request (default 30 s).
+    #[serde(default = "default_remote_timeout")]
+    pub timeout: Period,
+    /// Samples per request at most (default 2,000).
+    #[serde(default = "default_max_samples")]
+    pub max_samples_per_send: usize,
+}
+
+fn default_remote_timeout() -> Period {
+    Period::from_secs(30)
+}
+
+fn default_max_samples() -> usize {
+    2000
 }
 
 /// Agent session settings.
@@ -102,6 +146,54 @@ impl RaftSettings {
     }
 }
 
+impl RemoteWriteSettings {
+    /// The field at fault and why.
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        match reqwest::Url::parse(&self.url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+            Ok(_) => return Err(("remote_write.url", "only http and https URLs".into())),
+            Err(e) => return Err(("remote_write.url", format!("{:?}: {e}", self.url))),
+        }
+        let password =
+            self.basic_auth_password_env.is_some() || self.basic_auth_password_file.is_some();
+        let bearer = self.bearer_token_env.is_some() || self.bearer_token_file.is_some();
+        if password != self.basic_auth_username.is_some() {
+            return Err((
+                "remote_write.basic_auth_username",
+                "basic auth needs a username and a password (_env or _file)".into(),
+            ));
+        }
+        if password && bearer {
+            return Err((
+                "remote_write.bearer_token_env",
+                "set basic auth or a bearer token, not both".into(),
+            ));
+        }
+        if self.basic_auth_password_env.is_some() && self.basic_auth_password_file.is_some() {
+            return Err((
+                "remote_write.basic_auth_password_file",
+                "set _env or _file, not both".into(),
+            ));
+        }
+        if self.bearer_token_env.is_some() && self.bearer_token_file.is_some() {
+            return Err((
+                "remote_write.bearer_token_file",
+                "set _env or _file, not both".into(),
+            ));
+        }
+        if !(1..=300).contains(&self.timeout.secs()) {
+            return Err(("remote_write.timeout", "must be between 1s and 300s".into()));
+        }
+        if !(1..=100_000).contains(&self.max_samples_per_send) {
+            return Err((
+                "remote_write.max_samples_per_send",
+                "must be between 1 and 100000".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl CoordinatorConfig {
     /// Loads and validates `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -155,6 +247,10 @@ impl CoordinatorConfig {
                 "must be more than 0",
             ));
         }
+        if let Some(w) = &self.remote_write {
+            w.validate()
+                .map_err(|(field, why)| config::invalid(path, text, field, why))?;
+        }
         Ok(())
     }
 
@@ -185,6 +281,51 @@ mod tests {
         assert_eq!((c.node_id, c.raft.heartbeat_ms), (1, 500));
         assert_eq!(c.advertised(), "coord-eu.example.org:7400");
         assert!(c.raft.openraft().is_ok());
+    }
+
+    #[test]
+    fn remote_write_settings_are_checked() {
+        let good = include_str!("../../deploy/examples/coordinator.toml");
+        let with = |section: &str| format!("{good}\n[remote_write]\n{section}");
+        let (_d, path) = write(&with(
+            "url = \"https://p.example/api/v1/write\"\nbearer_token_file = \"/t\"",
+        ));
+        let c = CoordinatorConfig::load(&path).unwrap();
+        let w = c.remote_write.unwrap();
+        assert_eq!((w.timeout.secs(), w.max_samples_per_send), (30, 2000));
+        let cases = [
+            ("url = \"ftp://p/x\"", "remote_write.url"),
+            (
+                "url = \"https://p/x\"\nbasic_auth_username = \"u\"",
+                "remote_write.basic_auth_username",
+            ),
+            (
+                "url = \"https://p/x\"\nbasic_auth_username = \"u\"\nbasic_auth_password_env = \"P\"\nbearer_token_env = \"T\"",
+                "remote_write.bearer_token_env",
+            ),
+            (
+                "url = \"https://p/x\"\ntimeout = \"10m\"",
+                "remote_write.timeout",
+            ),
+            (
+                "url = \"https://p/x\"\nmax_samples_per_send = 0",
+                "remote_write.max_samples_per_send",
+            ),
+        ];
+        for (section, field) in cases {
+            let text = with(section);
+            let (_d, path) = write(&text);
+            let e = CoordinatorConfig::load(&path).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some(field), "{e}");
+            let key = field.rsplit('.').next().unwrap();
+            let line = e.line.unwrap_or(0);
+            assert!(
+                text.lines()
+                    .nth(line.saturating_sub(1))
+                    .is_some_and(|l| l.starts_with(key)),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ use vantage_proto::v1::raft_service_server::RaftServiceServer;
 
 use crate::config::CoordinatorConfig;
 use crate::grpc::{AgentApi, OperatorApi, PeerApi};
-use crate::node::{Coordinator, delivery, housekeeping};
+use crate::node::{Coordinator, delivery, housekeeping, remote_write};
 
 /// vantage coordinator node.
 #[derive(Debug, Parser)]
@@ -173,6 +173,15 @@ async fn run(
             .await?;
     }
     announce(bound);
+    if let Some(settings) = config.remote_write.clone() {
+        tokio::spawn(remote_write::run(
+            settings,
+            node.log.clone(),
+            node.proposer.clone(),
+            node.applied.clone(),
+            node.metrics.clone(),
+        ));
+    }
     tokio::select! {
         r = serve(&node, listener) => r,
         _ = tokio::signal::ctrl_c() => {

@@ -52,6 +52,7 @@ pub mod metrics;
 pub mod node;
 pub mod notification;
 pub mod raft;
+pub mod remote_write;
 pub mod selection;
 pub mod sessions;
 pub mod state;

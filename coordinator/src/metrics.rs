@@ -36,6 +36,14 @@ pub struct Metrics {
     pub deliveries: Family<Labels, Counter>,
     /// Results applied from agent batches (on the leader).
     pub results: Counter,
+    /// Remote-write samples by outcome (`sent`, `dropped`).
+    pub remote_write_samples_by: Family<Labels, Counter>,
+    /// Remote-write requests that failed and were retried.
+    pub remote_write_failures: Counter,
+    /// Log entries compacted before their samples were sent.
+    pub remote_write_skipped: Counter,
+    /// The log index up to which samples were sent (on the leader).
+    pub remote_write_index: Gauge,
     raft_term: Gauge,
     raft_leader: Gauge,
     raft_is_leader: Gauge,
@@ -59,6 +67,10 @@ impl Default for Metrics {
         let m = Metrics {
             deliveries: Family::default(),
             results: Counter::default(),
+            remote_write_samples_by: Family::default(),
+            remote_write_failures: Counter::default(),
+            remote_write_skipped: Counter::default(),
+            remote_write_index: Gauge::default(),
             raft_term: Gauge::default(),
             raft_leader: Gauge::default(),
             raft_is_leader: Gauge::default(),
@@ -85,6 +97,26 @@ impl Default for Metrics {
             "results_ingested",
             "Results applied from agent batches",
             m.results.clone(),
+        );
+        registry.register(
+            "remote_write_samples",
+            "Samples sent to the remote-write receiver (sent) or refused by it (dropped)",
+            m.remote_write_samples_by.clone(),
+        );
+        registry.register(
+            "remote_write_failures",
+            "Remote-write requests that failed and were retried",
+            m.remote_write_failures.clone(),
+        );
+        registry.register(
+            "remote_write_skipped_entries",
+            "Log entries compacted before their samples were sent",
+            m.remote_write_skipped.clone(),
+        );
+        registry.register(
+            "remote_write_sent_index",
+            "Log index up to which samples were sent (on the leader)",
+            m.remote_write_index.clone(),
         );
         registry.register("raft_term", "Current Raft term", m.raft_term.clone());
         registry.register(
@@ -164,6 +196,14 @@ impl Metrics {
         self.deliveries
             .get_or_create(&labels(&[("sink", sink), ("outcome", outcome)]))
             .inc();
+    }
+
+    /// Counts `n` remote-write samples sent or dropped.
+    pub fn remote_write_samples(&self, sent: bool, n: u64) {
+        let outcome = if sent { "sent" } else { "dropped" };
+        self.remote_write_samples_by
+            .get_or_create(&labels(&[("outcome", outcome)]))
+            .inc_by(n);
     }
 
     /// Reads the live gauges and encodes everything; on the leader, the

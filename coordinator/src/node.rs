@@ -8,12 +8,14 @@
 //! - `node/housekeeping.rs` — the leader's session expiry, liveness, log
 //!   time and assignment pushes.
 //! - `node/delivery.rs` — the leader's sender of the replicated outbox.
+//! - `node/remote_write.rs` — the leader's sender of results as samples.
 //!
 //! Serving the gRPC services is the composition root's (`daemon.rs`).
 
 pub mod delivery;
 pub mod housekeeping;
 pub mod propose;
+pub mod remote_write;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,6 +59,8 @@ pub struct Coordinator {
     pub metrics: Arc<Metrics>,
     /// Agent heartbeat interval.
     pub heartbeat: Duration,
+    /// A reader of the Raft log (remote-write reads applied entries).
+    pub log: LogStore,
     _db: sled::Db,
 }
 
@@ -97,7 +101,7 @@ impl Coordinator {
         let network = Network::new(tls.clone());
         let last_contact = network.last_contact();
         let raft_config = Arc::new(config.raft.openraft()?);
-        let raft = Raft::new(config.node_id, raft_config, network, log, sm).await?;
+        let raft = Raft::new(config.node_id, raft_config, network, log.clone(), sm).await?;
         let proposer = Proposer::new(
             config.node_id,
             config.advertised(),
@@ -115,6 +119,7 @@ impl Coordinator {
             confirmations: Arc::default(),
             metrics: Arc::default(),
             heartbeat: Duration::from_millis(config.agents.heartbeat_ms),
+            log,
             _db: db,
         })
     }

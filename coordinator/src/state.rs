@@ -113,6 +113,10 @@ pub struct State {
     /// Latest leader time seen in the log (ms since the epoch).
     #[serde(default)]
     pub clock_ms: i64,
+    /// The log index up to which results have gone to the remote-write
+    /// receiver (a new leader resumes after it).
+    #[serde(default)]
+    pub remote_written: u64,
 }
 
 impl Default for State {
@@ -135,6 +139,7 @@ impl Default for State {
             applied_commands: 0,
             declared_seq: 0,
             clock_ms: 0,
+            remote_written: 0,
         }
     }
 }
@@ -260,6 +265,12 @@ pub enum Command {
         error: String,
         /// Leader clock.
         at_ms: i64,
+    },
+    /// The leader sent the results of the log up to `index` to the
+    /// remote-write receiver.
+    RemoteWritten {
+        /// Log index.
+        index: u64,
     },
     /// A batch of results from one agent; those at or below the agent's
     /// applied seq (resent after a failover) are skipped.
@@ -424,6 +435,11 @@ impl State {
             Command::Revoke { name } => self.revoked.insert(name.clone()),
             Command::Unrevoke { name } => self.revoked.remove(name),
             Command::Noop { .. } => false,
+            Command::RemoteWritten { index } => {
+                let moved = *index > self.remote_written;
+                self.remote_written = self.remote_written.max(*index);
+                moved
+            }
             Command::AgentHello {
                 name,
                 region,
@@ -863,6 +879,7 @@ mod tests {
             duration_ms: 1,
             details_json: "{}".into(),
             cert_not_after: None,
+            phases: Vec::new(),
         }
     }
 

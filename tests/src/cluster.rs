@@ -114,6 +114,8 @@ pub struct Cluster {
     node_places: BTreeMap<u64, (String, IpAddr)>,
     /// Agents placed in a network namespace.
     agent_places: BTreeMap<String, String>,
+    /// Appended to every coordinator's `coordinator.toml`.
+    node_extra: String,
 }
 
 impl Drop for Cluster {
@@ -164,6 +166,7 @@ impl Cluster {
             node_nofile: None,
             node_places: BTreeMap::new(),
             agent_places: BTreeMap::new(),
+            node_extra: String::new(),
         })
     }
 
@@ -191,6 +194,13 @@ impl Cluster {
             cert,
             key,
         })
+    }
+
+    /// Appends `toml` (a table such as `[remote_write]`) to the
+    /// configuration of every coordinator started from now on.
+    pub fn with_coordinator_config(mut self, toml: &str) -> Self {
+        self.node_extra.push_str(toml);
+        self
     }
 
     /// Sets `key=value` in the environment of every coordinator and agent
@@ -296,7 +306,7 @@ impl Cluster {
             t.election_ms.1,
             t.snapshot_every,
             t.agent_heartbeat_ms,
-        );
+        ) + &self.node_extra;
         let config_path = node_dir.join("coordinator.toml");
         std::fs::write(&config_path, config)?;
         let log = std::fs::OpenOptions::new()

@@ -117,6 +117,11 @@ pub fn validate(
                 duration_ms: o.duration_ms,
                 details_json,
                 cert_not_after,
+                phases: o
+                    .phases
+                    .iter()
+                    .map(|(name, took)| (name.to_owned(), took.as_micros() as u64))
+                    .collect(),
             },
             // A traceparent is 55 characters; anything else is dropped.
             trace: (!r.trace_parent.is_empty() && r.trace_parent.len() <= MAX_TRACEPARENT)

@@ -186,6 +186,7 @@ mod tests {
             duration_ms: 1,
             details_json: "{}".into(),
             cert_not_after: None,
+            phases: Vec::new(),
         }
     }
 

@@ -37,6 +37,10 @@ pub struct StoredResult {
     /// `tls` and `smtp` results, for `/metrics`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cert_not_after: Option<i64>,
+    /// Timed steps (name, microseconds), for remote-write; not kept in the
+    /// state.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub phases: Vec<(String, u64)>,
 }
 
 /// Counts of one hour or day, as kept: an hour or a day of results of a
@@ -388,6 +392,7 @@ mod tests {
             duration_ms: 1,
             details_json: "{}".into(),
             cert_not_after: None,
+            phases: Vec::new(),
         }
     }
 

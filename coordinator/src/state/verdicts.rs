@@ -667,6 +667,7 @@ mod tests {
             duration_ms: 1,
             details_json: details.into(),
             cert_not_after: None,
+            phases: Vec::new(),
         }
     }
 

@@ -4,7 +4,8 @@
 //! so that the vote, incidents and vantage health have work to do. Prints
 //! the steady state: CPU and RSS per node, results applied per second,
 //! Raft log and snapshot sizes, snapshot build and install times, a wiped
-//! node's catch-up, and status latency (`vantagectl status`, `/api/status`).
+//! node's catch-up, status latency (`vantagectl status`, `/api/status`)
+//! and the leader's `/metrics` scrape (every 15 s, as Prometheus would).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -301,9 +302,24 @@ fn spread(v: &mut [Duration]) -> String {
     )
 }
 
-async fn node_metric(cluster: &Cluster, id: u64, name: &str) -> Option<f64> {
-    let http = cluster.nodes.get(&id)?.http?;
-    vantage_tests::agent::metric(&http.to_string(), name).await
+/// Node `id`'s `/metrics` text (on the leader, with the per-check series).
+async fn node_metrics(cluster: &Cluster, http: &reqwest::Client, id: u64) -> Option<String> {
+    let addr = cluster.nodes.get(&id)?.http?;
+    let r = http
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .ok()?;
+    r.text().await.ok()
+}
+
+/// The value of the unlabelled sample `name` in `text`.
+fn value(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Runs the benchmark and prints its figures.
@@ -404,6 +420,7 @@ async fn run(s: Arc<Scale>) -> Result<()> {
     let mut builds: BTreeSet<(u64, u64)> = BTreeSet::new();
     let mut build_ms: Vec<f64> = Vec::new();
     let mut status_bytes = 0usize;
+    let (mut scrapes, mut scrape_bytes) = (Vec::new(), 0usize);
     let mut last_poll = Instant::now() - Duration::from_secs(60);
     while started.elapsed() < window {
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -434,8 +451,16 @@ async fn run(s: Arc<Scale>) -> Result<()> {
                 }
             }
             for id in pids.keys() {
-                let index = node_metric(&cluster, *id, "vantage_raft_snapshot_index").await;
-                let took = node_metric(&cluster, *id, "vantage_raft_snapshot_build_seconds").await;
+                // What a Prometheus scraping every 15 s costs, measured on
+                // the leader.
+                let t = Instant::now();
+                let text = node_metrics(&cluster, &http, *id).await.unwrap_or_default();
+                if *id == leader && !text.is_empty() {
+                    scrapes.push(t.elapsed());
+                    scrape_bytes = text.len();
+                }
+                let index = value(&text, "vantage_raft_snapshot_index");
+                let took = value(&text, "vantage_raft_snapshot_build_seconds");
                 if let (Some(index), Some(took)) = (index, took)
                     && took > 0.0
                     && builds.insert((*id, index as u64))
@@ -453,15 +478,10 @@ async fn run(s: Arc<Scale>) -> Result<()> {
         let (cpu1, rss, _) = proc_usage(*pid).ok_or_else(|| anyhow!("node {id} died"))?;
         let cpu = (cpu1 - cpu0.get(id).copied().unwrap_or(cpu1)) / wall * 100.0;
         let data = dir_bytes(&cluster.node_data(*id));
-        let snap = node_metric(&cluster, *id, "vantage_raft_snapshot_bytes")
-            .await
-            .unwrap_or(0.0);
-        let log = node_metric(&cluster, *id, "vantage_raft_last_log_index")
-            .await
-            .unwrap_or(0.0)
-            - node_metric(&cluster, *id, "vantage_raft_snapshot_index")
-                .await
-                .unwrap_or(0.0);
+        let text = node_metrics(&cluster, &http, *id).await.unwrap_or_default();
+        let snap = value(&text, "vantage_raft_snapshot_bytes").unwrap_or(0.0);
+        let log = value(&text, "vantage_raft_last_log_index").unwrap_or(0.0)
+            - value(&text, "vantage_raft_snapshot_index").unwrap_or(0.0);
         rows.push(format!(
             "  node {id}{}  CPU {cpu:5.1} %  RSS {:6.1} MiB (max {:6.1})  data dir {:7.1} MiB  snapshot {:6.1} MiB  log since snapshot {:.0} entries",
             if *id == leader { " (leader)" } else { "         " },
@@ -499,8 +519,9 @@ async fn run(s: Arc<Scale>) -> Result<()> {
     cluster.spawn(follower).await?;
     cluster.wait_applied(follower, target).await?;
     let catch_up = t.elapsed();
-    let install = node_metric(&cluster, follower, "vantage_raft_snapshot_install_seconds")
+    let install = node_metrics(&cluster, &http, follower)
         .await
+        .and_then(|text| value(&text, "vantage_raft_snapshot_install_seconds"))
         .unwrap_or(0.0);
     stop.store(true, Ordering::Relaxed);
     for a in agents {
@@ -561,6 +582,11 @@ async fn run(s: Arc<Scale>) -> Result<()> {
         "  /api/status       {} ({:.1} MiB)",
         spread(&mut api),
         mib(status_bytes as u64)
+    );
+    println!(
+        "  /metrics (leader) {} ({:.1} MiB)",
+        spread(&mut scrapes),
+        mib(scrape_bytes as u64)
     );
     println!(
         "  agent sessions    {} opened",

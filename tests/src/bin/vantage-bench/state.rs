@@ -63,6 +63,7 @@ fn result(i: usize, region: &str, at_ms: i64) -> StoredResult {
         duration_ms: 3,
         details_json,
         cert_not_after: None,
+        phases: Vec::new(),
     }
 }
 

@@ -1,0 +1,234 @@
+//! The leader's remote-write loop: reads the applied log after the
+//! replicated cursor (`State::remote_written`), turns the results it holds
+//! into samples (`remote_write.rs`), sends them in requests of at most
+//! `max_samples_per_send`, and moves the cursor through Raft after each
+//! read of up to 1 MiB of entries. A new leader
+//! first waits until its state holds everything committed before its term,
+//! then resumes after the cursor: at-least-once, with identical samples a
+//! TSDB deduplicates.
+//!
+//! A request that fails for a reason worth retrying (transport, timeout,
+//! 5xx, 429) is retried with backoff, the cursor held where it is; one
+//! refused (other 4xx) is dropped and counted. Entries a snapshot purged
+//! before they were sent (the receiver was down for longer than the log
+//! keeps) are skipped with a warning.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::storage::{RaftLogReader, RaftLogStorage};
+
+use super::{Proposer, Replica};
+use crate::config::RemoteWriteSettings;
+use crate::metrics::Metrics;
+use crate::raft::log_store::LogStore;
+use crate::remote_write::{Samples, SendError, WriteRequest, Writer, results};
+use crate::state::Command;
+
+/// How often the log is looked at.
+const POLL: Duration = Duration::from_secs(1);
+/// Retry backoff bounds.
+const BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(30));
+
+/// Runs on every node until the process ends; sends only while the node
+/// leads.
+pub async fn run(
+    settings: RemoteWriteSettings,
+    log: LogStore,
+    proposer: Proposer,
+    applied: Replica,
+    metrics: Arc<Metrics>,
+) {
+    let writer = match Writer::new(&settings) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!(error = %e, "remote_write: cannot start; no samples are sent");
+            return;
+        }
+    };
+    let mut log = log;
+    let mut caught_up_term = None;
+    loop {
+        tokio::time::sleep(POLL).await;
+        if !proposer.leads().await {
+            caught_up_term = None;
+            continue;
+        }
+        let term = proposer.raft().metrics().borrow().current_term;
+        if caught_up_term != Some(term) {
+            // Until then the cursor may lag what the previous leader sent.
+            if proposer.raft().ensure_linearizable().await.is_err() {
+                continue;
+            }
+            caught_up_term = Some(term);
+        }
+        if let Err(e) = catch_up(&writer, &mut log, &proposer, &applied, &metrics).await {
+            tracing::warn!(error = %e, "remote_write: stopped for now");
+        }
+    }
+}
+
+/// Sends everything applied after the cursor, moving the cursor as it goes.
+async fn catch_up(
+    writer: &Writer,
+    log: &mut LogStore,
+    proposer: &Proposer,
+    applied: &Replica,
+    metrics: &Metrics,
+) -> anyhow::Result<()> {
+    let cursor = applied.read().await.state.remote_written;
+    let last_applied = proposer
+        .raft()
+        .metrics()
+        .borrow()
+        .last_applied
+        .map_or(0, |l| l.index);
+    if last_applied <= cursor {
+        return Ok(());
+    }
+    let first = log
+        .get_log_state()
+        .await?
+        .last_purged_log_id
+        .map_or(0, |l| l.index + 1);
+    let mut next = cursor + 1;
+    if next < first && cursor == 0 {
+        next = first; // remote-write was just switched on: from what the log holds
+    } else if next < first {
+        tracing::warn!(
+            from = next,
+            to = first - 1,
+            "remote_write: log entries were compacted before they were sent; their samples are lost"
+        );
+        metrics.remote_write_skipped.inc_by(first - next);
+        next = first;
+    }
+    while next <= last_applied {
+        let entries = log.limited_get_log_entries(next, last_applied + 1).await?;
+        let Some(last) = entries.last().map(|e| e.log_id.index) else {
+            break;
+        };
+        // Each result with its agent and its check's kind (checks no
+        // longer declared are not sent).
+        let tagged: Vec<_> = {
+            let applied = applied.read().await;
+            entries
+                .iter()
+                .flat_map(results)
+                .filter_map(|(agent, r)| {
+                    let kind = applied.state.declared.check(&r.check)?.kind.name();
+                    Some((agent, kind, r))
+                })
+                .collect()
+        };
+        let mut samples = Samples::default();
+        for (agent, kind, r) in tagged {
+            samples.add(agent, kind, r);
+            if samples.len() >= writer.max_samples {
+                send(writer, std::mem::take(&mut samples), proposer, metrics).await?;
+            }
+        }
+        if !samples.is_empty() {
+            send(writer, samples, proposer, metrics).await?;
+        }
+        next = last + 1;
+        metrics
+            .remote_write_index
+            .set(i64::try_from(last).unwrap_or(i64::MAX));
+        write_cursor(proposer, last).await?;
+    }
+    Ok(())
+}
+
+/// Moves the replicated cursor to `index`.
+async fn write_cursor(proposer: &Proposer, index: u64) -> anyhow::Result<()> {
+    proposer
+        .write(Command::RemoteWritten { index })
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot move the cursor: {e}"))?;
+    Ok(())
+}
+
+/// Sends `samples` in requests of at most `max_samples_per_send`.
+async fn send(
+    writer: &Writer,
+    samples: Samples,
+    proposer: &Proposer,
+    metrics: &Metrics,
+) -> anyhow::Result<()> {
+    for request in samples.requests(writer.max_samples) {
+        send_one(writer, request, proposer, metrics).await?;
+    }
+    Ok(())
+}
+
+/// Sends one request until it goes through or is refused; gives up (an
+/// error) when this node stops leading. A receiver refuses a whole request
+/// for one sample older than what it holds of that series (Prometheus
+/// does: "out of order sample"), which is what a request resent after a
+/// failover may carry next to new samples: such a request is halved, and
+/// the halves sent in order, until only the refused samples are dropped.
+async fn send_one(
+    writer: &Writer,
+    request: WriteRequest,
+    proposer: &Proposer,
+    metrics: &Metrics,
+) -> anyhow::Result<()> {
+    let mut queue = vec![request];
+    while let Some(request) = queue.pop() {
+        let n = request.len() as u64;
+        match send_retrying(writer, &request, proposer, metrics).await? {
+            None => metrics.remote_write_samples(true, n),
+            Some(why) if n > 1 && stale(&why) => {
+                let (first, second) = request.halves();
+                queue.push(second);
+                queue.push(first);
+            }
+            Some(why) => {
+                tracing::warn!(samples = n, error = %why, "remote_write: refused; samples dropped");
+                metrics.remote_write_samples(false, n);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Does a refusal say a sample is older than what the receiver holds?
+fn stale(why: &str) -> bool {
+    let why = why.to_ascii_lowercase();
+    [
+        "out of order",
+        "out-of-order",
+        "out of bounds",
+        "duplicate sample",
+        "too old",
+    ]
+    .iter()
+    .any(|s| why.contains(s))
+}
+
+/// Sends `request` until it goes through (`None`) or is refused (why),
+/// retrying with backoff.
+async fn send_retrying(
+    writer: &Writer,
+    request: &WriteRequest,
+    proposer: &Proposer,
+    metrics: &Metrics,
+) -> anyhow::Result<Option<String>> {
+    let mut backoff = BACKOFF.0;
+    loop {
+        match writer.send(request).await {
+            Ok(()) => return Ok(None),
+            Err(SendError::Refused(why)) => return Ok(Some(why)),
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "remote_write: failed; retrying");
+                metrics.remote_write_failures.inc();
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(BACKOFF.1);
+        if !proposer.leads().await {
+            anyhow::bail!("no longer leading");
+        }
+    }
+}

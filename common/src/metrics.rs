@@ -24,8 +24,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Sleep;
 
 /// Renders the metrics text (gauges read from live state are set first),
-/// whole or streamed.
-pub type Render = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Body> + Send>> + Send + Sync>;
+/// whole or streamed, given the request's query string (`checks=false`).
+pub type Render =
+    Arc<dyn Fn(Option<String>) -> Pin<Box<dyn Future<Output = Body> + Send>> + Send + Sync>;
 /// Answers `/readyz`: `Ok` when ready, else why not.
 pub type Ready =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
@@ -57,9 +58,12 @@ pub fn router(render: Render, ready: Ready) -> Router {
     Router::new()
         .route(
             "/metrics",
-            get(move || {
+            get(move |uri: axum::http::Uri| {
                 let render = render.clone();
-                async move { ([(header::CONTENT_TYPE, OPENMETRICS)], render().await) }
+                async move {
+                    let query = uri.query().map(str::to_owned);
+                    ([(header::CONTENT_TYPE, OPENMETRICS)], render(query).await)
+                }
             }),
         )
         .route("/healthz", get(|| async { "ok\n" }))

@@ -375,6 +375,11 @@ fn url(name: &str, value: &str) -> Result<reqwest::Url, SettingsError> {
     Ok(u)
 }
 
+/// An optional URL setting (`status_url`).
+fn optional_url(name: &str, value: Option<String>) -> Result<Option<reqwest::Url>, SettingsError> {
+    value.map(|v| url(name, &v)).transpose()
+}
+
 /// A URL setting that may itself be a secret (`url`, `url_env` or `url_file`).
 #[derive(Debug, Clone)]
 pub enum UrlSetting {
@@ -385,6 +390,15 @@ pub enum UrlSetting {
 }
 
 impl UrlSetting {
+    /// A URL that is a secret: `<name>_env` or `<name>_file` only.
+    fn secret(
+        name: &str,
+        env: &Option<String>,
+        file: &Option<PathBuf>,
+    ) -> Result<UrlSetting, SettingsError> {
+        Self::pick(name, &None, env, file)
+    }
+
     fn pick(
         name: &str,
         plain: &Option<String>,

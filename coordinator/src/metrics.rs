@@ -24,7 +24,7 @@ use crate::verdict::SEVERITY;
 
 use vantage_common::metrics::{Labels, labels};
 
-/// Checks per chunk of a per-check family (about 100 KiB of text; the
+/// Checks per chunk of a per-check family (up to about 0.5 MiB of text; the
 /// state is read once per chunk).
 const CHUNK: usize = 1000;
 
@@ -37,7 +37,7 @@ pub struct Metrics {
     /// Results applied from agent batches (on the leader).
     pub results: Counter,
     /// Remote-write samples by outcome (`sent`, `dropped`).
-    pub remote_write_samples_by: Family<Labels, Counter>,
+    remote_write_by_outcome: Family<Labels, Counter>,
     /// Remote-write requests that failed and were retried.
     pub remote_write_failures: Counter,
     /// Log entries compacted before their samples were sent.
@@ -67,7 +67,7 @@ impl Default for Metrics {
         let m = Metrics {
             deliveries: Family::default(),
             results: Counter::default(),
-            remote_write_samples_by: Family::default(),
+            remote_write_by_outcome: Family::default(),
             remote_write_failures: Counter::default(),
             remote_write_skipped: Counter::default(),
             remote_write_index: Gauge::default(),
@@ -101,7 +101,7 @@ impl Default for Metrics {
         registry.register(
             "remote_write_samples",
             "Samples sent to the remote-write receiver (sent) or refused by it (dropped)",
-            m.remote_write_samples_by.clone(),
+            m.remote_write_by_outcome.clone(),
         );
         registry.register(
             "remote_write_failures",
@@ -201,14 +201,20 @@ impl Metrics {
     /// Counts `n` remote-write samples sent or dropped.
     pub fn remote_write_samples(&self, sent: bool, n: u64) {
         let outcome = if sent { "sent" } else { "dropped" };
-        self.remote_write_samples_by
+        self.remote_write_by_outcome
             .get_or_create(&labels(&[("outcome", outcome)]))
             .inc_by(n);
     }
 
     /// Reads the live gauges and encodes everything; on the leader, the
-    /// per-check series follow, streamed.
-    pub async fn render(&self, raft: &Raft, sessions: &Sessions, applied: &Replica) -> Body {
+    /// per-check series follow, streamed, unless `per_check` is false.
+    pub async fn render(
+        &self,
+        raft: &Raft,
+        sessions: &Sessions,
+        applied: &Replica,
+        per_check: bool,
+    ) -> Body {
         let raft = raft.metrics().borrow().clone();
         let leads = raft.current_leader == Some(raft.id);
         let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
@@ -251,7 +257,7 @@ impl Metrics {
             self.outbox_pending.set(i(pending as u64));
         }
         let mut text = vantage_common::metrics::encode(&self.registry);
-        if !leads {
+        if !leads || !per_check {
             return Body::from(text);
         }
         // The registry's text ends with `# EOF`; the per-check families go
@@ -287,8 +293,9 @@ impl Metrics {
 }
 
 /// `/metrics` (these metrics, gauges read at scrape time from `raft`,
-/// `sessions` and `applied`), `/healthz`, and `/readyz` (ready when a
-/// leader is known).
+/// `sessions` and `applied`; `/metrics?checks=false` without the leader's
+/// per-check series), `/healthz`, and `/readyz` (ready when a leader is
+/// known).
 pub fn routes(
     metrics: Arc<Metrics>,
     raft: Raft,
@@ -297,14 +304,18 @@ pub fn routes(
 ) -> axum::Router {
     let ready_raft = raft.clone();
     vantage_common::metrics::router(
-        Arc::new(move || {
+        Arc::new(move |query: Option<String>| {
             let (metrics, raft, sessions, applied) = (
                 metrics.clone(),
                 raft.clone(),
                 sessions.clone(),
                 applied.clone(),
             );
-            Box::pin(async move { metrics.render(&raft, &sessions, &applied).await })
+            let per_check = !query
+                .unwrap_or_default()
+                .split('&')
+                .any(|pair| pair == "checks=false");
+            Box::pin(async move { metrics.render(&raft, &sessions, &applied, per_check).await })
         }),
         Arc::new(move || {
             let raft = ready_raft.clone();

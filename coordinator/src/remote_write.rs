@@ -212,9 +212,23 @@ pub enum SendError {
     /// Refused for good (4xx): its samples are dropped.
     #[error("{0}")]
     Refused(String),
+    /// Refused (4xx) for a sample older than what the receiver holds of its
+    /// series: Prometheus refuses the whole request for one ("out of order
+    /// sample"), so the rest may go through on their own.
+    #[error("{0}")]
+    Stale(String),
     /// A credential could not be read.
     #[error("{0}")]
     Secret(#[from] SecretError),
+}
+
+/// Samples [`Writer::drain`] sent and dropped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Drained {
+    /// Taken by the receiver.
+    pub sent: usize,
+    /// Refused by it.
+    pub dropped: usize,
 }
 
 /// How requests authenticate.
@@ -267,6 +281,39 @@ impl Writer {
         })
     }
 
+    /// Sends the requests of `queue`, last first, taking each off as it
+    /// goes through or is refused for good (its samples dropped, counted in
+    /// `done`). One refused for a sample older than what the receiver holds
+    /// ([`SendError::Stale`]: what a request resent after a failover may
+    /// carry next to new samples) is halved and its halves sent in order,
+    /// until only the stale samples are dropped. Stops at the first error
+    /// worth retrying, the request put back: call again to go on.
+    pub async fn drain(
+        &self,
+        queue: &mut Vec<WriteRequest>,
+        done: &mut Drained,
+    ) -> Result<(), SendError> {
+        while let Some(request) = queue.pop() {
+            match self.send(&request).await {
+                Ok(()) => done.sent += request.len(),
+                Err(SendError::Stale(_)) if request.len() > 1 => {
+                    let (first, second) = request.halves();
+                    queue.push(second);
+                    queue.push(first);
+                }
+                Err(e @ (SendError::Refused(_) | SendError::Stale(_))) => {
+                    tracing::warn!(samples = request.len(), error = %e, "remote_write: refused; samples dropped");
+                    done.dropped += request.len();
+                }
+                Err(e) => {
+                    queue.push(request);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Sends `request` once.
     pub async fn send(&self, request: &WriteRequest) -> Result<(), SendError> {
         let body = snap::raw::Encoder::new()
@@ -307,8 +354,24 @@ impl Writer {
         let why = format!("HTTP {status}: {}", crate::alert::sanitise(&text, &secrets));
         if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
             Err(SendError::Retry(why))
+        } else if stale(&why) {
+            Err(SendError::Stale(why))
         } else {
             Err(SendError::Refused(why))
         }
     }
+}
+
+/// Does a refusal say a sample is older than what the receiver holds?
+fn stale(why: &str) -> bool {
+    let why = why.to_ascii_lowercase();
+    [
+        "out of order",
+        "out-of-order",
+        "out of bounds",
+        "duplicate sample",
+        "too old",
+    ]
+    .iter()
+    .any(|s| why.contains(s))
 }

@@ -24,6 +24,26 @@ async fn get(url: &str) -> (u16, String) {
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
+/// An agent per region, each with a metrics port; their ports.
+async fn agents_with_metrics(cluster: &mut Cluster) -> Vec<u16> {
+    let mut ports = Vec::new();
+    for (name, region, source) in REGIONS {
+        let port = free_port();
+        ports.push(port);
+        cluster
+            .spawn_agent_with(
+                name,
+                region,
+                source,
+                &[],
+                &format!("metrics_listen = \"127.0.0.1:{port}\"\n"),
+            )
+            .await
+            .unwrap();
+    }
+    ports
+}
+
 /// The value of the sample whose line starts with `prefix`.
 fn sample(text: &str, prefix: &str) -> Option<f64> {
     text.lines()
@@ -43,21 +63,7 @@ async fn coordinators_and_agents_export_metrics_health_and_readiness() {
         receiver.url("hook")
     );
     cluster.apply(&toml).await.unwrap();
-    let mut agent_ports = Vec::new();
-    for (name, region, source) in REGIONS {
-        let port = free_port();
-        agent_ports.push(port);
-        cluster
-            .spawn_agent_with(
-                name,
-                region,
-                source,
-                &[],
-                &format!("metrics_listen = \"127.0.0.1:{port}\"\n"),
-            )
-            .await
-            .unwrap();
-    }
+    let agent_ports = agents_with_metrics(&mut cluster).await;
     wait_for("mx OK", || async {
         let s = cluster.checks_status(1).await?;
         (s.checks.first()?.verdict == "ok").then_some(())
@@ -321,21 +327,7 @@ async fn the_leader_exports_per_check_series_that_a_real_prometheus_scrapes() {
          [[check]]\nname = \"mx\"\nkind = \"smtp\"\ntarget = \"127.0.0.1\"\ninterval = \"5s\"\nregions = [\"ru\", \"eu\", \"us\"]\n{params}\n"
     );
     cluster.apply(&toml).await.unwrap();
-    let mut agent_ports = Vec::new();
-    for (name, region, source) in REGIONS {
-        let port = free_port();
-        agent_ports.push(port);
-        cluster
-            .spawn_agent_with(
-                name,
-                region,
-                source,
-                &[],
-                &format!("metrics_listen = \"127.0.0.1:{port}\"\n"),
-            )
-            .await
-            .unwrap();
-    }
+    let agent_ports = agents_with_metrics(&mut cluster).await;
     wait_for("both checks OK", || async {
         let s = cluster.checks_status(1).await?;
         (s.checks.len() == 2 && s.checks.iter().all(|c| c.verdict == "ok")).then_some(())
@@ -415,6 +407,21 @@ async fn the_leader_exports_per_check_series_that_a_real_prometheus_scrapes() {
         }
     }
     assert_eq!(followers, 2);
+    // `?checks=false` leaves them out on the leader too (a scrape job of
+    // its own can take them less often).
+    let mut without = Vec::new();
+    for base in &http {
+        let (_, text) = get(&format!("{base}/metrics?checks=false")).await;
+        if sample(&text, "vantage_raft_is_leader ") == Some(1.0) {
+            without.push(text);
+        }
+    }
+    assert_eq!(without.len(), 1);
+    assert!(
+        !without[0].contains("vantage_check_") && without[0].ends_with("# EOF\n"),
+        "{}",
+        without[0]
+    );
 
     // The per-check dashboard queries nothing the leader and agents lack.
     let mut exported = text.clone();

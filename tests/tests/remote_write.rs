@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 
 use vantage_common::Status;
 use vantage_coordinator::config::RemoteWriteSettings;
-use vantage_coordinator::remote_write::{Samples, SendError, WriteRequest, Writer};
+use vantage_coordinator::remote_write::{Drained, Samples, SendError, WriteRequest, Writer};
 use vantage_coordinator::state::IncomingResult;
 use vantage_coordinator::state::results::StoredResult;
 use vantage_tests::cluster::{Cluster, REGIONS, Timers, wait_for};
@@ -245,5 +245,55 @@ async fn a_real_prometheus_receives_every_result_across_a_leader_kill() {
     assert!(
         phases.contains("total") && phases.contains("connect") && phases.contains("banner"),
         "{phases:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_request_a_real_prometheus_refuses_for_a_stale_sample_goes_through_in_halves() {
+    if Prometheus::binary().is_none() {
+        vantage_tests::missing("prometheus");
+        return;
+    }
+    let prometheus = Prometheus::start(&[]).await.unwrap();
+    let settings: RemoteWriteSettings =
+        toml::from_str(&format!("url = \"{}\"", prometheus.remote_write_url())).unwrap();
+    let writer = Writer::new(&settings).unwrap();
+    let now = vantage_common::clock::now_ms();
+    let request = |at: &[i64]| {
+        let mut samples = Samples::default();
+        for (i, t) in at.iter().enumerate() {
+            samples.add(
+                "eu-1",
+                "smtp",
+                &result(i as u64 + 1, "eu", *t, Status::Pass),
+            );
+        }
+        samples.requests(usize::MAX).remove(0)
+    };
+    // Sent once; then again with one newer result, as a new leader may.
+    writer.send(&request(&[now - 20_000])).await.unwrap();
+    writer.send(&request(&[now - 10_000])).await.unwrap();
+    let resent = request(&[now - 20_000, now - 10_000, now]);
+    match writer.send(&resent).await {
+        Err(SendError::Stale(why)) => assert!(why.contains("400"), "{why}"),
+        other => panic!("the whole request is refused: {other:?}"),
+    }
+    // Halves, in order, until only the stale sample is refused.
+    let mut queue = vec![resent];
+    let mut done = Drained::default();
+    writer.drain(&mut queue, &mut done).await.unwrap();
+    assert!(queue.is_empty());
+    // Four series (success, total and two phases): the oldest sample of
+    // each refused, the other two taken.
+    assert_eq!((done.sent, done.dropped), (8, 4), "{done:?}");
+    let stored = prometheus
+        .query_range("vantage_probe_success{check=\"mx\"}", "5m")
+        .await
+        .unwrap();
+    let times: BTreeSet<i64> = stored.iter().map(|s| s.at_ms).collect();
+    assert_eq!(
+        times,
+        BTreeSet::from([now - 20_000, now - 10_000, now]),
+        "the new sample went through"
     );
 }

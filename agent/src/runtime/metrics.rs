@@ -146,7 +146,7 @@ pub fn router(
 ) -> vantage_common::metrics::Router {
     let for_ready = metrics.clone();
     vantage_common::metrics::router(
-        Arc::new(move || {
+        Arc::new(move |_query| {
             let (metrics, spool) = (metrics.clone(), spool.clone());
             Box::pin(async move {
                 let text = tokio::task::spawn_blocking(move || metrics.render(&spool))

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Secret, SettingsError, SinkError, Tone, UrlSetting, settings, url};
+use super::{Secret, SettingsError, SinkError, Tone, UrlSetting, optional_url, settings};
 use crate::notification::Message;
 
 #[derive(Debug, Deserialize)]
@@ -51,7 +51,7 @@ impl Ntfy {
         Ok(Ntfy {
             url: topic,
             token: Secret::pick("token", &s.token_env, &s.token_file, false)?,
-            status: s.status_url.map(|u| url("status_url", &u)).transpose()?,
+            status: optional_url("status_url", s.status_url)?,
         })
     }
 

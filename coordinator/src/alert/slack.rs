@@ -33,12 +33,7 @@ impl Slack {
     pub fn validate(table: &toml::Table) -> Result<Slack, SettingsError> {
         let s: Settings = settings(table)?;
         Ok(Slack {
-            url: UrlSetting::pick(
-                "webhook_url",
-                &None,
-                &s.webhook_url_env,
-                &s.webhook_url_file,
-            )?,
+            url: UrlSetting::secret("webhook_url", &s.webhook_url_env, &s.webhook_url_file)?,
         })
     }
 

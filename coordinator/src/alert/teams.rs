@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{SettingsError, SinkError, Tone, UrlSetting, settings, url};
+use super::{SettingsError, SinkError, Tone, UrlSetting, optional_url, settings};
 use crate::notification::Message;
 use vantage_common::clock::rfc3339;
 
@@ -40,13 +40,8 @@ impl Teams {
     pub fn validate(table: &toml::Table) -> Result<Teams, SettingsError> {
         let s: Settings = settings(table)?;
         Ok(Teams {
-            url: UrlSetting::pick(
-                "webhook_url",
-                &None,
-                &s.webhook_url_env,
-                &s.webhook_url_file,
-            )?,
-            status: s.status_url.map(|u| url("status_url", &u)).transpose()?,
+            url: UrlSetting::secret("webhook_url", &s.webhook_url_env, &s.webhook_url_file)?,
+            status: optional_url("status_url", s.status_url)?,
         })
     }
 

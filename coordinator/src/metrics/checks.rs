@@ -123,12 +123,16 @@ impl Family {
             Family::Info => info(c, out),
             Family::Verdict => {
                 let current = verdict.map(|v| v.verdict.name());
+                let mut prefix = String::from("vantage_check_verdict{check=\"");
+                escape(&mut prefix, &c.name);
+                prefix.push_str("\",verdict=\"");
                 for name in SEVERITY {
-                    series(out, "vantage_check_verdict", &c.name, ("verdict", name));
+                    out.push_str(&prefix);
+                    out.push_str(name);
                     out.push_str(if current == Some(name) {
-                        " 1\n"
+                        "\"} 1\n"
                     } else {
-                        " 0\n"
+                        "\"} 0\n"
                     });
                 }
             }
@@ -138,12 +142,12 @@ impl Family {
                 };
                 for region in &c.regions {
                     let up = match v.regions.get(region.as_str()).map(|t| t.state) {
-                        Some(RegionState::Up) => "1",
-                        Some(RegionState::Down) => "0",
+                        Some(RegionState::Up) => " 1\n",
+                        Some(RegionState::Down) => " 0\n",
                         _ => continue,
                     };
                     series(out, "vantage_check_region_up", &c.name, ("region", region));
-                    let _ = writeln!(out, " {up}");
+                    out.push_str(up);
                 }
             }
             Family::Duration => {
@@ -232,13 +236,19 @@ fn series(out: &mut String, name: &str, check: &str, (key, value): (&str, &str))
     out.push_str(name);
     out.push_str("{check=\"");
     escape(out, check);
-    let _ = write!(out, "\",{key}=\"");
+    out.push_str("\",");
+    out.push_str(key);
+    out.push_str("=\"");
     escape(out, value);
     out.push_str("\"}");
 }
 
 /// A label value, escaped for the text format.
 fn escape(out: &mut String, value: &str) {
+    if !value.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
+        out.push_str(value);
+        return;
+    }
     for ch in value.chars() {
         match ch {
             '\\' => out.push_str("\\\\"),

@@ -60,17 +60,10 @@ pub async fn run(proposer: Proposer, applied: Replica, metrics: Arc<Metrics>) {
             };
             in_flight.remove(&id);
         }
-        if !proposer.leads().await {
+        // Until caught up our outbox may still list as pending what the
+        // previous leader delivered.
+        if !proposer.leads_caught_up(&mut caught_up_term).await {
             continue;
-        }
-        let term = proposer.raft().metrics().borrow().current_term;
-        if caught_up_term != Some(term) {
-            // Until then our outbox may still list as pending what the
-            // previous leader delivered.
-            if proposer.raft().ensure_linearizable().await.is_err() {
-                continue;
-            }
-            caught_up_term = Some(term);
         }
         let busy: HashSet<Key> = in_flight.values().cloned().collect();
         let due: Vec<(Delivery, Option<ChannelDecl>)> = {

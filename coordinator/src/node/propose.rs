@@ -113,6 +113,26 @@ impl Proposer {
         self.raft.current_leader().await == Some(self.id)
     }
 
+    /// Does this node lead, with its state holding everything committed
+    /// before its term? A leader's loop acts on the replicated state only
+    /// then: until it is, the state may still lack what the previous leader
+    /// did (deliveries acknowledged, a cursor moved). `caught_up` is the
+    /// loop's own memory of the term it last confirmed.
+    pub async fn leads_caught_up(&self, caught_up: &mut Option<u64>) -> bool {
+        if !self.leads().await {
+            *caught_up = None;
+            return false;
+        }
+        let term = self.raft.metrics().borrow().current_term;
+        if *caught_up != Some(term) {
+            if self.raft.ensure_linearizable().await.is_err() {
+                return false;
+            }
+            *caught_up = Some(term);
+        }
+        true
+    }
+
     /// The voters of the membership this node knows.
     pub fn voters(&self) -> BTreeSet<NodeId> {
         self.raft

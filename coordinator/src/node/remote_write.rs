@@ -9,7 +9,8 @@
 //!
 //! A request that fails for a reason worth retrying (transport, timeout,
 //! 5xx, 429) is retried with backoff, the cursor held where it is; one
-//! refused (other 4xx) is dropped and counted. Entries a snapshot purged
+//! refused (other 4xx) is dropped and counted, one refused for a stale
+//! sample halved (`Writer::drain`). Entries a snapshot purged
 //! before they were sent (the receiver was down for longer than the log
 //! keeps) are skipped with a warning.
 
@@ -22,7 +23,7 @@ use super::{Proposer, Replica};
 use crate::config::RemoteWriteSettings;
 use crate::metrics::Metrics;
 use crate::raft::log_store::LogStore;
-use crate::remote_write::{Samples, SendError, WriteRequest, Writer, results};
+use crate::remote_write::{Drained, Samples, Writer, results};
 use crate::state::Command;
 
 /// How often the log is looked at.
@@ -50,17 +51,9 @@ pub async fn run(
     let mut caught_up_term = None;
     loop {
         tokio::time::sleep(POLL).await;
-        if !proposer.leads().await {
-            caught_up_term = None;
+        // Until caught up the cursor may lag what the previous leader sent.
+        if !proposer.leads_caught_up(&mut caught_up_term).await {
             continue;
-        }
-        let term = proposer.raft().metrics().borrow().current_term;
-        if caught_up_term != Some(term) {
-            // Until then the cursor may lag what the previous leader sent.
-            if proposer.raft().ensure_linearizable().await.is_err() {
-                continue;
-            }
-            caught_up_term = Some(term);
         }
         if let Err(e) = catch_up(&writer, &mut log, &proposer, &applied, &metrics).await {
             tracing::warn!(error = %e, "remote_write: stopped for now");
@@ -149,77 +142,25 @@ async fn write_cursor(proposer: &Proposer, index: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sends `samples` in requests of at most `max_samples_per_send`.
+/// Sends `samples` in requests of at most `max_samples_per_send`, retrying
+/// with backoff what fails for a reason worth it; gives up (an error) when
+/// this node stops leading.
 async fn send(
     writer: &Writer,
     samples: Samples,
     proposer: &Proposer,
     metrics: &Metrics,
 ) -> anyhow::Result<()> {
-    for request in samples.requests(writer.max_samples) {
-        send_one(writer, request, proposer, metrics).await?;
-    }
-    Ok(())
-}
-
-/// Sends one request until it goes through or is refused; gives up (an
-/// error) when this node stops leading. A receiver refuses a whole request
-/// for one sample older than what it holds of that series (Prometheus
-/// does: "out of order sample"), which is what a request resent after a
-/// failover may carry next to new samples: such a request is halved, and
-/// the halves sent in order, until only the refused samples are dropped.
-async fn send_one(
-    writer: &Writer,
-    request: WriteRequest,
-    proposer: &Proposer,
-    metrics: &Metrics,
-) -> anyhow::Result<()> {
-    let mut queue = vec![request];
-    while let Some(request) = queue.pop() {
-        let n = request.len() as u64;
-        match send_retrying(writer, &request, proposer, metrics).await? {
-            None => metrics.remote_write_samples(true, n),
-            Some(why) if n > 1 && stale(&why) => {
-                let (first, second) = request.halves();
-                queue.push(second);
-                queue.push(first);
-            }
-            Some(why) => {
-                tracing::warn!(samples = n, error = %why, "remote_write: refused; samples dropped");
-                metrics.remote_write_samples(false, n);
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Does a refusal say a sample is older than what the receiver holds?
-fn stale(why: &str) -> bool {
-    let why = why.to_ascii_lowercase();
-    [
-        "out of order",
-        "out-of-order",
-        "out of bounds",
-        "duplicate sample",
-        "too old",
-    ]
-    .iter()
-    .any(|s| why.contains(s))
-}
-
-/// Sends `request` until it goes through (`None`) or is refused (why),
-/// retrying with backoff.
-async fn send_retrying(
-    writer: &Writer,
-    request: &WriteRequest,
-    proposer: &Proposer,
-    metrics: &Metrics,
-) -> anyhow::Result<Option<String>> {
+    let mut queue = samples.requests(writer.max_samples);
+    queue.reverse(); // taken off the end
     let mut backoff = BACKOFF.0;
     loop {
-        match writer.send(request).await {
-            Ok(()) => return Ok(None),
-            Err(SendError::Refused(why)) => return Ok(Some(why)),
+        let mut done = Drained::default();
+        let outcome = writer.drain(&mut queue, &mut done).await;
+        metrics.remote_write_samples(true, done.sent as u64);
+        metrics.remote_write_samples(false, done.dropped as u64);
+        match outcome {
+            Ok(()) => return Ok(()),
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?backoff, "remote_write: failed; retrying");
                 metrics.remote_write_failures.inc();

@@ -132,6 +132,10 @@ enum Bench {
         /// Raft entries between snapshots (the coordinator's default: 5000).
         #[arg(long, default_value_t = 5000)]
         snapshot_every: u64,
+        /// Do not scrape the leader's per-check series every 15 s (as a
+        /// Prometheus would).
+        #[arg(long)]
+        no_scrape: bool,
     },
     /// Memory per check of the replicated state with its history full
     /// (30 days of roll-ups, a full recent history), built in this process.
@@ -239,6 +243,7 @@ fn main() -> Result<()> {
             failing,
             minutes,
             snapshot_every,
+            no_scrape,
         } => scale::scale(scale::Scale {
             checks,
             regions,
@@ -246,6 +251,7 @@ fn main() -> Result<()> {
             failing,
             minutes,
             snapshot_every,
+            scrape: !no_scrape,
         }),
         Bench::Chaos {
             minutes,

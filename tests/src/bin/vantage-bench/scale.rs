@@ -40,6 +40,8 @@ pub(crate) struct Scale {
     pub(crate) minutes: f64,
     /// Raft entries between snapshots (the coordinator's `snapshot_every`).
     pub(crate) snapshot_every: u64,
+    /// Scrape the leader's per-check series every 15 s.
+    pub(crate) scrape: bool,
 }
 
 const REGION_NAMES: [&str; 6] = ["ru", "eu", "us", "as", "sa", "af"];
@@ -302,11 +304,18 @@ fn spread(v: &mut [Duration]) -> String {
     )
 }
 
-/// Node `id`'s `/metrics` text (on the leader, with the per-check series).
-async fn node_metrics(cluster: &Cluster, http: &reqwest::Client, id: u64) -> Option<String> {
+/// Node `id`'s `/metrics` text, with the leader's per-check series when
+/// `per_check`.
+async fn node_metrics(
+    cluster: &Cluster,
+    http: &reqwest::Client,
+    id: u64,
+    per_check: bool,
+) -> Option<String> {
     let addr = cluster.nodes.get(&id)?.http?;
+    let query = if per_check { "" } else { "?checks=false" };
     let r = http
-        .get(format!("http://{addr}/metrics"))
+        .get(format!("http://{addr}/metrics{query}"))
         .send()
         .await
         .ok()?;
@@ -452,10 +461,13 @@ async fn run(s: Arc<Scale>) -> Result<()> {
             }
             for id in pids.keys() {
                 // What a Prometheus scraping every 15 s costs, measured on
-                // the leader.
+                // the leader (unless --no-scrape).
+                let per_check = *id == leader && s.scrape;
                 let t = Instant::now();
-                let text = node_metrics(&cluster, &http, *id).await.unwrap_or_default();
-                if *id == leader && !text.is_empty() {
+                let text = node_metrics(&cluster, &http, *id, per_check)
+                    .await
+                    .unwrap_or_default();
+                if per_check && !text.is_empty() {
                     scrapes.push(t.elapsed());
                     scrape_bytes = text.len();
                 }
@@ -478,7 +490,9 @@ async fn run(s: Arc<Scale>) -> Result<()> {
         let (cpu1, rss, _) = proc_usage(*pid).ok_or_else(|| anyhow!("node {id} died"))?;
         let cpu = (cpu1 - cpu0.get(id).copied().unwrap_or(cpu1)) / wall * 100.0;
         let data = dir_bytes(&cluster.node_data(*id));
-        let text = node_metrics(&cluster, &http, *id).await.unwrap_or_default();
+        let text = node_metrics(&cluster, &http, *id, false)
+            .await
+            .unwrap_or_default();
         let snap = value(&text, "vantage_raft_snapshot_bytes").unwrap_or(0.0);
         let log = value(&text, "vantage_raft_last_log_index").unwrap_or(0.0)
             - value(&text, "vantage_raft_snapshot_index").unwrap_or(0.0);
@@ -519,7 +533,7 @@ async fn run(s: Arc<Scale>) -> Result<()> {
     cluster.spawn(follower).await?;
     cluster.wait_applied(follower, target).await?;
     let catch_up = t.elapsed();
-    let install = node_metrics(&cluster, &http, follower)
+    let install = node_metrics(&cluster, &http, follower, false)
         .await
         .and_then(|text| value(&text, "vantage_raft_snapshot_install_seconds"))
         .unwrap_or(0.0);

@@ -154,6 +154,14 @@ pub(crate) fn run(b: StateBench) -> Result<()> {
     let mut counter = Counter(0);
     stream::write(&state, &mut counter)?;
     let snapshot = t2.elapsed();
+    // The leader's per-check series, as a scrape writes them.
+    let t3 = Instant::now();
+    let mut text = String::new();
+    for family in vantage_coordinator::metrics::checks::Family::ALL {
+        family.header(&mut text);
+        family.render(&state, None, usize::MAX, &mut text);
+    }
+    let scrape = t3.elapsed();
     let mib = |kib: u64| kib as f64 / 1024.0;
     let per_check = |kib: u64| kib as f64 * 1024.0 / b.checks as f64;
     println!(
@@ -182,6 +190,12 @@ pub(crate) fn run(b: StateBench) -> Result<()> {
         snapshot.as_secs_f64()
     );
     println!("  one more result   {per_result:.2} µs to apply (batches of 500)");
+    println!(
+        "  per-check series  {:.1} MiB, {} lines, written in {:.0} ms",
+        text.len() as f64 / 1048576.0,
+        text.lines().count(),
+        scrape.as_secs_f64() * 1000.0
+    );
     Ok(())
 }
 

@@ -52,6 +52,27 @@ pub fn missing(what: &str) {
     println!("SKIP: {why}");
 }
 
+/// The `vantage_*` series the panels of `deploy/grafana/FILE` query.
+pub fn dashboard_series(file: &str) -> std::collections::BTreeSet<String> {
+    let path = format!("{}/../deploy/grafana/{file}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut queried = std::collections::BTreeSet::new();
+    let panels = dashboard["panels"].as_array().into_iter().flatten();
+    for target in panels.flat_map(|p| p["targets"].as_array().into_iter().flatten()) {
+        let expr = target["expr"].as_str().unwrap_or_default();
+        for (i, _) in expr.match_indices("vantage_") {
+            let name: String = expr[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            queried.insert(name);
+        }
+    }
+    queried
+}
+
 /// The first of `paths` that exists.
 pub fn find_program(paths: &[&'static str]) -> Option<&'static str> {
     paths

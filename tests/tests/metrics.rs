@@ -152,7 +152,7 @@ async fn coordinators_and_agents_export_metrics_health_and_readiness() {
 
     // Every series the Grafana dashboard queries is exported (delivery
     // counters appear with the first delivery, checked below).
-    let queried = dashboard_series("vantage.json");
+    let queried = vantage_tests::dashboard_series("vantage.json");
     assert!(queried.len() >= 15, "{queried:?}");
     assert_exported(&queried, &exported, &["vantage_alert_deliveries_total"]);
 
@@ -204,27 +204,6 @@ async fn coordinators_and_agents_export_metrics_health_and_readiness() {
             );
         }
     }
-}
-
-/// The `vantage_*` series the panels of `deploy/grafana/FILE` query.
-fn dashboard_series(file: &str) -> std::collections::BTreeSet<String> {
-    let path = format!("{}/../deploy/grafana/{file}", env!("CARGO_MANIFEST_DIR"));
-    let dashboard: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let mut queried = std::collections::BTreeSet::new();
-    for panel in dashboard["panels"].as_array().unwrap() {
-        for target in panel["targets"].as_array().into_iter().flatten() {
-            let expr = target["expr"].as_str().unwrap();
-            for (i, _) in expr.match_indices("vantage_") {
-                let name: String = expr[i..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect();
-                queried.insert(name);
-            }
-        }
-    }
-    queried
 }
 
 /// Every name in `queried` but those in `later` has a sample in `exported`.
@@ -428,9 +407,14 @@ async fn the_leader_exports_per_check_series_that_a_real_prometheus_scrapes() {
     for port in &agent_ports {
         exported.push_str(&get(&format!("http://127.0.0.1:{port}/metrics")).await.1);
     }
-    let queried = dashboard_series("vantage-checks.json");
+    // (The remote-written series are checked in tests/tests/remote_write.rs.)
+    let queried = vantage_tests::dashboard_series("vantage-checks.json");
     assert!(queried.len() >= 5, "{queried:?}");
-    assert_exported(&queried, &exported, &[]);
+    assert_exported(
+        &queried,
+        &exported,
+        &["vantage_probe_success", "vantage_probe_duration_seconds"],
+    );
 
     // A real Prometheus scrapes all six: the per-check series with their
     // labels, once.

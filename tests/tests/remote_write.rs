@@ -246,6 +246,19 @@ async fn a_real_prometheus_receives_every_result_across_a_leader_kill() {
         phases.contains("total") && phases.contains("connect") && phases.contains("banner"),
         "{phases:?}"
     );
+    // The per-check dashboard's remote-write panels query what arrived.
+    let queried = vantage_tests::dashboard_series("vantage-checks.json");
+    for name in ["vantage_probe_success", "vantage_probe_duration_seconds"] {
+        assert!(queried.contains(name), "{queried:?}");
+        let got = prometheus
+            .query(&format!("count({name}{{check=\"mx\"}})"))
+            .await
+            .unwrap();
+        assert!(
+            got.first().is_some_and(|s| s.value >= 3.0),
+            "{name}: {got:?}"
+        );
+    }
 }
 
 #[tokio::test]

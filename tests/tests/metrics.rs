@@ -502,4 +502,22 @@ async fn the_leader_exports_per_check_series_that_a_real_prometheus_scrapes() {
     })
     .await
     .unwrap();
+
+    // The leader dies: the series move to the new one, values intact.
+    let ids = cluster.ids();
+    let leader = cluster.wait_for_leader(&ids).await.unwrap();
+    let leader_http = format!("http://{}", cluster.nodes[&leader].http.unwrap());
+    cluster.kill(leader).await.unwrap();
+    let rest: Vec<String> = http.into_iter().filter(|b| *b != leader_http).collect();
+    wait_for("the series on the new leader", || async {
+        let text = leader_metrics(&rest).await?;
+        (sample(
+            &text,
+            "vantage_check_region_up{check=\"cert\",region=\"ru\"} ",
+        ) == Some(0.0)
+            && text.contains("vantage_check_info{check=\"mx\""))
+        .then_some(())
+    })
+    .await
+    .unwrap();
 }

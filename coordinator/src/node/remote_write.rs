@@ -28,6 +28,8 @@ use crate::state::Command;
 
 /// How often the log is looked at.
 const POLL: Duration = Duration::from_secs(1);
+/// Entries without results read past before the cursor is written anyway.
+const IDLE_ENTRIES: u64 = 1000;
 /// Retry backoff bounds.
 const BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(30));
 
@@ -114,6 +116,7 @@ async fn catch_up(
                 })
                 .collect()
         };
+        let any = !tagged.is_empty();
         let mut samples = Samples::default();
         for (agent, kind, r) in tagged {
             samples.add(agent, kind, r);
@@ -128,7 +131,12 @@ async fn catch_up(
         metrics
             .remote_write_index
             .set(i64::try_from(last).unwrap_or(i64::MAX));
-        write_cursor(proposer, last).await?;
+        // The cursor's own entry is one more to read past: it is written
+        // after results went out, or once entries without any have piled
+        // up, so that an idle cluster does not write one a second.
+        if any || last - cursor >= IDLE_ENTRIES {
+            write_cursor(proposer, last).await?;
+        }
     }
     Ok(())
 }

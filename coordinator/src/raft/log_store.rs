@@ -317,16 +317,27 @@ mod tests {
         assert_eq!(empty.ok(), Some(vec![]));
     }
 
+    /// Opens the sled database at `path`, waiting (up to 30 s) for the
+    /// previous handle's lock to go: sled's flusher thread lets go of it a
+    /// moment after the handle is dropped.
+    fn reopen(path: &Path) -> sled::Db {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            match sled::open(path) {
+                Ok(db) => return db,
+                Err(e) if std::time::Instant::now() > deadline => panic!("{e}"),
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            }
+        }
+    }
+
     #[tokio::test]
     async fn an_older_release_sled_log_moves_into_segments() {
         let Ok(dir) = tempfile::tempdir() else {
             panic!("no temporary directory");
         };
         {
-            let db = match sled::open(dir.path().join("raft.sled")) {
-                Ok(db) => db,
-                Err(e) => panic!("{e}"),
-            };
+            let db = reopen(&dir.path().join("raft.sled"));
             let Ok(tree) = db.open_tree(LEGACY_LOG_TREE) else {
                 panic!("no tree");
             };
@@ -338,10 +349,7 @@ mod tests {
         }
         for _ in 0..2 {
             // Opened twice: the second open finds nothing left to move.
-            let db = match sled::open(dir.path().join("raft.sled")) {
-                Ok(db) => db,
-                Err(e) => panic!("{e}"),
-            };
+            let db = reopen(&dir.path().join("raft.sled"));
             let mut store = match LogStore::open(&db, dir.path()) {
                 Ok(s) => s,
                 Err(e) => panic!("{e}"),

@@ -808,6 +808,20 @@ async fn region_and_name_come_from_the_certificate_and_bad_batches_are_refused()
     assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
     assert!(err.message().contains("exceeds 1000"), "{err}");
 
+    // An outcome with too many timed steps (they go into the log).
+    let mut steps = raw_session(&cluster, leader, "ru", "msk-4").await;
+    let mut long = result_record(1, "mx-tcp");
+    long.outcome.as_mut().unwrap().phases = (0..33)
+        .map(|i| vantage_proto::v1::Phase {
+            name: format!("step-{i}"),
+            duration_us: 1,
+        })
+        .collect();
+    steps.send_batch(vec![long]).await;
+    let err = steps.next_ack().await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+    assert!(err.message().contains("phases"), "{err}");
+
     // An outcome with an unknown status.
     let mut odd = raw_session(&cluster, leader, "ru", "msk-3").await;
     let mut bad = result_record(1, "mx-tcp");

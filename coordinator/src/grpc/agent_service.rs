@@ -34,6 +34,10 @@ pub const MAX_BATCH: usize = 1000;
 pub const MAX_MESSAGE: usize = 2048;
 /// Largest details object of one result (JSON bytes).
 pub const MAX_DETAILS: usize = 16 * 1024;
+/// Most timed steps of one result, and the longest name of one (they go
+/// into the log, for remote-write).
+pub const MAX_PHASES: usize = 32;
+const MAX_PHASE_NAME: usize = 32;
 /// Longest trace context kept with a result (a W3C traceparent is 55).
 const MAX_TRACEPARENT: usize = 128;
 /// Largest encoded session message.
@@ -94,6 +98,14 @@ pub fn validate(
         if outcome.message.len() > MAX_MESSAGE || outcome.details_json.len() > MAX_DETAILS {
             return Err(Status::invalid_argument(format!(
                 "result {}: message or details too large",
+                r.seq
+            )));
+        }
+        if outcome.phases.len() > MAX_PHASES
+            || outcome.phases.iter().any(|p| p.name.len() > MAX_PHASE_NAME)
+        {
+            return Err(Status::invalid_argument(format!(
+                "result {}: more than {MAX_PHASES} phases or a phase name over {MAX_PHASE_NAME} bytes",
                 r.seq
             )));
         }

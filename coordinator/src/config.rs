@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use vantage_common::config::{self, ConfigError};
 use vantage_common::duration::Period;
+use vantage_common::secret::{Secret, SecretError};
 use vantage_common::tls::TlsFiles;
 
 /// The whole file.
@@ -147,6 +148,26 @@ impl RaftSettings {
 }
 
 impl RemoteWriteSettings {
+    /// Where the basic auth password is read, if set.
+    pub fn password(&self) -> Result<Option<Secret>, SecretError> {
+        Secret::pick(
+            "basic_auth_password",
+            &self.basic_auth_password_env,
+            &self.basic_auth_password_file,
+            false,
+        )
+    }
+
+    /// Where the bearer token is read, if set.
+    pub fn bearer_token(&self) -> Result<Option<Secret>, SecretError> {
+        Secret::pick(
+            "bearer_token",
+            &self.bearer_token_env,
+            &self.bearer_token_file,
+            false,
+        )
+    }
+
     /// The field at fault and why.
     fn validate(&self) -> Result<(), (&'static str, String)> {
         match reqwest::Url::parse(&self.url) {
@@ -154,31 +175,22 @@ impl RemoteWriteSettings {
             Ok(_) => return Err(("remote_write.url", "only http and https URLs".into())),
             Err(e) => return Err(("remote_write.url", format!("{:?}: {e}", self.url))),
         }
-        let password =
-            self.basic_auth_password_env.is_some() || self.basic_auth_password_file.is_some();
-        let bearer = self.bearer_token_env.is_some() || self.bearer_token_file.is_some();
-        if password != self.basic_auth_username.is_some() {
+        let password = self
+            .password()
+            .map_err(|e| ("remote_write.basic_auth_password_file", e.to_string()))?;
+        let bearer = self
+            .bearer_token()
+            .map_err(|e| ("remote_write.bearer_token_file", e.to_string()))?;
+        if password.is_some() != self.basic_auth_username.is_some() {
             return Err((
                 "remote_write.basic_auth_username",
                 "basic auth needs a username and a password (_env or _file)".into(),
             ));
         }
-        if password && bearer {
+        if password.is_some() && bearer.is_some() {
             return Err((
                 "remote_write.bearer_token_env",
                 "set basic auth or a bearer token, not both".into(),
-            ));
-        }
-        if self.basic_auth_password_env.is_some() && self.basic_auth_password_file.is_some() {
-            return Err((
-                "remote_write.basic_auth_password_file",
-                "set _env or _file, not both".into(),
-            ));
-        }
-        if self.bearer_token_env.is_some() && self.bearer_token_file.is_some() {
-            return Err((
-                "remote_write.bearer_token_file",
-                "set _env or _file, not both".into(),
             ));
         }
         if !(1..=300).contains(&self.timeout.secs()) {

@@ -254,19 +254,8 @@ impl Writer {
     /// A client for `settings` (validated with the configuration).
     pub fn new(settings: &RemoteWriteSettings) -> Result<Writer, String> {
         let url = reqwest::Url::parse(&settings.url).map_err(|e| e.to_string())?;
-        let secret = |env: &Option<String>, file: &Option<std::path::PathBuf>, name: &str| {
-            Secret::pick(name, env, file, false).map_err(|e| e.to_string())
-        };
-        let password = secret(
-            &settings.basic_auth_password_env,
-            &settings.basic_auth_password_file,
-            "basic_auth_password",
-        )?;
-        let bearer = secret(
-            &settings.bearer_token_env,
-            &settings.bearer_token_file,
-            "bearer_token",
-        )?;
+        let password = settings.password().map_err(|e| e.to_string())?;
+        let bearer = settings.bearer_token().map_err(|e| e.to_string())?;
         let auth = match (&settings.basic_auth_username, password, bearer) {
             (Some(user), Some(password), _) => Auth::Basic(user.clone(), password),
             (_, _, Some(token)) => Auth::Bearer(token),

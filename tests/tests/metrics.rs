@@ -24,6 +24,15 @@ async fn get(url: &str) -> (u16, String) {
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
+/// `http://ADDR` of each running coordinator's HTTP port.
+fn http_bases(cluster: &Cluster) -> Vec<String> {
+    cluster
+        .ids()
+        .iter()
+        .map(|id| format!("http://{}", cluster.nodes[id].http.unwrap()))
+        .collect()
+}
+
 /// An agent per region, each with a metrics port; their ports.
 async fn agents_with_metrics(cluster: &mut Cluster) -> Vec<u16> {
     let mut ports = Vec::new();
@@ -72,11 +81,7 @@ async fn coordinators_and_agents_export_metrics_health_and_readiness() {
     .unwrap();
 
     // Coordinators: Raft, verdicts, agents; exactly one leader.
-    let http: Vec<String> = cluster
-        .ids()
-        .iter()
-        .map(|id| format!("http://{}", cluster.nodes[id].http.unwrap()))
-        .collect();
+    let http = http_bases(&cluster);
     let mut leaders = 0;
     let mut exported = String::new();
     for base in &http {
@@ -313,11 +318,7 @@ async fn the_leader_exports_per_check_series_that_a_real_prometheus_scrapes() {
     })
     .await
     .unwrap();
-    let http: Vec<String> = cluster
-        .ids()
-        .iter()
-        .map(|id| format!("http://{}", cluster.nodes[id].http.unwrap()))
-        .collect();
+    let http = http_bases(&cluster);
 
     // The leader: an info series with the check's labels, its verdict as a
     // state set, each region up with its latest duration and the

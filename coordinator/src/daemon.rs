@@ -151,7 +151,10 @@ async fn run(
             node.sessions.clone(),
             node.applied.clone(),
         )
-        .merge(crate::web::routes(node.applied.clone(), node.raft.clone()));
+        .merge(crate::web::routes(node.applied.clone(), {
+            let raft = node.raft.clone();
+            move || raft.metrics().borrow().current_leader
+        }));
         let http = vantage_common::metrics::serve(addr, router)
             .await
             .with_context(|| format!("binding the HTTP port {addr}"))?;

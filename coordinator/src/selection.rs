@@ -77,6 +77,14 @@ impl Filter {
         }
     }
 
+    /// `ok` only: the rest of [`Filter::problems`].
+    pub fn healthy() -> Self {
+        Filter {
+            verdicts: ["ok".to_owned()].into_iter().collect(),
+            ..Filter::default()
+        }
+    }
+
     /// Does it narrow anything down?
     pub fn is_empty(&self) -> bool {
         *self == Filter::default()

@@ -1,16 +1,28 @@
-//! The read-only status page (`/`) and JSON status API (`/api/status`) on
-//! a coordinator's HTTP port: per check its global verdict, per-region
-//! state, uptime over 24 h / 7 d / 30 d and open incident; impaired
-//! vantages; open incidents; changes of the last 7 days. Built from the node's applied state; no
-//! channels, settings or secrets are ever shown.
+//! The read-only status page (`/`), a page per check (`/check/NAME`) and
+//! the JSON status API (`/api/status`) on a coordinator's HTTP port.
 //!
-//! Both take the filters of `vantagectl status` as query parameters
-//! (`verdict`, `label` and `region` comma-separated; `check` a glob;
-//! `limit`, `after` to page). Without any, the API lists every check and
-//! the page lists the problems, worst first, and counts the rest.
+//! The status page shows per check its global verdict, per-region state,
+//! a bar of the last 30 days (a cell a day, the last 24 hours by the hour
+//! on hovering it) coloured by the worst verdict, uptime over 30 d / 24 h
+//! / 7 d, a latency sparkline per region and its open incident; then
+//! impaired vantages, the incidents of the last 30 days and the changes of
+//! the last 7. A check's page adds the bars at full size, the per-region
+//! table (latest result, latency, 30 days of results) and its incidents
+//! with their timelines. Server-rendered HTML with inline CSS and SVG: no
+//! JavaScript, no external assets. Built from the node's applied state;
+//! no channels, settings or secrets are ever shown (incident timelines
+//! leave out the notifications and who acknowledged).
+//!
+//! `/` and `/api/status` take the filters of `vantagectl status` as query
+//! parameters (`verdict`, `label` and `region` comma-separated; `check` a
+//! glob; `limit`, `after` to page). Without any, the API lists every check
+//! and the page lists the problems, worst first, then OK checks up to a
+//! page, and counts the rest.
+
+use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
@@ -18,10 +30,14 @@ use serde::Serialize;
 use vantage_common::clock::{now_ms, rfc3339};
 
 use crate::node::Replica;
-use crate::raft::types::Raft;
 use crate::selection::{Filter, FilterError, select};
 use crate::state::State as Replicated;
 use crate::verdict::severity;
+
+mod check;
+mod history;
+
+use history::{History, IncidentLine, bar_with_hours, sparkline};
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
 
@@ -99,8 +115,9 @@ pub fn view(
         .map(|(c, v)| {
             let uptime_pct = [DAY_MS, 7 * DAY_MS, 30 * DAY_MS].map(|window| {
                 let t = v.time_since(now - window, now);
-                let decided = t.up_ms + t.degraded_ms + t.down_ms;
-                (decided > 0).then(|| (t.up_ms + t.degraded_ms) as f64 * 100.0 / decided as f64)
+                let up = t.up_ms + t.noted_ms + t.degraded_ms;
+                let decided = up + t.down_ms;
+                (decided > 0).then(|| up as f64 * 100.0 / decided as f64)
             });
             CheckView {
                 name: c.name.clone(),
@@ -175,29 +192,132 @@ fn esc(s: &str) -> String {
     out
 }
 
+/// `2026-11-19 08:00 UTC`.
+fn when(ms: i64) -> String {
+    let t = rfc3339(ms);
+    format!("{} {} UTC", &t[..10], &t[11..16])
+}
+
 fn pct(p: Option<f64>) -> String {
     p.map_or("–".into(), |p| format!("{p:.2} %"))
 }
 
-/// Renders the HTML page.
-pub fn html(v: &StatusView) -> String {
+/// The page's style: no external assets, nothing that needs JavaScript.
+const STYLE: &str = r#"
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+a { color: inherit; }
+table { border-collapse: collapse; } td, th { padding: .3em .8em; border-bottom: 1px solid #ddd; text-align: left; vertical-align: middle; }
+.v.ok { color: #17803d; } .v.warning, .v.divergent, .v.blind, .v.changed { color: #a15c00; }
+.v.critical { color: #b91c1c; }
+.v.regional { color: #b45309; } .v.outage { color: #b91c1c; font-weight: bold; }
+.r { padding: 0 .3em; border-radius: 3px; white-space: nowrap; } .r.up { background: #dcfce7; } .r.down { background: #fee2e2; }
+.r.stale, .r.unknown { background: #eee; } .impaired { color: #a15c00; }
+.bar { display: inline-flex; gap: 1px; vertical-align: middle; }
+.c { display: inline-block; width: 10px; height: 10px; border-radius: 1px; }
+.bar .c { width: 6px; height: 18px; }
+.big .bar .c { width: 16px; height: 30px; }
+.c.ok { background: #22a34a; } .c.noted { background: #f59e0b; } .c.down { background: #dc2626; } .c.none { background: #d4d4d4; }
+.history { position: relative; display: inline-block; }
+.history .pop { display: none; position: absolute; left: 0; top: 100%; z-index: 1; background: #fff; border: 1px solid #ccc; padding: .3em; white-space: nowrap; font-size: small; }
+.history:hover .pop { display: block; }
+.up30 { font-weight: bold; } .small { font-size: small; color: #666; }
+.spark { display: flex; align-items: center; gap: .3em; white-space: nowrap; }
+.spark .rn { min-width: 2em; }
+.spark .rn { font-size: small; } .spark .ms { font-size: small; color: #444; }
+svg.sl polyline { fill: none; stroke: #2563eb; stroke-width: 1.5; } svg.sl circle { fill: #2563eb; }
+.legend .c { margin: 0 .2em 0 .8em; vertical-align: middle; }
+ol.timeline { font-size: small; color: #444; margin: .2em 0 .8em; }
+"#;
+
+/// The shell around a page's body.
+fn document(title: &str, refresh: bool, body: &str) -> String {
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">{}\n<title>{}</title>\n<style>{STYLE}</style></head><body>\n{body}</body></html>\n",
+        if refresh {
+            "<meta http-equiv=\"refresh\" content=\"30\">"
+        } else {
+            ""
+        },
+        esc(title)
+    )
+}
+
+/// What the colours of the bars mean.
+fn legend() -> String {
+    [
+        ("ok", "OK"),
+        ("noted", "regional, warning or changed"),
+        ("down", "outage"),
+        ("none", "no data"),
+    ]
+    .iter()
+    .map(|(c, what)| format!("<span class=\"c {c}\"></span>{what}"))
+    .collect::<Vec<_>>()
+    .join(" ")
+}
+
+fn region_states(regions: &[(String, String)]) -> String {
+    regions
+        .iter()
+        .map(|(r, s)| format!("<span class=\"r {}\">{}: {}</span>", esc(s), esc(r), esc(s)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn incident_list(incidents: &[IncidentLine], now_ms: i64, timelines: bool) -> String {
+    let mut out = String::new();
+    for i in incidents {
+        out.push_str(&format!(
+            "<li>#{} <a href=\"/check/{}\">{}</a> — worst <span class=\"v {}\">{}</span>, {}, opened {}: {}",
+            i.id,
+            esc(&i.check),
+            esc(&i.check),
+            esc(&i.worst),
+            esc(&i.worst.to_uppercase()),
+            i.duration(now_ms),
+            when(i.opened_ms),
+            esc(&i.summary)
+        ));
+        if timelines && !i.timeline.is_empty() {
+            out.push_str("<ol class=\"timeline\">");
+            for (at, what) in &i.timeline {
+                out.push_str(&format!("<li>{} {}</li>", when(*at), esc(what)));
+            }
+            out.push_str("</ol>");
+        }
+        out.push_str("</li>\n");
+    }
+    if out.is_empty() {
+        out.push_str("<li>none</li>\n");
+    }
+    out
+}
+
+/// The status page: `v` with each listed check's history (`histories`,
+/// in the same order) and the incidents of the last 30 days; `listed`
+/// says what is listed of what (HTML).
+pub fn html(
+    v: &StatusView,
+    histories: &[History],
+    incidents: &[IncidentLine],
+    listed: &str,
+) -> String {
     let mut rows = String::new();
-    for c in &v.checks {
-        let regions: Vec<String> = c
-            .regions
-            .iter()
-            .map(|(r, s)| format!("<span class=\"r {}\">{}: {}</span>", esc(s), esc(r), esc(s)))
-            .collect();
+    for (c, h) in v.checks.iter().zip(histories) {
         let incident = c.incident.map_or(String::new(), |id| format!("#{id}"));
+        let sparks: String = h.latency.iter().map(|l| sparkline(l, 72, 18)).collect();
         rows.push_str(&format!(
-            "<tr><td>{}</td><td class=\"v {}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            "<tr><td><a href=\"/check/{}\">{}</a></td><td class=\"v {}\">{}</td><td>{}</td><td>{}</td><td><span class=\"up30\">{}</span><br><span class=\"small\">24 h {}<br>7 d {}</span></td><td>{}</td><td>{}</td></tr>\n",
+            esc(&c.name),
             esc(&c.name),
             esc(&c.verdict),
             esc(&c.verdict.to_uppercase()),
-            regions.join(" "),
+            region_states(&c.regions),
+            bar_with_hours(h),
+            pct(c.uptime_pct[2]),
             pct(c.uptime_pct[0]),
             pct(c.uptime_pct[1]),
-            pct(c.uptime_pct[2]),
+            sparks,
             incident
         ));
     }
@@ -208,16 +328,9 @@ pub fn html(v: &StatusView) -> String {
         .map(|(name, n)| format!("{n} {}", esc(name)))
         .collect();
     let mut summary = format!(
-        "<p class=\"summary\">{} checks: {}. Listed: {} of {} selected{}.</p>\n",
+        "<p class=\"summary\">{} checks: {}. Listed: {listed}.</p>\n",
         v.verdicts.values().sum::<usize>(),
         counts.join(", "),
-        v.checks.len(),
-        v.matched,
-        if v.next.is_some() {
-            " (more: <code>?after=</code>)"
-        } else {
-            ""
-        }
     );
     if v.checks.is_empty() {
         summary.push_str("<p>Nothing to show: no check matches.</p>\n");
@@ -230,23 +343,12 @@ pub fn html(v: &StatusView) -> String {
             esc(why)
         ));
     }
-    let mut incidents = String::new();
-    for (id, subject, verdict, opened) in &v.incidents {
-        incidents.push_str(&format!(
-            "<li>#{id} {} — {} since {}</li>\n",
-            esc(subject),
-            esc(&verdict.to_uppercase()),
-            rfc3339(*opened)
-        ));
-    }
-    if incidents.is_empty() {
-        incidents.push_str("<li>none</li>\n");
-    }
     let mut changes = String::new();
     for c in &v.changes {
         changes.push_str(&format!(
-            "<li>{} {} <span class=\"v {}\">{}</span>: {}</li>\n",
-            rfc3339(c.at_ms),
+            "<li>{} <a href=\"/check/{}\">{}</a> <span class=\"v {}\">{}</span>: {}</li>\n",
+            when(c.at_ms),
+            esc(&c.check),
             esc(&c.check),
             esc(&c.severity),
             esc(&c.severity),
@@ -256,47 +358,40 @@ pub fn html(v: &StatusView) -> String {
     if changes.is_empty() {
         changes.push_str("<li>none</li>\n");
     }
-    format!(
-        r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="15">
-<title>vantage status</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
-table {{ border-collapse: collapse; }} td, th {{ padding: .3em .8em; border-bottom: 1px solid #ddd; text-align: left; }}
-.v.ok {{ color: #17803d; }} .v.warning, .v.divergent, .v.blind, .v.changed {{ color: #a15c00; }}
-.v.critical {{ color: #b91c1c; }}
-.v.regional {{ color: #b45309; }} .v.outage {{ color: #b91c1c; font-weight: bold; }}
-.r {{ padding: 0 .3em; border-radius: 3px; }} .r.up {{ background: #dcfce7; }} .r.down {{ background: #fee2e2; }}
-.r.stale, .r.unknown {{ background: #eee; }} .impaired {{ color: #a15c00; }}
-</style></head><body>
-<h1>vantage status</h1>
+    let body = format!(
+        r#"<h1>vantage status</h1>
 <p>as of {} · leader {}</p>
-{}{}<table>
-<tr><th>check</th><th>verdict</th><th>regions</th><th>24 h</th><th>7 d</th><th>30 d</th><th>incident</th></tr>
+{}{}<p class="legend small">last 30 days, a day a cell (hover the bar for the last 24 hours by the hour): {}</p>
+<table>
+<tr><th>check</th><th>verdict</th><th>regions</th><th>30 days</th><th>uptime 30 d</th><th>latency, 24 h</th><th>incident</th></tr>
 {}</table>
-<h2>open incidents</h2>
+<h2>incidents (30 days)</h2>
 <ul>
 {}</ul>
 <h2>changes (7 days)</h2>
 <ul>
 {}</ul>
-</body></html>
 "#,
-        rfc3339(v.now_ms),
+        when(v.now_ms),
         v.leader.map_or("unknown".into(), |l| l.to_string()),
         mesh,
         summary,
+        legend(),
         rows,
-        incidents,
+        incident_list(incidents, v.now_ms, false),
         changes
-    )
+    );
+    document("vantage status", true, &body)
 }
+
+/// Who leads, as far as this node knows.
+type Leader = Arc<dyn Fn() -> Option<u64> + Send + Sync>;
 
 /// What the pages read: the applied state and who leads.
 #[derive(Clone)]
 struct Source {
     applied: Replica,
-    raft: Raft,
+    leader: Leader,
 }
 
 /// The query parameters of `/` and `/api/status`.
@@ -334,34 +429,102 @@ impl Params {
 
 /// Most problems listed on the page by default.
 const PAGE_PROBLEMS: usize = 500;
-
-async fn current(source: &Source, filter: &Filter, params: &Params, limit: usize) -> StatusView {
-    let leader = source.raft.metrics().borrow().current_leader;
-    let applied = source.applied.read().await;
-    let after = params.after.as_deref().unwrap_or_default();
-    view(&applied.state, leader, now_ms(), filter, after, limit)
-}
+/// Rows the default page fills with OK checks after the problems.
+const PAGE_ROWS: usize = 50;
+/// Incidents listed on the page.
+const PAGE_INCIDENTS: usize = 50;
 
 fn bad_request(e: &FilterError) -> axum::response::Response {
     (axum::http::StatusCode::BAD_REQUEST, e.to_string()).into_response()
 }
 
 async fn page(State(source): State<Source>, Query(params): Query<Params>) -> impl IntoResponse {
-    // By default: the problems, worst first; the rest counted.
-    let (filter, limit) = if params.is_empty() {
-        (Filter::problems(), PAGE_PROBLEMS)
-    } else {
-        match params.filter() {
-            Ok(f) => (f, params.limit.unwrap_or(0)),
-            Err(e) => return bad_request(&e),
-        }
-    };
-    let mut view = current(&source, &filter, &params, limit).await;
-    if params.is_empty() {
-        view.checks
+    let leader = (source.leader)();
+    let applied = source.applied.read().await;
+    let state = &applied.state;
+    let now = now_ms();
+    let (status, more) = if params.is_empty() {
+        // By default: the problems, worst first, then OK checks up to a
+        // page; the rest counted.
+        let mut problems = view(state, leader, now, &Filter::problems(), "", PAGE_PROBLEMS);
+        problems
+            .checks
             .sort_by_key(|c| std::cmp::Reverse(severity(&c.verdict)));
+        let room = PAGE_ROWS.saturating_sub(problems.checks.len());
+        let ok = view(state, leader, now, &Filter::healthy(), "", room.max(1));
+        let listed = if room == 0 { 0 } else { ok.checks.len() };
+        let mut more = format!("{} of {} problems", problems.checks.len(), problems.matched);
+        if listed < ok.matched {
+            more.push_str(&format!(
+                " and {listed} of {} OK (all: <a href=\"?verdict=ok\"><code>?verdict=ok</code></a>)",
+                ok.matched
+            ));
+        } else if listed > 0 {
+            more.push_str(&format!(" and {listed} OK"));
+        }
+        if room > 0 {
+            problems.checks.extend(ok.checks);
+        }
+        (problems, more)
+    } else {
+        let filter = match params.filter() {
+            Ok(f) => f,
+            Err(e) => return bad_request(&e),
+        };
+        let after = params.after.as_deref().unwrap_or_default();
+        let v = view(
+            state,
+            leader,
+            now,
+            &filter,
+            after,
+            params.limit.unwrap_or(0),
+        );
+        let more = format!(
+            "{} of {} selected{}",
+            v.checks.len(),
+            v.matched,
+            if v.next.is_some() {
+                " (more: <code>?after=</code>)"
+            } else {
+                ""
+            }
+        );
+        (v, more)
+    };
+    let histories: Vec<History> = status
+        .checks
+        .iter()
+        .filter_map(|c| {
+            let v = state.verdicts.get(&c.name)?;
+            Some(History::of(state, &c.name, v, now))
+        })
+        .collect();
+    let incidents: Vec<IncidentLine> = history::incidents(state, now, |_| true)
+        .into_iter()
+        .take(PAGE_INCIDENTS)
+        .collect();
+    Html(html(&status, &histories, &incidents, &more)).into_response()
+}
+
+async fn check_page(State(source): State<Source>, Path(name): Path<String>) -> impl IntoResponse {
+    let leader = (source.leader)();
+    let applied = source.applied.read().await;
+    match check::html(&applied.state, &name, leader, now_ms()) {
+        Some(page) => Html(page).into_response(),
+        None => (
+            axum::http::StatusCode::NOT_FOUND,
+            Html(document(
+                "no such check",
+                false,
+                &format!(
+                    "<h1>no check named {}</h1>\n<p><a href=\"/\">all checks</a></p>\n",
+                    esc(&name)
+                ),
+            )),
+        )
+            .into_response(),
     }
-    Html(html(&view)).into_response()
 }
 
 async fn api(State(source): State<Source>, Query(params): Query<Params>) -> impl IntoResponse {
@@ -369,17 +532,30 @@ async fn api(State(source): State<Source>, Query(params): Query<Params>) -> impl
         Ok(f) => f,
         Err(e) => return bad_request(&e),
     };
-    let view = current(&source, &filter, &params, params.limit.unwrap_or(0)).await;
+    let leader = (source.leader)();
+    let applied = source.applied.read().await;
+    let after = params.after.as_deref().unwrap_or_default();
+    let limit = params.limit.unwrap_or(0);
+    let view = view(&applied.state, leader, now_ms(), &filter, after, limit);
+    drop(applied);
     let body = serde_json::to_string(&view).unwrap_or_else(|_| "{}".into());
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-/// `/` and `/api/status`, from `applied`; `raft` says who leads.
-pub fn routes(applied: Replica, raft: Raft) -> Router {
+/// `/`, `/check/NAME` and `/api/status`, from `applied`; `leader` says
+/// who leads.
+pub fn routes(
+    applied: Replica,
+    leader: impl Fn() -> Option<u64> + Send + Sync + 'static,
+) -> Router {
     Router::new()
         .route("/", get(page))
+        .route("/check/{name}", get(check_page))
         .route("/api/status", get(api))
-        .with_state(Source { applied, raft })
+        .with_state(Source {
+            applied,
+            leader: Arc::new(leader),
+        })
 }
 
 #[cfg(test)]

@@ -24,6 +24,35 @@ pub struct Event {
     pub what: String,
 }
 
+/// How the timeline events about the check itself begin (the rest are
+/// about notifications and acknowledgements); region transitions read
+/// `<region>: <old> -> <new>`.
+const CHECK_EVENTS: [&str; 5] = [
+    "opened: ",
+    "verdict ",
+    "resolved: ",
+    "recorded: ",
+    "closed: ",
+];
+
+impl Event {
+    /// Whether it is about the check itself — opened, verdicts, region
+    /// transitions, resolved — rather than the notifications (which name
+    /// channels) or who acknowledged it: what a status page may show.
+    pub fn is_about_the_check(&self) -> bool {
+        if CHECK_EVENTS.iter().any(|p| self.what.starts_with(p)) {
+            return true;
+        }
+        self.what.split_once(": ").is_some_and(|(region, change)| {
+            !region.is_empty()
+                && region
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && change.contains(" -> ")
+        })
+    }
+}
+
 /// One incident.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Incident {
@@ -363,6 +392,28 @@ mod tests {
                 "resolved: OK from every voting region",
             ]
         );
+        // What a status page shows: the check's own events, not who
+        // acknowledged it nor anything about notifications (which name
+        // channels).
+        let about = |what: &str| {
+            Event {
+                at_ms: 0,
+                what: what.into(),
+            }
+            .is_about_the_check()
+        };
+        let shown: Vec<&str> = what.iter().copied().filter(|w| about(w)).collect();
+        assert_eq!(shown.len(), 5, "{shown:?}");
+        assert!(!shown.contains(&"acknowledged by alice"));
+        for hidden in [
+            "queued critical notification to slack-ops",
+            "delivered to slack-ops",
+            "delivery to pager failed (attempt 1): 500: a -> b",
+            "gave up on pager after 30 attempts: https://x: y -> z",
+            "held back by silence 3: critical to slack-ops",
+        ] {
+            assert!(!about(hidden), "{hidden}");
+        }
         assert!(
             !inc.ack(id, "carol", 50),
             "resolved incidents cannot be acknowledged"

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use vantage_common::{FailureClass, Status};
 
-use super::rollup::{Rollups, Tally};
+use super::rollup::{Hourly, Rollups, Tally};
 use super::small_map::SmallMap;
 
 /// Results kept per check in the recent history.
@@ -242,6 +242,33 @@ pub struct CheckResults {
     /// Region → counts by hour and by day.
     #[serde(default, alias = "hours")]
     pub rollups: SmallMap<Rollups<Counts>>,
+    /// Region → summed duration (ms) of the passing and warning results
+    /// by hour, the last 24 hours: divided by that hour's `pass + warn` in
+    /// [`CheckResults::rollups`], the mean latency (failures are left out:
+    /// their duration is mostly a timeout). From 0.13.
+    #[serde(default, skip_serializing_if = "SmallMap::is_empty")]
+    pub latency: SmallMap<Hourly<u32>>,
+}
+
+impl CheckResults {
+    /// Mean latency (ms) of the passing and warning results from `region`
+    /// per hour of the last 24 hours that had any: (hour start, mean).
+    pub fn hourly_latency(&self, region: &str) -> Vec<(i64, f64)> {
+        let (Some(sums), Some(counts)) = (self.latency.get(region), self.rollups.get(region))
+        else {
+            return Vec::new();
+        };
+        let counts: std::collections::HashMap<i64, u32> = counts
+            .hours()
+            .map(|(at, c)| (at, u32::from(c.pass) + u32::from(c.warn)))
+            .collect();
+        sums.hours()
+            .filter_map(|(at, ms)| {
+                let n = *counts.get(&at)?;
+                (n > 0).then(|| (at, f64::from(*ms) / f64::from(n)))
+            })
+            .collect()
+    }
 }
 
 /// Written as `[pass, warn, fail, error]` (read as that or as an object):
@@ -296,6 +323,13 @@ impl CheckResults {
             .entry(&result.region)
             .or_default()
             .add(result.started_at_ms, &one);
+        if matches!(result.status, Status::Pass | Status::Warn) {
+            let ms = u32::try_from(result.duration_ms).unwrap_or(u32::MAX);
+            self.latency
+                .entry(&result.region)
+                .or_default()
+                .add(result.started_at_ms, &ms);
+        }
         // The recent history is read for its lines, never its details: they
         // stay with the latest result only (a details object may be 16 KiB).
         // The region's latest result shares what its history does.
@@ -453,6 +487,34 @@ mod tests {
         }
         let ru = &c.rollups["ru"];
         assert_eq!((ru.hours().count(), ru.days().count()), (24, 30));
+    }
+
+    #[test]
+    fn latency_is_the_mean_of_passing_and_warning_results_by_hour() {
+        let mut c = CheckResults::default();
+        let timed = |at: i64, status: Status, ms: u64| StoredResult {
+            duration_ms: ms,
+            ..result("eu", at, status)
+        };
+        c.record(&timed(0, Status::Pass, 10));
+        c.record(&timed(60_000, Status::Warn, 30));
+        // A failure's duration is a timeout: left out.
+        c.record(&timed(120_000, Status::Fail, 5_000));
+        c.record(&timed(3 * HOUR_MS, Status::Pass, 7));
+        // An hour of failures only has no latency.
+        c.record(&timed(4 * HOUR_MS, Status::Error, 5_000));
+        assert_eq!(c.hourly_latency("eu"), [(0, 20.0), (3 * HOUR_MS, 7.0)]);
+        assert!(c.hourly_latency("ru").is_empty());
+        // Kept for 24 hours, written and read back.
+        let json = serde_json::to_value(&c).unwrap_or_default();
+        assert_eq!(json["latency"]["eu"], serde_json::json!([[0, 40], [3, 7]]));
+        let back: Result<CheckResults, _> = serde_json::from_value(json);
+        assert!(back.is_ok_and(|b| b.latency == c.latency));
+        c.record(&timed(30 * HOUR_MS, Status::Pass, 1));
+        assert_eq!(c.hourly_latency("eu"), [(30 * HOUR_MS, 1.0)]);
+        // Without any, nothing is written (as 0.12 wrote it).
+        let none = serde_json::to_value(CheckResults::default()).unwrap_or_default();
+        assert!(none.get("latency").is_none(), "{none}");
     }
 
     #[test]

@@ -85,6 +85,60 @@ impl<T: Tally> Rollups<T> {
     }
 }
 
+/// Sums by hour over the last 24 hours only (no days): for what only the
+/// last day is shown of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hourly<T>(Run<T>);
+
+impl<T> Default for Hourly<T> {
+    fn default() -> Self {
+        Hourly(Run::default())
+    }
+}
+
+impl<T: Tally> Hourly<T> {
+    /// Adds `value` at `at_ms` to its hour.
+    pub fn add(&mut self, at_ms: i64, value: &T) {
+        self.0.add(at_ms.div_euclid(HOUR_MS), HOURS, value);
+    }
+
+    /// Buckets with something in them, oldest first: (start in ms since
+    /// the epoch, sum).
+    pub fn hours(&self) -> impl Iterator<Item = (i64, &T)> {
+        self.0.buckets().map(|(h, v)| (h * HOUR_MS, v))
+    }
+}
+
+/// Written as `[[hour, sum], ...]`, non-empty buckets only.
+impl<T: Tally + Serialize> Serialize for Hourly<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.buckets())
+    }
+}
+
+impl<'de, T: Tally + Deserialize<'de>> Deserialize<'de> for Hourly<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut h = Hourly::default();
+        for (n, v) in Vec::<(i64, T)>::deserialize(deserializer)? {
+            h.0.add(n, HOURS, &v);
+        }
+        Ok(h)
+    }
+}
+
+/// Milliseconds (a latency sum): saturates rather than wraps.
+impl Tally for u32 {
+    type Sum = u64;
+
+    fn merge(&mut self, other: &Self) {
+        *self = self.saturating_add(*other);
+    }
+
+    fn add_to(&self, sum: &mut u64) {
+        *sum += u64::from(*self);
+    }
+}
+
 /// Consecutive buckets, the last numbered `newest` (hours or days since
 /// the epoch); empty ones stand for gaps.
 #[derive(Debug, Clone, PartialEq, Eq)]

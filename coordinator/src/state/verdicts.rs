@@ -57,8 +57,12 @@ pub struct CheckVerdict {
 /// Time in each verdict class.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VerdictTime {
-    /// OK (warnings and DNS divergence included: the target answers).
+    /// OK.
     pub up_ms: i64,
+    /// WARNING or DIVERGENT: the target answers, with something to say
+    /// (counted as up in uptime).
+    #[serde(default)]
+    pub noted_ms: i64,
     /// REGIONAL: down from some regions, below the quorum.
     pub degraded_ms: i64,
     /// OUTAGE.
@@ -70,6 +74,7 @@ pub struct VerdictTime {
 impl VerdictTime {
     fn merge(&mut self, other: &VerdictTime) {
         self.up_ms += other.up_ms;
+        self.noted_ms += other.noted_ms;
         self.degraded_ms += other.degraded_ms;
         self.down_ms += other.down_ms;
         self.unknown_ms += other.unknown_ms;
@@ -78,10 +83,12 @@ impl VerdictTime {
 
 /// Time in each verdict class within one hour or day, as kept (a day is
 /// 86,400,000 ms: it fits in 32 bits).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct VerdictSpans {
     /// OK.
     pub up_ms: u32,
+    /// WARNING or DIVERGENT (from 0.13; earlier builds counted it as OK).
+    pub noted_ms: u32,
     /// REGIONAL.
     pub degraded_ms: u32,
     /// OUTAGE.
@@ -90,10 +97,65 @@ pub struct VerdictSpans {
     pub unknown_ms: u32,
 }
 
-/// Written as `[up, degraded, down, unknown]` (read as that or as an object).
+/// Written as `[up, degraded, down, unknown]`, with `noted` as a fifth
+/// element when not 0 (so that a bucket without warnings reads as before
+/// 0.13); read as that or as an object.
 impl Serialize for VerdictSpans {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        (self.up_ms, self.degraded_ms, self.down_ms, self.unknown_ms).serialize(serializer)
+        let s = self;
+        if s.noted_ms == 0 {
+            (s.up_ms, s.degraded_ms, s.down_ms, s.unknown_ms).serialize(serializer)
+        } else {
+            (s.up_ms, s.degraded_ms, s.down_ms, s.unknown_ms, s.noted_ms).serialize(serializer)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for VerdictSpans {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{Error, MapAccess, SeqAccess, Visitor};
+        struct Spans;
+        impl<'de> Visitor<'de> for Spans {
+            type Value = VerdictSpans;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("[up, degraded, down, unknown(, noted)] in ms")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<VerdictSpans, A::Error> {
+                let mut next = |i: usize| -> Result<u32, A::Error> {
+                    seq.next_element()?
+                        .ok_or_else(|| A::Error::invalid_length(i, &self))
+                };
+                let (up_ms, degraded_ms, down_ms, unknown_ms) =
+                    (next(0)?, next(1)?, next(2)?, next(3)?);
+                let noted_ms = seq.next_element()?.unwrap_or(0);
+                Ok(VerdictSpans {
+                    up_ms,
+                    noted_ms,
+                    degraded_ms,
+                    down_ms,
+                    unknown_ms,
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<VerdictSpans, A::Error> {
+                let mut s = VerdictSpans::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    let field = match key.as_str() {
+                        "up_ms" => &mut s.up_ms,
+                        "noted_ms" => &mut s.noted_ms,
+                        "degraded_ms" => &mut s.degraded_ms,
+                        "down_ms" => &mut s.down_ms,
+                        "unknown_ms" => &mut s.unknown_ms,
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    *field = map.next_value()?;
+                }
+                Ok(s)
+            }
+        }
+        deserializer.deserialize_any(Spans)
     }
 }
 
@@ -102,10 +164,8 @@ impl VerdictSpans {
     fn of(verdict: &Verdict, ms: u32) -> Self {
         let mut s = VerdictSpans::default();
         match verdict {
-            Verdict::Ok
-            | Verdict::Warning { .. }
-            | Verdict::Divergent { .. }
-            | Verdict::Changed { .. } => s.up_ms = ms,
+            Verdict::Ok | Verdict::Changed { .. } => s.up_ms = ms,
+            Verdict::Warning { .. } | Verdict::Divergent { .. } => s.noted_ms = ms,
             Verdict::Regional { .. } => s.degraded_ms = ms,
             Verdict::Outage { .. } => s.down_ms = ms,
             Verdict::Blind { .. } | Verdict::Impaired { .. } => s.unknown_ms = ms,
@@ -119,6 +179,7 @@ impl Tally for VerdictSpans {
 
     fn merge(&mut self, other: &VerdictSpans) {
         self.up_ms = self.up_ms.saturating_add(other.up_ms);
+        self.noted_ms = self.noted_ms.saturating_add(other.noted_ms);
         self.degraded_ms = self.degraded_ms.saturating_add(other.degraded_ms);
         self.down_ms = self.down_ms.saturating_add(other.down_ms);
         self.unknown_ms = self.unknown_ms.saturating_add(other.unknown_ms);
@@ -126,6 +187,7 @@ impl Tally for VerdictSpans {
 
     fn add_to(&self, sum: &mut VerdictTime) {
         sum.up_ms += i64::from(self.up_ms);
+        sum.noted_ms += i64::from(self.noted_ms);
         sum.degraded_ms += i64::from(self.degraded_ms);
         sum.down_ms += i64::from(self.down_ms);
         sum.unknown_ms += i64::from(self.unknown_ms);
@@ -327,6 +389,14 @@ impl CheckVerdict {
         let mut total = self.rollups.since(since_ms);
         total.merge(&open.since(since_ms));
         total
+    }
+
+    /// The roll-ups with the current verdict counted up to `now_ms` (for
+    /// the status page's bars).
+    pub fn rollups_until(&self, now_ms: i64) -> Rollups<VerdictSpans> {
+        let mut r = self.rollups.clone();
+        account(&mut r, &self.verdict, self.since_ms, now_ms);
+        r
     }
 }
 
@@ -654,6 +724,54 @@ mod tests {
             Ok(mut d) => d.checks.remove(0),
             Err(e) => panic!("{e}"),
         }
+    }
+
+    #[test]
+    fn spans_keep_warning_time_apart_and_read_the_four_element_form() {
+        let mut r = Rollups::<VerdictSpans>::default();
+        let warning = Verdict::Warning {
+            regions: vec!["eu".into()],
+            message: "expires soon".into(),
+        };
+        account(&mut r, &Verdict::Ok, 0, HOUR_MS / 2);
+        account(&mut r, &warning, HOUR_MS / 2, HOUR_MS + 60_000);
+        let hours: Vec<VerdictSpans> = r.hours().map(|(_, s)| *s).collect();
+        assert_eq!(
+            hours
+                .iter()
+                .map(|s| (s.up_ms, s.noted_ms))
+                .collect::<Vec<_>>(),
+            [(1_800_000, 1_800_000), (0, 60_000)]
+        );
+        // Written as four numbers without warning time, five with it.
+        let json = serde_json::to_string(&r).unwrap_or_default();
+        assert_eq!(
+            json,
+            r#"{"hours":[[0,[1800000,0,0,0,1800000]],[1,[0,0,0,0,60000]]],"days":[[0,[1800000,0,0,0,1860000]]]}"#
+        );
+        let back: Result<Rollups<VerdictSpans>, _> = serde_json::from_str(&json);
+        assert!(back.as_ref().is_ok_and(|b| *b == r), "{back:?}");
+        // What 0.12 wrote (four numbers, or an object) reads with no
+        // warning time; a short array is an error.
+        let old: Result<Vec<VerdictSpans>, _> =
+            serde_json::from_str(r#"[[1, 2, 3, 4], {"up_ms": 5, "down_ms": 6}]"#);
+        let old = old.unwrap_or_default();
+        assert_eq!(
+            old.iter()
+                .map(|s| (s.up_ms, s.degraded_ms, s.down_ms, s.unknown_ms, s.noted_ms))
+                .collect::<Vec<_>>(),
+            [(1, 2, 3, 4, 0), (5, 0, 6, 0, 0)]
+        );
+        assert!(serde_json::from_str::<VerdictSpans>("[1, 2, 3]").is_err());
+        // Uptime counts warning time as up.
+        let v = CheckVerdict {
+            rollups: r,
+            verdict: warning,
+            since_ms: HOUR_MS + 60_000,
+            ..CheckVerdict::new(&check("smtp", "port = 25"), &Impaired::default(), 0)
+        };
+        let t = v.time_since(0, 2 * HOUR_MS);
+        assert_eq!((t.up_ms, t.noted_ms), (1_800_000, 5_400_000));
     }
 
     fn result(region: &str, at: i64, status: Status, message: &str, details: &str) -> StoredResult {

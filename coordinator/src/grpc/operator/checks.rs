@@ -273,7 +273,7 @@ pub(super) async fn history(applied: &Replica, r: HistoryRequest) -> Reply<Histo
     let now = now_ms();
     let since = r.since_ms - r.since_ms.rem_euclid(HOUR_MS);
     let t = verdict.time_since(since, now);
-    let decided = (t.up_ms + t.degraded_ms + t.down_ms).max(1) as f64;
+    let decided = (t.up_ms + t.noted_ms + t.degraded_ms + t.down_ms).max(1) as f64;
     let pct = |ms: i64| ms as f64 * 100.0 / decided;
     let regions = state
         .results
@@ -311,7 +311,7 @@ pub(super) async fn history(applied: &Replica, r: HistoryRequest) -> Reply<Histo
         check: r.check,
         since_ms: since,
         now_ms: now,
-        up_pct: pct(t.up_ms),
+        up_pct: pct(t.up_ms + t.noted_ms),
         degraded_pct: pct(t.degraded_ms),
         down_pct: pct(t.down_ms),
         unknown_ms: t.unknown_ms,

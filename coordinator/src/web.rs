@@ -32,14 +32,13 @@ use vantage_common::clock::{now_ms, rfc3339};
 use crate::node::Replica;
 use crate::selection::{Filter, FilterError, select};
 use crate::state::State as Replicated;
+use crate::state::rollup::DAY_MS;
 use crate::verdict::severity;
 
 mod check;
 mod history;
 
 use history::{History, IncidentLine, bar_with_hours, sparkline};
-
-const DAY_MS: i64 = 24 * 3600 * 1000;
 
 /// One check on the status page.
 #[derive(Debug, Serialize)]
@@ -113,12 +112,8 @@ pub fn view(
         .checks
         .iter()
         .map(|(c, v)| {
-            let uptime_pct = [DAY_MS, 7 * DAY_MS, 30 * DAY_MS].map(|window| {
-                let t = v.time_since(now - window, now);
-                let up = t.up_ms + t.noted_ms + t.degraded_ms;
-                let decided = up + t.down_ms;
-                (decided > 0).then(|| up as f64 * 100.0 / decided as f64)
-            });
+            let uptime_pct = [DAY_MS, 7 * DAY_MS, 30 * DAY_MS]
+                .map(|window| v.time_since(now - window, now).uptime_pct());
             CheckView {
                 name: c.name.clone(),
                 verdict: v.verdict.name().to_owned(),
@@ -264,7 +259,7 @@ fn region_states(regions: &[(String, String)]) -> String {
         .join(" ")
 }
 
-fn incident_list(incidents: &[IncidentLine], now_ms: i64, timelines: bool) -> String {
+fn incident_list(incidents: &[IncidentLine], now_ms: i64) -> String {
     let mut out = String::new();
     for i in incidents {
         out.push_str(&format!(
@@ -278,7 +273,7 @@ fn incident_list(incidents: &[IncidentLine], now_ms: i64, timelines: bool) -> St
             when(i.opened_ms),
             esc(&i.summary)
         ));
-        if timelines && !i.timeline.is_empty() {
+        if !i.timeline.is_empty() {
             out.push_str("<ol class=\"timeline\">");
             for (at, what) in &i.timeline {
                 out.push_str(&format!("<li>{} {}</li>", when(*at), esc(what)));
@@ -296,12 +291,7 @@ fn incident_list(incidents: &[IncidentLine], now_ms: i64, timelines: bool) -> St
 /// The status page: `v` with each listed check's history (`histories`,
 /// in the same order) and the incidents of the last 30 days; `listed`
 /// says what is listed of what (HTML).
-pub fn html(
-    v: &StatusView,
-    histories: &[History],
-    incidents: &[IncidentLine],
-    listed: &str,
-) -> String {
+fn html(v: &StatusView, histories: &[History], incidents: &[IncidentLine], listed: &str) -> String {
     let mut rows = String::new();
     for (c, h) in v.checks.iter().zip(histories) {
         let incident = c.incident.map_or(String::new(), |id| format!("#{id}"));
@@ -378,7 +368,7 @@ pub fn html(
         summary,
         legend(),
         rows,
-        incident_list(incidents, v.now_ms, false),
+        incident_list(incidents, v.now_ms),
         changes
     );
     document("vantage status", true, &body)
@@ -410,6 +400,26 @@ impl Params {
         *self == Params::default()
     }
 
+    /// The query of the page after `next`, with the same filters.
+    fn next_page(&self, next: &str) -> String {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        for (key, value) in [
+            ("verdict", &self.verdict),
+            ("check", &self.check),
+            ("label", &self.label),
+            ("region", &self.region),
+        ] {
+            if let Some(v) = value {
+                q.append_pair(key, v);
+            }
+        }
+        if let Some(limit) = self.limit {
+            q.append_pair("limit", &limit.to_string());
+        }
+        q.append_pair("after", next);
+        q.finish()
+    }
+
     fn filter(&self) -> Result<Filter, FilterError> {
         let list = |v: &Option<String>| -> Vec<String> {
             v.iter()
@@ -427,10 +437,12 @@ impl Params {
     }
 }
 
-/// Most problems listed on the page by default.
-const PAGE_PROBLEMS: usize = 500;
+/// Most problems listed on the page by default (the worst).
+const PAGE_PROBLEMS: usize = 100;
 /// Rows the default page fills with OK checks after the problems.
 const PAGE_ROWS: usize = 50;
+/// Checks listed on a page with filters and no `limit`.
+const PAGE_LIMIT: usize = 100;
 /// Incidents listed on the page.
 const PAGE_INCIDENTS: usize = 50;
 
@@ -446,14 +458,21 @@ async fn page(State(source): State<Source>, Query(params): Query<Params>) -> imp
     let (status, more) = if params.is_empty() {
         // By default: the problems, worst first, then OK checks up to a
         // page; the rest counted.
-        let mut problems = view(state, leader, now, &Filter::problems(), "", PAGE_PROBLEMS);
+        let mut problems = view(state, leader, now, &Filter::problems(), "", 0);
         problems
             .checks
             .sort_by_key(|c| std::cmp::Reverse(severity(&c.verdict)));
+        problems.checks.truncate(PAGE_PROBLEMS);
         let room = PAGE_ROWS.saturating_sub(problems.checks.len());
         let ok = view(state, leader, now, &Filter::healthy(), "", room.max(1));
         let listed = if room == 0 { 0 } else { ok.checks.len() };
         let mut more = format!("{} of {} problems", problems.checks.len(), problems.matched);
+        if problems.checks.len() < problems.matched {
+            more.push_str(&format!(
+                " (the worst; by name: <a href=\"?verdict={0}\"><code>?verdict={0}</code></a>)",
+                crate::selection::problem_verdicts().join(",")
+            ));
+        }
         if listed < ok.matched {
             more.push_str(&format!(
                 " and {listed} of {} OK (all: <a href=\"?verdict=ok\"><code>?verdict=ok</code></a>)",
@@ -472,23 +491,18 @@ async fn page(State(source): State<Source>, Query(params): Query<Params>) -> imp
             Err(e) => return bad_request(&e),
         };
         let after = params.after.as_deref().unwrap_or_default();
-        let v = view(
-            state,
-            leader,
-            now,
-            &filter,
-            after,
-            params.limit.unwrap_or(0),
-        );
+        let limit = params.limit.unwrap_or(PAGE_LIMIT);
+        let v = view(state, leader, now, &filter, after, limit);
         let more = format!(
             "{} of {} selected{}",
             v.checks.len(),
             v.matched,
-            if v.next.is_some() {
-                " (more: <code>?after=</code>)"
-            } else {
-                ""
-            }
+            v.next.as_deref().map_or(String::new(), |next| {
+                format!(
+                    " (<a href=\"?{}\">next page</a>)",
+                    esc(&params.next_page(next))
+                )
+            })
         );
         (v, more)
     };
@@ -500,9 +514,9 @@ async fn page(State(source): State<Source>, Query(params): Query<Params>) -> imp
             Some(History::of(state, &c.name, v, now))
         })
         .collect();
-    let incidents: Vec<IncidentLine> = history::incidents(state, now, |_| true)
-        .into_iter()
+    let incidents: Vec<IncidentLine> = history::incidents(state, now)
         .take(PAGE_INCIDENTS)
+        .map(|i| IncidentLine::of(i, false))
         .collect();
     Html(html(&status, &histories, &incidents, &more)).into_response()
 }

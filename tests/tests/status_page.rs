@@ -109,6 +109,17 @@ async fn the_status_page_renders_in_a_real_browser() {
     assert!(ok.contains("<td class=\"v ok\">OK</td>"), "{ok}");
     assert!(ok.contains("eu: up") && !ok.contains("OUTAGE</td>"), "{ok}");
     assert!(ok.contains("Listed: 1 of 1 selected."), "{ok}");
+    // A page at a time, with a link to the next keeping the filters.
+    let first = chromium(
+        binary,
+        &["--dump-dom", &format!("{url}?check=mx-*&limit=1")],
+    )
+    .await;
+    let first = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        first.contains("Listed: 1 of 2 selected (<a href=\"?check=mx-*&amp;limit=1&amp;after=mx-down\">next page</a>)."),
+        "{first}"
+    );
     // The check's page: its regions, each down, and its open incident.
     let page = chromium(binary, &["--dump-dom", &format!("{url}check/mx-down")]).await;
     let page = String::from_utf8_lossy(&page.stdout);

@@ -85,7 +85,10 @@ pub fn load(bytes: &[u8]) -> Result<State, MigrateError> {
     state.verdicts = per_check
         .verdicts
         .into_iter()
-        .map(|(name, v)| (name, Arc::new(v)))
+        .map(|(name, mut v)| {
+            v.share();
+            (name, Arc::new(v))
+        })
         .collect();
     state.version = STATE_VERSION;
     Ok(state)

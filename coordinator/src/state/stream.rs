@@ -120,7 +120,8 @@ pub fn read(input: &mut impl Read) -> Result<State, MigrateError> {
             r.share();
             state.results.insert(check.name.clone(), Arc::new(r));
         }
-        if let Some(v) = check.verdict {
+        if let Some(mut v) = check.verdict {
+            v.share();
             state.verdicts.insert(check.name, Arc::new(v));
         }
     }

@@ -38,9 +38,10 @@ pub struct CheckVerdict {
     /// Per region: is it warning, held steady against flapping.
     #[serde(default)]
     pub warn_state: SmallMap<Steady<bool>>,
-    /// DNS-answer kinds: the answer per region, held steady.
+    /// DNS-answer kinds: the answer per region, held steady (one copy
+    /// shared with `seen` while they are equal).
     #[serde(default)]
-    pub answers: SmallMap<Steady<String>>,
+    pub answers: SmallMap<Steady<Arc<str>>>,
     /// DNS-answer kinds: the answer per region as last seen, and since when.
     #[serde(default)]
     pub seen: SmallMap<Seen>,
@@ -72,6 +73,15 @@ pub struct VerdictTime {
 }
 
 impl VerdictTime {
+    /// The share of the decided time the target answered (OK, WARNING,
+    /// DIVERGENT and REGIONAL; BLIND and undecided time left out), in %;
+    /// `None` without decided time.
+    pub fn uptime_pct(&self) -> Option<f64> {
+        let up = self.up_ms + self.noted_ms + self.degraded_ms;
+        let decided = up + self.down_ms;
+        (decided > 0).then(|| up as f64 * 100.0 / decided as f64)
+    }
+
     fn merge(&mut self, other: &VerdictTime) {
         self.up_ms += other.up_ms;
         self.noted_ms += other.noted_ms;
@@ -211,7 +221,7 @@ fn account(rollups: &mut Rollups<VerdictSpans>, verdict: &Verdict, from: i64, to
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Seen {
     /// The answer (`None`: the region got none to compare).
-    pub answer: Option<String>,
+    pub answer: Option<Arc<str>>,
     /// When it was first seen, in an unbroken run of equal answers.
     pub since_ms: i64,
     /// When it was last seen.
@@ -246,10 +256,22 @@ impl<T: PartialEq + Clone> Steady<T> {
     }
 }
 
+impl Steady<Arc<str>> {
+    /// Holds `shared` in place of an equal value or candidate of its own
+    /// (after they were read from a snapshot, where each has its own).
+    fn share(&mut self, shared: &Arc<str>) {
+        for held in [&mut self.value, &mut self.candidate].into_iter().flatten() {
+            if *held == *shared {
+                *held = shared.clone();
+            }
+        }
+    }
+}
+
 /// The answer a DNS-kind result carries: its records or MX hosts, sorted;
 /// `none` when it found none; `None` when it got no answer to compare (an
 /// error, a timeout, a resolver failure).
-fn answer(result: &StoredResult, details: Option<&serde_json::Value>) -> Option<String> {
+fn answer(result: &StoredResult, details: Option<&serde_json::Value>) -> Option<Arc<str>> {
     let answered = match result.status {
         Status::Pass | Status::Warn => true,
         Status::Fail => result.class == Some(FailureClass::Policy),
@@ -264,13 +286,13 @@ fn answer(result: &StoredResult, details: Option<&serde_json::Value>) -> Option<
             Some(serde_json::Value::Array(items)) => {
                 let mut items: Vec<String> = items.iter().map(|i| i.to_string()).collect();
                 items.sort();
-                return Some(items.join(" "));
+                return Some(Arc::from(items.join(" ")));
             }
-            Some(v) => return Some(v.to_string()),
+            Some(v) => return Some(Arc::from(v.to_string())),
             None => {}
         }
     }
-    Some("none".into())
+    Some(Arc::from("none"))
 }
 
 impl CheckVerdict {
@@ -330,7 +352,7 @@ impl CheckVerdict {
     /// vantage prove nothing.
     fn divergence(&self, impaired: &Impaired) -> Option<BTreeMap<String, String>> {
         let unseen = Seen::default();
-        let trusted: Vec<(&str, &Steady<String>, &Seen)> = self
+        let trusted: Vec<(&str, &Steady<Arc<str>>, &Seen)> = self
             .answers
             .iter()
             .filter(|(region, _)| !impaired.contains_key(region.as_str()))
@@ -345,10 +367,12 @@ impl CheckVerdict {
             .filter(|(_, _, seen)| seen.at_ms >= changed_ms);
         let held: BTreeMap<String, String> = fresh
             .clone()
-            .filter_map(|(region, held, _)| Some(((*region).to_owned(), held.value.clone()?)))
+            .filter_map(|(region, held, _)| {
+                Some(((*region).to_owned(), held.value.as_deref()?.to_owned()))
+            })
             .collect();
-        let now: BTreeSet<&String> = fresh
-            .filter_map(|(_, _, seen)| seen.answer.as_ref())
+        let now: BTreeSet<&str> = fresh
+            .filter_map(|(_, _, seen)| seen.answer.as_deref())
             .collect();
         let distinct: BTreeSet<&String> = held.values().collect();
         (distinct.len() > 1 && now.len() > 1).then_some(held)
@@ -380,6 +404,21 @@ impl CheckVerdict {
 }
 
 impl CheckVerdict {
+    /// Shares each region's answer between what it saw and what it holds
+    /// again (after they were read from a snapshot, where each has its
+    /// own).
+    pub fn share(&mut self) {
+        for (region, held) in self.answers.iter_mut() {
+            if let Some(seen) = self
+                .seen
+                .get(region.as_str())
+                .and_then(|s| s.answer.as_ref())
+            {
+                held.share(seen);
+            }
+        }
+    }
+
     /// Time per verdict class from `since_ms` (rounded down to the hour
     /// within the last 24 hours, else to the day) to `now_ms`, the current
     /// verdict included.
@@ -534,9 +573,14 @@ pub fn observe(
         changed |= v.drift.observe(region, seen, check);
     }
     if check.kind.compares_answers() {
-        let now = answer(result, details.as_ref());
         let changed_ms = v.seen.values().map(|s| s.since_ms).max().unwrap_or(0);
         let seen = v.seen.entry(region).or_default();
+        // The answer seen before, when equal: one copy of it however
+        // often it is seen and held.
+        let now = match (answer(result, details.as_ref()), &seen.answer) {
+            (Some(now), Some(before)) if now == *before => Some(before.clone()),
+            (now, _) => now,
+        };
         // A new answer, or the first since a change elsewhere (the region
         // is comparable again), may decide a divergence.
         changed |= seen.answer != now || seen.at_ms < changed_ms;
@@ -913,6 +957,31 @@ mod tests {
             feed(&mut v, &mut inc, &c, &round(t, a));
         }
         assert_eq!(v["c"].verdict, Verdict::Ok, "errors carry no answer");
+        // An answer seen again and again is kept once: what the region saw
+        // and what it holds share it, also once read back from a snapshot.
+        let one_copy = |cv: &CheckVerdict| {
+            let seen = cv.seen.get("eu").and_then(|s| s.answer.clone());
+            let held = cv.answers.get("eu");
+            match (
+                seen,
+                held.and_then(|h| h.value.as_ref()),
+                held.and_then(|h| h.candidate.as_ref()),
+            ) {
+                (Some(s), Some(value), Some(candidate)) => {
+                    Arc::ptr_eq(&s, value) && Arc::ptr_eq(&s, candidate)
+                }
+                other => panic!("{other:?}"),
+            }
+        };
+        assert!(one_copy(&v["c"]));
+        let json = serde_json::to_string(&*v["c"]).unwrap_or_default();
+        let mut back: CheckVerdict = match serde_json::from_str(&json) {
+            Ok(b) => b,
+            Err(e) => panic!("{e}"),
+        };
+        assert!(!one_copy(&back));
+        back.share();
+        assert!(one_copy(&back) && back == *v["c"]);
         // One odd answer (a rotating set, a cache) is not yet a finding.
         feed(&mut v, &mut inc, &c, &round(3, b));
         assert_eq!(v["c"].verdict, Verdict::Ok);

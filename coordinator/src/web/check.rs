@@ -3,9 +3,10 @@
 //! latest result, latency sparkline and 30 days of results, its incidents
 //! of the last 30 days with their timelines, and its changes.
 
-use super::history::{self, History, bar, sparkline};
-use super::{DAY_MS, document, esc, incident_list, legend, pct, when};
+use super::history::{self, History, IncidentLine, bar, sparkline};
+use super::{document, esc, incident_list, legend, pct, when};
 use crate::state::State;
+use crate::state::rollup::DAY_MS;
 
 /// The page of check `name`, or `None` if there is no such check (or it
 /// has no verdict yet).
@@ -14,12 +15,8 @@ pub(super) fn html(state: &State, name: &str, leader: Option<u64>, now_ms: i64) 
     let v = state.verdicts.get(name)?;
     let h = History::of(state, name, v, now_ms);
     let results = state.results.get(name);
-    let uptime = [DAY_MS, 7 * DAY_MS].map(|window| {
-        let t = v.time_since(now_ms - window, now_ms);
-        let up = t.up_ms + t.noted_ms + t.degraded_ms;
-        let decided = up + t.down_ms;
-        (decided > 0).then(|| up as f64 * 100.0 / decided as f64)
-    });
+    let uptime =
+        [DAY_MS, 7 * DAY_MS].map(|window| v.time_since(now_ms - window, now_ms).uptime_pct());
     let mut rows = String::new();
     for (region, tracker) in v.regions.iter() {
         let state_name = tracker.state.name();
@@ -60,7 +57,10 @@ pub(super) fn html(state: &State, name: &str, leader: Option<u64>, now_ms: i64) 
             pct(ok_pct)
         ));
     }
-    let incidents = history::incidents(state, now_ms, |c| c == name);
+    let incidents: Vec<IncidentLine> = history::incidents(state, now_ms)
+        .filter(|i| i.check == name)
+        .map(|i| IncidentLine::of(i, true))
+        .collect();
     let mut changes = String::new();
     for c in v.drift.changes.iter().rev() {
         changes.push_str(&format!("<li>{} {}</li>\n", when(c.at_ms), esc(&c.summary)));
@@ -117,7 +117,7 @@ pub(super) fn html(state: &State, name: &str, leader: Option<u64>, now_ms: i64) 
         pct(h.uptime_pct),
         pct(uptime[1]),
         pct(uptime[0]),
-        incident_list(&incidents, now_ms, true),
+        incident_list(&incidents, now_ms),
         when(now_ms),
         leader.map_or("unknown".into(), |l| l.to_string()),
         name = esc(name),

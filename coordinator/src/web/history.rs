@@ -19,7 +19,7 @@ use super::{esc, when};
 
 /// How a cell is coloured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Shade {
+pub(super) enum Shade {
     /// OK all along.
     Ok,
     /// REGIONAL, WARNING, DIVERGENT or a change, no OUTAGE.
@@ -32,7 +32,7 @@ pub enum Shade {
 
 impl Shade {
     /// Its CSS class (and the word for it).
-    pub fn class(self) -> &'static str {
+    pub(super) fn class(self) -> &'static str {
         match self {
             Shade::Ok => "ok",
             Shade::Noted => "noted",
@@ -44,47 +44,48 @@ impl Shade {
 
 /// One day or hour.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Cell {
+pub(super) struct Cell {
     /// Its start (ms since the epoch).
-    pub start_ms: i64,
+    pub(super) start_ms: i64,
     /// Its colour.
-    pub shade: Shade,
+    pub(super) shade: Shade,
     /// What hovering it says: when, the uptime, the time not OK, changes.
-    pub title: String,
+    pub(super) title: String,
 }
 
 /// One region's latency over the last 24 hours.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Latency {
+pub(super) struct Latency {
     /// The region.
-    pub region: String,
+    pub(super) region: String,
     /// Mean latency (ms) of each hour, oldest first; `None` for an hour
     /// without a passing or warning result.
-    pub hourly_ms: Vec<Option<f64>>,
+    pub(super) hourly_ms: Vec<Option<f64>>,
 }
 
 /// One incident as listed.
 #[derive(Debug, Clone, PartialEq)]
-pub struct IncidentLine {
+pub(super) struct IncidentLine {
     /// Its id.
-    pub id: u64,
+    pub(super) id: u64,
     /// The check.
-    pub check: String,
+    pub(super) check: String,
     /// Worst verdict seen.
-    pub worst: String,
+    pub(super) worst: String,
     /// Opened (ms since the epoch).
-    pub opened_ms: i64,
+    pub(super) opened_ms: i64,
     /// Resolved, or `None` while open.
-    pub resolved_ms: Option<i64>,
+    pub(super) resolved_ms: Option<i64>,
     /// What it says now (or said last).
-    pub summary: String,
+    pub(super) summary: String,
     /// The events about the check itself (no notifications, no names of
     /// who acknowledged): (at, what).
-    pub timeline: Vec<(i64, String)>,
+    pub(super) timeline: Vec<(i64, String)>,
 }
 
 impl IncidentLine {
-    fn of(i: &Incident) -> Self {
+    /// The line of `i`, with its timeline if `timeline`.
+    pub(super) fn of(i: &Incident, timeline: bool) -> Self {
         IncidentLine {
             id: i.id,
             check: i.check.clone(),
@@ -92,17 +93,20 @@ impl IncidentLine {
             opened_ms: i.opened_ms,
             resolved_ms: i.resolved_ms,
             summary: crate::state::incidents::describe(&i.verdict),
-            timeline: i
-                .timeline
-                .iter()
-                .filter(|e| e.is_about_the_check())
-                .map(|e| (e.at_ms, e.what.clone()))
-                .collect(),
+            timeline: if timeline {
+                i.timeline
+                    .iter()
+                    .filter(|e| e.is_about_the_check())
+                    .map(|e| (e.at_ms, e.what.clone()))
+                    .collect()
+            } else {
+                Vec::new()
+            },
         }
     }
 
     /// `lasted 12m00s` or `open for 3h02m`.
-    pub fn duration(&self, now_ms: i64) -> String {
+    pub(super) fn duration(&self, now_ms: i64) -> String {
         match self.resolved_ms {
             Some(end) => format!("lasted {}", human_duration(end - self.opened_ms)),
             None => format!("open for {}", human_duration(now_ms - self.opened_ms)),
@@ -112,20 +116,20 @@ impl IncidentLine {
 
 /// A check's history.
 #[derive(Debug, Clone, PartialEq)]
-pub struct History {
+pub(super) struct History {
     /// The last 30 days, oldest first, today last.
-    pub days: Vec<Cell>,
+    pub(super) days: Vec<Cell>,
     /// The last 24 hours, oldest first, this hour last.
-    pub hours: Vec<Cell>,
+    pub(super) hours: Vec<Cell>,
     /// Uptime over the 30 days (REGIONAL counts as up, BLIND is left out).
-    pub uptime_pct: Option<f64>,
+    pub(super) uptime_pct: Option<f64>,
     /// Per region.
-    pub latency: Vec<Latency>,
+    pub(super) latency: Vec<Latency>,
 }
 
 impl History {
     /// The history of `check` (whose verdict is `v`) as of `now_ms`.
-    pub fn of(state: &State, check: &str, v: &CheckVerdict, now_ms: i64) -> Self {
+    pub(super) fn of(state: &State, check: &str, v: &CheckVerdict, now_ms: i64) -> Self {
         let spans = v.rollups_until(now_ms);
         let changes: Vec<i64> = v.drift.changes.iter().map(|c| c.at_ms).collect();
         let today = now_ms - now_ms.rem_euclid(DAY_MS);
@@ -144,10 +148,9 @@ impl History {
             HOUR_MS,
             HOURS,
         );
-        let t = v.time_since(today - (DAYS as i64 - 1) * DAY_MS, now_ms);
-        let up = t.up_ms + t.noted_ms + t.degraded_ms;
-        let decided = up + t.down_ms;
-        let uptime_pct = (decided > 0).then(|| up as f64 * 100.0 / decided as f64);
+        let uptime_pct = v
+            .time_since(today - (DAYS as i64 - 1) * DAY_MS, now_ms)
+            .uptime_pct();
         let first_hour = this_hour - (HOURS as i64 - 1) * HOUR_MS;
         let latency = state
             .results
@@ -248,13 +251,8 @@ fn cell(start: i64, len: i64, s: &VerdictSpans, changed: usize) -> Cell {
 }
 
 /// The incidents (but one-shot changes, listed as changes) opened in the
-/// last 30 days or still open, of the checks `wanted` says yes to, newest
-/// first.
-pub(super) fn incidents(
-    state: &State,
-    now_ms: i64,
-    wanted: impl Fn(&str) -> bool,
-) -> Vec<IncidentLine> {
+/// last 30 days or still open, newest first.
+pub(super) fn incidents(state: &State, now_ms: i64) -> impl Iterator<Item = &Incident> {
     let since = now_ms - DAYS as i64 * DAY_MS;
     state
         .incidents
@@ -262,10 +260,7 @@ pub(super) fn incidents(
         .values()
         .rev()
         .filter(|i| i.worst != "changed")
-        .filter(|i| i.resolved_ms.is_none() || i.opened_ms >= since)
-        .filter(|i| wanted(&i.check))
-        .map(IncidentLine::of)
-        .collect()
+        .filter(move |i| i.resolved_ms.is_none() || i.opened_ms >= since)
 }
 
 /// A bar of cells (`class` says which: `days` or `hours`), each with its

@@ -4,7 +4,8 @@
 //! so that the vote, incidents and vantage health have work to do. Prints
 //! the steady state: CPU and RSS per node, results applied per second,
 //! Raft log and snapshot sizes, snapshot build and install times, a wiped
-//! node's catch-up, status latency (`vantagectl status`, `/api/status`)
+//! node's catch-up, status latency (`vantagectl status`, `/api/status`,
+//! the status page `/`)
 //! and the leader's `/metrics` scrape (every 15 s, as Prometheus would).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -424,7 +425,8 @@ async fn run(s: Arc<Scale>) -> Result<()> {
     let window = Duration::from_secs_f64(s.minutes.max(0.1) * 60.0);
     let started = Instant::now();
     let mut max_rss: BTreeMap<u64, u64> = BTreeMap::new();
-    let (mut ctl, mut api) = (Vec::new(), Vec::new());
+    let (mut ctl, mut api, mut page) = (Vec::new(), Vec::new(), Vec::new());
+    let mut page_bytes = 0usize;
     let http = vantage_coordinator::alert::http_client()?;
     let mut builds: BTreeSet<(u64, u64)> = BTreeSet::new();
     let mut build_ms: Vec<f64> = Vec::new();
@@ -457,6 +459,13 @@ async fn run(s: Arc<Scale>) -> Result<()> {
                 {
                     api.push(t.elapsed());
                     status_bytes = body.len();
+                }
+                let t = Instant::now();
+                if let Ok(r) = http.get(format!("http://{h}/")).send().await
+                    && let Ok(body) = r.bytes().await
+                {
+                    page.push(t.elapsed());
+                    page_bytes = body.len();
                 }
             }
             for id in pids.keys() {
@@ -596,6 +605,11 @@ async fn run(s: Arc<Scale>) -> Result<()> {
         "  /api/status       {} ({:.1} MiB)",
         spread(&mut api),
         mib(status_bytes as u64)
+    );
+    println!(
+        "  status page /     {} ({:.0} KiB)",
+        spread(&mut page),
+        page_bytes as f64 / 1024.0
     );
     println!(
         "  /metrics (leader) {} ({:.1} MiB)",

@@ -202,6 +202,7 @@ const STYLE: &str = r#"
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
 a { color: inherit; }
 table { border-collapse: collapse; } td, th { padding: .3em .8em; border-bottom: 1px solid #ddd; text-align: left; vertical-align: middle; }
+th { white-space: nowrap; }
 .v.ok { color: #17803d; } .v.warning, .v.divergent, .v.blind, .v.changed { color: #a15c00; }
 .v.critical { color: #b91c1c; }
 .v.regional { color: #b45309; } .v.outage { color: #b91c1c; font-weight: bold; }
@@ -295,7 +296,10 @@ fn html(v: &StatusView, histories: &[History], incidents: &[IncidentLine], liste
     let mut rows = String::new();
     for (c, h) in v.checks.iter().zip(histories) {
         let incident = c.incident.map_or(String::new(), |id| format!("#{id}"));
-        let sparks: String = h.latency.iter().map(|l| sparkline(l, 72, 18)).collect();
+        let mut sparks: String = h.latency.iter().map(|l| sparkline(l, 72, 18)).collect();
+        if sparks.is_empty() {
+            sparks.push('–'); // no passing result in 24 h
+        }
         rows.push_str(&format!(
             "<tr><td><a href=\"/check/{}\">{}</a></td><td class=\"v {}\">{}</td><td>{}</td><td>{}</td><td><span class=\"up30\">{}</span><br><span class=\"small\">24 h {}<br>7 d {}</span></td><td>{}</td><td>{}</td></tr>\n",
             esc(&c.name),

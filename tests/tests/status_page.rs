@@ -134,14 +134,19 @@ async fn the_status_page_renders_in_a_real_browser() {
     let missing = reqwest_get(&format!("{url}check/nope")).await;
     assert_eq!(missing, 404);
 
-    // Cargo's scratch directory for integration tests, wherever the build goes.
-    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("status-page.png");
+    screenshot(binary, &url, "status-page.png", "1100,500").await;
+}
+
+/// Screenshots `url` at `size` (`W,H`) into `name` in cargo's scratch
+/// directory for integration tests (wherever the build goes).
+async fn screenshot(binary: &str, url: &str, name: &str, size: &str) {
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     let out = chromium(
         binary,
         &[
-            "--window-size=1100,500",
+            &format!("--window-size={size}"),
             &format!("--screenshot={}", shot.display()),
-            &url,
+            url,
         ],
     )
     .await;
@@ -465,31 +470,6 @@ async fn a_scripted_month_shows_bars_sparklines_and_incidents() {
         "only its own incidents: {page}"
     );
 
-    for (name, url, height) in [
-        ("history.png", &url, 700),
-        ("history-check.png", &check_url, 1100),
-    ] {
-        let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
-        let out = chromium(
-            binary,
-            &[
-                &format!("--window-size=1300,{height}"),
-                &format!("--screenshot={}", shot.display()),
-                url,
-            ],
-        )
-        .await;
-        let png = std::fs::read(&shot).unwrap_or_else(|e| {
-            panic!(
-                "no screenshot ({e}): {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-        assert!(
-            png.starts_with(b"\x89PNG") && png.len() > 10_000,
-            "{} bytes",
-            png.len()
-        );
-        println!("screenshot: {}", shot.display());
-    }
+    screenshot(binary, &url, "history.png", "1300,700").await;
+    screenshot(binary, &check_url, "history-check.png", "1300,1100").await;
 }

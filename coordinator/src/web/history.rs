@@ -134,24 +134,11 @@ impl History {
         let changes: Vec<i64> = v.drift.changes.iter().map(|c| c.at_ms).collect();
         let today = now_ms - now_ms.rem_euclid(DAY_MS);
         let this_hour = now_ms - now_ms.rem_euclid(HOUR_MS);
-        let days = cells(
-            spans.days(),
-            &changes,
-            today - (DAYS as i64 - 1) * DAY_MS,
-            DAY_MS,
-            DAYS,
-        );
-        let hours = cells(
-            spans.hours(),
-            &changes,
-            this_hour - (HOURS as i64 - 1) * HOUR_MS,
-            HOUR_MS,
-            HOURS,
-        );
-        let uptime_pct = v
-            .time_since(today - (DAYS as i64 - 1) * DAY_MS, now_ms)
-            .uptime_pct();
+        let first_day = today - (DAYS as i64 - 1) * DAY_MS;
         let first_hour = this_hour - (HOURS as i64 - 1) * HOUR_MS;
+        let days = cells(spans.days(), &changes, first_day, DAY_MS, DAYS);
+        let hours = cells(spans.hours(), &changes, first_hour, HOUR_MS, HOURS);
+        let uptime_pct = v.time_since(first_day, now_ms).uptime_pct();
         let latency = state
             .results
             .get(check)

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use opentelemetry::KeyValue;
+pub use opentelemetry::KeyValue;
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{TraceContextExt, TracerProvider};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -154,6 +154,16 @@ pub fn traceparent(span: &tracing::Span) -> Option<String> {
     let mut carrier = HashMap::new();
     TraceContextPropagator::new().inject_context(&cx, &mut carrier);
     carrier.remove("traceparent")
+}
+
+/// Sets `attributes` on `span`'s trace span, for the trace exporter
+/// alone: recorded as fields, they would also be formatted for the log
+/// layer each time, for no log line (the probe span gets them once the
+/// probe is over, as it closes).
+pub fn set_attributes(span: &tracing::Span, attributes: impl IntoIterator<Item = KeyValue>) {
+    for kv in attributes {
+        span.set_attribute(kv.key, kv.value);
+    }
 }
 
 /// Makes `span` a child of the remote span named by `traceparent` (as

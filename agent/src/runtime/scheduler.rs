@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 use vantage_common::Outcome;
 use vantage_common::clock::now_ms;
+use vantage_common::logging::KeyValue;
 
 use crate::check::CheckSpec;
 use crate::context::ProbeContext;
@@ -255,28 +256,31 @@ async fn probe_once(
 ) -> Option<Finished> {
     let permit = limit.acquire_owned().await.ok()?;
     let started_at_ms = now_ms();
-    let span = tracing::info_span!(
-        "probe",
-        check = %a.name,
-        kind = tracing::field::Empty,
-        target = tracing::field::Empty,
-        status = tracing::field::Empty,
-        class = tracing::field::Empty,
-        duration_ms = tracing::field::Empty,
-    );
+    let span = tracing::info_span!("probe", check = %a.name);
     // Boxed: the probe's (large) future exists only while it runs.
     let outcome = Box::pin(crate::check::run_within(&a.spec, &ctx, a.timeout))
         .instrument(span.clone())
         .await;
     drop(permit);
-    span.record("kind", outcome.kind.as_str());
-    span.record("target", outcome.target.as_str());
-    span.record("status", outcome.status.as_str());
-    if let Some(class) = outcome.class {
-        span.record("class", class.as_str());
-    }
-    span.record("duration_ms", outcome.duration_ms);
     let trace = vantage_common::logging::traceparent(&span);
+    if trace.is_some() {
+        // Traced: what the probe found goes on its span.
+        let o = &outcome;
+        vantage_common::logging::set_attributes(
+            &span,
+            [
+                KeyValue::new("kind", o.kind.clone()),
+                KeyValue::new("target", o.target.clone()),
+                KeyValue::new("status", o.status.as_str()),
+                KeyValue::new(
+                    "duration_ms",
+                    i64::try_from(o.duration_ms).unwrap_or(i64::MAX),
+                ),
+            ]
+            .into_iter()
+            .chain(o.class.map(|c| KeyValue::new("class", c.as_str()))),
+        );
+    }
     Some(Finished {
         check: a.name.clone(),
         started_at_ms,

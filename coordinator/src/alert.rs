@@ -183,11 +183,16 @@ impl Tone {
     }
 }
 
-/// The status page's view of `check` under `status` (a channel's
-/// `status_url`), for the link a chat message carries.
+/// The page of `check` under `status` (a channel's `status_url`, where a
+/// coordinator's status page is reached: `/check/NAME` beneath it), for
+/// the link a chat message carries.
 fn check_link(status: &reqwest::Url, check: &str) -> String {
     let mut link = status.clone();
-    link.query_pairs_mut().clear().append_pair("check", check);
+    link.set_query(None);
+    link.set_fragment(None);
+    if let Ok(mut path) = link.path_segments_mut() {
+        path.pop_if_empty().push("check").push(check);
+    }
     link.to_string()
 }
 

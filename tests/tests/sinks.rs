@@ -211,7 +211,7 @@ async fn teams_discord_ntfy_and_sms_send_firing_and_resolved() {
     );
     assert_eq!(
         card["actions"][0]["url"],
-        "https://status.example.org/?check=mx1-smtp"
+        "https://status.example.org/check/mx1-smtp"
     );
     assert_eq!(
         cards[1]["attachments"][0]["content"]["body"][0]["items"][0]["color"],
@@ -233,7 +233,7 @@ async fn teams_discord_ntfy_and_sms_send_firing_and_resolved() {
             .unwrap()
             .contains("[FIRING critical] mx1-smtp")
     );
-    assert_eq!(embed["url"], "https://status.example.org/?check=mx1-smtp");
+    assert_eq!(embed["url"], "https://status.example.org/check/mx1-smtp");
     assert_eq!(posts[0]["allowed_mentions"]["parse"], serde_json::json!([]));
     assert_eq!(posts[1]["embeds"][0]["color"], 0x2EB67D);
     assert!(
@@ -254,7 +254,7 @@ async fn teams_discord_ntfy_and_sms_send_firing_and_resolved() {
     let push = pushes[0].json();
     assert_eq!(push["topic"], "mail-alerts");
     assert_eq!(push["priority"], 5);
-    assert_eq!(push["click"], "https://status.example.org/?check=mx1-smtp");
+    assert_eq!(push["click"], "https://status.example.org/check/mx1-smtp");
     assert!(push["message"].as_str().unwrap().contains("incident #7"));
     assert_eq!(pushes[1].json()["priority"], 3);
 

@@ -30,7 +30,7 @@ use serde::Serialize;
 use vantage_common::clock::{now_ms, rfc3339};
 
 use crate::node::Replica;
-use crate::selection::{Filter, FilterError, select};
+use crate::selection::{Filter, FilterError, Page, select};
 use crate::state::State as Replicated;
 use crate::state::rollup::DAY_MS;
 use crate::verdict::severity;
@@ -107,7 +107,23 @@ pub fn view(
     after: &str,
     limit: usize,
 ) -> StatusView {
-    let page = select(state, filter, after, limit);
+    page_view(
+        state,
+        leader,
+        now,
+        filter,
+        select(state, filter, after, limit),
+    )
+}
+
+/// The view of `page` (selected by `filter`).
+fn page_view(
+    state: &Replicated,
+    leader: Option<u64>,
+    now: i64,
+    filter: &Filter,
+    page: Page<'_>,
+) -> StatusView {
     let checks = page
         .checks
         .iter()
@@ -218,8 +234,7 @@ th { white-space: nowrap; }
 .history:hover .pop { display: block; }
 .up30 { font-weight: bold; } .small { font-size: small; color: #666; }
 .spark { display: flex; align-items: center; gap: .3em; white-space: nowrap; }
-.spark .rn { min-width: 2em; }
-.spark .rn { font-size: small; } .spark .ms { font-size: small; color: #444; }
+.spark .rn { min-width: 2em; font-size: small; } .spark .ms { font-size: small; color: #444; }
 svg.sl polyline { fill: none; stroke: #2563eb; stroke-width: 1.5; } svg.sl circle { fill: #2563eb; }
 .legend .c { margin: 0 .2em 0 .8em; vertical-align: middle; }
 ol.timeline { font-size: small; color: #444; margin: .2em 0 .8em; }
@@ -459,19 +474,18 @@ async fn page(State(source): State<Source>, Query(params): Query<Params>) -> imp
     let applied = source.applied.read().await;
     let state = &applied.state;
     let now = now_ms();
-    let (status, more) = if params.is_empty() {
+    let (filter, page, more) = if params.is_empty() {
         // By default: the problems, worst first, then OK checks up to a
         // page; the rest counted.
-        let mut problems = view(state, leader, now, &Filter::problems(), "", 0);
-        problems
-            .checks
-            .sort_by_key(|c| std::cmp::Reverse(severity(&c.verdict)));
-        problems.checks.truncate(PAGE_PROBLEMS);
-        let room = PAGE_ROWS.saturating_sub(problems.checks.len());
-        let ok = view(state, leader, now, &Filter::healthy(), "", room.max(1));
+        let mut page = select(state, &Filter::problems(), "", 0);
+        page.checks
+            .sort_by_key(|(_, v)| std::cmp::Reverse(severity(v.verdict.name())));
+        page.checks.truncate(PAGE_PROBLEMS);
+        let room = PAGE_ROWS.saturating_sub(page.checks.len());
+        let ok = select(state, &Filter::healthy(), "", room.max(1));
         let listed = if room == 0 { 0 } else { ok.checks.len() };
-        let mut more = format!("{} of {} problems", problems.checks.len(), problems.matched);
-        if problems.checks.len() < problems.matched {
+        let mut more = format!("{} of {} problems", page.checks.len(), page.matched);
+        if page.checks.len() < page.matched {
             more.push_str(&format!(
                 " (the worst; by name: <a href=\"?verdict={0}\"><code>?verdict={0}</code></a>)",
                 crate::selection::problem_verdicts().join(",")
@@ -486,9 +500,9 @@ async fn page(State(source): State<Source>, Query(params): Query<Params>) -> imp
             more.push_str(&format!(" and {listed} OK"));
         }
         if room > 0 {
-            problems.checks.extend(ok.checks);
+            page.checks.extend(ok.checks);
         }
-        (problems, more)
+        (Filter::default(), page, more)
     } else {
         let filter = match params.filter() {
             Ok(f) => f,
@@ -496,28 +510,26 @@ async fn page(State(source): State<Source>, Query(params): Query<Params>) -> imp
         };
         let after = params.after.as_deref().unwrap_or_default();
         let limit = params.limit.unwrap_or(PAGE_LIMIT);
-        let v = view(state, leader, now, &filter, after, limit);
+        let page = select(state, &filter, after, limit);
         let more = format!(
             "{} of {} selected{}",
-            v.checks.len(),
-            v.matched,
-            v.next.as_deref().map_or(String::new(), |next| {
+            page.checks.len(),
+            page.matched,
+            page.next.as_deref().map_or(String::new(), |next| {
                 format!(
                     " (<a href=\"?{}\">next page</a>)",
                     esc(&params.next_page(next))
                 )
             })
         );
-        (v, more)
+        (filter, page, more)
     };
-    let histories: Vec<History> = status
+    let histories: Vec<History> = page
         .checks
         .iter()
-        .filter_map(|c| {
-            let v = state.verdicts.get(&c.name)?;
-            Some(History::of(state, &c.name, v, now))
-        })
+        .map(|(c, v)| History::of(state, &c.name, v, now))
         .collect();
+    let status = page_view(state, leader, now, &filter, page);
     let incidents: Vec<IncidentLine> = history::incidents(state, now)
         .take(PAGE_INCIDENTS)
         .map(|i| IncidentLine::of(i, false))

@@ -146,13 +146,16 @@ impl History {
                 r.latency
                     .iter()
                     .map(|(region, _)| {
-                        let means: BTreeMap<i64, f64> =
-                            r.hourly_latency(region).into_iter().collect();
+                        let mut hourly_ms = vec![None; HOURS];
+                        for (at, mean) in r.hourly_latency(region) {
+                            let hour = usize::try_from((at - first_hour) / HOUR_MS).ok();
+                            if let Some(slot) = hour.and_then(|h| hourly_ms.get_mut(h)) {
+                                *slot = Some(mean);
+                            }
+                        }
                         Latency {
                             region: region.to_string(),
-                            hourly_ms: (0..HOURS as i64)
-                                .map(|h| means.get(&(first_hour + h * HOUR_MS)).copied())
-                                .collect(),
+                            hourly_ms,
                         }
                     })
                     .collect()

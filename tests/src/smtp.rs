@@ -153,6 +153,9 @@ pub struct Seen {
     /// Messages received with DATA (headers and body), and whether the
     /// session was under TLS.
     pub messages: Mutex<Vec<(String, bool)>>,
+    /// How long each dialogue served lasted, accept to close (µs), in the
+    /// order they ended.
+    pub dialogues_us: Mutex<Vec<u64>>,
 }
 
 /// A running scripted SMTP server on loopback; stops when dropped.
@@ -214,9 +217,21 @@ impl SmtpServer {
                         None => {}
                     }
                     let (script, seen) = (script.clone(), seen.clone());
+                    // Replies go out at once, as from a server that writes
+                    // each reply whole: with Nagle, a reply written while a
+                    // session ticket is still unacknowledged would wait for
+                    // the client's delayed ACK (40 ms), and the benchmarks
+                    // would measure that instead of the client.
+                    stream.set_nodelay(true).ok();
+                    let accepted = std::time::Instant::now();
                     tokio::spawn(async move {
                         // A client that goes away mid-dialogue is normal here.
                         let _ = serve(stream, &script, &seen).await;
+                        let took =
+                            u64::try_from(accepted.elapsed().as_micros()).unwrap_or(u64::MAX);
+                        if let Ok(mut d) = seen.dialogues_us.lock() {
+                            d.push(took);
+                        }
                     });
                 }
             }

@@ -4,6 +4,11 @@
 //! overlaps itself; a slow target delays nothing else. The coordinator may
 //! ask for a run out of schedule (fast confirmation of a failure). One
 //! queue of due times drives every check; a probe is a task while it runs.
+//!
+//! Phases fall on a [`START_GRID`]: checks whose phases are close start
+//! together, so their probes' network events share the agent's wake-ups
+//! instead of each waking it alone (`vantage-bench agent --checks 10000`:
+//! a fifth less CPU per probe than with phases to the millisecond).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -55,11 +60,27 @@ fn phase_hash(agent: &str, check: &str) -> u64 {
     vantage_common::hash::fnv1a_pair(agent, 0, check)
 }
 
+/// Probes start on this grid. An idle agent pays a wake-up (a context
+/// switch, in a VM an exit) for each network event; probes that start
+/// together share them. Coarser saves more but queues each probe's
+/// handshake behind its neighbours', which its timings would show: at
+/// 10,000 checks a minute about 8 probes start together, and on loopback
+/// (where a probe is all CPU) a dialogue takes 7 ms at the median instead
+/// of 2.5; across a real network the round trips hide most of it.
+pub const START_GRID: Duration = Duration::from_millis(50);
+
+/// `ms` rounded down to the [`START_GRID`].
+fn on_grid(ms: u64) -> u64 {
+    let grid = START_GRID.as_millis() as u64;
+    ms - ms % grid
+}
+
 /// Milliseconds until the next slot of a check with this `interval` and
-/// `phase`: slots are at wall-clock times `t` with `t ≡ phase (mod interval)`.
+/// `phase`: slots are at wall-clock times `t` with `t ≡ phase (mod interval)`,
+/// the phase rounded down to the [`START_GRID`].
 pub fn until_next_slot(now_ms: i64, interval: Duration, phase: u64) -> Duration {
     let interval_ms = interval.as_millis().max(1) as i64;
-    let phase = (phase % interval_ms as u64) as i64;
+    let phase = on_grid(phase % interval_ms as u64) as i64;
     let since = (now_ms - phase).rem_euclid(interval_ms);
     Duration::from_millis((interval_ms - since) as u64)
 }
@@ -151,7 +172,8 @@ pub async fn run(
             // to ten seconds, so a thousand checks do not start at once),
             // then the check settles on its phase.
             let spread = a.interval.max(MIN_INTERVAL).min(Duration::from_secs(10));
-            let first = now + Duration::from_millis(phase % spread.as_millis().max(1) as u64);
+            let first =
+                now + Duration::from_millis(on_grid(phase % spread.as_millis().max(1) as u64));
             ids.insert(a.name.clone(), next_id);
             slots.insert(
                 next_id,
@@ -305,6 +327,10 @@ mod tests {
             until_next_slot(70_001, i, 10_000),
             Duration::from_millis(59_999)
         );
+        // Phases close together share a slot on the grid.
+        assert_eq!(until_next_slot(0, i, 10_049), Duration::from_millis(10_000));
+        assert_eq!(until_next_slot(0, i, 70_020), Duration::from_millis(10_000));
+        assert_eq!(until_next_slot(0, i, 10_050), Duration::from_millis(10_050));
         assert_eq!(phase_hash("a", "b"), phase_hash("a", "b"));
         assert_ne!(phase_hash("a", "b"), phase_hash("b", "a"));
     }

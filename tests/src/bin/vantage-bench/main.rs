@@ -874,6 +874,8 @@ fn agent(checks: usize, seconds: u64, traces: bool, mix: Mix) -> Result<()> {
             proc_usage(pid).ok_or_else(|| anyhow::anyhow!("cannot read /proc for the agent"))?;
         let served = || server.seen.connections.load(std::sync::atomic::Ordering::Relaxed);
         let served0 = served();
+        let dialogues = || server.seen.dialogues_us.lock().map(|d| d.len()).unwrap_or(0);
+        let dialogues0 = dialogues();
         let t0 = Instant::now();
         let mut max_rss = 0;
         while t0.elapsed() < Duration::from_secs(seconds) {
@@ -883,6 +885,15 @@ fn agent(checks: usize, seconds: u64, traces: bool, mix: Mix) -> Result<()> {
             }
         }
         let (cpu1, rss, hwm) = proc_usage(pid).ok_or_else(|| anyhow::anyhow!("agent died"))?;
+        // How long the dialogues ended while measured took, as the server
+        // saw them: what batching or contention in the agent adds shows here.
+        let mut took: Vec<u64> = server
+            .seen
+            .dialogues_us
+            .lock()
+            .map(|d| d.get(dialogues0..).unwrap_or_default().to_vec())
+            .unwrap_or_default();
+        took.sort_unstable();
         let wall = t0.elapsed().as_secs_f64();
         let connections = served();
         let measured = connections - served0;
@@ -907,6 +918,16 @@ fn agent(checks: usize, seconds: u64, traces: bool, mix: Mix) -> Result<()> {
             println!(
                 "  CPU per probe     {:.3} ms",
                 (cpu1 - cpu0) * 1000.0 / measured as f64
+            );
+        }
+        if !took.is_empty() {
+            let pct = |p: f64| took[((took.len() as f64 * p) as usize).min(took.len() - 1)] as f64 / 1000.0;
+            println!(
+                "  SMTP dialogue     p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms (accept to close, at the server)",
+                pct(0.50),
+                pct(0.90),
+                pct(0.99),
+                pct(1.0)
             );
         }
         println!("  RSS now           {:.1} MiB", rss as f64 / 1024.0);

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::percentile;
 use anyhow::{Result, bail};
 use vantage_proto::v1::{ListIncidentsRequest, StatusRequest};
 use vantage_tests::cluster::{Cluster, REGIONS, Timers};
@@ -69,14 +70,6 @@ fn pages_since(receiver: &Receiver, since: Instant) -> Vec<Instant> {
         .filter(|r| r.at >= since && r.key.as_deref().is_some_and(|k| k.contains("/critical/")))
         .map(|r| r.at)
         .collect()
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[i]
 }
 
 /// Runs the benchmark.

@@ -831,6 +831,15 @@ fn bench_check(
     }
 }
 
+/// The value at quantile `p` (0–1) of `sorted`; NaN when empty.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i]
+}
+
 fn agent(checks: usize, seconds: u64, traces: bool, mix: Mix) -> Result<()> {
     use vantage_proto::v1::ApplyRequest;
     use vantage_tests::cluster::{Cluster, Timers};
@@ -887,13 +896,13 @@ fn agent(checks: usize, seconds: u64, traces: bool, mix: Mix) -> Result<()> {
         let (cpu1, rss, hwm) = proc_usage(pid).ok_or_else(|| anyhow::anyhow!("agent died"))?;
         // How long the dialogues ended while measured took, as the server
         // saw them: what batching or contention in the agent adds shows here.
-        let mut took: Vec<u64> = server
+        let mut took_ms: Vec<f64> = server
             .seen
             .dialogues_us
             .lock()
-            .map(|d| d.get(dialogues0..).unwrap_or_default().to_vec())
+            .map(|d| d.get(dialogues0..).unwrap_or_default().iter().map(|&us| us as f64 / 1000.0).collect())
             .unwrap_or_default();
-        took.sort_unstable();
+        took_ms.sort_by(f64::total_cmp);
         let wall = t0.elapsed().as_secs_f64();
         let connections = served();
         let measured = connections - served0;
@@ -920,8 +929,8 @@ fn agent(checks: usize, seconds: u64, traces: bool, mix: Mix) -> Result<()> {
                 (cpu1 - cpu0) * 1000.0 / measured as f64
             );
         }
-        if !took.is_empty() {
-            let pct = |p: f64| took[((took.len() as f64 * p) as usize).min(took.len() - 1)] as f64 / 1000.0;
+        if !took_ms.is_empty() {
+            let pct = |p| percentile(&took_ms, p);
             println!(
                 "  SMTP dialogue     p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms (accept to close, at the server)",
                 pct(0.50),

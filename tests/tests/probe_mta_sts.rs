@@ -79,7 +79,7 @@ async fn policies_are_fetched_parsed_and_held_against_every_mx_host() {
             .server_config()
             .unwrap()
     };
-    let Some(_mx) = privileged(
+    let Some(mx) = privileged(
         "port 25 of 127.0.25.1",
         SmtpServer::start_on(
             SocketAddr::from((MX, 25)),
@@ -131,6 +131,9 @@ async fn policies_are_fetched_parsed_and_held_against_every_mx_host() {
     assert_eq!(j["details"]["mx"][0]["pattern"], "mx.sts.test", "{j}");
     assert_eq!(j["details"]["mx"][0]["certificate"], "valid", "{j}");
     assert_eq!(web.paths(), ["/.well-known/mta-sts.txt"]);
+    // The MX dialogue ends politely, not with a dropped connection.
+    let said = mx.seen.commands.lock().unwrap().clone();
+    assert_eq!(said.last().map(String::as_str), Some("QUIT"), "{said:?}");
 
     // A wildcard matches one label.
     web.set(Response::text(&policy("enforce", "*.sts.test")));

@@ -122,14 +122,16 @@ pub async fn open(
 }
 
 /// The certificate chain `host:port` presents after EHLO and STARTTLS
-/// (required), as [`open`] records it, for the name `host`.
+/// (required), as [`open`] records it, for the name `host`; the dialogue
+/// then ends with QUIT, so the server logs a polite client.
 pub async fn presented_chain(
     probe: &mut Probe<'_>,
     host: &str,
     port: u16,
 ) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, Finding> {
     let sni = tls_server_name(host, None)?;
-    let dialogue = open(probe, host, port, Transport::Required, DEFAULT_HELO, &sni).await?;
+    let mut dialogue = open(probe, host, port, Transport::Required, DEFAULT_HELO, &sni).await?;
+    quit(probe, &mut dialogue).await;
     Ok(dialogue
         .session
         .tls()

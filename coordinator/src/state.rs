@@ -52,6 +52,7 @@ use serde::{Deserialize, Serialize};
 
 use self::agents::AgentRecord;
 use self::results::{CheckResults, StoredResult};
+use self::small_map::Name;
 use crate::declared::{Declared, Diff, NameMap, slot};
 use crate::notification::Key;
 use crate::verdict::Verdict;
@@ -509,6 +510,19 @@ impl State {
             let now = &self.declared;
             self.results.retain(|name, _| now.position(name).is_some());
         }
+        // A region taken off a check no longer answers for it: its last
+        // result stops being shown as current (its history stays).
+        for name in &diff.changed {
+            let (Some(check), Some(results)) =
+                (self.declared.check(name), self.results.get_mut(name))
+            else {
+                continue;
+            };
+            let assigned = |r: &Name| check.regions.iter().any(|c| c == r.as_str());
+            if !results.latest.keys().all(assigned) {
+                Arc::make_mut(results).latest.retain(|r, _| assigned(r));
+            }
+        }
         verdicts::follow_declaration(
             &mut self.verdicts,
             &mut self.incidents,
@@ -910,6 +924,47 @@ mod tests {
         }
         let kept: Vec<&str> = s.results["c"].latest.keys().map(|k| k.as_str()).collect();
         assert_eq!(kept, ["ru"]);
+    }
+
+    #[test]
+    fn a_region_taken_off_a_check_leaves_its_latest_results() {
+        let check = |regions: &str| {
+            parsed(&format!(
+                "[[check]]\nname = \"c\"\nkind = \"dns\"\ntarget = \"c.test\"\nregions = [{regions}]\n"
+            ))
+        };
+        let mut s = State::default();
+        s.apply(&Command::ApplyConfig {
+            declared: Box::new(check("\"ru\", \"eu\"")),
+            at_ms: 1,
+        });
+        for (agent, region) in [("ru-1", "ru"), ("eu-1", "eu")] {
+            s.apply(&hello(agent, region, 7, 2));
+            s.apply(&Command::Results {
+                agent: agent.into(),
+                spool_id: 7,
+                at_ms: 3,
+                results: vec![IncomingResult {
+                    seq: 1,
+                    check: "c".into(),
+                    result: stored(region, agent, 3, Status::Pass),
+                    trace: None,
+                }],
+            });
+        }
+        let regions = |s: &State| -> Vec<String> {
+            s.results["c"]
+                .latest
+                .keys()
+                .map(|k| k.to_string())
+                .collect()
+        };
+        assert_eq!(regions(&s), ["eu", "ru"]);
+        s.apply(&Command::ApplyConfig {
+            declared: Box::new(check("\"ru\"")),
+            at_ms: 4,
+        });
+        assert_eq!(regions(&s), ["ru"]);
     }
 
     #[test]

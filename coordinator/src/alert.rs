@@ -250,6 +250,20 @@ impl Channel {
 
     /// Delivers `msg` once, within the channel's deadline.
     pub async fn send(&self, http: &reqwest::Client, msg: &Message) -> Result<(), SinkError> {
+        self.send_remaining(http, msg, &mut Vec::new()).await
+    }
+
+    /// Delivers `msg` once, within the channel's deadline, to the
+    /// recipients not in `reached`; a channel with several recipients
+    /// (SMS) adds each one it reaches to `reached` as it goes, so that a
+    /// failed attempt can be resumed without sending anyone the message
+    /// twice.
+    pub async fn send_remaining(
+        &self,
+        http: &reqwest::Client,
+        msg: &Message,
+        reached: &mut Vec<String>,
+    ) -> Result<(), SinkError> {
         let send = async {
             match &self.sink {
                 Sink::Webhook(s) => s.send(http, msg).await,
@@ -261,7 +275,7 @@ impl Channel {
                 Sink::Teams(s) => s.send(http, msg).await,
                 Sink::Discord(s) => s.send(http, msg).await,
                 Sink::Ntfy(s) => s.send(http, msg).await,
-                Sink::Sms(s) => s.send(http, msg).await,
+                Sink::Sms(s) => s.send(http, msg, reached).await,
             }
         };
         match tokio::time::timeout(self.timeout, send).await {

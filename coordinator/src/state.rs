@@ -264,6 +264,9 @@ pub enum Command {
         key: Key,
         /// Why (never holds a secret).
         error: String,
+        /// Recipients the attempt reached before it failed (SMS).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        reached: Vec<String>,
         /// Leader clock.
         at_ms: i64,
     },
@@ -422,17 +425,20 @@ impl State {
                 }
                 None => false,
             },
-            Command::DeliveryFailed { key, error, at_ms } => {
-                match self.outbox.failed(key, error, *at_ms) {
-                    Some(note) => {
-                        if let Some(note) = note {
-                            self.incidents.note(note.incident, *at_ms, note.what);
-                        }
-                        true
+            Command::DeliveryFailed {
+                key,
+                error,
+                reached,
+                at_ms,
+            } => match self.outbox.failed(key, error, reached, *at_ms) {
+                Some(note) => {
+                    if let Some(note) = note {
+                        self.incidents.note(note.incident, *at_ms, note.what);
                     }
-                    None => false,
+                    true
                 }
-            }
+                None => false,
+            },
             Command::Revoke { name } => self.revoked.insert(name.clone()),
             Command::Unrevoke { name } => self.revoked.remove(name),
             Command::Noop { .. } => false,
@@ -924,6 +930,28 @@ mod tests {
         }
         let kept: Vec<&str> = s.results["c"].latest.keys().map(|k| k.as_str()).collect();
         assert_eq!(kept, ["ru"]);
+    }
+
+    #[test]
+    fn delivery_failures_logged_before_reached_recipients_still_read() {
+        let failed = |reached: Vec<String>| Command::DeliveryFailed {
+            key: Key::notice(1, crate::notification::Severity::Critical, "sms"),
+            error: "HTTP 500".into(),
+            reached,
+            at_ms: 5,
+        };
+        // An entry as written before the field existed reads as none.
+        let old = serde_json::to_string(&failed(Vec::new())).unwrap();
+        assert!(!old.contains("reached"), "{old}");
+        assert_eq!(
+            serde_json::from_str::<Command>(&old).unwrap(),
+            failed(Vec::new())
+        );
+        let new = serde_json::to_string(&failed(vec!["+1".into()])).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Command>(&new).unwrap(),
+            failed(vec!["+1".into()])
+        );
     }
 
     #[test]

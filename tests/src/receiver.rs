@@ -19,6 +19,8 @@ pub enum Behaviour {
     Accept,
     /// 500 for this many requests, then 200.
     FailTimes(u32),
+    /// 200 for this many requests, then one 500, then 200.
+    FailAfter(u32),
     /// Never answers (the sender's deadline must cut it).
     Hang,
 }
@@ -95,6 +97,16 @@ async fn handle(
                     .behaviour
                     .insert(path.clone(), Behaviour::FailTimes(n - 1));
                 500
+            }
+            Behaviour::FailAfter(0) => {
+                inner.behaviour.insert(path.clone(), Behaviour::Accept);
+                500
+            }
+            Behaviour::FailAfter(n) => {
+                inner
+                    .behaviour
+                    .insert(path.clone(), Behaviour::FailAfter(n - 1));
+                200
             }
             Behaviour::Hang => 0,
         };

@@ -317,6 +317,27 @@ async fn teams_discord_ntfy_and_sms_send_firing_and_resolved() {
         assert!(err.contains("500") && !err.contains(secret), "{err}");
         c.send(&http, &message(Event::Firing)).await.unwrap();
     }
+    // Refused after the first recipient has it: the retry goes to the
+    // others only, so nobody gets the page twice.
+    let twilio = "/twilio/2010-04-01/Accounts/AC42/Messages.json";
+    let before = r.received(twilio).len();
+    r.set(twilio, vantage_tests::receiver::Behaviour::FailAfter(1));
+    let mut reached = Vec::new();
+    let err = sms
+        .send_remaining(&http, &message(Event::Firing), &mut reached)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("to +4915187654321"), "{err}");
+    assert_eq!(reached, ["+4915112345678"]);
+    sms.send_remaining(&http, &message(Event::Firing), &mut reached)
+        .await
+        .unwrap();
+    assert_eq!(reached, ["+4915112345678", "+4915187654321"]);
+    let sent: Vec<String> = r.received(twilio)[before..]
+        .iter()
+        .map(|x| url_pairs(&x.body)["To"].clone())
+        .collect();
+    assert_eq!(sent, ["+4915112345678", "+4915187654321", "+4915187654321"]);
     // A missing secret names its reference, not a value.
     std::fs::remove_file(dir.path().join("sms")).unwrap();
     let err = sms.send(&http, &message(Event::Firing)).await.unwrap_err();

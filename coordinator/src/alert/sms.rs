@@ -103,8 +103,14 @@ impl Sms {
         })
     }
 
-    /// Sends `msg` to every recipient.
-    pub async fn send(&self, http: &reqwest::Client, msg: &Message) -> Result<(), SinkError> {
+    /// Sends `msg` to every recipient not in `reached`, adding each one
+    /// as the API accepts its message.
+    pub async fn send(
+        &self,
+        http: &reqwest::Client,
+        msg: &Message,
+        reached: &mut Vec<String>,
+    ) -> Result<(), SinkError> {
         let token = self.token.read()?;
         let base = self.api.as_str().trim_end_matches('/');
         let endpoint = reqwest::Url::parse(&format!(
@@ -118,6 +124,9 @@ impl Sms {
             Sender::Service(s) => ("MessagingServiceSid", s),
         };
         for to in &self.to {
+            if reached.contains(to) {
+                continue;
+            }
             let body = form_urlencoded::Serializer::new(String::new())
                 .append_pair("To", to)
                 .append_pair(key, from)
@@ -138,6 +147,7 @@ impl Sms {
                     SinkError::Refused(why) => SinkError::Refused(format!("to {to}: {why}")),
                     other => other,
                 })?;
+            reached.push(to.clone());
         }
         Ok(())
     }

@@ -110,6 +110,8 @@ async fn send(
     decl: Option<ChannelDecl>,
 ) {
     let key = delivery.message.key.clone();
+    // Recipients reached so far, this attempt's added as they are.
+    let mut reached = delivery.reached.clone();
     let sink = decl
         .as_ref()
         .map_or("unknown", |d| d.kind.as_str())
@@ -121,7 +123,7 @@ async fn send(
         )),
         Some(Err(e)) => Err(format!("channel {}: {e}", delivery.channel)),
         Some(Ok(channel)) => channel
-            .send(&http, &delivery.message)
+            .send_remaining(&http, &delivery.message, &mut reached)
             .await
             .map_err(|e| e.to_string()),
     };
@@ -139,6 +141,7 @@ async fn send(
             Command::DeliveryFailed {
                 key: key.clone(),
                 error,
+                reached,
                 at_ms: now_ms(),
             }
         }

@@ -48,6 +48,10 @@ pub struct Delivery {
     pub state: DeliveryState,
     /// When it was delivered or abandoned.
     pub finished_ms: Option<i64>,
+    /// Recipients that already have it, for a channel with several (SMS):
+    /// a retry skips them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reached: Vec<String>,
 }
 
 /// A line for the timeline of the incident a delivery belongs to.
@@ -86,6 +90,7 @@ impl Outbox {
                 last_error: None,
                 state: DeliveryState::Pending,
                 finished_ms: None,
+                reached: Vec::new(),
             },
         );
         true
@@ -136,14 +141,27 @@ impl Outbox {
         Some(note)
     }
 
-    /// An attempt at `key` failed: back off, or give up once it is a day
-    /// old. `Some` if it changed anything, with a note for the timeline on
-    /// the first failure, then one in twelve, and when it gives up.
-    pub fn failed(&mut self, key: &Key, error: &str, at_ms: i64) -> Option<Option<Note>> {
+    /// An attempt at `key` failed, after reaching the recipients in
+    /// `reached` (kept: the next attempt skips them): back off, or give up
+    /// once it is a day old. `Some` if it changed anything, with a note for
+    /// the timeline on the first failure, then one in twelve, and when it
+    /// gives up.
+    pub fn failed(
+        &mut self,
+        key: &Key,
+        error: &str,
+        reached: &[String],
+        at_ms: i64,
+    ) -> Option<Option<Note>> {
         let d = self
             .deliveries
             .get_mut(key)
             .filter(|d| d.state == DeliveryState::Pending)?;
+        for r in reached {
+            if !d.reached.contains(r) {
+                d.reached.push(r.clone());
+            }
+        }
         d.attempts += 1;
         d.last_error = Some(error.to_owned());
         d.next_attempt_ms = at_ms.saturating_add(backoff_ms(d.attempts));
@@ -253,14 +271,31 @@ mod tests {
         o.queue(message(notice(1, "pager")), 1_000);
         let none = HashSet::new();
         assert!(o.due(999, &none, 64).is_empty(), "not before it is queued");
-        assert!(o.failed(&notice(1, "pager"), "HTTP 500", 1_000).is_some());
+        assert!(
+            o.failed(&notice(1, "pager"), "HTTP 500", &[], 1_000)
+                .is_some()
+        );
         assert!(o.due(2_999, &none, 64).is_empty(), "backing off 2 s");
         assert_eq!(keys(o.due(3_000, &none, 64)), ["1/critical/pager"]);
-        o.failed(&notice(1, "pager"), "HTTP 500", 3_000);
+        o.failed(&notice(1, "pager"), "HTTP 500", &[], 3_000);
         assert!(o.due(6_999, &none, 64).is_empty(), "then 4 s");
         assert_eq!(o.due(7_000, &none, 64).len(), 1);
         o.delivered(&notice(1, "pager"), 7_100);
         assert!(o.due(i64::MAX, &none, 64).is_empty(), "delivered is done");
+    }
+
+    #[test]
+    fn recipients_reached_by_failed_attempts_are_kept_for_the_retry() {
+        let mut o = Outbox::default();
+        let key = notice(1, "sms");
+        o.queue(message(key.clone()), 0);
+        o.failed(&key, "HTTP 500", &["+1".to_owned()], 10);
+        o.failed(&key, "HTTP 500", &["+1".to_owned(), "+2".to_owned()], 20);
+        o.failed(&key, "timeout", &[], 30);
+        let due = o.due(i64::MAX, &HashSet::new(), 64);
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].reached, ["+1", "+2"]);
+        assert_eq!(due[0].attempts, 3);
     }
 
     #[test]
@@ -270,7 +305,7 @@ mod tests {
         o.queue(message(key.clone()), 0);
         let mut noted = 0;
         for i in 0..40 {
-            if let Some(Some(note)) = o.failed(&key, "HTTP 500", 10_000 + i) {
+            if let Some(Some(note)) = o.failed(&key, "HTTP 500", &[], 10_000 + i) {
                 assert!(note.what.starts_with("delivery to pager failed"));
                 assert_eq!(note.incident, 1);
                 noted += 1;
@@ -278,14 +313,14 @@ mod tests {
         }
         assert_eq!(noted, 4, "attempts 1, 13, 25, 37 noted");
         assert_eq!(o.deliveries[&key].state, DeliveryState::Pending);
-        let last = o.failed(&key, "HTTP 500", MAX_AGE_MS + 1);
+        let last = o.failed(&key, "HTTP 500", &[], MAX_AGE_MS + 1);
         assert!(
             matches!(&last, Some(Some(n)) if n.what.starts_with("gave up on pager after 41")),
             "{last:?}"
         );
         assert_eq!(o.deliveries[&key].state, DeliveryState::Abandoned);
         assert!(o.delivered(&key, MAX_AGE_MS + 2).is_none());
-        assert!(o.failed(&key, "late", MAX_AGE_MS + 3).is_none());
+        assert!(o.failed(&key, "late", &[], MAX_AGE_MS + 3).is_none());
         assert!(o.delivered(&notice(9, "x"), 0).is_none(), "unknown key");
         assert_eq!(backoff_ms(1), 2_000);
         assert_eq!(backoff_ms(30), 300_000);

@@ -290,6 +290,11 @@ impl ChannelDecl {
 }
 
 impl CheckDecl {
+    /// Is the check probed from `region`?
+    pub fn runs_in(&self, region: &str) -> bool {
+        self.regions.iter().any(|r| r == region)
+    }
+
     /// Does the cluster keep a baseline of what it observes and report
     /// its changes? Kinds that observe a value, unless `expect` pins it.
     pub fn tracks_changes(&self) -> bool {

@@ -52,7 +52,6 @@ use serde::{Deserialize, Serialize};
 
 use self::agents::AgentRecord;
 use self::results::{CheckResults, StoredResult};
-use self::small_map::Name;
 use crate::declared::{Declared, Diff, NameMap, slot};
 use crate::notification::Key;
 use crate::verdict::Verdict;
@@ -264,7 +263,7 @@ pub enum Command {
         key: Key,
         /// Why (never holds a secret).
         error: String,
-        /// Recipients the attempt reached before it failed (SMS).
+        /// Recipients that have it so far, this attempt's included (SMS).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         reached: Vec<String>,
         /// Leader clock.
@@ -524,9 +523,10 @@ impl State {
             else {
                 continue;
             };
-            let assigned = |r: &Name| check.regions.iter().any(|c| c == r.as_str());
-            if !results.latest.keys().all(assigned) {
-                Arc::make_mut(results).latest.retain(|r, _| assigned(r));
+            if !results.latest.keys().all(|r| check.runs_in(r.as_str())) {
+                Arc::make_mut(results)
+                    .latest
+                    .retain(|r, _| check.runs_in(r.as_str()));
             }
         }
         verdicts::follow_declaration(

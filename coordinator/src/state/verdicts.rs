@@ -477,7 +477,7 @@ pub fn follow_declaration(
             }
             Some(v) => {
                 let v = Arc::make_mut(v);
-                let assigned = |r: &Name| check.regions.iter().any(|c| c == r.as_str());
+                let assigned = |r: &Name| check.runs_in(r.as_str());
                 v.regions.retain(|r, _| assigned(r));
                 v.warnings.retain(|r, _| assigned(r));
                 v.answers.retain(|r, _| assigned(r));
